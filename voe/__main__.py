@@ -1,0 +1,7 @@
+"""``python -m voe``: the same as the ``voe`` console script."""
+
+import sys
+
+from voe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,305 @@
+"""The ``voe`` console script: one subcommand per role and per question users ask.
+
+Heavy imports happen inside each command: the worker must patch the standard
+library with gevent before anything imports sockets or requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from voe import __version__
+from voe.settings import SETTINGS, Settings, SettingsError, load
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in how voe was called or configured: one line, exit status 2."""
+
+
+def _settings() -> Settings:
+    try:
+        return load()
+    except SettingsError as error:
+        raise UsageError(str(error)) from None
+
+
+def _plan(path: str | None, settings: Settings):
+    from voe.plan import PlanError, load_plan
+
+    try:
+        return load_plan(path or settings.voe_plan or None)
+    except PlanError as error:
+        raise UsageError(str(error)) from None
+
+
+def _logs(role: str, settings: Settings, console: bool) -> None:
+    from voe import logs
+
+    logs.setup(role, settings.data_dir, settings.voe_log_level, console)
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    """Run the master (the original's ventilator)."""
+    settings = _settings()
+    plan = _plan(args.plan, settings)
+    _logs("master", settings, not args.no_console)
+    from voe.master import run_master
+
+    return run_master(settings, plan, once=True if args.once else None)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a worker."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    settings = _settings()
+    _logs("worker", settings, not args.no_console)
+    from voe.worker import Worker
+
+    return Worker(settings, args.concurrency, args.prefetch, args.name).run()
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    """Run the sink."""
+    settings = _settings()
+    _logs("sink", settings, not args.no_console)
+    from voe.sink import run_sink
+
+    return run_sink(settings)
+
+
+def cmd_demo_airline(args: argparse.Namespace) -> int:
+    """Serve the demo airline website."""
+    import logging
+
+    from voe.demoairline.server import serve
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    serve(host=args.host, port=args.port, latency_ms=args.latency_ms,
+          fail_routes=args.fail_route, flights=args.flights)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the whole pipeline locally against the demo airline."""
+    settings = _settings()
+    plan = _plan(args.plan, settings)
+    from voe.localrun import LocalRun
+
+    return LocalRun(settings, plan, args).run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show jobs by state, fares stored and workers."""
+    from voe.report import status
+
+    report = status(_settings())
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    jobs = report["jobs"]
+    cycle = report["cycle"]
+    print(f"data dir: {report['data_dir']}")
+    if cycle is None:
+        print("no cycle yet: start a master (voe master) or run everything (voe run)")
+    else:
+        print(f"cycle {cycle['number']} (plan {cycle['plan']}): " + ", ".join(
+            f"{count} {state}" for state, count in jobs.items()) + f" of {sum(jobs.values())}")
+    print(f"fares stored: {report['fares']}")
+    master = report["master"]
+    running = f"running (pid {master['pid']})" if master["running"] else "not running"
+    print(f"master: {running}")
+    for worker in report["workers"]:
+        print(f"  worker {worker['worker']}: holds {worker['held']}/"
+              f"{worker['concurrency'] + worker['prefetch']}, finished {worker['finished']}")
+    return 0
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    """List dead letters, or send them back to pending with --retry."""
+    from voe.report import failed, retry_failed
+
+    settings = _settings()
+    if args.retry:
+        count = retry_failed(settings)
+        print(f"{count} failed job(s) sent back to pending; a running master picks them up, "
+              "or start one (voe master --once)")
+        return 0
+    rows = failed(settings)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no failed jobs")
+    for row in rows:
+        print(f"cycle {row['cycle']} {row['job_id']} after {row['attempts']} attempt(s): "
+              f"{row['error']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write every stored fare as CSV or JSON Lines."""
+    from voe.export import export_fares
+    from voe.report import store_path
+    from voe.store.base import StoreError
+    from voe.store.sqlite import SqliteStore
+
+    settings = _settings()
+    try:
+        store = SqliteStore(store_path(settings), readonly=True)
+    except StoreError as error:
+        raise UsageError(f"{error} (nothing stored yet? run `voe run` first)") from None
+    try:
+        if args.out == "-":
+            count = export_fares(store, sys.stdout, args.format)
+        else:
+            try:
+                out = open(args.out, "w", encoding="utf-8", newline="")
+            except OSError as error:
+                raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
+            with out:
+                count = export_fares(store, out, args.format)
+    finally:
+        store.close()
+    print(f"exported {count} fares to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_cheapest(args: argparse.Namespace) -> int:
+    """Print the cheapest stored fare per route and date."""
+    from voe.report import cheapest
+
+    rows = cheapest(_settings())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no fares stored yet")
+    for row in rows[: args.limit or None]:
+        back = f" back {row['return_date']}" if row.get("return_date") else ""
+        print(f"{row['origin']}-{row['destination']} {row['date']}{back}: {row['price']} "
+              f"{row['currency']} ({row['flight']} {row['departure']})")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Print every setting with its value and where it came from."""
+    settings = _settings()
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name.lower())
+        print(f"{setting.name}={value}  [{settings.sources[setting.name]}; "
+              f"default {setting.default or '(empty)'}] {setting.help}")
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    """List the backends installed (built-in and through entry points)."""
+    from voe.backends import available_backends
+
+    for name, origin in sorted(available_backends().items()):
+        print(f"{name}\t{origin}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="voe", description="Collect flight fares at scale: master, workers and sink.")
+    parser.add_argument("--version", action="version", version=f"voe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int],
+                help_text: str) -> argparse.ArgumentParser:
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(handler=handler)
+        return sub_parser
+
+    run = command("run", cmd_run,
+                  "Run the whole pipeline locally against the demo airline, once, with progress.")
+    run.add_argument("--workers", type=_at_least_one, default=2, help="worker processes (2)")
+    run.add_argument("--concurrency", type=_at_least_one, default=None,
+                     help="searches per worker (VOE_CONCURRENCY)")
+    run.add_argument("--plan", help="plan file (VOE_PLAN, else the demo plan)")
+    run.add_argument("--latency-ms", type=int, default=100,
+                     help="latency of the demo airline's answers (100)")
+    run.add_argument("--no-airline", action="store_true",
+                     help="use the demo airline already at VOE_DEMO_AIRLINE_URL")
+
+    master = command("master", cmd_master, "Run the master: lease jobs, keep the ledger.")
+    master.add_argument("--plan", help="plan file (VOE_PLAN, else the demo plan)")
+    master.add_argument("--once", action="store_true",
+                        help="run one cycle and exit when every job is done or failed")
+    _role_options(master)
+
+    worker = command("worker", cmd_worker, "Run a worker: search fares for the master's jobs.")
+    worker.add_argument("--concurrency", type=_at_least_one, default=None,
+                        help="searches at once (VOE_CONCURRENCY)")
+    worker.add_argument("--prefetch", type=int, default=None,
+                        help="jobs held beyond the concurrency (VOE_PREFETCH)")
+    worker.add_argument("--name", help="name in logs and status (host-pid)")
+    _role_options(worker)
+
+    sink = command("sink", cmd_sink, "Run the sink: store results, then acknowledge them.")
+    _role_options(sink)
+
+    airline = command("demo-airline", cmd_demo_airline, "Serve the demo airline website.")
+    airline.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    airline.add_argument("--port", type=int, default=8800, help="port (8800)")
+    airline.add_argument("--latency-ms", type=int, default=0, help="delay of every answer (0)")
+    airline.add_argument("--fail-route", action="append", default=[], metavar="ORIG-DEST",
+                         help="answer 503 for this route (repeatable; fault injection)")
+    airline.add_argument("--flights", type=_at_least_one, default=None,
+                         help="flights on every results page (default 3 to 8)")
+
+    status = command("status", cmd_status, "Show jobs by state, fares stored and workers.")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    failed = command("failed", cmd_failed, "List failed jobs (dead letters) or retry them.")
+    failed.add_argument("--retry", action="store_true", help="send them back to pending")
+    failed.add_argument("--json", action="store_true", help="print JSON")
+
+    export = command("export", cmd_export, "Write every stored fare as CSV or JSON Lines.")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--out", default="-", help="file to write (- for standard output)")
+
+    cheapest = command("cheapest", cmd_cheapest, "Print the cheapest fare per route and date.")
+    cheapest.add_argument("--json", action="store_true", help="print JSON")
+    cheapest.add_argument("--limit", type=int, default=0, help="print at most this many")
+
+    command("settings", cmd_settings, "Print every setting, its value and its source.")
+    command("backends", cmd_backends, "List the installed backends.")
+    return parser
+
+
+def _role_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-console", action="store_true",
+                        help="log only to the role's log file in the data dir")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``voe`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"voe {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,290 @@
+"""The master's durable job state: one SQLite row per job and cycle.
+
+States: ``pending`` (waiting for a lease), ``leased`` (sent to a worker, with a
+deadline and attempt number), ``done`` (the sink stored it and acknowledged) and
+``failed`` (attempts used up or a permanent error, with the last error). Cycles
+are expanded from the plan in batches, so memory stays bounded for huge plans.
+The master batches its writes in one transaction per tick; other processes
+(``voe status``, ``voe failed --retry``) read and write the same file safely.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from voe.model import SearchJob
+
+PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
+STATES = (PENDING, LEASED, DONE, FAILED)
+SCHEMA_VERSION = 1
+# How long a writer waits for another process's lock before giving up.
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cycles (
+    cycle INTEGER PRIMARY KEY,
+    plan_name TEXT NOT NULL,
+    plan_digest TEXT NOT NULL,
+    start_date TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    total INTEGER NOT NULL,
+    expanded INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY,
+    cycle INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    date TEXT NOT NULL,
+    return_date TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempt INTEGER NOT NULL DEFAULT 0,
+    deadline REAL,
+    worker TEXT,
+    last_error TEXT,
+    updated_at REAL,
+    UNIQUE (cycle, id)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+CREATE TABLE IF NOT EXISTS workers (
+    worker TEXT PRIMARY KEY,
+    concurrency INTEGER NOT NULL,
+    prefetch INTEGER NOT NULL,
+    held INTEGER NOT NULL,
+    max_held INTEGER NOT NULL,
+    finished INTEGER NOT NULL,
+    last_seen REAL NOT NULL,
+    alive INTEGER NOT NULL
+);
+"""
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or read; the message is meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One pass over the plan."""
+
+    cycle: int
+    plan_name: str
+    plan_digest: str
+    start_date: str
+    started_at: float
+    total: int
+    expanded: int
+    max_attempts: int
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A leased job as the ledger remembers it."""
+
+    job: SearchJob
+    deadline: float
+    worker: str | None
+
+
+def _job(row: sqlite3.Row | tuple) -> SearchJob:
+    cycle, job_id, backend, origin, destination, date, return_date, attempt = row
+    return SearchJob(job_id, cycle, attempt, backend, origin, destination, date, return_date)
+
+
+_JOB_COLUMNS = "cycle, id, backend, origin, destination, date, return_date, attempt"
+
+
+class Ledger:
+    """The job ledger in ``path`` (created on first use unless ``readonly``)."""
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.is_file():
+            raise LedgerError(f"no ledger at {self.path} (has a master run here?)")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                # WAL with synchronous=NORMAL survives a killed process, our guarantee.
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"cannot open the ledger {self.path}: {error}") from None
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one transaction (the master's batching unit)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # Cycles -----------------------------------------------------------------
+
+    def latest_cycle(self) -> Cycle | None:
+        """The most recent cycle, or None before the first."""
+        row = self.db.execute("SELECT * FROM cycles ORDER BY cycle DESC LIMIT 1").fetchone()
+        return Cycle(*row) if row else None
+
+    def open_cycles(self) -> list[Cycle]:
+        """Cycles not yet finished, oldest first."""
+        rows = self.db.execute(
+            "SELECT * FROM cycles WHERE finished_at IS NULL ORDER BY cycle").fetchall()
+        return [Cycle(*row) for row in rows]
+
+    def start_cycle(self, plan_name: str, plan_digest: str, start_date: str, total: int,
+                    max_attempts: int) -> Cycle:
+        """Record a new cycle and return it (jobs are added later by ``add_jobs``)."""
+        with self.transaction():
+            row = self.db.execute("SELECT COALESCE(MAX(cycle), 0) + 1 FROM cycles").fetchone()
+            self.db.execute(
+                "INSERT INTO cycles (cycle, plan_name, plan_digest, start_date, started_at, "
+                "total, expanded, max_attempts) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                (row[0], plan_name, plan_digest, start_date, time.time(), total, max_attempts))
+        cycle = self.latest_cycle()
+        assert cycle is not None
+        return cycle
+
+    def add_jobs(self, cycle: int, jobs: Iterable[SearchJob], expanded: int) -> None:
+        """Insert a batch of a cycle's jobs as pending and record how far expansion got."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, destination, date, "
+                "return_date) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date)
+                 for j in jobs))
+            self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
+
+    def close_expansion(self, cycle: int) -> None:
+        """Stop expanding ``cycle``: its total becomes the jobs it already holds."""
+        with self.transaction():
+            count = self.db.execute("SELECT COUNT(*) FROM jobs WHERE cycle = ?",
+                                    (cycle,)).fetchone()[0]
+            self.db.execute("UPDATE cycles SET total = ?, expanded = ? WHERE cycle = ?",
+                            (count, count, cycle))
+
+    def finish_cycle(self, cycle: int) -> None:
+        """Mark ``cycle`` finished (every job done or failed)."""
+        self.db.execute("UPDATE cycles SET finished_at = ? WHERE cycle = ?", (time.time(), cycle))
+
+    def unfinished_jobs(self, cycle: int) -> int:
+        """Jobs of ``cycle`` still pending or leased."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE cycle = ? AND state IN ('pending', 'leased')",
+            (cycle,)).fetchone()[0]
+
+    # Jobs -------------------------------------------------------------------
+
+    def take_pending(self, limit: int) -> list[SearchJob]:
+        """Up to ``limit`` pending jobs, oldest first (they stay pending until leased)."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'pending' ORDER BY seq LIMIT ?",
+            (limit,)).fetchall()
+        return [_job(row) for row in rows]
+
+    def leases(self) -> list[Lease]:
+        """Every job currently leased (used by a restarted master)."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS}, deadline, worker FROM jobs WHERE state = 'leased'").fetchall()
+        return [Lease(_job(row[:8]), row[8] or 0.0, row[9]) for row in rows]
+
+    def mark_leased(self, leases: Iterable[tuple[float, str, int, int, str]]) -> None:
+        """Record leases as (deadline, worker, attempt, cycle, id)."""
+        now = time.time()
+        self.db.executemany(
+            "UPDATE jobs SET state = 'leased', deadline = ?, worker = ?, attempt = ?, "
+            f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state != 'done'", leases)
+
+    def mark_done(self, keys: Iterable[tuple[int, str]]) -> None:
+        """Record jobs whose results the sink stored."""
+        now = time.time()
+        self.db.executemany(
+            f"UPDATE jobs SET state = 'done', deadline = NULL, updated_at = {now!r} "
+            "WHERE cycle = ? AND id = ? AND state != 'done'", keys)
+
+    def mark_pending(self, items: Iterable[tuple[str | None, int, str]]) -> None:
+        """Send jobs back to pending as (last error, cycle, id), keeping their attempts."""
+        now = time.time()
+        self.db.executemany(
+            "UPDATE jobs SET state = 'pending', deadline = NULL, worker = NULL, last_error = ?, "
+            f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state = 'leased'", items)
+
+    def mark_failed(self, items: Iterable[tuple[str | None, int, str]]) -> None:
+        """End jobs as failed with their last error, as (error, cycle, id)."""
+        now = time.time()
+        self.db.executemany(
+            "UPDATE jobs SET state = 'failed', deadline = NULL, last_error = ?, "
+            f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state != 'done'", items)
+
+    def retry_failed(self, cycle: int | None = None) -> int:
+        """Send failed jobs (of one cycle, or all) back to pending with fresh attempts."""
+        where = "state = 'failed'" + (" AND cycle = ?" if cycle is not None else "")
+        with self.transaction():
+            cursor = self.db.execute(
+                f"UPDATE jobs SET state = 'pending', attempt = 0, deadline = NULL, worker = NULL, "
+                f"updated_at = {time.time()!r} WHERE {where}",
+                (cycle,) if cycle is not None else ())
+            self.db.execute(
+                "UPDATE cycles SET finished_at = NULL WHERE cycle IN "
+                "(SELECT DISTINCT cycle FROM jobs WHERE state = 'pending')")
+        return cursor.rowcount
+
+    def failed(self, limit: int = 1000) -> list[dict]:
+        """Failed jobs (dead letters) with their last error, newest cycle first."""
+        rows = self.db.execute(
+            "SELECT cycle, id, attempt, last_error, updated_at FROM jobs WHERE state = 'failed' "
+            "ORDER BY cycle DESC, seq LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(("cycle", "job_id", "attempts", "error", "at"), row, strict=True))
+                for row in rows]
+
+    def counts(self, cycle: int) -> dict[str, int]:
+        """Jobs of ``cycle`` by state; jobs not yet expanded count as pending."""
+        counts = dict.fromkeys(STATES, 0)
+        for state, count in self.db.execute(
+                "SELECT state, COUNT(*) FROM jobs WHERE cycle = ? GROUP BY state", (cycle,)):
+            counts[state] = count
+        row = self.db.execute("SELECT total, expanded FROM cycles WHERE cycle = ?",
+                              (cycle,)).fetchone()
+        if row:
+            counts[PENDING] += max(0, row[0] - row[1])
+        return counts
+
+    def job(self, cycle: int, job_id: str) -> dict | None:
+        """One job's ledger row as a dict (for status and tests)."""
+        cursor = self.db.execute("SELECT * FROM jobs WHERE cycle = ? AND id = ?", (cycle, job_id))
+        row = cursor.fetchone()
+        return dict(zip([c[0] for c in cursor.description], row, strict=True)) if row else None
+
+    # Workers (a status snapshot written by the master) -----------------------
+
+    def save_workers(self, rows: Iterable[tuple]) -> None:
+        """Replace the snapshot of workers (name, concurrency, prefetch, held, max_held,
+        finished, last_seen, alive)."""
+        self.db.execute("DELETE FROM workers")
+        self.db.executemany("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def workers(self) -> list[dict]:
+        """The last snapshot of workers the master wrote."""
+        cursor = self.db.execute("SELECT * FROM workers ORDER BY worker")
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,232 @@
+"""The collection plan: a TOML file that expands lazily into search jobs.
+
+A plan names, per backend, the airports to search between and the pairs to skip,
+a window of departure dates, one-way or round trip, and how the master cycles
+(once, or a new cycle every interval). ``load_plan`` validates the whole file up
+front and raises ``PlanError`` with a one-line message naming the file and key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from voe.model import SearchJob, job_id
+
+# The plan `voe run` and the master use when none is given.
+DEMO_PLAN = "demo.toml"
+# Longest cycle interval accepted (a year), to catch unit mistakes.
+MAX_INTERVAL = 366 * 86400
+_AIRPORT = re.compile(r"^[A-Z0-9]{3,4}$")
+_INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class PlanError(Exception):
+    """A plan file that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class RouteSet:
+    """The routes of one backend: every ordered pair of airports, minus blocked pairs."""
+
+    backend: str
+    airports: tuple[str, ...]
+    blocked: frozenset[tuple[str, str]]
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """Yield the (origin, destination) pairs to search, in a stable order."""
+        for origin, destination in itertools.permutations(self.airports, 2):
+            if (origin, destination) not in self.blocked:
+                yield origin, destination
+
+    def pair_count(self) -> int:
+        """How many pairs ``pairs`` yields, without expanding them."""
+        return sum(1 for _ in self.pairs())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated collection plan."""
+
+    name: str
+    source: str
+    digest: str
+    trip: str
+    interval: float | None
+    max_attempts: int
+    lease_seconds: float
+    start_in_days: int
+    days_ahead: int
+    step_days: int
+    stay_days: tuple[int, ...]
+    routes: tuple[RouteSet, ...]
+
+    @property
+    def once(self) -> bool:
+        """True when the plan runs a single cycle."""
+        return self.interval is None
+
+    def dates(self, start: dt.date) -> list[tuple[str, str | None]]:
+        """The (departure, return) dates searched in a cycle that starts on ``start``."""
+        first = start + dt.timedelta(days=self.start_in_days)
+        departures = [first + dt.timedelta(days=d)
+                      for d in range(0, self.days_ahead, self.step_days)]
+        if self.trip == "oneway":
+            return [(day.isoformat(), None) for day in departures]
+        return [(day.isoformat(), (day + dt.timedelta(days=stay)).isoformat())
+                for day in departures for stay in self.stay_days]
+
+    def job_count(self) -> int:
+        """How many jobs one cycle holds, computed without expanding them."""
+        dates = len(self.dates(dt.date(2000, 1, 1)))
+        return sum(routes.pair_count() for routes in self.routes) * dates
+
+    def jobs(self, cycle: int, start: dt.date, skip: int = 0) -> Iterator[SearchJob]:
+        """Yield the jobs of ``cycle`` lazily, in a stable order, after the first ``skip``."""
+        dates = self.dates(start)
+        stream = (
+            SearchJob(job_id(routes.backend, origin, destination, date, back), cycle, 0,
+                      routes.backend, origin, destination, date, back)
+            for routes in self.routes
+            for origin, destination in routes.pairs()
+            for date, back in dates
+        )
+        return itertools.islice(stream, skip, None)
+
+
+def default_plan_path() -> Path:
+    """The demo plan shipped inside the package."""
+    return Path(str(resources.files("voe") / "plans" / DEMO_PLAN))
+
+
+def load_plan(path: str | Path | None = None) -> Plan:
+    """Read and validate a plan file (the demo plan when ``path`` is empty)."""
+    plan_path = Path(path) if path else default_plan_path()
+    where = str(path) if path else f"demo plan ({plan_path})"
+    try:
+        raw = plan_path.read_bytes()
+    except OSError as error:
+        raise PlanError(f"{where}: cannot read the plan file: {error.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PlanError(f"{where}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise PlanError(f"{where}: not valid TOML: {error}") from None
+    return _Reader(where, data).plan(hashlib.sha256(raw).hexdigest())
+
+
+class _Reader:
+    """Reads one plan's tables, naming the file and key in every error."""
+
+    def __init__(self, where: str, data: dict[str, Any]) -> None:
+        self.where = where
+        self.data = data
+
+    def fail(self, key: str, problem: str) -> PlanError:
+        return PlanError(f"{self.where}: {key}: {problem}")
+
+    def table(self, name: str, required: bool = True) -> dict[str, Any]:
+        value = self.data.get(name)
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"[{name}]", "missing table" if value is None else "must be a table")
+        return value
+
+    def integer(self, table: dict[str, Any], prefix: str, key: str, default: int | None,
+                low: int, high: int) -> int:
+        value = table.get(key, default)
+        if value is None:
+            raise self.fail(f"{prefix}.{key}", "missing")
+        if type(value) is not int or not low <= value <= high:
+            raise self.fail(f"{prefix}.{key}",
+                            f"must be a whole number from {low} to {high} (got {value!r})")
+        return value
+
+    def plan(self, digest: str) -> Plan:
+        known = {"plan", "dates", "routes"}
+        for key in self.data:
+            if key not in known:
+                raise self.fail(key, f"unknown key (expected one of {', '.join(sorted(known))})")
+        head = self.table("plan")
+        dates = self.table("dates")
+        name = head.get("name", "plan")
+        if not isinstance(name, str) or not name:
+            raise self.fail("plan.name", "must be a non-empty string")
+        trip = head.get("trip", "oneway")
+        if trip not in ("oneway", "round"):
+            raise self.fail("plan.trip", f'must be "oneway" or "round" (got {trip!r})')
+        stays = dates.get("stay_days", [7])
+        if (not isinstance(stays, list) or not stays
+                or not all(type(s) is int and 0 <= s <= 365 for s in stays)):
+            raise self.fail("dates.stay_days", "must be a list of whole numbers from 0 to 365")
+        return Plan(
+            name=name,
+            source=self.where,
+            digest=digest,
+            trip=trip,
+            interval=self.interval(head.get("cycle", "once")),
+            max_attempts=self.integer(head, "plan", "max_attempts", 3, 1, 100),
+            lease_seconds=float(self.integer(head, "plan", "lease_seconds", 30, 1, 86400)),
+            start_in_days=self.integer(dates, "dates", "start_in_days", 1, 0, 3650),
+            days_ahead=self.integer(dates, "dates", "days_ahead", None, 1, 3650),
+            step_days=self.integer(dates, "dates", "step_days", 1, 1, 3650),
+            stay_days=tuple(stays),
+            routes=self.routes(),
+        )
+
+    def interval(self, value: Any) -> float | None:
+        if value == "once":
+            return None
+        if type(value) is int and 0 < value <= MAX_INTERVAL:
+            return float(value)
+        match = _INTERVAL.match(value) if isinstance(value, str) else None
+        seconds = float(match[1]) * _UNITS[match[2]] if match else 0
+        if not 0 < seconds <= MAX_INTERVAL:
+            raise self.fail("plan.cycle",
+                            f'must be "once" or an interval like "30m", "6h", "1d" (got {value!r})')
+        return seconds
+
+    def routes(self) -> tuple[RouteSet, ...]:
+        routes = self.data.get("routes")
+        if not isinstance(routes, list) or not routes:
+            raise self.fail("[[routes]]", "at least one routes table is required")
+        result = []
+        for index, entry in enumerate(routes):
+            key = f"routes[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table")
+            backend = entry.get("backend")
+            if not isinstance(backend, str) or not backend:
+                raise self.fail(f"{key}.backend", "must name a backend, e.g. \"demo\"")
+            airports = entry.get("airports")
+            if not isinstance(airports, list) or len(airports) < 2:
+                raise self.fail(f"{key}.airports", "must list at least two airport codes")
+            for code in airports:
+                if not isinstance(code, str) or not _AIRPORT.match(code):
+                    raise self.fail(f"{key}.airports",
+                                    f"{code!r} is not an airport code like \"GRU\"")
+            if len(set(airports)) != len(airports):
+                raise self.fail(f"{key}.airports", "lists an airport twice")
+            blocked = set()
+            for pair in entry.get("blocked", []):
+                if (not isinstance(pair, list) or len(pair) != 2
+                        or not all(isinstance(code, str) for code in pair)):
+                    raise self.fail(f"{key}.blocked",
+                                    f'each entry must be a pair like ["GRU", "GIG"] (got {pair!r})')
+                blocked.add((pair[0], pair[1]))
+            unknown = set(entry) - {"backend", "airports", "blocked"}
+            if unknown:
+                raise self.fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
+            result.append(RouteSet(backend, tuple(airports), frozenset(blocked)))
+        return tuple(result)

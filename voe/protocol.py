@@ -1,0 +1,293 @@
+"""Every message voe sends: encoding, decoding, size limits and schema validation.
+
+Messages are MessagePack maps ``{"v": VERSION, "t": type, ...}``. Nothing else in
+voe touches raw frames: senders call an ``encode_*`` function, receivers call
+``decode`` and get a typed message or a ``ProtocolError`` naming the reason, which
+they count and log. Jobs and fares travel as arrays to keep frames small and fast.
+
+Message types:
+  hello     worker -> master   name, concurrency, prefetch (sets the worker's credit)
+  finished  worker -> master   jobs the worker no longer holds (returns credit)
+  heartbeat both ways          liveness
+  bye       worker -> master   the worker is leaving; its jobs go back at once
+  jobs      master -> worker   leased jobs
+  result    worker -> sink     one attempt's outcome and fares
+  acks      sink -> master     stored (or failed) attempts, after commit
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from voe.model import RESULT_STATUSES, Fare, Result, SearchJob
+
+VERSION = 1
+# Default cap on one frame; sockets enforce it too (zmq.MAXMSGSIZE).
+MAX_MESSAGE_BYTES = 1 << 20
+# Longest string anywhere in a message (errors are truncated to fit before sending).
+MAX_STR = 4096
+# Most items in any array (jobs per batch, fares per result, acks per batch).
+MAX_ITEMS = 10_000
+# Longest error text a result or ack carries.
+MAX_ERROR = 1000
+
+HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, ACKS = (
+    "hello", "finished", "heartbeat", "bye", "jobs", "result", "acks",
+)
+
+
+class ProtocolError(Exception):
+    """A frame that is not a valid voe message; ``reason`` is short and countable."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A worker introduces itself and the credit it can take."""
+
+    worker: str
+    concurrency: int
+    prefetch: int
+    held: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Jobs a worker has finished with (their results are on the way to the sink)."""
+
+    keys: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Liveness, both ways; the master's carries its epoch (new at every start)."""
+
+    epoch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """A worker leaves cleanly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Jobs:
+    """Jobs leased to a worker."""
+
+    jobs: tuple[SearchJob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The sink's word on one attempt: ``status`` is "done" or the failure kind."""
+
+    cycle: int
+    job_id: str
+    attempt: int
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Acks:
+    """A batch of acknowledgements, sent after the store committed them."""
+
+    acks: tuple[Ack, ...]
+
+
+Message = Hello | Finished | Heartbeat | Bye | Jobs | Result | Acks
+ACK_STATUSES = ("done", *RESULT_STATUSES[1:])
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def _pack(kind: str, body: dict[str, Any]) -> bytes:
+    body["v"] = VERSION
+    body["t"] = kind
+    return _packer.pack(body)
+
+
+def _job_row(job: SearchJob) -> list[Any]:
+    return [job.id, job.cycle, job.attempt, job.backend, job.origin, job.destination,
+            job.date, job.return_date]
+
+
+def _clip(text: str | None, limit: int = MAX_ERROR) -> str | None:
+    return None if text is None else text[:limit]
+
+
+def encode_hello(worker: str, concurrency: int, prefetch: int,
+                 held: list[tuple[int, str]] | tuple = ()) -> bytes:
+    """Encode a worker's introduction with the jobs it already holds."""
+    return _pack(HELLO, {"w": worker, "c": concurrency, "p": prefetch,
+                         "k": [list(key) for key in held]})
+
+
+def encode_finished(keys: list[tuple[int, str]]) -> bytes:
+    """Encode the (cycle, job id) pairs a worker no longer holds."""
+    return _pack(FINISHED, {"k": [list(key) for key in keys]})
+
+
+def encode_heartbeat(epoch: str = "") -> bytes:
+    """Encode a heartbeat (the master sends its epoch)."""
+    return _pack(HEARTBEAT, {"e": epoch})
+
+
+def encode_bye() -> bytes:
+    """Encode a worker's goodbye."""
+    return _pack(BYE, {})
+
+
+def encode_jobs(jobs: list[SearchJob]) -> bytes:
+    """Encode a batch of leased jobs."""
+    return _pack(JOBS, {"j": [_job_row(job) for job in jobs]})
+
+
+def encode_result(result: Result) -> bytes:
+    """Encode one attempt's result (errors are clipped to ``MAX_ERROR``)."""
+    return _pack(RESULT, {
+        "j": _job_row(result.job),
+        "s": result.status,
+        "f": [list(fare) for fare in result.fares],
+        "e": _clip(result.error),
+        "w": result.worker,
+        "d": float(result.duration),
+    })
+
+
+def encode_acks(acks: list[Ack]) -> bytes:
+    """Encode a batch of acknowledgements."""
+    return _pack(ACKS, {"a": [[a.cycle, a.job_id, a.attempt, a.status, _clip(a.error)]
+                              for a in acks]})
+
+
+def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
+    """Decode and validate one frame; raise ``ProtocolError`` for anything else."""
+    if len(frame) > max_bytes:
+        raise ProtocolError("oversized", f"{len(frame)} bytes")
+    try:
+        body = msgpack.unpackb(
+            frame, raw=False, strict_map_key=True, use_list=True,
+            max_str_len=MAX_STR, max_bin_len=0, max_array_len=MAX_ITEMS,
+            max_map_len=16, max_ext_len=0,
+        )
+    except (ValueError, msgpack.UnpackException, TypeError) as error:
+        raise ProtocolError("undecodable", type(error).__name__) from None
+    if not isinstance(body, dict):
+        raise ProtocolError("not-a-map")
+    if body.get("v") != VERSION:
+        raise ProtocolError("bad-version", repr(body.get("v"))[:40])
+    kind = body.get("t")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise ProtocolError("unknown-type", repr(kind)[:40])
+    try:
+        return parser(body)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ProtocolError("bad-schema", f"{kind}: {error}"[:200]) from None
+
+
+def _str(value: Any, limit: int = MAX_STR, empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > limit or (not value and not empty):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any, limit: int = MAX_STR) -> str | None:
+    return None if value is None else _str(value, limit, empty=True)
+
+
+def _int(value: Any, low: int = 0, high: int = 2**62) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"expected an integer in [{low}, {high}]")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected an array, got {type(value).__name__}")
+    return value
+
+
+def _job(row: Any) -> SearchJob:
+    row = _list(row)
+    if len(row) != 8:
+        raise ValueError("a job has 8 fields")
+    return SearchJob(
+        id=_str(row[0], 200), cycle=_int(row[1]), attempt=_int(row[2]),
+        backend=_str(row[3], 64), origin=_str(row[4], 16), destination=_str(row[5], 16),
+        date=_str(row[6], 32), return_date=_opt_str(row[7], 32),
+    )
+
+
+def _fare(row: Any) -> Fare:
+    row = _list(row)
+    if len(row) != 5:
+        raise ValueError("a fare has 5 fields")
+    return Fare(_str(row[0], 64), _str(row[1], 64, True), _str(row[2], 64, True),
+                _str(row[3], 32), _str(row[4], 8))
+
+
+def _keys(value: Any) -> tuple[tuple[int, str], ...]:
+    keys = []
+    for item in _list(value):
+        pair = _list(item)
+        if len(pair) != 2:
+            raise ValueError("a key is [cycle, id]")
+        keys.append((_int(pair[0]), _str(pair[1], 200)))
+    return tuple(keys)
+
+
+def _parse_hello(body: dict[str, Any]) -> Hello:
+    return Hello(_str(body["w"], 200), _int(body["c"], 1, 100_000), _int(body["p"], 0, 100_000),
+                 _keys(body["k"]))
+
+
+def _parse_finished(body: dict[str, Any]) -> Finished:
+    return Finished(_keys(body["k"]))
+
+
+def _parse_jobs(body: dict[str, Any]) -> Jobs:
+    return Jobs(tuple(_job(row) for row in _list(body["j"])))
+
+
+def _parse_result(body: dict[str, Any]) -> Result:
+    status = body["s"]
+    if status not in RESULT_STATUSES:
+        raise ValueError(f"unknown status {status!r}"[:80])
+    duration = body["d"]
+    if not isinstance(duration, float | int) or not 0 <= duration < 1e7:
+        raise ValueError("bad duration")
+    return Result(
+        job=_job(body["j"]), status=status, fares=tuple(_fare(row) for row in _list(body["f"])),
+        error=_opt_str(body["e"], MAX_ERROR), worker=_str(body["w"], 200),
+        duration=float(duration),
+    )
+
+
+def _parse_acks(body: dict[str, Any]) -> Acks:
+    acks = []
+    for item in _list(body["a"]):
+        row = _list(item)
+        if len(row) != 5 or row[3] not in ACK_STATUSES:
+            raise ValueError("an ack is [cycle, id, attempt, status, error]")
+        acks.append(Ack(_int(row[0]), _str(row[1], 200), _int(row[2]), row[3],
+                        _opt_str(row[4], MAX_ERROR)))
+    return Acks(tuple(acks))
+
+
+_PARSERS = {
+    HELLO: _parse_hello,
+    FINISHED: _parse_finished,
+    HEARTBEAT: lambda body: Heartbeat(_str(body["e"], 64, empty=True)),
+    BYE: lambda body: Bye(),
+    JOBS: _parse_jobs,
+    RESULT: _parse_result,
+    ACKS: _parse_acks,
+}

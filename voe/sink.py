@@ -1,0 +1,126 @@
+"""The sink: receive results, store them once, commit, and only then acknowledge.
+
+Results arrive on a PULL socket from every worker. Each batch is validated, saved
+in one store transaction (idempotent per job and cycle), committed, and then
+acknowledged to the master, which marks the jobs done. A result that never makes
+it (a killed sink, a lost frame) is not acknowledged, so its lease expires and the
+job runs again; a result stored twice is impossible by the store's design.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import zmq
+
+from voe import protocol
+from voe.logs import RejectCounter
+from voe.model import Result
+from voe.settings import Settings
+from voe.store import open_store
+
+log = logging.getLogger("voe.sink")
+
+# Most results stored in one transaction.
+MAX_BATCH = 2000
+# Seconds between progress lines in sink.log.
+PROGRESS_INTERVAL = 10.0
+# Acknowledgements queued for an absent master before new ones are dropped (leases cover them).
+ACKS_HWM = 10_000
+
+
+class Sink:
+    """Stores what workers push and acknowledges it to the master."""
+
+    def __init__(self, settings: Settings, store_path: Path | None = None) -> None:
+        self.settings = settings
+        self.store = open_store(store_path or settings.data_dir / "fares.db")
+        self.rejects = RejectCounter(log)
+        self.stopping = False
+        self.stored = 0
+        self.received = 0
+        context = zmq.Context.instance()
+        self.pull = context.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, settings.voe_max_message_bytes)
+        self.pull.setsockopt(zmq.RCVHWM, 100_000)
+        self.pull.bind(f"tcp://{settings.voe_bind_ip}:{settings.voe_results_port}")
+        self.acks = context.socket(zmq.DEALER)
+        self.acks.setsockopt(zmq.LINGER, 1000)
+        self.acks.setsockopt(zmq.SNDHWM, ACKS_HWM)
+        self.acks.connect(f"tcp://{settings.master_ip}:{settings.voe_control_port}")
+
+    def run(self) -> int:
+        """Receive and store until SIGTERM or SIGINT."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info("sink listening on tcp://%s:%d, storing in %s, acknowledging to tcp://%s:%d",
+                 self.settings.voe_bind_ip, self.settings.voe_results_port, self.store,
+                 self.settings.master_ip, self.settings.voe_control_port)
+        next_progress = time.monotonic() + PROGRESS_INTERVAL
+        try:
+            while not self.stopping:
+                if self.pull.poll(100):
+                    self._store(self._receive())
+                if time.monotonic() >= next_progress:
+                    self._log_progress()
+                    next_progress = time.monotonic() + PROGRESS_INTERVAL
+        finally:
+            self._log_progress()
+            self.pull.close(0)
+            self.acks.close()
+            self.store.close()
+        return 0
+
+    def _stop(self, signum: int, frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _receive(self) -> list[Result]:
+        """Take every waiting result, up to a batch; reject what does not validate."""
+        batch: list[Result] = []
+        while len(batch) < MAX_BATCH:
+            try:
+                frame = self.pull.recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            self.received += 1
+            try:
+                message = protocol.decode(frame, self.settings.voe_max_message_bytes)
+            except protocol.ProtocolError as error:
+                self.rejects.reject("sink", error.reason, str(error))
+                continue
+            if not isinstance(message, Result):
+                self.rejects.reject("sink", "unexpected-type", type(message).__name__)
+                continue
+            batch.append(message)
+        return batch
+
+    def _store(self, batch: list[Result]) -> None:
+        """Save a batch (one commit), then acknowledge every result in it."""
+        if not batch:
+            return
+        statuses = self.store.save(batch)
+        acks = [protocol.Ack(r.job.cycle, r.job.id, r.job.attempt, status, r.error)
+                for r, status in zip(batch, statuses, strict=True)]
+        self.stored += sum(1 for status in statuses if status == "done")
+        for start in range(0, len(acks), protocol.MAX_ITEMS):
+            try:
+                self.acks.send(protocol.encode_acks(acks[start:start + protocol.MAX_ITEMS]),
+                               zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("master not reachable; %d acknowledgements dropped (their leases "
+                            "will expire and the jobs run again)", len(acks))
+
+    def _log_progress(self) -> None:
+        log.info("progress: %d results received, %d acknowledged as stored, %d rejected",
+                 self.received, self.stored, self.rejects.total)
+
+
+def run_sink(settings: Settings) -> int:
+    """Run a sink in this process until it is stopped."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Sink(settings).run()

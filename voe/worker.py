@@ -1,0 +1,219 @@
+"""The worker: gevent greenlets run backends on leased jobs and push results to the sink.
+
+Import this module only after ``gevent.monkey.patch_all()`` (the ``voe worker``
+command does it first), so requests' sockets cooperate with the hub.
+
+Flow control is credit: the worker announces its concurrency and prefetch in its
+hello, and reports every job it has finished with, so the master never sends more
+than it can hold. Heartbeats go both ways; when the master falls silent the
+worker reconnects with a new identity and re-announces the jobs it still holds,
+so none is lost or run twice on its account.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket as stdlib_socket
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+import zmq.green as zmq
+
+from voe import protocol
+from voe.backends import get_backend
+from voe.backends.base import BackendError
+from voe.http import new_session
+from voe.logs import RejectCounter
+from voe.model import OK, PERMANENT, TRANSIENT, Result, SearchJob
+from voe.settings import Settings
+
+log = logging.getLogger("voe.worker")
+
+# Seconds a stopping worker waits for its running searches before leaving.
+STOP_GRACE = 10.0
+# Results queued for the sink before the worker stops taking jobs (ZeroMQ high-water mark).
+RESULTS_HWM = 1000
+# Seconds a frame may wait in ZeroMQ after the socket closes.
+LINGER_MS = 2000
+
+
+class Worker:
+    """Runs jobs from the master with ``concurrency`` greenlets."""
+
+    def __init__(self, settings: Settings, concurrency: int | None = None,
+                 prefetch: int | None = None, name: str | None = None) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.voe_concurrency
+        self.prefetch = settings.voe_prefetch if prefetch is None else prefetch
+        self.name = name or f"{stdlib_socket.gethostname()}-{os.getpid()}"
+        self.context = zmq.Context.instance()
+        self.rejects = RejectCounter(log)
+        self.jobs: gevent.queue.Queue[SearchJob] = gevent.queue.Queue()
+        self.to_master: gevent.queue.Queue[bytes] = gevent.queue.Queue()
+        self.to_sink: gevent.queue.Queue[tuple[bytes, tuple[int, str]]] = gevent.queue.Queue()
+        self.held: dict[tuple[int, str], SearchJob] = {}
+        self.finished: list[tuple[int, str]] = []
+        self.finished_ready = gevent.event.Event()
+        self.stopping = gevent.event.Event()
+        self.backends: dict[str, Any] = {}
+        self.http = new_session(settings)
+        self.master_epoch = ""
+        self.last_master = time.monotonic()
+        self.running = 0
+        self.done = 0
+        self.dealer = self._connect_master()
+        self.push = self.context.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.LINGER, LINGER_MS)
+        self.push.setsockopt(zmq.SNDHWM, RESULTS_HWM)
+        self.push.setsockopt(zmq.IMMEDIATE, 1)
+        self.push.connect(f"tcp://{settings.sink_ip}:{settings.voe_results_port}")
+
+    def _connect_master(self) -> zmq.Socket:
+        dealer = self.context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.MAXMSGSIZE, self.settings.voe_max_message_bytes)
+        dealer.connect(f"tcp://{self.settings.master_ip}:{self.settings.voe_jobs_port}")
+        return dealer
+
+    def run(self) -> int:
+        """Work until SIGTERM or SIGINT, then finish running searches and leave."""
+        gevent.signal_handler(signal.SIGTERM, self.stopping.set)
+        gevent.signal_handler(signal.SIGINT, self.stopping.set)
+        log.info("worker %s: concurrency %d, prefetch %d, master tcp://%s:%d, sink tcp://%s:%d",
+                 self.name, self.concurrency, self.prefetch, self.settings.master_ip,
+                 self.settings.voe_jobs_port, self.settings.sink_ip,
+                 self.settings.voe_results_port)
+        self._hello()
+        runners = [gevent.spawn(self._runner) for _ in range(self.concurrency)]
+        helpers = [gevent.spawn(self._receive), gevent.spawn(self._send_master),
+                   gevent.spawn(self._send_sink), gevent.spawn(self._heartbeat)]
+        self.stopping.wait()
+        log.info("stopping: %d running, %d queued", self.running, self.jobs.qsize())
+        gevent.killall(runners, block=False)
+        deadline = time.monotonic() + STOP_GRACE
+        gevent.joinall(runners, timeout=STOP_GRACE)
+        while not self.to_sink.empty() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        self._flush_finished()
+        self.dealer.send(protocol.encode_bye())
+        gevent.sleep(0.1)
+        gevent.killall(helpers)
+        self.dealer.close(0)
+        self.push.close(LINGER_MS)
+        log.info("worker %s stopped after %d jobs (%d rejected messages)", self.name,
+                 self.done, self.rejects.total)
+        return 0
+
+    def _hello(self) -> None:
+        self.to_master.put(protocol.encode_hello(self.name, self.concurrency, self.prefetch,
+                                                 list(self.held)))
+
+    # Greenlets ---------------------------------------------------------------
+
+    def _receive(self) -> None:
+        """Take jobs and heartbeats from the master."""
+        while True:
+            dealer = self.dealer  # replaced by a reconnect, so poll briefly and look again
+            if not dealer.poll(100, zmq.POLLIN) or dealer is not self.dealer:
+                continue
+            for _ in range(1000):
+                try:
+                    frame = dealer.recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                self.last_master = time.monotonic()
+                self._on_master(frame)
+
+    def _on_master(self, frame: bytes) -> None:
+        try:
+            message = protocol.decode(frame, self.settings.voe_max_message_bytes)
+        except protocol.ProtocolError as error:
+            self.rejects.reject("worker", error.reason, str(error))
+            return
+        if isinstance(message, protocol.Jobs):
+            for job in message.jobs:
+                self.held[(job.cycle, job.id)] = job
+                self.jobs.put(job)
+        elif isinstance(message, protocol.Heartbeat):
+            if message.epoch != self.master_epoch:
+                if self.master_epoch:
+                    log.info("master restarted (epoch %s); saying hello again", message.epoch)
+                    self._hello()
+                self.master_epoch = message.epoch
+        else:
+            self.rejects.reject("worker", "unexpected-type", type(message).__name__)
+
+    def _send_master(self) -> None:
+        """The only greenlet that sends to the master."""
+        while True:
+            frame = self.to_master.get()
+            self.dealer.send(frame)
+
+    def _send_sink(self) -> None:
+        """The only greenlet that sends to the sink; a job is finished once its result is out."""
+        while True:
+            frame, key = self.to_sink.get()
+            self.push.send(frame)
+            self.held.pop(key, None)
+            self.finished.append(key)
+            if len(self.finished) == 1:
+                gevent.spawn_later(0.002, self._flush_finished)
+
+    def _flush_finished(self) -> None:
+        if self.finished:
+            keys, self.finished = self.finished, []
+            self.to_master.put(protocol.encode_finished(keys))
+
+    def _heartbeat(self) -> None:
+        """Beat every interval; reconnect when the master has been silent too long."""
+        interval = self.settings.voe_heartbeat_seconds
+        patience = interval * self.settings.voe_heartbeat_liveness
+        while True:
+            gevent.sleep(interval)
+            if time.monotonic() - self.last_master > patience:
+                log.warning("no word from the master for %.1fs; reconnecting", patience)
+                old, self.dealer = self.dealer, self._connect_master()
+                old.close(0)
+                self.last_master = time.monotonic()
+                self.master_epoch = ""
+                self._hello()
+            self.to_master.put(protocol.encode_heartbeat())
+
+    def _runner(self) -> None:
+        """Run jobs one at a time, forever."""
+        while True:
+            job = self.jobs.get()
+            self.running += 1
+            try:
+                result = self.search(job)
+            finally:
+                self.running -= 1
+            self.done += 1
+            self.to_sink.put((protocol.encode_result(result), (job.cycle, job.id)))
+
+    def search(self, job: SearchJob) -> Result:
+        """Run one job's backend and turn whatever happens into a result."""
+        started = time.perf_counter()
+        fares: tuple = ()
+        error = None
+        try:
+            backend = self.backends.get(job.backend)
+            if backend is None:
+                backend = self.backends[job.backend] = get_backend(job.backend, self.settings)
+            fares = tuple(backend.search(job, self.http))
+            status = OK
+        except BackendError as failure:
+            status, error = failure.kind, str(failure) or type(failure).__name__
+        except LookupError as failure:
+            status, error = PERMANENT, str(failure)
+        except Exception as failure:  # a backend bug must not kill the worker
+            log.exception("backend %s crashed on %s", job.backend, job.id)
+            status, error = TRANSIENT, f"{type(failure).__name__}: {failure}"
+        if status != OK:
+            log.info("job %s attempt %d: %s: %s", job.id, job.attempt, status, error)
+        return Result(job, status, fares, error, self.name, time.perf_counter() - started)
