@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from voe.dbfile import create_atomically
 from voe.model import SearchJob
 
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
@@ -112,6 +113,8 @@ class Ledger:
         if readonly and not self.path.is_file():
             raise LedgerError(f"no ledger at {self.path} (has a master run here?)")
         try:
+            if not readonly:
+                create_atomically(self.path, _SCHEMA, SCHEMA_VERSION)
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                       isolation_level=None, check_same_thread=False)
             self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -119,8 +122,6 @@ class Ledger:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 # WAL with synchronous=NORMAL survives a killed process, our guarantee.
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
-                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"cannot open the ledger {self.path}: {error}") from None
 

@@ -32,6 +32,7 @@ from voe.model import SearchJob
 from voe.peers import Key, Peer, Peers
 from voe.plan import Plan
 from voe.settings import Settings
+from voe.sockets import configure
 
 log = logging.getLogger("voe.master")
 
@@ -84,9 +85,7 @@ class Master:
         self.control_socket = self._bind(settings.voe_control_port)
 
     def _bind(self, port: int) -> zmq.Socket:
-        socket = self.context.socket(zmq.ROUTER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, self.settings.voe_max_message_bytes)
+        socket = configure(self.context.socket(zmq.ROUTER), self.settings)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.SNDHWM, 10_000)
         socket.setsockopt(zmq.RCVHWM, 100_000)
@@ -142,6 +141,8 @@ class Master:
             self._flush()
             self._save_workers()
             self._log_progress()
+            for peer in list(self.peers.by_identity.values()):
+                self._log_peer(peer)
             self.jobs_socket.close(0)
             self.control_socket.close(0)
             self.ledger.close()
@@ -364,6 +365,7 @@ class Master:
         self.peers.remove(peer.identity)
         held = [self.leases[key].job for key in peer.held if key in self.leases]
         log.warning("worker %s %s; taking back %d job(s)", peer.name, why, len(held))
+        self._log_peer(peer)
         for job in held:
             self._expire(job, f"worker {peer.name} {why}")
 
@@ -417,6 +419,10 @@ class Master:
                 for p in self.peers.by_identity.values()]
         with self.ledger.transaction():
             self.ledger.save_workers(rows)
+
+    def _log_peer(self, peer: Peer) -> None:
+        log.info("worker %s peak held %d (credit %d), finished %d", peer.name, peer.max_held,
+                 peer.capacity, peer.finished)
 
     def _log_progress(self) -> None:
         log.info("progress: %d leased, %d done, %d retried, %d failed, %d expired; "

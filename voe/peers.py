@@ -93,8 +93,9 @@ class Peers:
     def forget_key(self, key: Key) -> None:
         """Drop a key from whichever worker holds it (its job is over)."""
         peer = self.holder.pop(key, None)
-        if peer is not None:
+        if peer is not None and key in peer.held:
             peer.held.discard(key)
+            peer.finished += 1
 
     def remove(self, identity: bytes) -> Peer | None:
         """Forget a worker that left or went silent; return it with the jobs it held."""

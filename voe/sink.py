@@ -20,6 +20,7 @@ from voe import protocol
 from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
+from voe.sockets import configure
 from voe.store import open_store
 
 log = logging.getLogger("voe.sink")
@@ -43,13 +44,10 @@ class Sink:
         self.stored = 0
         self.received = 0
         context = zmq.Context.instance()
-        self.pull = context.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.LINGER, 0)
-        self.pull.setsockopt(zmq.MAXMSGSIZE, settings.voe_max_message_bytes)
+        self.pull = configure(context.socket(zmq.PULL), settings)
         self.pull.setsockopt(zmq.RCVHWM, 100_000)
         self.pull.bind(f"tcp://{settings.voe_bind_ip}:{settings.voe_results_port}")
-        self.acks = context.socket(zmq.DEALER)
-        self.acks.setsockopt(zmq.LINGER, 1000)
+        self.acks = configure(context.socket(zmq.DEALER), settings, linger_ms=1000)
         self.acks.setsockopt(zmq.SNDHWM, ACKS_HWM)
         self.acks.connect(f"tcp://{settings.master_ip}:{settings.voe_control_port}")
 

@@ -31,6 +31,7 @@ from voe.http import new_session
 from voe.logs import RejectCounter
 from voe.model import OK, PERMANENT, TRANSIENT, Result, SearchJob
 from voe.settings import Settings
+from voe.sockets import configure
 
 log = logging.getLogger("voe.worker")
 
@@ -67,16 +68,13 @@ class Worker:
         self.running = 0
         self.done = 0
         self.dealer = self._connect_master()
-        self.push = self.context.socket(zmq.PUSH)
-        self.push.setsockopt(zmq.LINGER, LINGER_MS)
+        self.push = configure(self.context.socket(zmq.PUSH), settings, LINGER_MS)
         self.push.setsockopt(zmq.SNDHWM, RESULTS_HWM)
         self.push.setsockopt(zmq.IMMEDIATE, 1)
         self.push.connect(f"tcp://{settings.sink_ip}:{settings.voe_results_port}")
 
     def _connect_master(self) -> zmq.Socket:
-        dealer = self.context.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt(zmq.MAXMSGSIZE, self.settings.voe_max_message_bytes)
+        dealer = configure(self.context.socket(zmq.DEALER), self.settings)
         dealer.connect(f"tcp://{self.settings.master_ip}:{self.settings.voe_jobs_port}")
         return dealer
 
@@ -100,7 +98,8 @@ class Worker:
         while not self.to_sink.empty() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         self._flush_finished()
-        self.dealer.send(protocol.encode_bye())
+        gevent.sleep(0.05)
+        self._try_send_master(protocol.encode_bye())
         gevent.sleep(0.1)
         gevent.killall(helpers)
         self.dealer.close(0)
@@ -149,10 +148,20 @@ class Worker:
             self.rejects.reject("worker", "unexpected-type", type(message).__name__)
 
     def _send_master(self) -> None:
-        """The only greenlet that sends to the master."""
+        """The only greenlet that sends to the master; frames for an absent master are dropped.
+
+        Nothing is lost by dropping: a reconnect says hello again with every job held,
+        and the sink's acknowledgements settle the master's accounts.
+        """
         while True:
             frame = self.to_master.get()
-            self.dealer.send(frame)
+            self._try_send_master(frame)
+
+    def _try_send_master(self, frame: bytes) -> None:
+        try:
+            self.dealer.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            log.debug("master not reachable; a message to it was dropped")
 
     def _send_sink(self) -> None:
         """The only greenlet that sends to the sink; a job is finished once its result is out."""

@@ -1,0 +1,185 @@
+"""A local voe cluster for tests: real processes on free loopback ports, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from voe.processes import Child
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL_PLAN = """
+[plan]
+name = "test"
+cycle = "once"
+max_attempts = {max_attempts}
+lease_seconds = {lease_seconds}
+
+[dates]
+start_in_days = 1
+days_ahead = {days}
+step_days = 1
+
+[[routes]]
+backend = "{backend}"
+airports = {airports}
+"""
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str,
+             interval: float = 0.1) -> object:
+    """Poll ``predicate`` until it is truthy (bounded in time); fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Airline:
+    """The demo airline as a real `voe demo-airline` process."""
+
+    def __init__(self, tmp: Path, latency_ms: int = 0, fail_routes: tuple[str, ...] = (),
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = ["demo-airline", "--port", str(self.port), "--latency-ms", str(latency_ms)]
+        for route in fail_routes:
+            args += ["--fail-route", route]
+        self.child = Child("airline", args, dict(os.environ), tmp, tmp / f"airline-{self.port}.err")
+        wait_for(self._answers, 20, "the demo airline to answer")
+
+    def _answers(self) -> bool:
+        assert self.child.poll() is None, "the demo airline exited"
+        try:
+            with urllib.request.urlopen(self.url + "/stats", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def api_fares(self, origin: str, destination: str, date: str) -> list[dict]:
+        """The fares the airline's JSON API gives for a search."""
+        query = f"/api/search?origin={origin}&destination={destination}&date={date}"
+        with urllib.request.urlopen(self.url + query, timeout=10) as answer:
+            return json.load(answer)["fares"]
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+class Cluster:
+    """Master, sink and workers of one test, sharing a data dir and free ports."""
+
+    def __init__(self, tmp: Path, airline_url: str, plan: str | None = None,
+                 heartbeat: float = 0.2, **plan_values: object) -> None:
+        self.tmp = tmp
+        self.data_dir = tmp / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.plan_path = tmp / "plan.toml"
+        values = {"max_attempts": 3, "lease_seconds": 20, "days": 2, "backend": "demo",
+                  "airports": '["GRU", "REC", "SSA"]'} | plan_values
+        self.plan_path.write_text(plan if plan is not None else SMALL_PLAN.format(**values))
+        self.env = dict(os.environ)
+        self.env.update({
+            "VOE_DATA_DIR": str(self.data_dir),
+            "VOE_JOBS_PORT": str(free_port()),
+            "VOE_CONTROL_PORT": str(free_port()),
+            "VOE_RESULTS_PORT": str(free_port()),
+            "VOE_DEMO_AIRLINE_URL": airline_url,
+            "VOE_HEARTBEAT_SECONDS": str(heartbeat),
+            "VOE_HEARTBEAT_LIVENESS": "5",
+            "VOE_LOG_LEVEL": "DEBUG",
+        })
+        self.children: list[Child] = []
+
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
+        child = Child(name, args, env or self.env, self.tmp, self.tmp / f"{name}.err")
+        self.children.append(child)
+        return child
+
+    def master(self, *extra: str) -> Child:
+        return self.spawn("master", "master", "--once", "--plan", str(self.plan_path), *extra)
+
+    def sink(self) -> Child:
+        return self.spawn("sink", "sink")
+
+    def worker(self, name: str, concurrency: int = 4, prefetch: int = 1,
+               airline_url: str | None = None) -> Child:
+        env = dict(self.env)
+        if airline_url:
+            env["VOE_DEMO_AIRLINE_URL"] = airline_url
+        return self.spawn(name, "worker", "--name", name, "--concurrency", str(concurrency),
+                          "--prefetch", str(prefetch), env=env)
+
+    def voe(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a `voe` command against this cluster's data dir."""
+        return subprocess.run([sys.executable, "-m", "voe", *args], env=self.env, cwd=self.tmp,
+                              capture_output=True, text=True, timeout=60, check=check)
+
+    def status(self) -> dict:
+        return json.loads(self.voe("status", "--json").stdout)
+
+    def jobs(self) -> dict:
+        return self.status()["jobs"]
+
+    def ledger_rows(self) -> list[dict]:
+        with sqlite3.connect(self.data_dir / "ledger.db") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute("SELECT * FROM jobs ORDER BY seq")]
+
+    def store_rows(self, table: str) -> list[dict]:
+        with sqlite3.connect(self.data_dir / "fares.db") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]
+
+    def log(self, role: str) -> str:
+        path = self.data_dir / f"{role}.log"
+        return path.read_text() if path.exists() else ""
+
+    def wait_master(self, master: Child, timeout: float = 120) -> int:
+        """Wait for a `--once` master to exit; return its status."""
+        wait_for(lambda: master.poll() is not None, timeout, "the master to finish the cycle")
+        return master.poll()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop(timeout=10)
+        self.children.clear()
+
+
+def assert_stored_exactly_once(cluster: Cluster, airline: Airline) -> None:
+    """Every job is done, stored once, and its fares equal the airline's JSON API."""
+    jobs = cluster.ledger_rows()
+    assert jobs and all(job["state"] == "done" for job in jobs), [
+        (job["id"], job["state"], job["last_error"]) for job in jobs if job["state"] != "done"]
+    results = cluster.store_rows("results")
+    keys = [(row["cycle"], row["job_id"]) for row in results]
+    assert len(keys) == len(set(keys)) == len(jobs)
+    fares = cluster.store_rows("fares")
+    by_job: dict[tuple, list] = {}
+    for fare in fares:
+        by_job.setdefault((fare["cycle"], fare["job_id"]), []).append(
+            (fare["flight"], fare["departure"], fare["arrival"], fare["price"], fare["currency"]))
+    for job in jobs:
+        expected = sorted((f["flight"], f["departure"], f["arrival"], f["price"], f["currency"])
+                          for f in airline.api_fares(job["origin"], job["destination"],
+                                                     job["date"]))
+        assert sorted(by_job.get((job["cycle"], job["id"]), [])) == expected, job["id"]

@@ -1,0 +1,185 @@
+"""Shared test fixtures: a real demo airline in a subprocess, free ports and settings.
+
+Fixtures: ``demo_airline`` (factory: start an airline with options, get its base
+URL), ``airline_url`` (one default airline for the whole session) and
+``make_settings`` (factory: ``Settings`` from the defaults plus overrides, ignoring
+the environment and ``.env``). Helpers importable with ``from conftest import ...``:
+``free_port``, ``http_get``, ``launch_airline`` and ``AirlineProcess``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from voe.settings import SETTINGS, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+LAUNCH_ATTEMPTS = 3
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (nothing listens on it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url`` on loopback with plain http.client (no proxies, no retries)."""
+    parts = urlsplit(url)
+    if parts.hostname != "127.0.0.1":
+        raise ValueError(f"tests only talk to 127.0.0.1, not {url}")
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path or "/")
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+@dataclass
+class AirlineProcess:
+    """A demo airline running in a subprocess; ``stop`` ends it by its PID."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stats(self) -> dict[str, Any]:
+        """Return the airline's ``/stats`` counters."""
+        status, _, body = http_get(f"{self.url}/stats")
+        assert status == 200, body
+        return json.loads(body)
+
+    def output(self) -> str:
+        """Return what the airline has logged so far."""
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """Send SIGTERM, wait (bounded), kill if it hangs; return the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT)
+        return self.process.returncode
+
+
+def _airline_command(port: int, latency_ms: int, fail_routes: Iterable[str],
+                     flights: int | None) -> list[str]:
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr,"
+        " format='%(levelname)s %(name)s %(message)s')\n"
+        "from voe.demoairline.server import serve\n"
+        f"serve(port={port!r}, latency_ms={latency_ms!r}, fail_routes={list(fail_routes)!r},"
+        f" flights={flights!r})\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def _wait_until_ready(airline: AirlineProcess) -> bool:
+    """Poll ``/stats`` until it answers (True) or the process dies (False); bounded in time."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if airline.process.poll() is not None:
+            return False
+        try:
+            status, _, _ = http_get(f"{airline.url}/stats", timeout=1.0)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        if status == 200:
+            return True
+    airline.stop()
+    raise TimeoutError(f"demo airline not ready in {START_TIMEOUT}s:\n{airline.output()}")
+
+
+def launch_airline(log_dir: Path, latency_ms: int = 0, fail_routes: Iterable[str] = (),
+                   flights: int | None = None) -> AirlineProcess:
+    """Start a demo airline subprocess on a free loopback port and wait until it answers."""
+    fail_routes = list(fail_routes)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    for attempt in range(1, LAUNCH_ATTEMPTS + 1):
+        port = free_port()
+        log = log_dir / f"airline-{port}.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                _airline_command(port, latency_ms, fail_routes, flights),
+                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            )
+        airline = AirlineProcess(process, f"http://127.0.0.1:{port}", log)
+        if _wait_until_ready(airline):
+            return airline
+        if attempt == LAUNCH_ATTEMPTS:  # the port may have been taken meanwhile: retry
+            raise RuntimeError(f"demo airline exited early:\n{airline.output()}")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def demo_airline(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Factory: ``demo_airline(latency_ms=0, fail_routes=(), flights=None)`` -> base URL.
+
+    Every airline it starts is stopped (by PID) when the test ends.
+    """
+    started: list[AirlineProcess] = []
+
+    def start(latency_ms: int = 0, fail_routes: Iterable[str] = (),
+              flights: int | None = None) -> str:
+        airline = launch_airline(tmp_path, latency_ms, fail_routes, flights)
+        started.append(airline)
+        return airline.url
+
+    yield start
+    for airline in started:
+        airline.stop()
+
+
+@pytest.fixture(scope="session")
+def airline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of one default demo airline shared by the whole session (its stats add up)."""
+    airline = launch_airline(tmp_path_factory.mktemp("airline"))
+    yield airline.url
+    airline.stop()
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    """Factory: ``make_settings(voe_demo_airline_url=url, ...)`` -> Settings.
+
+    Starts from the documented defaults (not the environment or ``.env``); each
+    override is given by attribute name and parsed like the text in ``.env``.
+    """
+    def build(**overrides: Any) -> Settings:
+        by_name = {setting.name: setting for setting in SETTINGS}
+        raw = {setting.name: setting.default for setting in SETTINGS}
+        given = {name.upper(): str(value) for name, value in overrides.items()}
+        unknown = sorted(set(given) - set(by_name))
+        if unknown:
+            raise KeyError(f"no such setting: {', '.join(unknown)}")
+        raw.update(given)
+        values = {name: by_name[name].cast(text) for name, text in raw.items()}
+        sources = {name: "test" if name in given else "default" for name in raw}
+        return Settings(values, sources)
+
+    return build

@@ -1,0 +1,356 @@
+"""The built-in backends against the real demo airline, hostile pages and the registry."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import REPO, free_port, http_get
+
+from voe import __version__
+from voe.backends import UnknownBackend, available_backends, get_backend, register
+from voe.backends.base import ParseError, PermanentError, TransientError
+from voe.backends.demo import DemoBackend, parse_price, parse_results
+from voe.backends.demo_api import DemoApiBackend, parse_fares
+from voe.backends.null import NullBackend
+from voe.demoairline.fares import fares_for
+from voe.demoairline.pages import results_page
+from voe.http import new_session
+from voe.model import Fare, SearchJob
+
+HTTP_BACKENDS = ["demo", "demo-api"]
+
+
+def job(origin: str = "GRU", destination: str = "REC", date: str = "2026-12-01",
+        backend: str = "demo") -> SearchJob:
+    return SearchJob(id=f"{backend}:{origin}-{destination}:{date}", cycle=1, attempt=1,
+                     backend=backend, origin=origin, destination=destination, date=date)
+
+
+def api_fares(url: str, search: SearchJob) -> list[Fare]:
+    query = f"origin={search.origin}&destination={search.destination}&date={search.date}"
+    status, _, body = http_get(f"{url}/api/search?{query}")
+    assert status == 200
+    return [Fare(**item) for item in json.loads(body)["fares"]]
+
+
+@pytest.fixture
+def session(make_settings) -> Iterator[requests.Session]:
+    http = new_session(make_settings(voe_concurrency=4))
+    yield http
+    http.close()
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_backends_return_the_api_fares(airline_url, make_settings, session, name) -> None:
+    backend = get_backend(name, make_settings(voe_demo_airline_url=airline_url))
+    assert backend.name == name
+    for origin, destination, date in [("GRU", "REC", "2026-12-01"), ("MAO", "POA", "2027-03-15"),
+                                      ("SDU", "CGH", "2026-07-04")]:
+        search = job(origin, destination, date, name)
+        fares = backend.search(search, session)
+        assert fares == api_fares(airline_url, search)
+        assert all(type(fare) is Fare and type(fare.price) is str for fare in fares)
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_backends_read_big_and_empty_pages(demo_airline, make_settings, session, name) -> None:
+    for flights in (60, 0):
+        url = demo_airline(flights=flights)
+        backend = get_backend(name, make_settings(voe_demo_airline_url=url))
+        fares = backend.search(job(), session)
+        assert len(fares) == flights
+        assert fares == api_fares(url, job())
+    assert any(float(fare.price) > 1000 for fare in fares_for("GRU", "REC", "2026-12-01", 60))
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_unknown_airport_is_permanent(airline_url, make_settings, session, name) -> None:
+    backend = get_backend(name, make_settings(voe_demo_airline_url=airline_url))
+    with pytest.raises(PermanentError, match="unknown airport XXX"):
+        backend.search(job(destination="XXX"), session)
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_failing_route_is_transient(demo_airline, make_settings, session, name) -> None:
+    url = demo_airline(fail_routes=["GRU-XXX"])
+    backend = get_backend(name, make_settings(voe_demo_airline_url=url))
+    with pytest.raises(TransientError) as caught:
+        backend.search(job(destination="XXX"), session)
+    assert not isinstance(caught.value, ParseError)
+    assert "503" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_airline_down_is_transient(make_settings, session, name) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    backend = get_backend(name, make_settings(voe_demo_airline_url=url))
+    with pytest.raises(TransientError):
+        backend.search(job(), session)
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_slow_airline_times_out_as_transient(demo_airline, make_settings, session, name) -> None:
+    url = demo_airline(latency_ms=1000)
+    backend = get_backend(name, make_settings(voe_demo_airline_url=url, voe_http_timeout=0.2))
+    with pytest.raises(TransientError):
+        backend.search(job(), session)
+
+
+@dataclass
+class HostileAirline:
+    """A stdlib HTTP server on loopback answering every GET with ``reply``."""
+
+    url: str
+    reply: tuple[int, str, bytes] = (200, "text/html", b"")
+    user_agents: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def hostile_airline() -> Iterator[HostileAirline]:
+    airline = HostileAirline(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
+            airline.user_agents.append(self.headers.get("User-Agent", ""))
+            status, content_type, body = airline.reply
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            """Keep the test output quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    airline.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield airline
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_status_codes_map_to_error_kinds(hostile_airline, make_settings, session) -> None:
+    settings = make_settings(voe_demo_airline_url=hostile_airline.url)
+    cases = [
+        (429, TransientError), (500, TransientError), (502, TransientError),
+        (404, PermanentError), (400, PermanentError), (403, PermanentError),
+    ]
+    for backend in (DemoBackend(settings), DemoApiBackend(settings)):
+        for status, kind in cases:
+            hostile_airline.reply = (status, "application/json", b'{"error": "nope nope"}')
+            with pytest.raises(kind, match="nope nope") as caught:
+                backend.search(job(), session)
+            assert not isinstance(caught.value, ParseError)
+
+
+def test_hostile_pages_are_parse_errors_with_the_page(hostile_airline, make_settings,
+                                                       session) -> None:
+    settings = make_settings(voe_demo_airline_url=hostile_airline.url)
+    page = b"<html><body><p>Under maintenance</p></body></html>"
+    hostile_airline.reply = (200, "text/html", page)
+    for backend in (DemoBackend(settings), DemoApiBackend(settings)):
+        with pytest.raises(ParseError) as caught:
+            backend.search(job(), session)
+        assert caught.value.page == page
+    assert hostile_airline.user_agents == [f"voe/{__version__}"] * 2
+
+
+def good_page(fares: list[Fare]) -> bytes:
+    return results_page("GRU", "REC", "2026-12-01", fares).encode()
+
+
+FARE = Fare("G3 1234", "07:00", "08:10", "1234.56", "BRL")
+HOSTILE_PAGES = {
+    "empty": b"",
+    "blank": b"  \n ",
+    "no table": b"<html><body><table id='other'><tr class='flight'></tr></table></body></html>",
+    "garbage": random.Random(7).randbytes(4000),
+    "nul bytes": b"\x00" * 100,
+    "json": b'{"fares": []}',
+    "letters": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ abc"),
+    "negative": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ -1.234,56"),
+    "zero": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ 0,00"),
+    "no cents": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ 1.234"),
+    "other currency": good_page([FARE]).replace(b"R$ 1.234,56", b"US$ 1.234,56"),
+    "missing price": good_page([FARE]).replace(b'<td class="price">R$ 1.234,56</td>', b""),
+    "empty flight": good_page([FARE]).replace(b'class="flight">G3 1234<', b'class="flight"><'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PAGES))
+def test_parse_rejects_hostile_pages(name: str) -> None:
+    page = HOSTILE_PAGES[name]
+    with pytest.raises(ParseError) as caught:
+        parse_results(page)
+    assert caught.value.page == page
+
+
+def test_parse_reads_good_pages() -> None:
+    fares = fares_for("CWB", "FOR", "2026-09-09", flights=60)
+    assert parse_results(good_page(fares)) == fares
+    assert parse_results(good_page([])) == []
+    nested = good_page([FARE]).replace(b">R$ 1.234,56<", b"><b>R$</b>&nbsp;1.234,56<")
+    assert parse_results(nested) == [FARE]
+
+
+@pytest.mark.parametrize(("text", "price"), [
+    ("R$ 1.234,56", "1234.56"), ("R$ 150,00", "150.00"), ("  R$\xa01.234.567,89 ", "1234567.89"),
+    ("R$ 999,99", "999.99"), ("R$1234,50", "1234.50"),
+])
+def test_parse_price(text: str, price: str) -> None:
+    assert parse_price(text) == price
+
+
+@pytest.mark.parametrize("text", [
+    "", "R$", "R$ abc", "R$ -10,00", "R$ 0,00", "R$ 10", "R$ 10,5", "R$ 1,234.56", "R$ 12.34,56",
+    "10,00", "R$ 1.234,567", "R$ \u0661\u0662,\u0663\u0664", "R$ 1.234,56 + taxas",
+])
+def test_parse_price_rejects_odd_text(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_price(text)
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"not json", b"[]", b'{"fares": {}}', b'{"results": []}', b'{"fares": [1]}',
+    b'{"fares": [{"flight": "G3 1", "departure": "07:00", "arrival": "08:00", "currency": "BRL"}]}',
+    b'{"fares": [{"flight": "G3 1", "departure": "07:00", "arrival": "08:00", "price": 12.5,'
+    b' "currency": "BRL"}]}',
+    b'{"fares": [{"flight": "G3 1", "departure": "07:00", "arrival": "08:00", "price": "12.5",'
+    b' "currency": "BRL"}]}',
+    b'{"fares": [{"flight": "G3 1", "departure": "07:00", "arrival": "08:00", "price": "-1.00",'
+    b' "currency": "BRL"}]}',
+    b'{"fares": [{"flight": "G3 1", "departure": "07:00", "arrival": "08:00", "price": "1.00",'
+    b' "currency": "reais"}]}',
+    b"\xff\xfe\x00garbage",
+])
+def test_api_parse_rejects_odd_answers(payload: bytes) -> None:
+    with pytest.raises(ParseError) as caught:
+        parse_fares(payload)
+    assert caught.value.page == payload
+
+
+def test_null_backend_is_deterministic_and_offline(make_settings) -> None:
+    backend = get_backend("null", make_settings())
+    assert isinstance(backend, NullBackend) and backend.name == "null"
+    fares = backend.search(job(backend="null"), None)
+    assert len(fares) == 5 and fares == backend.search(job(backend="null"), None)
+    assert fares != backend.search(job(destination="SSA", backend="null"), None)
+    assert all(float(fare.price) >= 150 and fare.currency == "BRL" for fare in fares)
+
+
+def test_registry_lists_the_built_ins(make_settings) -> None:
+    backends = available_backends()
+    for name in ("demo", "demo-api", "null"):
+        assert backends[name] == "built-in"
+    assert isinstance(get_backend("demo", make_settings()), DemoBackend)
+    assert isinstance(get_backend("demo-api", make_settings()), DemoApiBackend)
+    with pytest.raises(UnknownBackend, match="demo, demo-api, null") as caught:
+        get_backend("nope", make_settings())
+    assert "'nope'" in str(caught.value)
+
+
+def test_registry_loads_entry_points_and_skips_broken_ones(tmp_path, monkeypatch, caplog,
+                                                           make_settings) -> None:
+    (tmp_path / "voe_test_plugin.py").write_text(textwrap.dedent("""
+        class PluginBackend:
+            name = "plugin"
+
+            def __init__(self, settings):
+                self.settings = settings
+
+            def search(self, job, http):
+                return []
+    """))
+    dist_info = tmp_path / "voe_test_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: voe-test-plugin\n"
+                                        "Version: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[voe.backends]\n"
+        "plugin = voe_test_plugin:PluginBackend\n"
+        "broken = voe_test_plugin_missing:Backend\n"
+        "demo = voe_test_plugin:PluginBackend\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    backends = available_backends()
+    assert backends["plugin"] == "voe_test_plugin:PluginBackend"
+    assert backends["demo"] == "built-in"
+    assert "broken" not in backends
+    assert "failed to load" in caplog.text and "broken" in caplog.text
+    settings = make_settings()
+    plugin = get_backend("plugin", settings)
+    assert plugin.name == "plugin" and plugin.settings is settings
+    assert isinstance(get_backend("demo", settings), DemoBackend)
+    with pytest.raises(UnknownBackend):
+        get_backend("broken", settings)
+
+
+def test_register_adds_a_backend_in_process(monkeypatch, make_settings) -> None:
+    monkeypatch.setattr("voe.backends.registry._registered", {})
+    register("custom", NullBackend)
+    assert available_backends()["custom"] == "voe.backends.null:NullBackend"
+    assert isinstance(get_backend("custom", make_settings()), NullBackend)
+    with pytest.raises(ValueError):
+        register("demo", NullBackend)
+
+
+def test_session_pools_fit_concurrency_and_do_not_retry(make_settings) -> None:
+    http = new_session(make_settings(voe_concurrency=40))
+    adapter = http.get_adapter("http://127.0.0.1/")
+    assert adapter._pool_maxsize == 40 and adapter._pool_block is False
+    assert adapter.max_retries.total == 0
+    assert http.headers["User-Agent"] == f"voe/{__version__}"
+    http.close()
+
+
+def test_session_reuses_and_closes_connections(airline_url, make_settings) -> None:
+    http = new_session(make_settings())
+    for _ in range(5):
+        assert http.get(f"{airline_url}/stats", timeout=5).status_code == 200
+    pools = http.get_adapter(airline_url).poolmanager.pools
+    (pool,) = [pools[key] for key in pools.keys()]
+    assert pool.num_connections == 1
+    http.close()
+    assert pool.pool is None  # idle sockets closed now, not whenever the GC runs
+
+
+LIVENESS_CHECK = """
+from gevent import monkey; monkey.patch_all()
+import sys, gevent, requests
+from voe.http import new_session
+from voe.settings import load
+
+url = sys.argv[1] + "/stats"
+for name, http in (("voe", new_session(load("/nonexistent/.env"))), ("plain", requests.Session())):
+    http.get(url, timeout=5)
+    pools = http.get_adapter(url).poolmanager.pools
+    (pool,) = [pools[key] for key in pools.keys()]
+    others = []
+    gevent.spawn(others.append, 1)
+    idle = pool.pool.queue[-1]
+    alive = idle.is_connected
+    print(name, alive, bool(others))
+    gevent.sleep(0)
+"""
+
+
+def test_liveness_check_does_not_yield_to_the_gevent_hub(airline_url, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", LIVENESS_CHECK, airline_url], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, check=True)
+    lines = result.stdout.split("\n")
+    assert lines[0] == "voe True False"  # alive, checked without letting another greenlet run
+    assert lines[1] == "plain True True"  # urllib3's own check yields (the trap it avoids)

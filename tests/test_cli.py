@@ -1,0 +1,102 @@
+"""User mistakes get one line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.cluster import ROOT
+
+SCRIPTS = ["master.py", "worker.py", "sink.py", "voe/queue.py", "setup_instances.py",
+           "terminate.py"]
+
+
+def voe(tmp_path, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "voe", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[plan\nname='x'", ["not valid TOML"]),
+    ("[dates]\ndays_ahead = 3\n[[routes]]\nbackend='demo'\nairports=['GRU','REC']",
+     ["[plan]", "missing table"]),
+    ("[plan]\n[dates]\ndays_ahead = 'soon'\n[[routes]]\nbackend='demo'\nairports=['GRU','REC']",
+     ["dates.days_ahead", "whole number", "'soon'"]),
+    ("[plan]\ncycle='sometimes'\n[dates]\ndays_ahead=3\n[[routes]]\nbackend='demo'\n"
+     "airports=['GRU','REC']", ["plan.cycle"]),
+    ("[plan]\n[dates]\ndays_ahead=3\n[[routes]]\nbackend='demo'\nairports=['GRU','rec!']",
+     ["routes[0].airports", "rec!"]),
+    ("[plan]\n[dates]\ndays_ahead=3\n[[routes]]\nbackend='demo'\nairports=['GRU','REC']\n"
+     "blocked=['GRU']", ["routes[0].blocked"]),
+    ("[plan]\n[dates]\ndays_ahead=3", ["[[routes]]"]),
+])
+def test_malformed_plan_is_one_line_naming_file_and_key(tmp_path, text, fragments):
+    plan = tmp_path / "broken.toml"
+    plan.write_text(text)
+    assert_one_line_error(voe(tmp_path, "master", "--once", "--plan", str(plan)),
+                          "broken.toml", *fragments)
+
+
+def test_missing_plan_file(tmp_path):
+    assert_one_line_error(voe(tmp_path, "run", "--plan", "nowhere.toml"),
+                          "nowhere.toml", "cannot read")
+
+
+@pytest.mark.parametrize("line, fragments", [
+    ("VOE_JOBS_PORT=thirteen", ["VOE_JOBS_PORT", "thirteen", "port number", ".env"]),
+    ("VOE_CONCURRENCY=0", ["VOE_CONCURRENCY", "at least 1"]),
+    ("VOE_DEMO_AIRLINE_URL=ftp://x", ["VOE_DEMO_AIRLINE_URL", "URL"]),
+])
+def test_malformed_env_value_is_one_line(tmp_path, line, fragments):
+    (tmp_path / ".env").write_text(f"# settings\n{line}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOE_")}
+    for command in (["status"], ["master", "--once"], ["worker"], ["sink"], ["run"]):
+        assert_one_line_error(voe(tmp_path, *command, env=env), *fragments)
+
+
+def test_environment_overrides_env_file(tmp_path):
+    (tmp_path / ".env").write_text("VOE_JOBS_PORT=2000\nVOE_RESULTS_PORT=2002\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOE_")}
+    env["VOE_JOBS_PORT"] = "3000"
+    out = voe(tmp_path, "settings", env=env).stdout
+    assert "VOE_JOBS_PORT=3000  [environment" in out
+    assert "VOE_RESULTS_PORT=2002  [.env" in out
+    assert "VOE_CONTROL_PORT=13131  [default" in out
+
+
+def test_usage_errors_exit_2(tmp_path):
+    result = voe(tmp_path, "run", "--workers", "0")
+    assert result.returncode == 2 and "at least 1" in result.stderr
+    assert voe(tmp_path, "no-such-command").returncode == 2
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_original_commands_answer_help(script):
+    result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_status_before_anything_ran(tmp_path):
+    env = dict(os.environ, VOE_DATA_DIR=str(tmp_path / "empty"))
+    result = voe(tmp_path, "status", "--json", env=env)
+    assert result.returncode == 0
+    assert '"pending": 0' in result.stdout and '"fares": 0' in result.stdout
+
+
+def test_export_before_anything_ran_is_a_clear_error(tmp_path):
+    env = dict(os.environ, VOE_DATA_DIR=str(tmp_path / "empty"))
+    assert_one_line_error(voe(tmp_path, "export", "--out", "x.jsonl", env=env), "voe run")

@@ -1,0 +1,372 @@
+"""The store on real SQLite files: exactly-once storage, acks, concurrency, durability, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import voe
+from voe.export import export_fares
+from voe.model import Fare, Result, SearchJob
+from voe.store import SqliteStore, StoreError, open_store
+
+REPO = Path(voe.__file__).resolve().parents[1]
+
+WRITER = """
+import sys, time
+from voe.model import Fare, Result, SearchJob
+from voe.store import open_store
+
+path, worker, batches, size, mode = sys.argv[1:6]
+store = open_store(path)
+for batch in range(int(batches)):
+    if mode == "reopen":
+        store.close()
+        store = open_store(path)
+    results = []
+    for n in range(int(size)):
+        number = batch * int(size) + n
+        job = SearchJob(f"demo:AAA-B{number:05d}:2025-05-01", 1, 1, "demo", "AAA",
+                        f"B{number:05d}", "2025-05-01")
+        fares = (Fare("VO1", "08:00", "10:00", "99.90", "EUR"),
+                 Fare("VO2", "12:00", "14:00", "120.00", "EUR"))
+        results.append(Result(job, "ok", fares, None, worker, 0.1))
+    acks = store.save(results)
+    assert acks == ["done"] * len(results), acks
+    print("saved", flush=True)
+if mode == "hold":
+    time.sleep(120)
+"""
+
+
+def _job(
+    number: int = 0,
+    cycle: int = 1,
+    attempt: int = 1,
+    origin: str = "AAA",
+    destination: str = "BBB",
+    date: str = "2025-05-01",
+    return_date: str | None = None,
+) -> SearchJob:
+    job_id = f"demo:{origin}-{destination}:{date}:{number}"
+    return SearchJob(job_id, cycle, attempt, "demo", origin, destination, date, return_date)
+
+
+def _fares(*prices: str) -> tuple[Fare, ...]:
+    return tuple(
+        Fare(f"VO{index}", f"2025-05-01T0{index}:00", f"2025-05-01T1{index}:00", price, "EUR")
+        for index, price in enumerate(prices)
+    )
+
+
+def _ok(job: SearchJob, *prices: str, worker: str = "w1") -> Result:
+    return Result(job, "ok", _fares(*prices), None, worker, 0.25)
+
+
+def _failed(job: SearchJob, status: str = "transient", worker: str = "w1") -> Result:
+    return Result(job, status, (), f"{status} failure", worker, 1.5)
+
+
+def _writer(
+    path: Path, worker: str, batches: int, size: int, mode: str = "exit"
+) -> subprocess.Popen:
+    """Start a process that saves ``batches`` of ``size`` results, printing "saved" after each.
+
+    ``mode`` "hold" sleeps after saving (to be killed); "reopen" reopens the store per batch.
+    """
+    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    args = [sys.executable, "-c", WRITER, str(path), worker, str(batches), str(size)]
+    return subprocess.Popen(
+        [*args, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with SqliteStore(tmp_path / "fares.db") as opened:
+        yield opened
+
+
+def test_same_result_saved_twice_is_stored_once(store: SqliteStore) -> None:
+    result = _ok(_job(), "10.00", "12.50")
+    assert store.save([result]) == ["done"]
+    assert store.save([result]) == ["done"]
+    assert store.fare_count() == 2
+    assert store.result_count() == 1
+
+
+def test_duplicates_within_one_batch_are_stored_once(store: SqliteStore) -> None:
+    first = _ok(_job(), "10.00", "12.50", worker="w1")
+    again = _ok(_job(attempt=2), "11.00", worker="w2")
+    assert store.save([first, first, again]) == ["done", "done", "done"]
+    assert store.fare_count() == 2
+    assert [fare["price"] for fare in store.iter_fares()] == ["10.00", "12.50"]
+
+
+def test_acks_of_failure_success_failure(store: SqliteStore) -> None:
+    job = _job()
+    assert store.save([_failed(_job(attempt=1), "transient")]) == ["transient"]
+    assert store.save([_failed(_job(attempt=2), "parse")]) == ["parse"]
+    assert store.save([_ok(_job(attempt=3), "10.00")]) == ["done"]
+    assert store.save([_failed(_job(attempt=4), "permanent")]) == ["done"]
+    assert store.save([_failed(_job(number=1), "permanent")]) == ["permanent"]
+    assert store.fare_count() == 1
+    assert store.counts() == {
+        "fares": 1,
+        "results": 1,
+        "outcomes": {"ok": 1, "transient": 1, "parse": 1, "permanent": 2},
+    }
+    assert [o["status"] for o in store.outcomes(job.cycle, job.id)] == [
+        "transient", "parse", "ok", "permanent",
+    ]
+
+
+def test_acks_in_one_batch_reflect_the_committed_state(store: SqliteStore) -> None:
+    batch = [_failed(_job(attempt=1)), _ok(_job(attempt=2), "10.00"), _failed(_job(number=1))]
+    assert store.save(batch) == ["done", "done", "transient"]
+
+
+def test_ok_without_fares_is_stored_and_wins(store: SqliteStore) -> None:
+    assert store.save([_ok(_job(attempt=1))]) == ["done"]
+    assert store.save([_ok(_job(attempt=2), "10.00")]) == ["done"]
+    assert store.result_count() == 1
+    assert store.fare_count() == 0
+
+
+def test_each_cycle_is_stored_separately(store: SqliteStore) -> None:
+    assert store.save([_ok(_job(cycle=1), "10.00"), _ok(_job(cycle=2), "11.00")]) == [
+        "done", "done",
+    ]
+    assert store.save([_ok(_job(cycle=2), "12.00")]) == ["done"]
+    assert [(f["cycle"], f["price"]) for f in store.iter_fares()] == [(1, "10.00"), (2, "11.00")]
+
+
+def test_one_outcome_per_attempt(store: SqliteStore) -> None:
+    job = _job()
+    store.save([_failed(_job(attempt=1), worker="w1")])
+    store.save([_failed(_job(attempt=1), worker="w1")])
+    store.save([_failed(_job(attempt=1), worker="w2"), _ok(_job(attempt=2), "9.00", worker="w1")])
+    outcomes = store.outcomes(job.cycle, job.id)
+    assert [(o["attempt"], o["worker"], o["status"]) for o in outcomes] == [
+        (1, "w1", "transient"), (1, "w2", "transient"), (2, "w1", "ok"),
+    ]
+    assert outcomes[0]["error"] == "transient failure"
+    assert outcomes[0]["duration"] == 1.5
+    assert outcomes[2]["error"] is None
+    assert store.outcomes(job.cycle, "no-such-job") == []
+
+
+def test_unknown_status_is_refused_before_storing(store: SqliteStore) -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        store.save([_ok(_job(), "1.00"), Result(_job(number=1), "bogus", (), None, "w1", 0.0)])
+    assert store.counts()["results"] == 0
+    assert store.save([]) == []
+
+
+def test_readers_in_another_process_are_never_locked_out(tmp_path: Path) -> None:
+    path = tmp_path / "fares.db"
+    writer = _writer(path, "w1", batches=300, size=20, mode="reopen")
+    assert writer.stdout is not None
+    assert writer.stdout.readline() == "saved\n"
+    seen = []
+    while writer.poll() is None:
+        with open_store(path, readonly=True) as reader:
+            counts = reader.counts()
+        assert counts["fares"] == 2 * counts["results"]
+        seen.append(counts["results"])
+    _, errors = writer.communicate(timeout=60)
+    assert writer.returncode == 0, errors
+    assert seen == sorted(seen) and len(seen) > 1
+    with open_store(path, readonly=True) as reader:
+        assert reader.result_count() == 300 * 20
+
+
+def test_concurrent_writers_store_each_job_once(tmp_path: Path) -> None:
+    path = tmp_path / "fares.db"
+    writers = [_writer(path, worker, batches=50, size=40) for worker in ("w1", "w2", "w3")]
+    for writer in writers:
+        _, errors = writer.communicate(timeout=120)
+        assert writer.returncode == 0, errors
+    with open_store(path) as store:
+        assert store.result_count() == 50 * 40
+        assert store.fare_count() == 2 * 50 * 40
+        assert store.counts()["outcomes"]["ok"] == 3 * 50 * 40
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_saved_results_survive_sigkill(tmp_path: Path, readonly: bool) -> None:
+    path = tmp_path / "fares.db"
+    writer = _writer(path, "w1", batches=1, size=100, mode="hold")
+    assert writer.stdout is not None
+    try:
+        assert writer.stdout.readline() == "saved\n"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.communicate(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+    with open_store(path, readonly=readonly) as store:
+        assert store.result_count() == 100
+        assert store.fare_count() == 200
+
+
+def _route_fixture(store: SqliteStore) -> None:
+    store.save([
+        _ok(_job(0, cycle=1, destination="BBB"), "100.00", "9.99"),
+        _ok(_job(1, cycle=1, destination="CCC"), "50.00"),
+        _ok(_job(0, cycle=2, destination="BBB"), "10.10", "100.5", "10.05"),
+        _ok(_job(2, cycle=2, destination="BBB", return_date="2025-05-08"), "200.00", "199.99"),
+    ])
+
+
+def test_iter_fares_orders_by_cycle_job_and_decimal_price(store: SqliteStore) -> None:
+    _route_fixture(store)
+    fares = list(store.iter_fares())
+    assert [(f["cycle"], f["job_id"][-1], f["price"]) for f in fares] == [
+        (1, "0", "9.99"), (1, "0", "100.00"), (1, "1", "50.00"),
+        (2, "0", "10.05"), (2, "0", "10.10"), (2, "0", "100.5"),
+        (2, "2", "199.99"), (2, "2", "200.00"),
+    ]
+    assert fares[0] == {
+        "backend": "demo", "origin": "AAA", "destination": "BBB", "date": "2025-05-01",
+        "return_date": None, "flight": "VO1", "departure": "2025-05-01T01:00",
+        "arrival": "2025-05-01T11:00", "price": "9.99", "currency": "EUR", "cycle": 1,
+        "job_id": "demo:AAA-BBB:2025-05-01:0",
+    }
+    assert [f["price"] for f in store.iter_fares(cycle=1)] == ["9.99", "100.00", "50.00"]
+    assert list(store.iter_fares(cycle=9)) == []
+
+
+def test_cheapest_per_route_in_the_latest_or_given_cycle(store: SqliteStore) -> None:
+    _route_fixture(store)
+    latest = {
+        (f["destination"], f["return_date"]): (f["cycle"], f["price"]) for f in store.cheapest()
+    }
+    assert latest == {
+        ("BBB", None): (2, "10.05"),
+        ("BBB", "2025-05-08"): (2, "199.99"),
+        ("CCC", None): (1, "50.00"),
+    }
+    first = {(f["destination"], f["return_date"]): f["price"] for f in store.cheapest(cycle=1)}
+    assert first == {("BBB", None): "9.99", ("CCC", None): "50.00"}
+    assert store.cheapest(cycle=9) == []
+
+
+def test_cheapest_keeps_the_exact_price_string(store: SqliteStore) -> None:
+    store.save([_ok(_job(), "1234.50", "1234.5000001", "999999999999.10")])
+    assert [f["price"] for f in store.cheapest()] == ["1234.50"]
+
+
+def test_export_csv_round_trips(store: SqliteStore) -> None:
+    _route_fixture(store)
+    out = io.StringIO(newline="")
+    assert export_fares(store, out, "csv") == 8
+    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    expected = list(store.iter_fares())
+    assert len(rows) == len(expected)
+    for row, fare in zip(rows, expected, strict=True):
+        assert row == {
+            key: "" if value is None else str(value) for key, value in fare.items()
+        }
+    assert sum(Decimal(row["price"]) for row in rows) == sum(Decimal(f["price"]) for f in expected)
+
+
+def test_export_jsonl_round_trips(store: SqliteStore) -> None:
+    _route_fixture(store)
+    out = io.StringIO()
+    assert export_fares(store, out, "jsonl") == 8
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line) for line in lines] == list(store.iter_fares())
+    assert all(isinstance(json.loads(line)["price"], str) for line in lines)
+
+
+def test_export_of_an_empty_store_and_unknown_format(store: SqliteStore) -> None:
+    out = io.StringIO()
+    assert export_fares(store, out, "csv") == 0
+    assert out.getvalue().startswith("cycle,job_id,backend,")
+    with pytest.raises(ValueError, match="xml"):
+        export_fares(store, io.StringIO(), "xml")
+
+
+def test_readonly_open_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    with pytest.raises(StoreError, match="no store"):
+        SqliteStore(path, readonly=True)
+    with pytest.raises(StoreError):
+        open_store(f"sqlite:///{path}", readonly=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readonly_store_refuses_writes_and_foreign_files(tmp_path: Path) -> None:
+    path = tmp_path / "fares.db"
+    SqliteStore(path).close()
+    with SqliteStore(path, readonly=True) as reader:
+        assert reader.counts()["fares"] == 0
+        with pytest.raises(StoreError):
+            reader.save([_ok(_job(), "1.00")])
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("not a database at all, just some text " * 10)
+    with pytest.raises(StoreError):
+        SqliteStore(foreign, readonly=True)
+
+
+def test_closed_store_raises(store: SqliteStore) -> None:
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.fare_count()
+
+
+def test_open_store_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///relative.db") as relative:
+        relative.save([_ok(_job(), "1.00")])
+    with open_store(tmp_path / "relative.db", readonly=True) as same:
+        assert same.fare_count() == 1
+    with open_store(f"sqlite:///{tmp_path}/absolute.db") as absolute:
+        assert absolute.fare_count() == 0
+    assert (tmp_path / "absolute.db").is_file()
+    with open_store(str(tmp_path / "plain.db")) as plain:
+        assert plain.counts()["results"] == 0
+    with pytest.raises(StoreError, match="PostgreSQL store is not available yet"):
+        open_store("postgresql://voe@localhost/voe")
+    with pytest.raises(StoreError, match="unknown store"):
+        open_store("mysql://localhost/voe")
+
+
+def test_schema_version_is_set_and_checked(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "fares.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        db.execute("PRAGMA user_version = 7")
+    with pytest.raises(StoreError, match="version 7"):
+        SqliteStore(path)
+
+
+def test_a_large_batch_is_fast(store: SqliteStore) -> None:
+    batch = [
+        _ok(_job(number), "10.00", "11.00", "12.00", "13.00", "14.00") for number in range(1000)
+    ]
+    started = time.perf_counter()
+    assert set(store.save(batch)) == {"done"}
+    elapsed = time.perf_counter() - started
+    assert store.fare_count() == 5000
+    assert elapsed < 1.0

@@ -1,0 +1,1 @@
+"""The demo airline: a small deterministic fare website, the target of every run and test."""

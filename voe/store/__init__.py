@@ -1,0 +1,37 @@
+"""Durable storage of fares for the sink and the reports: each job's fares once per cycle.
+
+``open_store`` picks the implementation from a target: a file path or ``sqlite:///path``
+for SQLite; ``postgresql://`` is reserved for a later PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voe.store.base import DONE, FARE_FIELDS, Store, StoreError
+from voe.store.sqlite import SqliteStore
+
+__all__ = ["DONE", "FARE_FIELDS", "SqliteStore", "Store", "StoreError", "open_store"]
+
+_SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_PREFIXES = ("postgresql://", "postgresql+", "postgres://")
+
+
+def open_store(target: str | Path, *, readonly: bool = False) -> Store:
+    """Open the store named by ``target``; ``readonly`` is for reports and needs an existing file.
+
+    ``sqlite:///fares.db`` is relative, ``sqlite:////srv/fares.db`` absolute (as in SQLAlchemy).
+    """
+    if isinstance(target, Path):
+        return SqliteStore(target, readonly=readonly)
+    if target.startswith(_POSTGRES_PREFIXES):
+        raise StoreError("PostgreSQL store is not available yet")
+    if target.startswith(_SQLITE_PREFIX):
+        path = target.removeprefix(_SQLITE_PREFIX)
+        if not path:
+            raise StoreError(f"no file path in the store URL {target!r}")
+        return SqliteStore(path, readonly=readonly)
+    if "://" in target:
+        scheme = target.split("://", 1)[0]
+        raise StoreError(f"unknown store {scheme!r} in {target!r}: use a file path or sqlite:///")
+    return SqliteStore(target, readonly=readonly)

@@ -1,0 +1,89 @@
+"""The store contract: what the sink needs to keep fares durably, exactly once per job and cycle.
+
+A store is written by the sink alone and read by reporting commands (``voe status``,
+``voe export``) from other processes at the same time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any, Protocol
+
+from voe.model import Result
+
+DONE = "done"
+"""Acknowledgement of a result whose job has its fares stored in that cycle."""
+
+FARE_FIELDS = (
+    "cycle",
+    "job_id",
+    "backend",
+    "origin",
+    "destination",
+    "date",
+    "return_date",
+    "flight",
+    "departure",
+    "arrival",
+    "price",
+    "currency",
+)
+"""The keys of every fare dict a store returns, in the order exports write them."""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message is meant for the user."""
+
+
+class Store(Protocol):
+    """Durable storage of results: fares once per (cycle, job id), and every attempt's outcome."""
+
+    def save(self, results: Sequence[Result]) -> list[str]:
+        """Store ``results`` in one transaction, commit, then return one acknowledgement each.
+
+        An acknowledgement is ``"done"`` when the job's fares of that cycle are stored
+        (by this batch or an earlier one), else the result's own status.
+        """
+        ...
+
+    def fare_count(self) -> int:
+        """Return how many fares are stored."""
+        ...
+
+    def result_count(self) -> int:
+        """Return how many (cycle, job) pairs have their fares stored."""
+        ...
+
+    def counts(self) -> dict[str, Any]:
+        """Return ``{"fares": n, "results": n, "outcomes": {status: n}}`` for reports."""
+        ...
+
+    def iter_fares(self, cycle: int | None = None) -> Iterator[dict[str, Any]]:
+        """Yield every stored fare (of ``cycle`` if given) as a dict keyed by ``FARE_FIELDS``."""
+        ...
+
+    def cheapest(self, cycle: int | None = None) -> list[dict[str, Any]]:
+        """Return the cheapest fare per route and dates, in ``cycle`` or each route's latest."""
+        ...
+
+    def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
+        """Return the recorded outcome of every attempt of one job in one cycle."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; further calls fail."""
+        ...
+
+    def __enter__(self) -> Store:
+        """Return the store itself so it can be closed by a ``with`` block."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        ...

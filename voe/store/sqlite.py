@@ -1,0 +1,343 @@
+"""The SQLite store: one file, written by the sink, read by reports from other processes.
+
+Durability: WAL mode with ``synchronous=NORMAL``. A commit is in the WAL file (the
+operating system's page cache) before ``save`` returns, so it survives the sink being
+killed, even by SIGKILL, which is what the commit-then-ack guarantee covers. Power loss
+or a kernel crash may lose the last commits; that is out of scope (``FULL`` would cost
+an fsync per batch to cover it).
+
+Concurrency: WAL lets readers run while the sink writes; every connection waits up to
+``BUSY_TIMEOUT`` seconds for a lock instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from voe.dbfile import create_atomically
+from voe.model import OK, RESULT_STATUSES, Result
+from voe.store.base import DONE, FARE_FIELDS, StoreError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another one's lock before giving up."""
+
+_KEY_CHUNK = 500
+"""Job ids per ``IN (...)`` lookup, well under SQLite's limit on bound parameters."""
+
+_SCHEMA = """
+CREATE TABLE fares (
+    cycle INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    date TEXT NOT NULL,
+    return_date TEXT,
+    flight TEXT NOT NULL,
+    departure TEXT NOT NULL,
+    arrival TEXT NOT NULL,
+    price TEXT NOT NULL,
+    currency TEXT NOT NULL
+);
+CREATE INDEX fares_route ON fares (origin, destination, date);
+CREATE INDEX fares_job ON fares (cycle, job_id);
+CREATE TABLE results (
+    cycle INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    date TEXT NOT NULL,
+    return_date TEXT,
+    fare_count INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    stored_at REAL NOT NULL,
+    PRIMARY KEY (cycle, job_id)
+) WITHOUT ROWID;
+CREATE TABLE outcomes (
+    cycle INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    status TEXT NOT NULL,
+    duration REAL NOT NULL,
+    error TEXT,
+    at REAL NOT NULL,
+    UNIQUE (cycle, job_id, attempt, worker)
+);
+"""
+
+_COLUMNS = ", ".join(FARE_FIELDS)
+_INSERT_FARE = f"INSERT INTO fares ({_COLUMNS}) VALUES ({', '.join('?' * len(FARE_FIELDS))})"
+_INSERT_RESULT = (
+    "INSERT INTO results (cycle, job_id, backend, origin, destination, date, return_date,"
+    " fare_count, worker, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_OUTCOME = (
+    "INSERT OR IGNORE INTO outcomes (cycle, job_id, attempt, worker, status, duration, error, at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_OUTCOME_FIELDS = ("cycle", "job_id", "attempt", "worker", "status", "duration", "error", "at")
+_BY_PRICE = "CAST(price AS REAL), price"
+_ROUTE = ("origin", "destination", "date", "return_date")
+
+
+class SqliteStore:
+    """A ``Store`` in one SQLite file; ``readonly=True`` opens an existing file for reports.
+
+    Use one instance from one thread at a time (it may move between threads, e.g. a pool).
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        if readonly and not self.path.is_file():
+            raise StoreError(f"no store at {self.path}")
+        try:
+            self._conn = self._connect()
+            if readonly:
+                self._check_version()
+            else:
+                self._prepare()
+        except (sqlite3.Error, OSError) as error:
+            self.close()
+            raise StoreError(f"cannot open the store {self.path}: {error}") from error
+        except StoreError:
+            self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open the connection in autocommit mode, so transactions are explicit."""
+        if self.readonly:
+            target, uri = self.path.resolve().as_uri() + "?mode=ro", True
+        else:
+            create_atomically(self.path, _SCHEMA, SCHEMA_VERSION)
+            target, uri = str(self.path), False
+        conn = sqlite3.connect(
+            target, uri=uri, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        if self.readonly:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _prepare(self) -> None:
+        """Switch to WAL and create the schema if the file is new."""
+        conn = self._db
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"the store {self.path} cannot use WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction("BEGIN IMMEDIATE"):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreError(f"the store {self.path} has unknown schema version {version}")
+
+    def _check_version(self) -> None:
+        """Refuse a file that is not a voe store of this schema version."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} is not a voe store (schema version {version}, "
+                f"expected {SCHEMA_VERSION})"
+            )
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+        """Run the block in one transaction: commit on success, roll back on any exception."""
+        conn = self._db
+        conn.execute(begin)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn SQLite's errors into ``StoreError`` naming the store and the operation."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot {doing} in the store {self.path}: {error}") from error
+
+    def save(self, results: Sequence[Result]) -> list[str]:
+        """Record every attempt and store each job's fares once per cycle; ack after commit.
+
+        Returns, per result, ``"done"`` if its job's fares of that cycle are stored once
+        the batch is committed (by this batch or an earlier one), else its status.
+        Raises ``ValueError`` for an unknown status (nothing is stored then).
+        """
+        for result in results:
+            if result.status not in RESULT_STATUSES:
+                raise ValueError(f"unknown result status {result.status!r} of {result.job.id}")
+        if not results:
+            return []
+        now = time.time()
+        with self._lock, self._errors("save results"), self._transaction("BEGIN IMMEDIATE") as db:
+            stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
+            db.executemany(_INSERT_OUTCOME, (_outcome_row(r, now) for r in results))
+            markers: list[tuple[Any, ...]] = []
+            fares: list[tuple[Any, ...]] = []
+            for result in results:
+                key = (result.job.cycle, result.job.id)
+                if result.status == OK and key not in stored:
+                    stored.add(key)
+                    markers.append(_result_row(result, now))
+                    fares.extend(_fare_rows(result))
+            db.executemany(_INSERT_RESULT, markers)
+            db.executemany(_INSERT_FARE, fares)
+        return [DONE if (r.job.cycle, r.job.id) in stored else r.status for r in results]
+
+    def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Return which of ``keys`` already have their fares stored, a few queries per cycle."""
+        by_cycle: dict[int, list[str]] = defaultdict(list)
+        for cycle, job in keys:
+            by_cycle[cycle].append(job)
+        stored: set[tuple[int, str]] = set()
+        for cycle, jobs in by_cycle.items():
+            for start in range(0, len(jobs), _KEY_CHUNK):
+                chunk = jobs[start : start + _KEY_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT job_id FROM results WHERE cycle = ? AND job_id IN ({marks})",
+                    (cycle, *chunk),
+                )
+                stored.update((cycle, job) for (job,) in rows)
+        return stored
+
+    def fare_count(self) -> int:
+        """Return how many fares are stored."""
+        with self._errors("count fares"):
+            return self._db.execute("SELECT COUNT(*) FROM fares").fetchone()[0]
+
+    def result_count(self) -> int:
+        """Return how many (cycle, job) pairs have their fares stored."""
+        with self._errors("count results"):
+            return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def counts(self) -> dict[str, Any]:
+        """Return fares, stored jobs and outcomes by status, read from one snapshot."""
+        with self._lock, self._errors("count"), self._transaction() as db:
+            fares = db.execute("SELECT COUNT(*) FROM fares").fetchone()[0]
+            stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            by_status = dict.fromkeys(RESULT_STATUSES, 0)
+            for status, count in db.execute("SELECT status, COUNT(*) FROM outcomes GROUP BY 1"):
+                by_status[status] = count
+        return {"fares": fares, "results": stored, "outcomes": by_status}
+
+    def iter_fares(self, cycle: int | None = None) -> Iterator[dict[str, Any]]:
+        """Yield stored fares (of ``cycle`` if given) by cycle, job id and decimal price."""
+        where, params = ("WHERE cycle = ?", (cycle,)) if cycle is not None else ("", ())
+        sql = f"SELECT {_COLUMNS} FROM fares {where} ORDER BY cycle, job_id, {_BY_PRICE}, rowid"
+        with self._errors("read fares"):
+            for row in self._db.execute(sql, params):
+                yield dict(zip(FARE_FIELDS, row, strict=True))
+
+    def cheapest(self, cycle: int | None = None) -> list[dict[str, Any]]:
+        """Return the cheapest fare per (origin, destination, date, return date).
+
+        With ``cycle`` only that cycle counts; without, each route's latest cycle with fares.
+        Prices are compared as numbers and returned as the stored decimal strings.
+        """
+        if cycle is not None:
+            chosen, params = "SELECT * FROM fares WHERE cycle = ?", (cycle,)
+        else:
+            chosen, params = _LATEST_PER_ROUTE, ()
+        route = ", ".join(_ROUTE)
+        sql = (
+            f"WITH chosen AS ({chosen}), ranked AS ("
+            f" SELECT {_COLUMNS}, ROW_NUMBER() OVER ("
+            f"  PARTITION BY {route} ORDER BY {_BY_PRICE}, backend, flight, departure"
+            f" ) AS rank FROM chosen)"
+            f" SELECT {_COLUMNS} FROM ranked WHERE rank = 1 ORDER BY {route}"
+        )
+        with self._errors("find the cheapest fares"):
+            rows = self._db.execute(sql, params).fetchall()
+        return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
+
+    def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
+        """Return the recorded outcome of every attempt of one job in one cycle, oldest first."""
+        sql = (
+            f"SELECT {', '.join(_OUTCOME_FIELDS)} FROM outcomes"
+            " WHERE cycle = ? AND job_id = ? ORDER BY attempt, rowid"
+        )
+        with self._errors("read outcomes"):
+            rows = self._db.execute(sql, (cycle, job_id)).fetchall()
+        return [dict(zip(_OUTCOME_FIELDS, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        """Return the store so a ``with`` block closes it."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+
+_LATEST_PER_ROUTE = (
+    "SELECT f.* FROM fares AS f JOIN ("
+    " SELECT origin, destination, date, return_date, MAX(cycle) AS cycle FROM fares"
+    " GROUP BY origin, destination, date, return_date"
+    ") AS latest ON f.origin = latest.origin AND f.destination = latest.destination"
+    " AND f.date = latest.date AND f.return_date IS latest.return_date"
+    " AND f.cycle = latest.cycle"
+)
+
+
+def _outcome_row(result: Result, now: float) -> tuple[Any, ...]:
+    job = result.job
+    return (
+        job.cycle, job.id, job.attempt, result.worker, result.status,
+        result.duration, result.error, now,
+    )
+
+
+def _result_row(result: Result, now: float) -> tuple[Any, ...]:
+    job = result.job
+    return (
+        job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
+        job.return_date, len(result.fares), result.worker, now,
+    )
+
+
+def _fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
+    job = result.job
+    route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
+    for fare in result.fares:
+        yield (*route, fare.flight, fare.departure, fare.arrival, fare.price, fare.currency)
