@@ -1,0 +1,88 @@
+"""`voe run`, the README's main job: the demo plan end to end, interrupted and resumed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+from tests.cluster import free_port, wait_for
+
+
+def run_env(tmp_path):
+    env = dict(os.environ)
+    env.update({
+        "VOE_JOBS_PORT": str(free_port()),
+        "VOE_CONTROL_PORT": str(free_port()),
+        "VOE_RESULTS_PORT": str(free_port()),
+        "VOE_DEMO_AIRLINE_URL": f"http://127.0.0.1:{free_port()}",
+        "VOE_DATA_DIR": str(tmp_path / "data"),
+    })
+    return env
+
+
+def voe(tmp_path, env, *args):
+    return subprocess.run([sys.executable, "-m", "voe", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def stored_jobs(data_dir):
+    with sqlite3.connect(data_dir / "fares.db") as db:
+        return db.execute("SELECT COUNT(*), COUNT(DISTINCT cycle || job_id) FROM results"
+                          ).fetchone()
+
+
+def test_voe_run_collects_the_demo_plan(tmp_path):
+    env = run_env(tmp_path)
+    result = voe(tmp_path, env, "run", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "280 jobs done, 0 failed" in result.stdout
+    assert "Cheapest fares found" in result.stdout
+    status = json.loads(voe(tmp_path, env, "status", "--json").stdout)
+    assert status["jobs"] == {"pending": 0, "leased": 0, "done": 280, "failed": 0}
+    assert status["fares"] > 280
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    lines = (tmp_path / "f.jsonl").read_text().splitlines()
+    assert len(lines) == status["fares"]
+    first = json.loads(lines[0])
+    assert {"backend", "origin", "destination", "date", "flight", "price", "currency", "cycle",
+            "job_id"} <= set(first)
+    assert voe(tmp_path, env, "export", "--format", "csv", "--out", "f.csv").returncode == 0
+    with open(tmp_path / "f.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == status["fares"]
+    cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
+    assert len(cheapest) == 280 and all("BRL" in line for line in cheapest)
+    for role in ("master", "sink", "worker"):
+        assert (tmp_path / "data" / f"{role}.log").stat().st_size > 0
+
+
+def test_ctrl_c_stops_everything_and_the_next_run_resumes(tmp_path):
+    env = run_env(tmp_path)
+    data_dir = tmp_path / "data"
+    command = [sys.executable, "-m", "voe", "run", "--workers", "1", "--concurrency", "2",
+               "--latency-ms", "200"]
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (data_dir / "fares.db").exists() and stored_jobs(data_dir)[0] >= 10,
+                 60, "some jobs stored")
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(5)
+    assert first.returncode == 130, output
+    assert "resumes it" in output
+    assert not (data_dir / "master.pid").exists()
+    stored, _ = stored_jobs(data_dir)
+    assert 10 <= stored < 280
+    second = voe(tmp_path, env, "run", "--workers", "2")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert stored_jobs(data_dir) == (280, 280)
+    status = json.loads(voe(tmp_path, env, "status", "--json").stdout)
+    assert status["jobs"]["done"] == 280 and status["cycle"]["number"] == 1
