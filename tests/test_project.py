@@ -1,0 +1,34 @@
+"""Promises the project makes about itself: ruff clean, every setting documented."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.cluster import ROOT
+from voe.settings import SETTINGS
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff")
+    command = [ruff] if ruff else [sys.executable, "-m", "ruff"]
+    result = subprocess.run([*command, "check", "."], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_is_in_the_readme_with_its_default(setting):
+    readme = (ROOT / "README.md").read_text()
+    default = f"`{setting.default}`" if setting.default else "(empty)"
+    assert f"| `{setting.name}` | {default} |" in readme
+
+
+def test_readme_commands_are_the_ones_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = "pip install -e '.[test]' && python3 -m pytest"
+    assert test_command in readme and test_command in ci
