@@ -185,3 +185,35 @@ def test_slow_worker_never_holds_more_than_its_credit(tmp_path, airline):
     finally:
         cluster.stop()
         very_slow.stop()
+
+
+def test_continuous_collection_starts_a_new_cycle_every_interval(tmp_path, airline):
+    plan = """
+[plan]
+name = "every-two-seconds"
+cycle = "2s"
+[dates]
+days_ahead = 1
+[[routes]]
+backend = "demo-api"
+airports = ["GRU", "REC"]
+"""
+    cluster = Cluster(tmp_path, airline.url, plan=plan)
+    try:
+        cluster.sink()
+        master = cluster.spawn("master", "master", "--plan", str(cluster.plan_path))
+        cluster.worker("w1")
+        wait_for(lambda: (cluster.status()["cycle"] or {}).get("number", 0) >= 3
+                 and cluster.jobs()["done"] == 2, 30, "a third cycle, done")
+        assert master.stop() == 0
+        results = cluster.store_rows("results")
+        per_cycle: dict[int, list[str]] = {}
+        for row in results:
+            per_cycle.setdefault(row["cycle"], []).append(row["job_id"])
+        assert {1, 2, 3} <= set(per_cycle)
+        for cycle in (1, 2, 3):
+            assert sorted(per_cycle[cycle]) == ["demo-api:GRU-REC:" + per_cycle[cycle][0][-10:],
+                                                "demo-api:REC-GRU:" + per_cycle[cycle][0][-10:]]
+        assert "cycle 2 started" in cluster.log("master")
+    finally:
+        cluster.stop()
