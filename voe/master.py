@@ -29,6 +29,7 @@ from voe import protocol
 from voe.ledger import Cycle, Ledger
 from voe.logs import RejectCounter
 from voe.model import SearchJob
+from voe.pacing import Pacers
 from voe.peers import Key, Peer, Peers
 from voe.plan import Plan
 from voe.settings import Settings
@@ -48,6 +49,8 @@ SWEEP_INTERVAL = 0.25
 HOUSEKEEPING_INTERVAL = 1.0
 # Most jobs sent to one worker in one message.
 MAX_JOBS_PER_MESSAGE = 500
+# Most ready jobs looked at per lease round when some airlines are paced.
+SCAN_LIMIT = 2000
 # Seconds between progress lines in master.log.
 PROGRESS_INTERVAL = 10.0
 
@@ -78,6 +81,8 @@ class Master:
         self.recently_done: set[Key] = set()
         self.cycles: dict[int, Cycle] = {}
         self.expanders: dict[int, tuple[Iterator[SearchJob], int]] = {}
+        self.pacers = Pacers(plan.budgets())
+        self.backend_count = len({routes.backend for routes in plan.routes})
         self.stats = {"leased": 0, "done": 0, "failed": 0, "retried": 0, "expired": 0}
         self.stopping = False
         self.context = zmq.Context.instance()
@@ -216,6 +221,9 @@ class Master:
         elif isinstance(message, protocol.Finished):
             if peer is not None:
                 self.peers.release(peer, message.keys)
+        elif isinstance(message, protocol.Throttled):
+            for backend, count in message.counts:
+                self.pacers.get(backend).throttled(count)
         elif isinstance(message, protocol.Bye):
             if peer is not None:
                 self._drop_peer(peer, "left")
@@ -285,15 +293,25 @@ class Master:
                 return
 
     def _next_jobs(self, count: int) -> list[SearchJob]:
+        """Up to ``count`` jobs whose airlines' budgets allow a lease now, in ledger order."""
         batch: list[SearchJob] = []
-        while len(batch) < count:
-            if not self.ready and not self._refill():
+        paced: list[SearchJob] = []
+        blocked: set[str] = set()
+        for _ in range(SCAN_LIMIT):
+            if len(batch) >= count or len(blocked) >= self.backend_count:
+                break
+            if not self.ready and (paced or not self._refill()):
                 break
             job = self.ready.popleft()
             key = (job.cycle, job.id)
             if key in self.leases or key in self.recently_done:
                 continue
+            if job.backend in blocked or not self.pacers.get(job.backend).take():
+                blocked.add(job.backend)
+                paced.append(job)
+                continue
             batch.append(job)
+        self.ready.extendleft(reversed(paced))
         return batch
 
     def _refill(self) -> bool:
@@ -397,6 +415,7 @@ class Master:
         """Close finished cycles, start due ones, save the workers; True when all is done."""
         self._flush()
         self._save_workers()
+        self.pacers.recover()
         for number, cycle in list(self.cycles.items()):
             if number in self.expanders or cycle.finished_at is not None:
                 continue

@@ -41,6 +41,7 @@ class RouteSet:
     backend: str
     airports: tuple[str, ...]
     blocked: frozenset[tuple[str, str]]
+    requests_per_second: float | None = None
 
     def pairs(self) -> Iterator[tuple[str, str]]:
         """Yield the (origin, destination) pairs to search, in a stable order."""
@@ -84,6 +85,15 @@ class Plan:
             return [(day.isoformat(), None) for day in departures]
         return [(day.isoformat(), (day + dt.timedelta(days=stay)).isoformat())
                 for day in departures for stay in self.stay_days]
+
+    def budgets(self) -> dict[str, float]:
+        """Fleet-wide requests per second per backend (the strictest of its route tables)."""
+        budgets: dict[str, float] = {}
+        for routes in self.routes:
+            if routes.requests_per_second is not None:
+                current = budgets.get(routes.backend, routes.requests_per_second)
+                budgets[routes.backend] = min(current, routes.requests_per_second)
+        return budgets
 
     def job_count(self) -> int:
         """How many jobs one cycle holds, computed without expanding them."""
@@ -225,8 +235,13 @@ class _Reader:
                     raise self.fail(f"{key}.blocked",
                                     f'each entry must be a pair like ["GRU", "GIG"] (got {pair!r})')
                 blocked.add((pair[0], pair[1]))
-            unknown = set(entry) - {"backend", "airports", "blocked"}
+            unknown = set(entry) - {"backend", "airports", "blocked", "requests_per_second"}
             if unknown:
                 raise self.fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
-            result.append(RouteSet(backend, tuple(airports), frozenset(blocked)))
+            rps = entry.get("requests_per_second")
+            if rps is not None and (type(rps) not in (int, float) or not 0 < rps <= 100_000):
+                raise self.fail(f"{key}.requests_per_second",
+                                f"must be a positive number of requests per second (got {rps!r})")
+            result.append(RouteSet(backend, tuple(airports), frozenset(blocked),
+                                   float(rps) if rps is not None else None))
         return tuple(result)

@@ -10,6 +10,7 @@ Message types:
   finished  worker -> master   jobs the worker no longer holds (returns credit)
   heartbeat both ways          liveness
   bye       worker -> master   the worker is leaving; its jobs go back at once
+  throttled worker -> master   throttling answers (429, blocks) seen per backend
   jobs      master -> worker   leased jobs
   result    worker -> sink     one attempt's outcome and fares
   acks      sink -> master     stored (or failed) attempts, after commit
@@ -34,8 +35,8 @@ MAX_ITEMS = 10_000
 # Longest error text a result or ack carries.
 MAX_ERROR = 1000
 
-HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, ACKS = (
-    "hello", "finished", "heartbeat", "bye", "jobs", "result", "acks",
+HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, ACKS, THROTTLED = (
+    "hello", "finished", "heartbeat", "bye", "jobs", "result", "acks", "throttled",
 )
 
 
@@ -77,6 +78,13 @@ class Bye:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttled:
+    """How many throttling answers a worker saw per backend since its last report."""
+
+    counts: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Jobs:
     """Jobs leased to a worker."""
 
@@ -101,7 +109,7 @@ class Acks:
     acks: tuple[Ack, ...]
 
 
-Message = Hello | Finished | Heartbeat | Bye | Jobs | Result | Acks
+Message = Hello | Finished | Heartbeat | Bye | Throttled | Jobs | Result | Acks
 ACK_STATUSES = ("done", *RESULT_STATUSES[1:])
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -142,6 +150,11 @@ def encode_heartbeat(epoch: str = "") -> bytes:
 def encode_bye() -> bytes:
     """Encode a worker's goodbye."""
     return _pack(BYE, {})
+
+
+def encode_throttled(counts: dict[str, int]) -> bytes:
+    """Encode the throttling answers seen per backend."""
+    return _pack(THROTTLED, {"c": [[backend, count] for backend, count in counts.items()]})
 
 
 def encode_jobs(jobs: list[SearchJob]) -> bytes:
@@ -253,6 +266,16 @@ def _parse_finished(body: dict[str, Any]) -> Finished:
     return Finished(_keys(body["k"]))
 
 
+def _parse_throttled(body: dict[str, Any]) -> Throttled:
+    counts = []
+    for item in _list(body["c"]):
+        pair = _list(item)
+        if len(pair) != 2:
+            raise ValueError("a count is [backend, n]")
+        counts.append((_str(pair[0], 64), _int(pair[1], 1, 10**9)))
+    return Throttled(tuple(counts))
+
+
 def _parse_jobs(body: dict[str, Any]) -> Jobs:
     return Jobs(tuple(_job(row) for row in _list(body["j"])))
 
@@ -287,6 +310,7 @@ _PARSERS = {
     FINISHED: _parse_finished,
     HEARTBEAT: lambda body: Heartbeat(_str(body["e"], 64, empty=True)),
     BYE: lambda body: Bye(),
+    THROTTLED: _parse_throttled,
     JOBS: _parse_jobs,
     RESULT: _parse_result,
     ACKS: _parse_acks,
