@@ -217,3 +217,22 @@ airports = ["GRU", "REC"]
         assert "cycle 2 started" in cluster.log("master")
     finally:
         cluster.stop()
+
+
+def test_thousands_of_jobs_are_each_leased_once(tmp_path, airline):
+    airports = ", ".join(f'"A{n:02d}"' for n in range(20))
+    cluster = Cluster(tmp_path, airline.url, backend="null", airports=f"[{airports}]",
+                      days=16)  # 6,080 jobs: more than one refill of the master's queue
+    try:
+        cluster.sink()
+        master = cluster.master()
+        cluster.worker("w1", concurrency=50)
+        cluster.worker("w2", concurrency=50)
+        assert cluster.wait_master(master) == 0
+        rows = cluster.ledger_rows()
+        assert len(rows) == 6080
+        assert {(row["state"], row["attempt"]) for row in rows} == {("done", 1)}
+        assert len(cluster.store_rows("outcomes")) == 6080
+        assert len(cluster.store_rows("fares")) == 5 * 6080
+    finally:
+        cluster.stop()

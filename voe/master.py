@@ -300,7 +300,8 @@ class Master:
         for _ in range(SCAN_LIMIT):
             if len(batch) >= count or len(blocked) >= self.backend_count:
                 break
-            if not self.ready and (paced or not self._refill()):
+            # Refill only with an empty hand: jobs popped here are still pending in the ledger.
+            if not self.ready and (paced or batch or not self._refill()):
                 break
             job = self.ready.popleft()
             key = (job.cycle, job.id)
