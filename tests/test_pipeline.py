@@ -222,7 +222,7 @@ airports = ["GRU", "REC"]
 def test_thousands_of_jobs_are_each_leased_once(tmp_path, airline):
     airports = ", ".join(f'"A{n:02d}"' for n in range(20))
     cluster = Cluster(tmp_path, airline.url, backend="null", airports=f"[{airports}]",
-                      days=16)  # 6,080 jobs: more than one refill of the master's queue
+                      days=60)  # 22,800 jobs: refills and expansions of the master's queue
     try:
         cluster.sink()
         master = cluster.master()
@@ -230,9 +230,10 @@ def test_thousands_of_jobs_are_each_leased_once(tmp_path, airline):
         cluster.worker("w2", concurrency=50)
         assert cluster.wait_master(master) == 0
         rows = cluster.ledger_rows()
-        assert len(rows) == 6080
+        assert len(rows) == 22_800
         assert {(row["state"], row["attempt"]) for row in rows} == {("done", 1)}
-        assert len(cluster.store_rows("outcomes")) == 6080
-        assert len(cluster.store_rows("fares")) == 5 * 6080
+        assert len(cluster.store_rows("outcomes")) == 22_800
+        assert len(cluster.store_rows("fares")) == 5 * 22_800
+        assert "progress: 22800 leased, 22800 done" in cluster.log("master")
     finally:
         cluster.stop()
