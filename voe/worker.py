@@ -88,8 +88,9 @@ class Worker:
                  self.settings.voe_results_port)
         self._hello()
         runners = [gevent.spawn(self._runner) for _ in range(self.concurrency)]
-        helpers = [gevent.spawn(self._receive), gevent.spawn(self._send_master),
-                   gevent.spawn(self._send_sink), gevent.spawn(self._heartbeat)]
+        self.receiver = gevent.spawn(self._receive, self.dealer)
+        helpers = [gevent.spawn(self._send_master), gevent.spawn(self._send_sink),
+                   gevent.spawn(self._heartbeat)]
         self.stopping.wait()
         log.info("stopping: %d running, %d queued", self.running, self.jobs.qsize())
         gevent.killall(runners, block=False)
@@ -101,7 +102,7 @@ class Worker:
         gevent.sleep(0.05)
         self._try_send_master(protocol.encode_bye())
         gevent.sleep(0.1)
-        gevent.killall(helpers)
+        gevent.killall([*helpers, self.receiver])
         self.dealer.close(0)
         self.push.close(LINGER_MS)
         log.info("worker %s stopped after %d jobs (%d rejected messages)", self.name,
@@ -114,19 +115,12 @@ class Worker:
 
     # Greenlets ---------------------------------------------------------------
 
-    def _receive(self) -> None:
-        """Take jobs and heartbeats from the master."""
+    def _receive(self, dealer: zmq.Socket) -> None:
+        """Take jobs and heartbeats from the master (a reconnect replaces this greenlet)."""
         while True:
-            dealer = self.dealer  # replaced by a reconnect, so poll briefly and look again
-            if not dealer.poll(100, zmq.POLLIN) or dealer is not self.dealer:
-                continue
-            for _ in range(1000):
-                try:
-                    frame = dealer.recv(zmq.NOBLOCK, copy=True)
-                except zmq.Again:
-                    break
-                self.last_master = time.monotonic()
-                self._on_master(frame)
+            frame = dealer.recv(copy=True)
+            self.last_master = time.monotonic()
+            self._on_master(frame)
 
     def _on_master(self, frame: bytes) -> None:
         try:
@@ -171,7 +165,12 @@ class Worker:
             self.held.pop(key, None)
             self.finished.append(key)
             if len(self.finished) == 1:
-                gevent.spawn_later(0.002, self._flush_finished)
+                gevent.spawn(self._flush_finished_soon)
+
+    def _flush_finished_soon(self) -> None:
+        """Let every runner that is ready finish first, so one message returns their credit."""
+        gevent.sleep(0)
+        self._flush_finished()
 
     def _flush_finished(self) -> None:
         if self.finished:
@@ -186,8 +185,10 @@ class Worker:
             gevent.sleep(interval)
             if time.monotonic() - self.last_master > patience:
                 log.warning("no word from the master for %.1fs; reconnecting", patience)
+                self.receiver.kill()
                 old, self.dealer = self.dealer, self._connect_master()
                 old.close(0)
+                self.receiver = gevent.spawn(self._receive, self.dealer)
                 self.last_master = time.monotonic()
                 self.master_epoch = ""
                 self._hello()
