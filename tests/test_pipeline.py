@@ -108,6 +108,9 @@ def test_master_killed_and_restarted_loses_nothing(tmp_path, slow_airline):
             restarted.stderr.close()
         assert_stored_exactly_once(cluster, slow_airline)
         assert "resuming cycle 1" in cluster.log("master")
+        workers_log = cluster.log("worker")
+        assert "no word from the master" in workers_log or "master restarted" in workers_log
+        assert cluster.log("master").count("worker w1 joined") >= 2  # said hello again
     finally:
         cluster.stop()
 
