@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -58,10 +59,11 @@ class Airline:
     """The demo airline as a real `voe demo-airline` process."""
 
     def __init__(self, tmp: Path, latency_ms: int = 0, fail_routes: tuple[str, ...] = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, options: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = ["demo-airline", "--port", str(self.port), "--latency-ms", str(latency_ms)]
+        args = ["demo-airline", "--port", str(self.port), "--latency-ms", str(latency_ms),
+                *options]
         for route in fail_routes:
             args += ["--fail-route", route]
         self.child = Child("airline", args, dict(os.environ), tmp, tmp / f"airline-{self.port}.err")
@@ -78,8 +80,15 @@ class Airline:
     def api_fares(self, origin: str, destination: str, date: str) -> list[dict]:
         """The fares the airline's JSON API gives for a search."""
         query = f"/api/search?origin={origin}&destination={destination}&date={date}"
-        with urllib.request.urlopen(self.url + query, timeout=10) as answer:
-            return json.load(answer)["fares"]
+        for _ in range(50):  # a rate-limited airline answers 429 for a while
+            try:
+                with urllib.request.urlopen(self.url + query, timeout=10) as answer:
+                    return json.load(answer)["fares"]
+            except urllib.error.HTTPError as error:
+                if error.code != 429:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError(f"the airline kept answering 429 to {query}")
 
     def stop(self) -> None:
         self.child.stop()

@@ -2,9 +2,9 @@
 
 Each backend (one airline site) has a token bucket filled at its budget of
 requests per second, shared by every worker because only the master hands out
-jobs. When workers report throttling (HTTP 429, blocks), the rate is halved, at
-most once per second; a quiet second lets it grow back by a tenth, until the
-budget (or no limit) is reached again. Scrapy's AutoThrottle and Celery's
+jobs. When workers report throttling (HTTP 429, blocks), the rate drops by 40%,
+at most once per two seconds; a quiet second lets it grow back by a tenth, until
+the budget (or no limit) is reached again. Scrapy's AutoThrottle and Celery's
 ``rate_limit`` act per process; this acts per fleet.
 """
 
@@ -18,7 +18,9 @@ log = logging.getLogger("voe.master")
 # Seconds of budget the bucket may save up (a small burst keeps the rate smooth).
 BURST_SECONDS = 0.2
 # Factor applied to the rate when an airline throttles us.
-BACKOFF = 0.5
+BACKOFF = 0.6
+# Seconds between two slow-downs: jobs already out keep asking for a while after one.
+BACKOFF_COOLDOWN = 2.0
 # Factor by which the rate grows back after a second without throttling.
 RECOVERY = 1.1
 # Slowest rate a throttled airline is paced at (jobs per second).
@@ -69,7 +71,7 @@ class Pacer:
     def throttled(self, count: int) -> None:
         """Workers saw ``count`` throttling answers from this airline: slow down."""
         now = time.monotonic()
-        if now - self.last_backoff < 1.0:
+        if now - self.last_backoff < BACKOFF_COOLDOWN:
             return
         current = self.rate if self.rate is not None else max(self.observed, MIN_RATE * 2)
         self.rate = max(MIN_RATE, current * BACKOFF)
