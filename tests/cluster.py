@@ -116,6 +116,7 @@ class Cluster:
             "VOE_HEARTBEAT_SECONDS": str(heartbeat),
             "VOE_HEARTBEAT_LIVENESS": "5",
             "VOE_LOG_LEVEL": "DEBUG",
+            "VOE_HTTP_BACKOFF": "0.02",  # retries inside an attempt, quickly
         })
         self.children: list[Child] = []
 

@@ -85,14 +85,14 @@ class AirlineProcess:
 
 
 def _airline_command(port: int, latency_ms: int, fail_routes: Iterable[str],
-                     flights: int | None) -> list[str]:
+                     flights: int | None, faults: dict[str, Any]) -> list[str]:
     code = (
         "import logging, sys\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr,"
         " format='%(levelname)s %(name)s %(message)s')\n"
         "from voe.demoairline.server import serve\n"
         f"serve(port={port!r}, latency_ms={latency_ms!r}, fail_routes={list(fail_routes)!r},"
-        f" flights={flights!r})\n"
+        f" flights={flights!r}, **{faults!r})\n"
     )
     return [sys.executable, "-c", code]
 
@@ -115,8 +115,11 @@ def _wait_until_ready(airline: AirlineProcess) -> bool:
 
 
 def launch_airline(log_dir: Path, latency_ms: int = 0, fail_routes: Iterable[str] = (),
-                   flights: int | None = None) -> AirlineProcess:
-    """Start a demo airline subprocess on a free loopback port and wait until it answers."""
+                   flights: int | None = None, **faults: Any) -> AirlineProcess:
+    """Start a demo airline subprocess on a free loopback port and wait until it answers.
+
+    ``faults`` are ``Faults`` fields by keyword (``error_rate=0.2, seed=7``).
+    """
     fail_routes = list(fail_routes)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -125,7 +128,7 @@ def launch_airline(log_dir: Path, latency_ms: int = 0, fail_routes: Iterable[str
         log = log_dir / f"airline-{port}.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(
-                _airline_command(port, latency_ms, fail_routes, flights),
+                _airline_command(port, latency_ms, fail_routes, flights, faults),
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
             )
         airline = AirlineProcess(process, f"http://127.0.0.1:{port}", log)
@@ -138,15 +141,15 @@ def launch_airline(log_dir: Path, latency_ms: int = 0, fail_routes: Iterable[str
 
 @pytest.fixture
 def demo_airline(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Factory: ``demo_airline(latency_ms=0, fail_routes=(), flights=None)`` -> base URL.
+    """Factory: ``demo_airline(latency_ms=0, fail_routes=(), flights=None, **faults)`` -> URL.
 
     Every airline it starts is stopped (by PID) when the test ends.
     """
     started: list[AirlineProcess] = []
 
     def start(latency_ms: int = 0, fail_routes: Iterable[str] = (),
-              flights: int | None = None) -> str:
-        airline = launch_airline(tmp_path, latency_ms, fail_routes, flights)
+              flights: int | None = None, **faults: Any) -> str:
+        airline = launch_airline(tmp_path, latency_ms, fail_routes, flights, **faults)
         started.append(airline)
         return airline.url
 

@@ -46,7 +46,8 @@ def api_fares(url: str, search: SearchJob) -> list[Fare]:
 
 @pytest.fixture
 def session(make_settings) -> Iterator[requests.Session]:
-    http = new_session(make_settings(voe_concurrency=4))
+    """A session without retries, so each error shows at once (retries: tests/test_http.py)."""
+    http = new_session(make_settings(voe_concurrency=4, voe_http_retries=0))
     yield http
     http.close()
 
@@ -254,13 +255,13 @@ def test_null_backend_is_deterministic_and_offline(make_settings) -> None:
 
 def test_registry_lists_the_built_ins(make_settings) -> None:
     backends = available_backends()
-    for name in ("demo", "demo-api", "null"):
+    for name in ("demo", "demo-api", "demo-js", "null"):
         assert backends[name] == "built-in"
     assert isinstance(get_backend("demo", make_settings()), DemoBackend)
     assert isinstance(get_backend("demo-api", make_settings()), DemoApiBackend)
-    with pytest.raises(UnknownBackend, match="demo, demo-api, null") as caught:
+    with pytest.raises(UnknownBackend, match="available: demo, demo-api, demo-js, ") as caught:
         get_backend("nope", make_settings())
-    assert "'nope'" in str(caught.value)
+    assert "'nope'" in str(caught.value) and "null" in str(caught.value)
 
 
 def test_registry_loads_entry_points_and_skips_broken_ones(tmp_path, monkeypatch, caplog,
@@ -308,12 +309,17 @@ def test_register_adds_a_backend_in_process(monkeypatch, make_settings) -> None:
         register("demo", NullBackend)
 
 
-def test_session_pools_fit_concurrency_and_do_not_retry(make_settings) -> None:
-    http = new_session(make_settings(voe_concurrency=40))
+def test_session_pools_fit_concurrency_and_retry_by_settings(make_settings) -> None:
+    http = new_session(make_settings(voe_concurrency=40, voe_http_retries=5,
+                                     voe_http_backoff=0.25))
     adapter = http.get_adapter("http://127.0.0.1/")
     assert adapter._pool_maxsize == 40 and adapter._pool_block is False
-    assert adapter.max_retries.total == 0
+    retry = adapter.max_retries
+    assert retry.total == 5 and retry.backoff_factor == 0.25 and retry.backoff_jitter == 0.25
+    assert {429, 500, 502, 503, 504} <= set(retry.status_forcelist)
+    assert retry.respect_retry_after_header and not retry.raise_on_status
     assert http.headers["User-Agent"] == f"voe/{__version__}"
+    assert http.timeout == (5.0, 10.0)
     http.close()
 
 

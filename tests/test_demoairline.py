@@ -193,12 +193,20 @@ def test_keep_alive_responses_are_not_delayed(airline_url: str) -> None:
 
 def test_stats_count_search_requests(demo_airline) -> None:
     url = demo_airline()
-    assert get_json(f"{url}/stats") == (200, {"requests": 0, "in_flight": 0, "max_in_flight": 0})
+    status, stats = get_json(f"{url}/stats")
+    assert status == 200
+    assert stats == {"requests": 0, "in_flight": 0, "max_in_flight": 0, "rate": 0.0,
+                     "per_second": [], "statuses": {}, "faults": {}, "clients": {}}
     http_get(f"{url}/search?{QUERY}")
     http_get(f"{url}/api/search?{QUERY}")
     http_get(f"{url}/api/search?origin=GRU&destination=XXX&date=2026-12-01")
     http_get(f"{url}/nowhere")
-    assert get_json(f"{url}/stats") == (200, {"requests": 3, "in_flight": 0, "max_in_flight": 1})
+    stats = get_json(f"{url}/stats")[1]
+    assert (stats["requests"], stats["in_flight"], stats["max_in_flight"]) == (3, 0, 1)
+    assert stats["statuses"] == {"200": 2, "404": 1}
+    assert stats["clients"] == {"127.0.0.1": {"requests": 3, "in_flight": 0, "max_in_flight": 1}}
+    assert sum(count for _, count in stats["per_second"]) == 3
+    assert stats["rate"] == pytest.approx(3 / 5)  # three requests in the 5 s window
 
 
 def test_big_pages_for_benchmarks(demo_airline) -> None:
@@ -251,3 +259,97 @@ def test_stops_cleanly_on_signals(tmp_path: Path, signum: int) -> None:
     assert f"demo airline listening on {airline.url}" in log
     assert "GET /api/search" not in log  # the access log is at DEBUG, not INFO
     assert "Traceback" not in log
+
+
+def _statuses(url: str, path: str, count: int) -> list[int]:
+    return [http_get(f"{url}{path}")[0] for _ in range(count)]
+
+
+def test_faults_are_deterministic_with_a_seed(tmp_path: Path) -> None:
+    """Two airlines with the same seed answer the same URL's n-th request alike."""
+    runs = []
+    for seed in (7, 7, 8):
+        airline = launch_airline(tmp_path, seed=seed, error_rate=0.5)
+        try:
+            runs.append(_statuses(airline.url, f"/api/search?{QUERY}", 30))
+        finally:
+            airline.stop()
+    assert runs[0] == runs[1] != runs[2]
+    assert set(runs[0]) <= {200, 500, 502, 503} and 200 in runs[0] and len(set(runs[0])) > 1
+
+
+def test_throttled_answers_say_when_to_come_back(demo_airline) -> None:
+    url = demo_airline(throttle_rate=1.0, retry_after=3)
+    status, headers, body = http_get(f"{url}/search?{QUERY}")
+    assert status == 429 and headers["Retry-After"] == "3"
+    assert json.loads(body) == {"error": "slow down"}
+
+
+def test_a_per_client_rate_limit_answers_429(demo_airline) -> None:
+    url = demo_airline(rate_limit=5)
+    statuses = _statuses(url, f"/api/search?{QUERY}", 12)
+    assert statuses[:5] == [200] * 5 and 429 in statuses  # a burst of one second, then 429
+    stats = json.loads(http_get(f"{url}/stats")[2])
+    assert stats["faults"]["rate_limit"] == statuses.count(429)
+    assert stats["statuses"] == {"200": statuses.count(200), "429": statuses.count(429)}
+    time.sleep(0.5)
+    assert http_get(f"{url}/api/search?{QUERY}")[0] == 200  # tokens come back with time
+
+
+def test_resets_drop_the_connection_without_an_answer(demo_airline) -> None:
+    url = demo_airline(reset_rate=1.0)
+    parts = urlsplit(url)
+    sock = _raw_get((parts.hostname, parts.port), f"/search?{QUERY}")
+    with sock, pytest.raises(ConnectionResetError):
+        for _ in range(100):  # bounded: the reset comes at the first read
+            if not sock.recv(65536):
+                raise AssertionError("closed without a reset")
+    stats = json.loads(http_get(f"{url}/stats")[2])
+    assert stats["statuses"] == {"reset": 1} and stats["faults"] == {"reset": 1}
+    assert stats["in_flight"] == 0
+
+
+def test_truncated_answers_are_short_but_well_framed(demo_airline, airline_url) -> None:
+    url = demo_airline(truncate_rate=1.0, seed=3)
+    for path in (f"/search?{QUERY}", f"/api/search?{QUERY}"):
+        status, headers, body = http_get(f"{url}{path}")
+        full = http_get(f"{airline_url}{path}")[2]
+        assert status == 200 and int(headers["Content-Length"]) == len(body)
+        assert 0.05 * len(full) < len(body) < 0.95 * len(full) and full.startswith(body)
+
+
+def test_malformed_new_layout_and_js_pages_carry_the_same_fares(demo_airline) -> None:
+    fares = fares_for("GRU", "REC", "2026-12-01")
+    sloppy_page = http_get(f"{demo_airline(malformed_rate=1.0)}/search?{QUERY}")[2]
+    assert b"<TD class=price>" in sloppy_page and b"</td>" not in sloppy_page
+    assert [row["price"] for row in html_rows(sloppy_page)] == [
+        format_brl(fare.price).replace(" ", "\xa0") for fare in fares]
+    new_page = http_get(f"{demo_airline(layout='new')}/search?{QUERY}")[2]
+    assert b'id="results"' not in new_page and new_page.count(b'class="offer"') == len(fares)
+    for fare in fares:
+        assert format_brl(fare.price)[3:].encode() in new_page
+    url = demo_airline()
+    js_page = http_get(f"{url}/js/search?{QUERY}")[2]
+    assert b'table.id = "results"' in js_page and b"<table" not in js_page  # only the script
+    assert http_get(f"{url}/js/search?origin=GRU&destination=XXX&date=2026-12-01")[0] == 404
+
+
+def test_slow_answers_are_delayed(demo_airline) -> None:
+    url = demo_airline(slow_rate=1.0, slow_ms=400)
+    started = time.monotonic()
+    assert http_get(f"{url}/api/search?{QUERY}")[0] == 200
+    assert time.monotonic() - started >= 0.4
+    assert json.loads(http_get(f"{url}/stats")[2])["faults"] == {"slow": 1}
+
+
+def test_bad_fault_options_are_refused(tmp_path: Path) -> None:
+    from voe.demoairline.server import make_app
+
+    for options in ({"error_rate": 2}, {"layout": "fancy"}, {"slow_ms": -1},
+                    {"rate_limit": -1.0}):
+        with pytest.raises(ValueError):
+            make_app(**options)
+    result = subprocess.run([sys.executable, "-m", "voe", "demo-airline", "--throttle-rate", "x"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--throttle-rate" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -29,6 +29,16 @@ def test_round_trip(frame, message):
     assert protocol.decode(frame) == message
 
 
+def test_results_join_encoded_results_without_reencoding():
+    results = [Result(JOB._replace(id=f"demo:GRU-REC:{n}"), "ok", (FARE,) * n, None, "w1", 0.1)
+               for n in range(3)]
+    frame = protocol.encode_results([protocol.encode_result(r) for r in results])
+    assert protocol.decode(frame) == protocol.Results(tuple(results))
+    bad = protocol.encode_results([protocol.encode_result(results[0]), protocol.encode_bye()])
+    with pytest.raises(protocol.ProtocolError, match="bad-schema"):
+        protocol.decode(bad)
+
+
 def _frame(**body):
     return msgpack.packb({"v": protocol.VERSION, **body})
 

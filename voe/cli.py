@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from voe import __version__
+from voe.cloud.arguments import add_cloud_subcommands
+from voe.demoairline.faults import add_arguments as add_fault_arguments
 from voe.settings import SETTINGS, Settings, SettingsError, load
 
 EXIT_USAGE = 2
@@ -78,11 +80,16 @@ def cmd_demo_airline(args: argparse.Namespace) -> int:
     """Serve the demo airline website."""
     import logging
 
+    from voe.demoairline.faults import from_arguments
     from voe.demoairline.server import serve
 
+    try:
+        faults = from_arguments(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     serve(host=args.host, port=args.port, latency_ms=args.latency_ms,
-          fail_routes=args.fail_route, flights=args.flights)
+          fail_routes=args.fail_route, flights=args.flights, faults=faults)
     return 0
 
 
@@ -90,7 +97,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole pipeline locally against the demo airline."""
     settings = _settings()
     plan = _plan(args.plan, settings)
+    from voe.demoairline.faults import option_arguments
     from voe.localrun import LocalRun
+
+    try:
+        args.airline_arguments = option_arguments(args.airline_option)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
     return LocalRun(settings, plan, args).run()
 
@@ -112,6 +125,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"cycle {cycle['number']} (plan {cycle['plan']}): " + ", ".join(
             f"{count} {state}" for state, count in jobs.items()) + f" of {sum(jobs.values())}")
     print(f"fares stored: {report['fares']}")
+    for found in report["yield"]:
+        previous = found["previous_fares_per_page"]
+        print(f"yield {found['backend']} cycle {found['cycle']}: {found['fares_per_page']} "
+              f"fares/page on {found['pages']} pages"
+              + (f" (cycle {found['previous_cycle']}: {previous})" if previous is not None else "")
+              + (" DROPPED by more than half: did the airline change its pages?"
+                 if found["dropped"] else ""))
     master = report["master"]
     running = f"running (pid {master['pid']})" if master["running"] else "not running"
     print(f"master: {running}")
@@ -193,9 +213,18 @@ def cmd_settings(args: argparse.Namespace) -> int:
     settings = _settings()
     for setting in SETTINGS:
         value = getattr(settings, setting.name.lower())
+        if setting.secret and value:
+            value = "********"
         print(f"{setting.name}={value}  [{settings.sources[setting.name]}; "
               f"default {setting.default or '(empty)'}] {setting.help}")
     return 0
+
+
+def cmd_cloud(args: argparse.Namespace) -> int:
+    """Launch and deploy, list or terminate this cluster's EC2 fleet."""
+    from voe.cloud.commands import dispatch
+
+    return dispatch(args, f"voe cloud {args.cloud_command}")
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -230,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="latency of the demo airline's answers (100)")
     run.add_argument("--no-airline", action="store_true",
                      help="use the demo airline already at VOE_DEMO_AIRLINE_URL")
+    run.add_argument("--airline-option", action="append", default=[], metavar="NAME=VALUE",
+                     help="a fault option of the demo airline, e.g. error-rate=0.1 "
+                          "(repeatable; see voe demo-airline --help)")
 
     master = command("master", cmd_master, "Run the master: lease jobs, keep the ledger.")
     master.add_argument("--plan", help="plan file (VOE_PLAN, else the demo plan)")
@@ -256,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="answer 503 for this route (repeatable; fault injection)")
     airline.add_argument("--flights", type=_at_least_one, default=None,
                          help="flights on every results page (default 3 to 8)")
+    add_fault_arguments(airline)
 
     status = command("status", cmd_status, "Show jobs by state, fares stored and workers.")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -274,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("settings", cmd_settings, "Print every setting, its value and its source.")
     command("backends", cmd_backends, "List the installed backends.")
+    cloud = command("cloud", cmd_cloud, "The EC2 fleet of this cluster: up (launch and "
+                    "deploy), status, down (terminate).")
+    add_cloud_subcommands(cloud)
     return parser
 
 

@@ -103,7 +103,8 @@ class LocalRun:
             self.airline = self._spawn("demo airline", "demo-airline",
                                        "--host", url.hostname or "127.0.0.1",
                                        "--port", str(url.port or 80),
-                                       "--latency-ms", str(self.args.latency_ms))
+                                       "--latency-ms", str(self.args.latency_ms),
+                                       *getattr(self.args, "airline_arguments", ()))
         self._wait_for_airline()
         plan_args = ["--plan", str(Path(self.args.plan).resolve())] if self.args.plan else []
         self._spawn("sink", "sink", "--no-console")

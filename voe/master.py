@@ -347,8 +347,7 @@ class Master:
         deadline = time.time() + self.plan.lease_seconds
         leased = []
         for job in jobs:
-            job = SearchJob(job.id, job.cycle, job.attempt + 1, job.backend, job.origin,
-                            job.destination, job.date, job.return_date)
+            job = job._replace(attempt=job.attempt + 1)
             key = (job.cycle, job.id)
             self.leases[key] = ActiveLease(job, deadline)
             self.peers.assign(key, peer)

@@ -5,16 +5,15 @@ Every part of voe speaks these types; none of them knows about ZeroMQ, SQLite or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SearchJob:
+class SearchJob(NamedTuple):
     """One flight search: a backend, a route and a date, in one cycle of the plan.
 
     ``id`` is stable across cycles (``backend:ORIG-DEST:date[:return]``); the pair
-    ``(cycle, id)`` names the job in the ledger and the store.
+    ``(cycle, id)`` names the job in the ledger and the store. A named tuple, because
+    the master, workers and sink build hundreds of thousands of them a minute.
     """
 
     id: str
@@ -43,8 +42,7 @@ def job_id(backend: str, origin: str, destination: str, date: str, return_date: 
     return f"{base}:{return_date}" if return_date else base
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """What a worker reports for one attempt of a job.
 
     ``status`` is ``"ok"`` (``fares`` holds what was found, possibly nothing) or the

@@ -13,13 +13,14 @@ Message types:
   throttled worker -> master   throttling answers (429, blocks) seen per backend
   jobs      master -> worker   leased jobs
   result    worker -> sink     one attempt's outcome and fares
+  results   worker -> sink     several encoded results in one frame (fewer sends)
   acks      sink -> master     stored (or failed) attempts, after commit
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -35,8 +36,8 @@ MAX_ITEMS = 10_000
 # Longest error text a result or ack carries.
 MAX_ERROR = 1000
 
-HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, ACKS, THROTTLED = (
-    "hello", "finished", "heartbeat", "bye", "jobs", "result", "acks", "throttled",
+HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
+    "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
 )
 
 
@@ -85,14 +86,20 @@ class Throttled:
 
 
 @dataclass(frozen=True, slots=True)
+class Results:
+    """Several results sent as one frame."""
+
+    results: tuple[Result, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Jobs:
     """Jobs leased to a worker."""
 
     jobs: tuple[SearchJob, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     """The sink's word on one attempt: ``status`` is "done" or the failure kind."""
 
     cycle: int
@@ -109,7 +116,7 @@ class Acks:
     acks: tuple[Ack, ...]
 
 
-Message = Hello | Finished | Heartbeat | Bye | Throttled | Jobs | Result | Acks
+Message = Hello | Finished | Heartbeat | Bye | Throttled | Jobs | Result | Results | Acks
 ACK_STATUSES = ("done", *RESULT_STATUSES[1:])
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -172,6 +179,13 @@ def encode_result(result: Result) -> bytes:
         "w": result.worker,
         "d": float(result.duration),
     })
+
+
+def encode_results(frames: list[bytes]) -> bytes:
+    """Join results already encoded by ``encode_result`` into one frame, without re-encoding."""
+    head = _packer.pack_map_header(3) + _packer.pack("v") + _packer.pack(VERSION)
+    head += _packer.pack("t") + _packer.pack(RESULTS) + _packer.pack("r")
+    return head + _packer.pack_array_header(len(frames)) + b"".join(frames)
 
 
 def encode_acks(acks: list[Ack]) -> bytes:
@@ -294,6 +308,15 @@ def _parse_result(body: dict[str, Any]) -> Result:
     )
 
 
+def _parse_results(body: dict[str, Any]) -> Results:
+    results = []
+    for item in _list(body["r"]):
+        if type(item) is not dict or item.get("v") != VERSION or item.get("t") != RESULT:
+            raise ValueError("each item is a result message")
+        results.append(_parse_result(item))
+    return Results(tuple(results))
+
+
 def _parse_acks(body: dict[str, Any]) -> Acks:
     acks = []
     for item in _list(body["a"]):
@@ -313,5 +336,6 @@ _PARSERS = {
     THROTTLED: _parse_throttled,
     JOBS: _parse_jobs,
     RESULT: _parse_result,
+    RESULTS: _parse_results,
     ACKS: _parse_acks,
 }

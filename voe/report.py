@@ -12,6 +12,7 @@ from typing import Any
 from voe.ledger import STATES, Ledger
 from voe.settings import Settings
 from voe.store.sqlite import SqliteStore
+from voe.yieldwatch import latest_yields
 
 
 def ledger_path(settings: Settings) -> Path:
@@ -52,16 +53,19 @@ def status(settings: Settings) -> dict[str, Any]:
         finally:
             ledger.close()
     fares = 0
+    yields: list[dict] = []
     if store_path(settings).is_file():
         store = SqliteStore(store_path(settings), readonly=True)
         try:
             fares = store.fare_count()
+            yields = [found.as_dict() for found in latest_yields(store)]
         finally:
             store.close()
     pid = master_pid(settings)
     return {
         "jobs": jobs,
         "fares": fares,
+        "yield": yields,
         "cycle": cycle,
         "master": {"running": pid is not None, "pid": pid},
         "workers": workers if pid is not None else [],

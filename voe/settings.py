@@ -7,7 +7,9 @@ whose message names the setting, the value and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,48 @@ def _text(value: str) -> str:
     return value
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _proxy(value: str) -> str:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("not an http(s) URL")
+    return value
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in {"true", "yes", "on", "1"}:
+        return True
+    if lowered in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError("not true or false")
+
+
+def _url_or_empty(value: str) -> str:
+    return _url(value) if value else ""
+
+
+def _ipv4_network_or_empty(value: str) -> str:
+    return str(ipaddress.IPv4Network(value, strict=False)) if value else ""
+
+
+def _cluster_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", value):
+        raise ValueError("not a cluster name")
+    return value
+
+
+def _ssh_address(value: str) -> str:
+    if value.lower() not in {"public", "private"}:
+        raise ValueError("not public or private")
+    return value.lower()
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its name, default (as text, like in ``.env``), parser and meaning."""
@@ -74,6 +118,7 @@ class Setting:
     cast: Callable[[str], Any]
     expected: str
     help: str
+    secret: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -104,11 +149,83 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_HEARTBEAT_LIVENESS", "5", _positive_int, "a whole number of at least 1",
             "Missed heartbeats after which a peer counts as gone."),
     Setting("VOE_HTTP_TIMEOUT", "10", _positive_float, "a positive number of seconds",
-            "Connect and read timeout of each airline request."),
+            "Read timeout of each airline request (and the browser's time to render a page)."),
     Setting("VOE_MAX_MESSAGE_BYTES", "1048576", _positive_int, "a whole number of bytes",
             "Largest message any voe socket accepts; bigger frames are dropped."),
     Setting("VOE_LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR",
             "Level of the master.log, sink.log and worker.log files."),
+    Setting("VOE_HTTP_CONNECT_TIMEOUT", "5", _positive_float, "a positive number of seconds",
+            "Connect timeout of each airline request (VOE_HTTP_TIMEOUT is the read timeout)."),
+    Setting("VOE_HTTP_RETRIES", "3", _non_negative_int, "a whole number of at least 0",
+            "Retries of one airline request after a connection error, timeout, 5xx or 429, "
+            "before the attempt fails."),
+    Setting("VOE_HTTP_BACKOFF", "0.5", _non_negative_float, "a number of seconds (0 or more)",
+            "Wait before the first retry, doubled at each next one, plus random jitter of up "
+            "to as much; a Retry-After answer is honoured instead (up to 10 s)."),
+    Setting("VOE_HOST_CONCURRENCY", "0", _non_negative_int, "a whole number of at least 0",
+            "Requests a worker sends at once to one airline host; 0 means only "
+            "VOE_CONCURRENCY limits them."),
+    Setting("VOE_HTTP_PROXY", "", _proxy, "an http(s) URL or nothing",
+            "Proxy of every airline request; empty means the usual HTTP_PROXY/HTTPS_PROXY "
+            "environment variables."),
+    Setting("VOE_USER_AGENT", "", _text, "a User-Agent header value",
+            "User-Agent of airline requests; empty means voe/VERSION."),
+    Setting("VOE_KEEP_PAGE_BYTES", "1048576", _non_negative_int, "a whole number of bytes",
+            "Most bytes kept of each page that failed to parse (in pages/ of the data dir); "
+            "0 keeps none."),
+    Setting("VOE_BROWSER", "chromium", _text, "a Chromium executable",
+            "Headless Chromium that browser backends (demo-js) start."),
+    Setting("VOE_BROWSER_PAGES", "4", _positive_int, "a whole number of at least 1",
+            "Browser pages (tabs) a worker's browser backend renders at once."),
+    Setting("VOE_CLUSTER", "voe", _cluster_name, "letters, digits, - and _ (at most 40)",
+            "Name of this fleet on EC2: voe tags every instance it launches with it and "
+            "terminates only instances that carry it."),
+    Setting("REGION", "us-east-1", _text, "an AWS region name", "AWS region of the fleet."),
+    Setting("DEFAULT_INSTANCE_ID", "", _text, "an AMI id (ami-...)",
+            "AMI the fleet's machines boot: a Linux with Python 3.11+ and its venv module."),
+    Setting("INSTANCE_SIZE", "t3.small", _text, "an EC2 instance type",
+            "Instance type of every machine of the fleet."),
+    Setting("DEFAULT_SECURITY_GROUP", "", _text, "a security group name or id",
+            "Extra security group given to every machine besides the cluster's own; "
+            "empty means none."),
+    Setting("KEY_NAME", "", _text, "an EC2 key pair name",
+            "EC2 key pair the machines accept for SSH (its private key: VOE_SSH_KEY_FILE)."),
+    Setting("KEY_PASS", "", _text, "a passphrase",
+            "Passphrase of the SSH private key; empty means the key is not encrypted.",
+            secret=True),
+    Setting("SSH_USER", "ubuntu", _text, "a user name",
+            "SSH user on the machines, unless the SSH config names one for the machine."),
+    Setting("AWS_ACCESS_KEY", "", _text, "an AWS access key id",
+            "AWS access key id; empty means the standard AWS credential chain.", secret=True),
+    Setting("AWS_SECRET_KEY", "", _text, "an AWS secret access key",
+            "AWS secret access key that goes with AWS_ACCESS_KEY.", secret=True),
+    Setting("AWS_ENDPOINT_URL", "", _url_or_empty, "an http(s) URL or nothing",
+            "EC2 API endpoint; empty means AWS's own for REGION."),
+    Setting("PARAMIKO_DEBUG", "False", _bool, "true or false",
+            "Log every SSH exchange of voe cloud to paramiko.log in the data dir."),
+    Setting("VOE_OPERATOR_CIDR", "", _ipv4_network_or_empty, "an IPv4 network, e.g. 203.0.113.7/32",
+            "The only addresses allowed to SSH to the fleet (yours); voe cloud up requires it."),
+    Setting("VOE_SSH_KEY_FILE", "", _text, "a path to a private key",
+            "Private key of KEY_NAME for SSH to the machines; empty means ~/.ssh/KEY_NAME.pem."),
+    Setting("VOE_SSH_CONFIG", "~/.ssh/config", _text, "a path",
+            "OpenSSH client config read for each machine (Host is the machine's address; "
+            "HostName, User, Port and IdentityFile are honoured)."),
+    Setting("VOE_SSH_ADDRESS", "public", _ssh_address, "public or private",
+            "Address voe connects to over SSH: public (private when a machine has none) or "
+            "private (from inside the VPC or through a VPN)."),
+    Setting("VOE_SSH_TIMEOUT", "300", _positive_float, "a positive number of seconds",
+            "Longest wait for a machine to answer SSH before its deploy fails."),
+    Setting("VOE_SSH_KNOWN_HOSTS", "~/.voe/known_hosts", _text, "a path",
+            "Where voe keeps each machine's SSH host key: trusted on first use, a changed key "
+            "is refused."),
+    Setting("VOE_REMOTE_PYTHON", "python3", _text, "a command or path",
+            "Python 3.11+ on the machines, from which voe makes its venv (~/voe-env)."),
+    Setting("VOE_REMOTE_PIP_OPTIONS", "", _text, "pip install options",
+            "Extra options of pip install on the machines, e.g. --no-index --find-links DIR "
+            "for a fleet without internet."),
+    Setting("VOE_DEPLOY_PACKAGE", "", _text, "a path to a wheel or sdist",
+            "What voe cloud installs on the machines; empty means a wheel built from this "
+            "checkout."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

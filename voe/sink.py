@@ -22,6 +22,7 @@ from voe.model import Result
 from voe.settings import Settings
 from voe.sockets import configure
 from voe.store import open_store
+from voe.yieldwatch import YieldWatch
 
 log = logging.getLogger("voe.sink")
 
@@ -40,6 +41,7 @@ class Sink:
         self.settings = settings
         self.store = open_store(store_path or settings.data_dir / "fares.db")
         self.rejects = RejectCounter(log)
+        self.yields = YieldWatch(self.store)
         self.stopping = False
         self.stored = 0
         self.received = 0
@@ -63,10 +65,12 @@ class Sink:
             while not self.stopping:
                 if self.pull.poll(100):
                     self._store(self._receive())
+                self.yields.check()
                 if time.monotonic() >= next_progress:
                     self._log_progress()
                     next_progress = time.monotonic() + PROGRESS_INTERVAL
         finally:
+            self.yields.check(force=True)
             self._log_progress()
             self.pull.close(0)
             self.acks.close()
@@ -91,10 +95,12 @@ class Sink:
             except protocol.ProtocolError as error:
                 self.rejects.reject("sink", error.reason, str(error))
                 continue
-            if not isinstance(message, Result):
+            if isinstance(message, Result):
+                batch.append(message)
+            elif isinstance(message, protocol.Results):
+                batch.extend(message.results)
+            else:
                 self.rejects.reject("sink", "unexpected-type", type(message).__name__)
-                continue
-            batch.append(message)
         return batch
 
     def _store(self, batch: list[Result]) -> None:
@@ -102,6 +108,7 @@ class Sink:
         if not batch:
             return
         statuses = self.store.save(batch)
+        self.yields.saw(batch)
         acks = [protocol.Ack(r.job.cycle, r.job.id, r.job.attempt, status, r.error)
                 for r, status in zip(batch, statuses, strict=True)]
         self.stored += sum(1 for status in statuses if status == "done")

@@ -26,10 +26,11 @@ import zmq.green as zmq
 
 from voe import protocol
 from voe.backends import get_backend
-from voe.backends.base import BackendError
+from voe.backends.base import BackendError, ParseError
 from voe.http import new_session
+from voe.keptpages import keep_page
 from voe.logs import RejectCounter
-from voe.model import OK, PERMANENT, TRANSIENT, Result, SearchJob
+from voe.model import OK, PARSE, PERMANENT, TRANSIENT, Result, SearchJob
 from voe.settings import Settings
 from voe.sockets import configure
 
@@ -39,6 +40,10 @@ log = logging.getLogger("voe.worker")
 STOP_GRACE = 10.0
 # Results queued for the sink before the worker stops taking jobs (ZeroMQ high-water mark).
 RESULTS_HWM = 1000
+# Most results joined into one frame for the sink.
+MAX_RESULTS_PER_FRAME = 200
+# Seconds between reports of throttling answers (HTTP 429, blocks) to the master.
+THROTTLE_REPORT_SECONDS = 0.5
 # Seconds a frame may wait in ZeroMQ after the socket closes.
 LINGER_MS = 2000
 
@@ -90,12 +95,13 @@ class Worker:
         runners = [gevent.spawn(self._runner) for _ in range(self.concurrency)]
         self.receiver = gevent.spawn(self._receive, self.dealer)
         helpers = [gevent.spawn(self._send_master), gevent.spawn(self._send_sink),
-                   gevent.spawn(self._heartbeat)]
+                   gevent.spawn(self._heartbeat), gevent.spawn(self._report_throttling)]
         self.stopping.wait()
         log.info("stopping: %d running, %d queued", self.running, self.jobs.qsize())
         gevent.killall(runners, block=False)
         deadline = time.monotonic() + STOP_GRACE
         gevent.joinall(runners, timeout=STOP_GRACE)
+        self._close_backends()
         while not self.to_sink.empty() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         self._flush_finished()
@@ -108,6 +114,17 @@ class Worker:
         log.info("worker %s stopped after %d jobs (%d rejected messages)", self.name,
                  self.done, self.rejects.total)
         return 0
+
+    def _close_backends(self) -> None:
+        """Let backends that hold resources (a browser) release them; a failure is logged."""
+        for name, backend in self.backends.items():
+            close = getattr(backend, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:  # one backend's cleanup must not stop the others'
+                log.exception("backend %s failed to close", name)
 
     def _hello(self) -> None:
         self.to_master.put(protocol.encode_hello(self.name, self.concurrency, self.prefetch,
@@ -158,13 +175,30 @@ class Worker:
             log.debug("master not reachable; a message to it was dropped")
 
     def _send_sink(self) -> None:
-        """The only greenlet that sends to the sink; a job is finished once its result is out."""
+        """The only greenlet that sends to the sink; a job is finished once its result is out.
+
+        Results waiting together leave as one frame, up to half the message limit.
+        """
+        budget = self.settings.voe_max_message_bytes // 2
         while True:
+            frames, keys = [], []
+            size = 0
             frame, key = self.to_sink.get()
-            self.push.send(frame)
-            self.held.pop(key, None)
-            self.finished.append(key)
-            if len(self.finished) == 1:
+            while True:
+                frames.append(frame)
+                keys.append(key)
+                size += len(frame)
+                if size >= budget or len(frames) >= MAX_RESULTS_PER_FRAME or self.to_sink.empty():
+                    break
+                frame, key = self.to_sink.peek()
+                if size + len(frame) > budget:
+                    break
+                self.to_sink.get()
+            self.push.send(frames[0] if len(frames) == 1 else protocol.encode_results(frames))
+            for key in keys:
+                self.held.pop(key, None)
+            self.finished.extend(keys)
+            if len(self.finished) == len(keys):
                 gevent.spawn(self._flush_finished_soon)
 
     def _flush_finished_soon(self) -> None:
@@ -194,6 +228,15 @@ class Worker:
                 self._hello()
             self.to_master.put(protocol.encode_heartbeat())
 
+    def _report_throttling(self) -> None:
+        """Tell the master, per backend, how often airlines throttled us, so it paces the fleet."""
+        while True:
+            gevent.sleep(THROTTLE_REPORT_SECONDS)
+            counts = self.http.throttled.take()
+            if counts:
+                log.info("throttled by airlines: %s", counts)
+                self.to_master.put(protocol.encode_throttled(counts))
+
     def _runner(self) -> None:
         """Run jobs one at a time, forever."""
         while True:
@@ -204,7 +247,13 @@ class Worker:
             finally:
                 self.running -= 1
             self.done += 1
-            self.to_sink.put((protocol.encode_result(result), (job.cycle, job.id)))
+            frame = protocol.encode_result(result)
+            if len(frame) > self.settings.voe_max_message_bytes:
+                error = (f"{len(result.fares)} fares make a {len(frame)}-byte result, over "
+                         f"VOE_MAX_MESSAGE_BYTES={self.settings.voe_max_message_bytes}")
+                log.warning("job %s: %s", job.id, error)
+                frame = protocol.encode_result(result._replace(status=PARSE, fares=(), error=error))
+            self.to_sink.put((frame, (job.cycle, job.id)))
 
     def search(self, job: SearchJob) -> Result:
         """Run one job's backend and turn whatever happens into a result."""
@@ -215,10 +264,16 @@ class Worker:
             backend = self.backends.get(job.backend)
             if backend is None:
                 backend = self.backends[job.backend] = get_backend(job.backend, self.settings)
-            fares = tuple(backend.search(job, self.http))
+            with self.http.throttled.counting_for(job.backend):
+                fares = tuple(backend.search(job, self.http))
             status = OK
         except BackendError as failure:
             status, error = failure.kind, str(failure) or type(failure).__name__
+            if isinstance(failure, ParseError) and failure.page is not None:
+                kept = keep_page(self.settings.data_dir, job, failure.page,
+                                 self.settings.voe_keep_page_bytes)
+                if kept is not None:
+                    error = f"page kept at {kept}: {error}"
         except LookupError as failure:
             status, error = PERMANENT, str(failure)
         except Exception as failure:  # a backend bug must not kill the worker

@@ -69,7 +69,7 @@ class DemoApiBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.url = f"{settings.voe_demo_airline_url}/api/search"
-        self.timeout = settings.voe_http_timeout
+        self.timeout = (settings.voe_http_connect_timeout, settings.voe_http_timeout)
 
     def search(self, job: SearchJob, http: requests.Session) -> list[Fare]:
         """Fetch and check the fares of ``job``; raise a ``BackendError`` on failure."""

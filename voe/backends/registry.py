@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 from voe.backends.base import Backend
 from voe.backends.demo import DemoBackend
 from voe.backends.demo_api import DemoApiBackend
+from voe.backends.demo_js import DemoJsBackend
 from voe.backends.null import NullBackend
 from voe.settings import Settings
 
@@ -28,6 +29,7 @@ Factory = Callable[[Settings], Backend]
 _BUILT_INS: dict[str, Factory] = {
     "demo": DemoBackend,
     "demo-api": DemoApiBackend,
+    "demo-js": DemoJsBackend,
     "null": NullBackend,
 }
 _registered: dict[str, Factory] = {}

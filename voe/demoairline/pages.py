@@ -1,11 +1,15 @@
-"""HTML pages of the demo airline: the results page a scraper parses, and an error page.
+"""HTML pages of the demo airline: results pages (classic, redesigned, JS-rendered) and errors.
 
 Prices are shown the Brazilian way (``R$ 1.234,56``) so that backends have real
-parsing to do; every piece of text is escaped.
+parsing to do; every piece of text is escaped. ``sloppy`` turns a page into the
+careless but readable markup real sites send (the "malformed" fault).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
@@ -110,3 +114,120 @@ def error_page(status: str, message: str) -> str:
         + f"<main>\n<h1>{escape(status)}</h1>\n<p class=\"error\">{escape(message)}</p>\n</main>\n"
         + _FOOTER
     )
+
+
+_OFFER = """<article class="offer" data-offer="{code}">
+<h3 class="offer-title"><span class="airline">{carrier}</span>
+<span class="code">{flight}</span></h3>
+<div class="offer-times"><time class="from">{departure}</time> →
+<time class="to">{arrival}</time></div>
+<div class="offer-price"><span class="currency">R$</span> <span class="amount">{amount}</span></div>
+<a class="offer-select" href="/book?flight={code}">Selecionar</a>
+</article>
+"""
+
+
+def new_layout_page(origin: str, destination: str, date: str, fares: Sequence[Fare]) -> str:
+    """Render the redesigned results page: cards instead of ``table#results`` (the "new layout").
+
+    It carries the same fares; a scraper written for the classic page does not find them.
+    """
+    route = f"{_city(origin)} ({origin}) → {_city(destination)} ({destination})"
+    parts = [_HEAD.format(title=escape(f"{origin} → {destination} em {date}"))]
+    parts.append(f'<main class="v2">\n<h1>{escape(route)}</h1>\n'
+                 f'<div class="offers-count" data-count="{len(fares)}">{len(fares)} ofertas</div>\n'
+                 '<section id="offers">\n')
+    for fare in fares:
+        carrier = fare.flight.split(" ", 1)[0]
+        parts.append(_OFFER.format(
+            code=escape(fare.flight), carrier=escape(_CARRIER_NAMES.get(carrier, carrier)),
+            flight=escape(fare.flight), departure=escape(fare.departure),
+            arrival=escape(fare.arrival), amount=escape(format_brl(fare.price)[3:]),
+        ))
+    parts.append("</section>\n</main>\n")
+    parts.append(_FOOTER)
+    return "".join(parts)
+
+
+_JS_SHELL = """<main>
+<h1>{route}</h1>
+<div id="app"><p class="loading">Carregando voos…</p></div>
+</main>
+<script type="application/octet-stream" id="fares-data">{data}</script>
+<script>
+(function () {{
+  "use strict";
+  function brl(cents) {{
+    var units = String(Math.floor(cents / 100)).replace(/\\B(?=(\\d{{3}})+(?!\\d))/g, ".");
+    return "R$ " + units + "," + String(cents % 100).padStart(2, "0");
+  }}
+  function cell(row, name, text) {{
+    var td = document.createElement("td");
+    td.className = name;
+    td.textContent = text;
+    row.appendChild(td);
+  }}
+  function render(search) {{
+    var app = document.getElementById("app");
+    var summary = document.createElement("p");
+    summary.className = "summary";
+    summary.textContent = search.fares.length + " voos em " + search.date;
+    var table = document.createElement("table");
+    table.id = "results";
+    var body = document.createElement("tbody");
+    search.fares.forEach(function (fare) {{
+      var row = document.createElement("tr");
+      row.className = "flight";
+      cell(row, "flight", fare[0]);
+      cell(row, "departure", fare[1]);
+      cell(row, "arrival", fare[2]);
+      cell(row, "price", brl(fare[3]));
+      body.appendChild(row);
+    }});
+    table.appendChild(body);
+    app.replaceChildren(summary, table);
+  }}
+  var raw = atob(document.getElementById("fares-data").textContent.trim());
+  var bytes = Uint8Array.from(raw, function (c) {{ return c.charCodeAt(0); }});
+  var search = JSON.parse(new TextDecoder().decode(bytes));
+  setTimeout(function () {{ render(search); }}, {delay_ms});
+}})();
+</script>
+"""
+
+# Milliseconds the JS page waits before it renders its fares (as if fetching them).
+JS_RENDER_DELAY_MS = 50
+
+
+def js_results_page(origin: str, destination: str, date: str, fares: Sequence[Fare]) -> str:
+    """Render the ``demo-js`` page: no fares in the markup; a script renders ``table#results``.
+
+    The fares travel base64-encoded inside the page and appear only once the script
+    has run, as on airline sites built as JavaScript applications.
+    """
+    route = f"{_city(origin)} ({origin}) → {_city(destination)} ({destination})"
+    search = {"date": date, "fares": [
+        [fare.flight, fare.departure, fare.arrival,
+         int(Decimal(fare.price).quantize(Decimal("0.01")) * 100)] for fare in fares]}
+    data = base64.b64encode(json.dumps(search, ensure_ascii=False).encode()).decode()
+    return (_HEAD.format(title=escape(f"{origin} → {destination} em {date}"))
+            + _JS_SHELL.format(route=escape(route), data=data, delay_ms=JS_RENDER_DELAY_MS)
+            + _FOOTER)
+
+
+_OPTIONAL_END_TAGS = re.compile(r"</(td|th|tr|tbody|thead|p)>")
+_QUOTED_ATTRIBUTE = re.compile(r'(\s[a-z-]+)="([a-z0-9-]+)"')
+_TAG_NAME = re.compile(r"<(/?)(table|tr|td|th|tbody|thead|p|main|h1)\b")
+
+
+def sloppy(page: str) -> str:
+    """Rewrite a results page the careless way real sites do, keeping every fare readable.
+
+    Optional end tags are dropped, simple attribute values lose their quotes, tag
+    names are upper-cased, ``&nbsp`` loses its semicolon and stray end tags appear.
+    """
+    page = _OPTIONAL_END_TAGS.sub("", page)
+    page = _QUOTED_ATTRIBUTE.sub(r"\1=\2", page)
+    page = _TAG_NAME.sub(lambda match: f"<{match[1]}{match[2].upper()}", page)
+    page = page.replace("<TR class=flight", "</span></div><TR class=flight")
+    return page.replace("R$ ", "R$&nbsp")

@@ -1,41 +1,70 @@
-"""The demo airline's web server: a gevent WSGI app with an HTML and a JSON search.
+"""The demo airline's web server: a gevent WSGI app with HTML, JSON and JavaScript searches.
 
 It is the target of every run, test and benchmark, so it can be slowed down
-(``latency_ms``), made to fail on chosen routes (``fail_routes``) and made to
-answer big pages (``flights``). ``/stats`` reports load for tests.
+(``latency_ms``), made to fail on chosen routes (``fail_routes``), made to answer
+big pages (``flights``) and made hostile (``faults``: 5xx, 429 with Retry-After,
+slow answers, connection resets, truncated or sloppy pages, a redesigned layout, a
+per-client rate limit; see ``voe.demoairline.faults``). ``/stats`` reports what
+tests measure: requests, concurrency (overall and per client address), a sliding
+request rate, answers by status and faults injected.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import signal
 import socket
+import struct
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
 import gevent
 from gevent.event import Event
-from gevent.pywsgi import LoggingLogAdapter, WSGIServer
+from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
 from voe.demoairline.fares import UnknownRoute, check_date, fares_for
-from voe.demoairline.pages import error_page, results_page
+from voe.demoairline.faults import Faults
+from voe.demoairline.pages import (
+    error_page,
+    js_results_page,
+    new_layout_page,
+    results_page,
+    sloppy,
+)
 
 logger = logging.getLogger("voe.demoairline")
 
 BACKLOG = 2048
 MAX_CONNECTIONS = 4096
 STOP_TIMEOUT = 2.0
+# Seconds of the sliding window behind ``/stats``'s ``rate``.
+RATE_WINDOW = 5.0
+# Seconds of per-second request counts that ``/stats`` keeps.
+PER_SECOND_KEPT = 60
+# URLs whose requests are counted for fault decisions before the count starts over.
+MAX_TRACKED_URLS = 1_000_000
+# Client addresses tracked for the rate limit and per-client stats before they start over.
+MAX_TRACKED_CLIENTS = 10_000
 
+SEARCH_PATHS = ("/search", "/api/search", "/js/search")
 _AIRPORT_CODE = re.compile(r"[A-Z]{3}")
+_ERROR_STATUSES = ("500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable")
 
 StartResponse = Callable[..., Any]
 
 
 class BadRequest(ValueError):
     """A search with a missing or malformed query parameter."""
+
+
+class ResetConnection(Exception):
+    """Raised by the app to have the server drop the connection with a TCP reset."""
 
 
 def _query(environ: dict[str, Any]) -> tuple[str, str, str]:
@@ -56,11 +85,90 @@ def _query(environ: dict[str, Any]) -> tuple[str, str, str]:
     return origin, destination, date
 
 
+class Stats:
+    """Load counters of the search endpoints, overall and per client address."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.statuses: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.clients: dict[str, dict[str, int]] = {}
+        self.recent: deque[float] = deque()
+        self.per_second: dict[int, int] = {}
+
+    def begin(self, client: str) -> None:
+        """Count a search request that starts now."""
+        now = time.time()
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if client not in self.clients and len(self.clients) >= MAX_TRACKED_CLIENTS:
+            self.clients.clear()
+        mine = self.clients.setdefault(client, {"requests": 0, "in_flight": 0,
+                                                "max_in_flight": 0})
+        mine["requests"] += 1
+        mine["in_flight"] += 1
+        mine["max_in_flight"] = max(mine["max_in_flight"], mine["in_flight"])
+        self.recent.append(now)
+        second = int(now)
+        self.per_second[second] = self.per_second.get(second, 0) + 1
+        if len(self.per_second) > PER_SECOND_KEPT:
+            for old in [s for s in self.per_second if s <= second - PER_SECOND_KEPT]:
+                del self.per_second[old]
+
+    def end(self, client: str, status: str) -> None:
+        """Count the end of a search request and its answer's status (``reset`` if none)."""
+        self.in_flight -= 1
+        mine = self.clients.get(client)
+        if mine is not None:
+            mine["in_flight"] -= 1
+        self.statuses[status.split(" ", 1)[0]] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as JSON-ready data."""
+        now = time.time()
+        while self.recent and self.recent[0] <= now - RATE_WINDOW:
+            self.recent.popleft()
+        return {
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "rate": round(len(self.recent) / RATE_WINDOW, 3),
+            "per_second": [[second, count] for second, count in sorted(self.per_second.items())
+                           if second > now - PER_SECOND_KEPT],
+            "statuses": dict(sorted(self.statuses.items())),
+            "faults": dict(sorted(self.faults.items())),
+            "clients": self.clients,
+        }
+
+
+class _RateLimit:
+    """A token bucket per client address: ``rate`` searches a second, bursts of one second."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str) -> bool:
+        """Spend a token of ``client``; False when it asks faster than the limit."""
+        now = time.monotonic()
+        capacity = max(1.0, self.rate)
+        if client not in self.buckets and len(self.buckets) >= MAX_TRACKED_CLIENTS:
+            self.buckets.clear()
+        tokens, then = self.buckets.get(client, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * self.rate)
+        allowed = tokens >= 1.0
+        self.buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+
 class DemoAirline:
-    """The WSGI application; ``stats`` counts search requests (total, in flight, peak)."""
+    """The WSGI application; ``stats`` counts search requests (see ``Stats``)."""
 
     def __init__(self, latency_ms: int = 0, fail_routes: Iterable[str] = (),
-                 flights: int | None = None) -> None:
+                 flights: int | None = None, faults: Faults | None = None) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
         if flights is not None and flights < 0:
@@ -68,63 +176,122 @@ class DemoAirline:
         self.latency = latency_ms / 1000
         self.fail_routes = frozenset(route.strip().upper() for route in fail_routes)
         self.flights = flights
-        self.stats = {"requests": 0, "in_flight": 0, "max_in_flight": 0}
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self.seen: Counter[str] = Counter()
+        self.rate_limit = _RateLimit(self.faults.rate_limit) if self.faults.rate_limit else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         """Answer one request (WSGI entry point)."""
         path = environ.get("PATH_INFO", "")
-        if path not in ("/search", "/api/search", "/stats"):
+        if path not in (*SEARCH_PATHS, "/stats"):
             return _html(start_response, "404 Not Found", f"no page at {path}")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _html(start_response, "405 Method Not Allowed", "only GET is allowed here")
         if path == "/stats":
-            return _json(start_response, "200 OK", self.stats)
-        stats = self.stats
-        stats["requests"] += 1
-        stats["in_flight"] += 1
-        stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
+            return _json(start_response, "200 OK", self.stats.as_dict())
+        client = environ.get("REMOTE_ADDR") or "?"
+        status = ["reset"]
+
+        def answer(code: str, headers: list[tuple[str, str]], *more: Any) -> Any:
+            status[0] = code
+            return start_response(code, headers, *more)
+
+        self.stats.begin(client)
         try:
             if self.latency:
                 gevent.sleep(self.latency)
-            return self._search(environ, start_response, as_json=path == "/api/search")
+            return self._search(environ, answer, path, client)
         finally:
-            stats["in_flight"] -= 1
+            self.stats.end(client, status[0])
 
-    def _search(self, environ: dict[str, Any], start_response: StartResponse,
-                as_json: bool) -> list[bytes]:
+    def _fault(self, name: str, url: str, nth: int) -> bool:
+        if self.faults.hits(name, url, nth):
+            self.stats.faults[name] += 1
+            return True
+        return False
+
+    def _search(self, environ: dict[str, Any], start_response: StartResponse, path: str,
+                client: str) -> list[bytes]:
+        url = f"{path}?{environ.get('QUERY_STRING', '')}"
+        nth = 0
+        if self.faults.seeded:
+            if url not in self.seen and len(self.seen) >= MAX_TRACKED_URLS:
+                self.seen.clear()
+            self.seen[url] += 1
+            nth = self.seen[url]
+        if self.rate_limit is not None and not self.rate_limit.allow(client):
+            self.stats.faults["rate_limit"] += 1
+            retry = max(1, math.ceil(1 / self.faults.rate_limit))
+            return _json(start_response, "429 Too Many Requests",
+                         {"error": "too many requests from your address"},
+                         [("Retry-After", str(retry))])
+        if self._fault("throttle", url, nth):
+            return _json(start_response, "429 Too Many Requests", {"error": "slow down"},
+                         [("Retry-After", str(self.faults.retry_after))])
+        if self._fault("error", url, nth):
+            code = _ERROR_STATUSES[self.faults.number("error-status", url, nth) % 3]
+            return _json(start_response, code, {"error": "internal error (injected)"})
+        if self._fault("reset", url, nth):
+            raise ResetConnection(url)
+        if self._fault("slow", url, nth):
+            gevent.sleep(self.faults.slow_ms / 1000)
+        status, content_type, body = self._page(environ, path)
+        if status.startswith("200"):
+            if content_type.startswith("text/html") and path == "/search":
+                if self._fault("malformed", url, nth):
+                    body = sloppy(body.decode()).encode()
+            if self._fault("truncate", url, nth):
+                cut = 0.1 + 0.8 * (self.faults.number("truncate-at", url, nth) % 1000) / 1000
+                body = body[:int(len(body) * cut)]
+        return _respond(start_response, status, content_type, body)
+
+    def _page(self, environ: dict[str, Any], path: str) -> tuple[str, str, bytes]:
+        """The status, content type and body of a search without faults."""
         try:
             origin, destination, date = _query(environ)
         except BadRequest as error:
-            return _json(start_response, "400 Bad Request", {"error": str(error)})
+            return _json_body("400 Bad Request", {"error": str(error)})
         if f"{origin}-{destination}" in self.fail_routes:
-            return _json(start_response, "503 Service Unavailable",
-                         {"error": f"route {origin}-{destination} is temporarily unavailable"})
+            return _json_body("503 Service Unavailable",
+                              {"error": f"route {origin}-{destination} is temporarily unavailable"})
         try:
             check_date(date)
             fares = fares_for(origin, destination, date, self.flights)
         except UnknownRoute as error:
-            return _json(start_response, "404 Not Found", {"error": str(error)})
+            return _json_body("404 Not Found", {"error": str(error)})
         except ValueError as error:
-            return _json(start_response, "400 Bad Request", {"error": str(error)})
-        if as_json:
-            return _json(start_response, "200 OK", {"fares": [fare._asdict() for fare in fares]})
-        body = results_page(origin, destination, date, fares).encode()
-        return _respond(start_response, "200 OK", "text/html; charset=utf-8", body)
+            return _json_body("400 Bad Request", {"error": str(error)})
+        if path == "/api/search":
+            return _json_body("200 OK", {"fares": [fare._asdict() for fare in fares]})
+        if path == "/js/search":
+            page = js_results_page(origin, destination, date, fares)
+        elif self.faults.layout == "new":
+            page = new_layout_page(origin, destination, date, fares)
+        else:
+            page = results_page(origin, destination, date, fares)
+        return "200 OK", "text/html; charset=utf-8", page.encode()
 
 
 def _respond(start_response: StartResponse, status: str, content_type: str,
-             body: bytes) -> list[bytes]:
+             body: bytes, extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
     start_response(status, [
         ("Content-Type", content_type),
         ("Content-Length", str(len(body))),
         ("Cache-Control", "no-store"),
+        *extra,
     ])
     return [body]
 
 
-def _json(start_response: StartResponse, status: str, payload: Any) -> list[bytes]:
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    return _respond(start_response, status, "application/json", body)
+def _json_body(status: str, payload: Any) -> tuple[str, str, bytes]:
+    return status, "application/json", json.dumps(payload, ensure_ascii=False).encode()
+
+
+def _json(start_response: StartResponse, status: str, payload: Any,
+          extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    _, content_type, body = _json_body(status, payload)
+    return _respond(start_response, status, content_type, body, extra)
 
 
 def _html(start_response: StartResponse, status: str, message: str) -> list[bytes]:
@@ -132,9 +299,23 @@ def _html(start_response: StartResponse, status: str, message: str) -> list[byte
                     error_page(status, message).encode())
 
 
+class _Handler(WSGIHandler):
+    """pywsgi's handler, plus the connection reset the app asks for with ``ResetConnection``."""
+
+    def run_application(self) -> None:
+        """Run the app; on ``ResetConnection`` close the socket so the peer gets a TCP RST."""
+        try:
+            super().run_application()
+        except ResetConnection:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+
+
 class _Server(WSGIServer):
     """pywsgi with Nagle off: it sends headers and body in two writes, and Nagle plus the
     client's delayed ACK would stall every keep-alive response by 40 ms."""
+
+    handler_class = _Handler
 
     def handle(self, sock: socket.socket, address: tuple[str, int]) -> None:
         """Handle one connection after switching off Nagle's algorithm on it."""
@@ -143,15 +324,27 @@ class _Server(WSGIServer):
 
 
 def make_app(latency_ms: int = 0, fail_routes: Iterable[str] = (),
-             flights: int | None = None) -> DemoAirline:
-    """Build the airline's WSGI app; see the module docstring for the options."""
-    return DemoAirline(latency_ms=latency_ms, fail_routes=fail_routes, flights=flights)
+             flights: int | None = None, faults: Faults | None = None,
+             **fault_options: Any) -> DemoAirline:
+    """Build the airline's WSGI app; see the module docstring for the options.
+
+    Faults come as a ``Faults`` or as its fields by keyword (``error_rate=0.2, seed=7``);
+    a bad value raises ``ValueError``.
+    """
+    if fault_options:
+        if faults is not None:
+            raise ValueError("give faults either as a Faults or as keywords, not both")
+        faults = Faults(**fault_options)
+    return DemoAirline(latency_ms=latency_ms, fail_routes=fail_routes, flights=flights,
+                       faults=faults)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8800, latency_ms: int = 0,
-          fail_routes: Iterable[str] = (), flights: int | None = None) -> None:
+          fail_routes: Iterable[str] = (), flights: int | None = None,
+          faults: Faults | None = None, **fault_options: Any) -> None:
     """Serve the demo airline until SIGTERM or SIGINT, then stop cleanly and return."""
-    app = make_app(latency_ms=latency_ms, fail_routes=fail_routes, flights=flights)
+    app = make_app(latency_ms=latency_ms, fail_routes=fail_routes, flights=flights,
+                   faults=faults, **fault_options)
     server = _Server(
         (host, port), app,
         backlog=BACKLOG,
@@ -165,6 +358,8 @@ def serve(host: str = "127.0.0.1", port: int = 8800, latency_ms: int = 0,
     try:
         server.start()
         logger.info("demo airline listening on http://%s:%s", host, server.server_port)
+        if app.faults != Faults():
+            logger.info("demo airline faults: %s", app.faults)
         stop.wait()
         logger.info("demo airline stopping")
     finally:

@@ -67,6 +67,14 @@ class Store(Protocol):
         """Return the cheapest fare per route and dates, in ``cycle`` or each route's latest."""
         ...
 
+    def result_cycle(self, before: int | None = None) -> int | None:
+        """Return the latest cycle with stored results (before ``before`` if given), or None."""
+        ...
+
+    def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
+        """Return, per backend, the stored results (successful pages) and fares of ``cycle``."""
+        ...
+
     def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
         """Return the recorded outcome of every attempt of one job in one cycle."""
         ...

@@ -49,7 +49,6 @@ CREATE TABLE fares (
     currency TEXT NOT NULL
 );
 CREATE INDEX fares_route ON fares (origin, destination, date);
-CREATE INDEX fares_job ON fares (cycle, job_id);
 CREATE TABLE results (
     cycle INTEGER NOT NULL,
     job_id TEXT NOT NULL,
@@ -279,6 +278,22 @@ class SqliteStore:
         with self._errors("find the cheapest fares"):
             rows = self._db.execute(sql, params).fetchall()
         return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
+
+    def result_cycle(self, before: int | None = None) -> int | None:
+        """Return the latest cycle with stored results (before ``before`` if given), or None."""
+        sql, params = "SELECT MAX(cycle) FROM results", ()
+        if before is not None:
+            sql, params = sql + " WHERE cycle < ?", (before,)
+        with self._errors("find a cycle"):
+            return self._db.execute(sql, params).fetchone()[0]
+
+    def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
+        """Return, per backend, the stored results (successful pages) and fares of ``cycle``."""
+        sql = ("SELECT backend, COUNT(*), SUM(fare_count) FROM results WHERE cycle = ?"
+               " GROUP BY backend")
+        with self._errors("count fares per page"):
+            rows = self._db.execute(sql, (cycle,)).fetchall()
+        return {backend: (pages, fares) for backend, pages, fares in rows}
 
     def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
         """Return the recorded outcome of every attempt of one job in one cycle, oldest first."""
