@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL,
     UNIQUE (cycle, id)
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+-- Partial indexes: a job moving from leased to done touches no index at all.
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_failed ON jobs (cycle, seq) WHERE state = 'failed';
 CREATE TABLE IF NOT EXISTS workers (
     worker TEXT PRIMARY KEY,
     concurrency INTEGER NOT NULL,
@@ -188,11 +190,12 @@ class Ledger:
         """Mark ``cycle`` finished (every job done or failed)."""
         self.db.execute("UPDATE cycles SET finished_at = ? WHERE cycle = ?", (time.time(), cycle))
 
-    def unfinished_jobs(self, cycle: int) -> int:
-        """Jobs of ``cycle`` still pending or leased."""
-        return self.db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE cycle = ? AND state IN ('pending', 'leased')",
-            (cycle,)).fetchone()[0]
+    def has_pending(self, cycle: int) -> bool:
+        """Whether ``cycle`` still has jobs waiting for a lease (leases the master knows)."""
+        row = self.db.execute(
+            "SELECT 1 FROM jobs INDEXED BY jobs_pending WHERE state = 'pending' AND cycle = ? "
+            "LIMIT 1", (cycle,)).fetchone()
+        return row is not None
 
     # Jobs -------------------------------------------------------------------
 

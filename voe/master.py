@@ -419,7 +419,7 @@ class Master:
         for number, cycle in list(self.cycles.items()):
             if number in self.expanders or cycle.finished_at is not None:
                 continue
-            if self.ledger.unfinished_jobs(number) == 0 and not any(
+            if not self.ledger.has_pending(number) and not any(
                     key[0] == number for key in self.leases):
                 self.ledger.finish_cycle(number)
                 counts = self.ledger.counts(number)
