@@ -253,12 +253,21 @@ def _job(row: Any) -> SearchJob:
     )
 
 
-def _fare(row: Any) -> Fare:
-    row = _list(row)
-    if len(row) != 5:
-        raise ValueError("a fare has 5 fields")
-    return Fare(_str(row[0], 64), _str(row[1], 64, True), _str(row[2], 64, True),
-                _str(row[3], 32), _str(row[4], 8))
+def _fares(value: Any) -> tuple[Fare, ...]:
+    """Validate a result's fare rows; the sink's hot path, so the checks are inlined."""
+    if type(value) is not list:
+        raise ValueError("fares must be an array")
+    for row in value:
+        if type(row) is not list or len(row) != 5:
+            raise ValueError("a fare has 5 fields")
+        flight, departure, arrival, price, currency = row
+        if not (type(flight) is str and type(departure) is str and type(arrival) is str
+                and type(price) is str and type(currency) is str):
+            raise ValueError("a fare's fields are strings")
+        if (not 0 < len(flight) <= 64 or len(departure) > 64 or len(arrival) > 64
+                or not 0 < len(price) <= 32 or not 0 < len(currency) <= 8):
+            raise ValueError("a fare's fields are short, and flight, price, currency are set")
+    return tuple(map(Fare._make, value))
 
 
 def _keys(value: Any) -> tuple[tuple[int, str], ...]:
@@ -302,7 +311,7 @@ def _parse_result(body: dict[str, Any]) -> Result:
     if not isinstance(duration, float | int) or not 0 <= duration < 1e7:
         raise ValueError("bad duration")
     return Result(
-        job=_job(body["j"]), status=status, fares=tuple(_fare(row) for row in _list(body["f"])),
+        job=_job(body["j"]), status=status, fares=_fares(body["f"]),
         error=_opt_str(body["e"], MAX_ERROR), worker=_str(body["w"], 200),
         duration=float(duration),
     )
