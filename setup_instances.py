@@ -1,28 +1,28 @@
-"""`python setup_instances.py master|sink|workers N`: the original's EC2 launcher.
+"""`python setup_instances.py master|sink|workers N`: the original's EC2 launcher, made safe.
 
-The safe fleet tooling (tagged clusters, SSH deploy, no hand-copied addresses) is
-not built yet; this script says so instead of doing what the 2014 one did.
+The same as `voe cloud up`: tagged instances of this cluster (VOE_CLUSTER), voe deployed
+over SSH, each machine's .env written from the cluster's tags, the role run as a service.
 """
 
 import argparse
 import sys
 
-NOT_YET = ("voe: the EC2 fleet tooling is not built yet (it is the next planned work). "
-           "Run everything on this machine with `voe run`, or start `voe master`, "
-           "`voe sink` and `voe worker` by hand on your machines with MASTER_IP and SINK_IP set.")
+from voe.cloud.arguments import add_up_arguments
 
 
-def main() -> int:
-    """Parse the original's arguments and explain that the fleet tooling is not ready."""
+def main(argv: list[str] | None = None) -> int:
+    """Parse the original's arguments and launch and deploy through voe.cloud."""
     parser = argparse.ArgumentParser(
         prog="setup_instances.py",
-        description="Launch voe's master, sink or N workers on EC2 (not built yet).")
-    parser.add_argument("role", choices=("master", "sink", "workers"))
-    parser.add_argument("count", nargs="?", type=int, default=1,
-                        help="how many workers (with `workers`)")
-    parser.parse_args()
-    print(NOT_YET, file=sys.stderr)
-    return 1
+        description="Launch (or reuse) and deploy voe's master, sink or N workers on EC2 "
+                    "(the same as `voe cloud up`).")
+    add_up_arguments(parser)
+    args = parser.parse_args(argv)
+    from voe.cloud.commands import run, up
+    from voe.settings import load
+
+    return run("setup_instances.py",
+               lambda: up(load(), args.role, args.count, args.plan, args.set))
 
 
 if __name__ == "__main__":

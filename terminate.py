@@ -1,25 +1,27 @@
-"""`python terminate.py`: the original's teardown, which destroyed every instance in the region.
+"""`python terminate.py [--yes]`: the original's teardown, which ended every instance in the region.
 
-voe will only ever terminate the instances of its own cluster, after showing them.
-Until the fleet tooling lands this script terminates nothing and says so.
+This one ends only the instances tagged with this cluster (VOE_CLUSTER), after showing
+them; the same as `voe cloud down`.
 """
 
 import argparse
 import sys
 
-from setup_instances import NOT_YET
+from voe.cloud.arguments import add_down_arguments
 
 
-def main() -> int:
-    """Parse the arguments and explain that the fleet tooling is not ready."""
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and terminate this cluster's instances through voe.cloud."""
     parser = argparse.ArgumentParser(
         prog="terminate.py",
-        description="Terminate the instances of this voe cluster only (not built yet; "
-                    "terminates nothing).")
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.parse_args()
-    print(NOT_YET, file=sys.stderr)
-    return 1
+        description="Terminate the instances of this voe cluster (VOE_CLUSTER) and only "
+                    "those, after showing them (the same as `voe cloud down`).")
+    add_down_arguments(parser)
+    args = parser.parse_args(argv)
+    from voe.cloud.commands import down, run
+    from voe.settings import load
+
+    return run("terminate.py", lambda: down(load(), args.yes))
 
 
 if __name__ == "__main__":
