@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import zmq
+
 from voe.processes import Child
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +121,17 @@ class Cluster:
             "VOE_HTTP_BACKOFF": "0.02",  # retries inside an attempt, quickly
         })
         self.children: list[Child] = []
+        self.voe("keys", "init")  # every cluster of the tests runs with CURVE
+
+    def curve_client(self, socket: zmq.Socket, server: str) -> zmq.Socket:
+        """Give a raw test socket this cluster's client keys for ``server`` (master/sink)."""
+        from voe.keys import client_keys
+
+        server_public, public, secret = client_keys(self.data_dir / "keys", server)
+        socket.curve_serverkey = server_public
+        socket.curve_publickey = public
+        socket.curve_secretkey = secret
+        return socket
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
         child = Child(name, args, env or self.env, self.tmp, self.tmp / f"{name}.err")

@@ -166,6 +166,14 @@ def test_fleet_is_launched_deployed_run_and_torn_down(lab, tmp_path):
         fares = store.execute("SELECT count(*) FROM fares").fetchone()[0]
     assert results == 12 and fares > 0
 
+    # Encrypted: each machine got only its role's keys over SSH, private to its user.
+    assert "CURVE is on" in master.file("master.log").read_text()
+    assert master.file("keys/master.key_secret").stat().st_mode & 0o077 == 0
+    assert not master.file("keys/sink.key_secret").exists()
+    assert not w1.file("keys/master.key_secret").exists()
+    assert w1.file("keys/client.key_secret").stat().st_mode & 0o077 == 0
+    assert sink.file("keys/authorized/client.key").exists()
+
     # A role that dies is restarted by its service.
     supervisor = w1.service_pid("worker")
     children = _children(supervisor)

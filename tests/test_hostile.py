@@ -60,7 +60,8 @@ def test_every_bound_port_survives_hostile_peers(tmp_path, airline):
         sockets = []
         for port, kind in ((jobs_port, zmq.DEALER), (control_port, zmq.DEALER),
                            (results_port, zmq.PUSH)):
-            peer = context.socket(kind)
+            peer = cluster.curve_client(context.socket(kind),
+                                        "sink" if port == results_port else "master")
             peer.setsockopt(zmq.LINGER, 2000)
             peer.connect(f"tcp://127.0.0.1:{port}")
             for frame in hostile_frames():
@@ -68,7 +69,7 @@ def test_every_bound_port_survives_hostile_peers(tmp_path, airline):
             if kind == zmq.DEALER:
                 peer.send_multipart([b"one", b"two", b"three"])
             sockets.append(peer)
-        huge = context.socket(zmq.PUSH)
+        huge = cluster.curve_client(context.socket(zmq.PUSH), "sink")
         huge.setsockopt(zmq.LINGER, 2000)
         huge.connect(f"tcp://127.0.0.1:{results_port}")
         huge.send(b"\x00" * (3 * LIMIT))  # above the hard cap: ZeroMQ drops the connection

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
 from voe.model import Fare, Result, SearchJob
 
@@ -97,3 +100,16 @@ def test_random_schemas_are_rejected_or_valid(kind, body):
     except protocol.ProtocolError:
         return
     assert type(message).__name__.lower() in {kind, kind.rstrip("s") + "s", "result"}
+
+
+def test_a_hundred_thousand_mutated_frames_decode_or_are_rejected():
+    rng = random.Random(SEED)
+    pool = seeds()
+    decoded = 0
+    for _ in range(FRAMES):
+        try:
+            protocol.decode(mutate(rng, rng.choice(pool)))
+        except protocol.ProtocolError:
+            continue
+        decoded += 1
+    assert 0 < decoded < FRAMES // 2  # mostly rejected, and nothing else escaped

@@ -45,10 +45,44 @@ def _logs(role: str, settings: Settings, console: bool) -> None:
     logs.setup(role, settings.data_dir, settings.voe_log_level, console)
 
 
+def _require_keys(settings: Settings, role: str) -> None:
+    from voe.keys import KeysError, require
+
+    try:
+        require(settings, role)
+    except KeysError as error:
+        raise UsageError(str(error)) from None
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Make the cluster's CURVE keys (init) or a new client key (add NAME)."""
+    from voe.keys import KeysError, add_client, init, keys_dir
+
+    directory = keys_dir(_settings())
+    try:
+        if args.keys_command == "add":
+            secret = add_client(directory, args.name)
+            print(f"client key {args.name}: {secret} (copy it to the worker as "
+                  f"client.key_secret in its keys dir, with master.key and sink.key); "
+                  "running servers admit it now")
+            return 0
+        created = init(directory)
+    except KeysError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write keys in {directory}: {error.strerror}") from None
+    if created:
+        print(f"created CURVE key pairs {', '.join(created)} in {directory} (mode 0600)")
+    else:
+        print(f"CURVE keys already in {directory}; nothing changed")
+    return 0
+
+
 def cmd_master(args: argparse.Namespace) -> int:
     """Run the master (the original's ventilator)."""
     settings = _settings()
     plan = _plan(args.plan, settings)
+    _require_keys(settings, "master")
     _logs("master", settings, not args.no_console)
     from voe.master import run_master
 
@@ -61,6 +95,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     monkey.patch_all()
     settings = _settings()
+    _require_keys(settings, "worker")
     _logs("worker", settings, not args.no_console)
     from voe.worker import Worker
 
@@ -70,6 +105,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_sink(args: argparse.Namespace) -> int:
     """Run the sink."""
     settings = _settings()
+    _require_keys(settings, "sink")
     _logs("sink", settings, not args.no_console)
     from voe.sink import run_sink
 
@@ -306,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     cheapest.add_argument("--limit", type=int, default=0, help="print at most this many")
 
     command("settings", cmd_settings, "Print every setting, its value and its source.")
+    keys = command("keys", cmd_keys, "Make the cluster's CURVE keys (in VOE_KEYS_DIR, else "
+                   "keys/ in the data dir).")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    keys_sub.add_parser("init", help="make the missing master, sink and client key pairs")
+    add = keys_sub.add_parser("add", help="make a new client key pair and admit it")
+    add.add_argument("name", help="the client's name, e.g. worker-7")
     command("backends", cmd_backends, "List the installed backends.")
     cloud = command("cloud", cmd_cloud, "The EC2 fleet of this cluster: up (launch and "
                     "deploy), status, down (terminate).")

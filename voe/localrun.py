@@ -98,6 +98,7 @@ class LocalRun:
 
     def _start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_keys()
         if not self.args.no_airline:
             url = urlsplit(self.settings.voe_demo_airline_url)
             self.airline = self._spawn("demo airline", "demo-airline",
@@ -117,6 +118,22 @@ class LocalRun:
             f"voe run: plan [bold]{self.plan.name}[/bold] ({self.plan.job_count()} jobs a cycle), "
             f"{self.args.workers} workers, demo airline at {self.settings.voe_demo_airline_url}, "
             f"data in {self.data_dir}")
+
+    def _ensure_keys(self) -> None:
+        """Make the CURVE keys on first use, so the local pipeline is encrypted."""
+        if not self.settings.voe_curve:
+            return
+        from voe.keys import init, keys_dir
+
+        directory = keys_dir(self.settings)
+        if not directory.is_absolute():
+            directory = Path.cwd() / directory
+        try:
+            created = init(directory)
+        except OSError as error:
+            raise RunError(f"cannot make CURVE keys in {directory}: {error.strerror}") from None
+        if created:
+            self.console.print(f"voe run: made CURVE keys in {directory} (first use)")
 
     def _wait_for_airline(self) -> None:
         url = self.settings.voe_demo_airline_url + "/stats"

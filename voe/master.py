@@ -90,7 +90,7 @@ class Master:
         self.control_socket = self._bind(settings.voe_control_port)
 
     def _bind(self, port: int) -> zmq.Socket:
-        socket = configure(self.context.socket(zmq.ROUTER), self.settings)
+        socket = configure(self.context.socket(zmq.ROUTER), self.settings, serve="master")
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.SNDHWM, 10_000)
         socket.setsockopt(zmq.RCVHWM, 100_000)

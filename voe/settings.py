@@ -152,6 +152,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Read timeout of each airline request (and the browser's time to render a page)."),
     Setting("VOE_MAX_MESSAGE_BYTES", "1048576", _positive_int, "a whole number of bytes",
             "Largest message any voe socket accepts; bigger frames are dropped."),
+    Setting("VOE_CURVE", "on", _bool, "on or off",
+            "CURVE encryption and authentication on every voe socket; off sends everything "
+            "in clear text to anyone (a warning is logged at start)."),
+    Setting("VOE_KEYS_DIR", "", _text, "a directory",
+            "Where the CURVE keys are (made by voe keys init); empty means keys/ in "
+            "VOE_DATA_DIR."),
     Setting("VOE_LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR",
             "Level of the master.log, sink.log and worker.log files."),
     Setting("VOE_HTTP_CONNECT_TIMEOUT", "5", _positive_float, "a positive number of seconds",

@@ -46,10 +46,11 @@ class Sink:
         self.stored = 0
         self.received = 0
         context = zmq.Context.instance()
-        self.pull = configure(context.socket(zmq.PULL), settings)
+        self.pull = configure(context.socket(zmq.PULL), settings, serve="sink")
         self.pull.setsockopt(zmq.RCVHWM, 100_000)
         self.pull.bind(f"tcp://{settings.voe_bind_ip}:{settings.voe_results_port}")
-        self.acks = configure(context.socket(zmq.DEALER), settings, linger_ms=1000)
+        self.acks = configure(context.socket(zmq.DEALER), settings, linger_ms=1000,
+                              connect_to="master")
         self.acks.setsockopt(zmq.SNDHWM, ACKS_HWM)
         self.acks.connect(f"tcp://{settings.master_ip}:{settings.voe_control_port}")
 

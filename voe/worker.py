@@ -73,13 +73,14 @@ class Worker:
         self.running = 0
         self.done = 0
         self.dealer = self._connect_master()
-        self.push = configure(self.context.socket(zmq.PUSH), settings, LINGER_MS)
+        self.push = configure(self.context.socket(zmq.PUSH), settings, LINGER_MS,
+                              connect_to="sink")
         self.push.setsockopt(zmq.SNDHWM, RESULTS_HWM)
         self.push.setsockopt(zmq.IMMEDIATE, 1)
         self.push.connect(f"tcp://{settings.sink_ip}:{settings.voe_results_port}")
 
     def _connect_master(self) -> zmq.Socket:
-        dealer = configure(self.context.socket(zmq.DEALER), self.settings)
+        dealer = configure(self.context.socket(zmq.DEALER), self.settings, connect_to="master")
         dealer.connect(f"tcp://{self.settings.master_ip}:{self.settings.voe_jobs_port}")
         return dealer
 

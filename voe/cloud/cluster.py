@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from voe.keys import keys_dir
 from voe.settings import Settings, describe
 
 # Tag keys on instances and on the cluster's security group.
@@ -75,6 +76,7 @@ class CloudSettings:
     deploy_package: str
     ports: dict[str, int]
     data_dir: Path
+    keys: Path | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CloudSettings:
@@ -98,7 +100,8 @@ class CloudSettings:
             ports={"VOE_JOBS_PORT": settings.voe_jobs_port,
                    "VOE_CONTROL_PORT": settings.voe_control_port,
                    "VOE_RESULTS_PORT": settings.voe_results_port},
-            data_dir=settings.data_dir)
+            data_dir=settings.data_dir,
+            keys=keys_dir(settings) if settings.voe_curve else None)
 
     def require_launch_settings(self) -> None:
         """Refuse to launch anything while a setting that launching needs is missing."""

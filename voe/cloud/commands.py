@@ -21,6 +21,7 @@ import paramiko
 from rich.console import Console
 from rich.table import Table
 
+from voe import keys
 from voe.cloud.cluster import (
     CloudConfigError,
     CloudError,
@@ -80,6 +81,10 @@ def up(settings: Settings, role: str, count: int | None, plan: str | None,
     plan_path = _checked_plan(plan) if plan else None
     config.require_launch_settings()
     load_key(config.key_file, config.key_pass)
+    if config.keys is not None:
+        created = keys.init(config.keys)
+        if created:
+            console.print(f"made the cluster's CURVE keys in {config.keys}: {', '.join(created)}")
     host_keys = HostKeys(config.known_hosts)
     if config.paramiko_debug:
         config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import paramiko
 from voe.cloud import services
 from voe.cloud.cluster import CloudError, CloudSettings, Machine
 from voe.cloud.ssh import HostKeys, Remote, connect, last_line
+from voe.keys import AUTHORIZED, bundle
 
 # Where the package is uploaded on a machine (relative to the home).
 DIST_DIR = "voe-dist"
@@ -54,8 +55,8 @@ fi
 "$@" install --quiet --disable-pip-version-check --no-input {options} {package}
 """
 
-STEPS = ("waiting for SSH", "probing", "uploading", "installing", "configuring", "starting",
-         "checking")
+STEPS = ("waiting for SSH", "probing", "uploading", "installing", "configuring", "keys",
+         "starting", "checking")
 
 
 @dataclass
@@ -93,6 +94,10 @@ def env_file(role: str, values: dict[str, str], previous: str | None, cluster: s
     return "\n".join(lines + kept) + "\n"
 
 
+# The keys folder on a machine: the default VOE_KEYS_DIR of a service run from the home.
+REMOTE_KEYS = "keys"
+
+
 class Deployer:
     """Deploys one package to machines; safe to use from several threads at once."""
 
@@ -102,6 +107,7 @@ class Deployer:
         self.package = package
         self.host_keys = host_keys
         self.report = report
+        self.keys = config.keys
 
     def deploy(self, machine: Machine, values: dict[str, str],
                plan: Path | None = None) -> DeployResult:
@@ -124,6 +130,9 @@ class Deployer:
                 values = {**values, "VOE_PLAN": PLAN_FILE}
             remote.write(".env", env_file(machine.role, values, remote.read(".env"),
                                           self.config.cluster), 0o600)
+            if self.keys is not None:
+                step = self._step(machine, "keys")
+                self._send_keys(remote, machine.role)
             step = self._step(machine, "starting")
             log_size = self._log_size(remote, machine.role)
             self._start(remote, machine.role, probe)
@@ -142,6 +151,14 @@ class Deployer:
                 remote.close()
         self.report(machine, "done")
         return DeployResult(machine, True, "done", detail, address)
+
+    def _send_keys(self, remote: Remote, role: str) -> None:
+        """Copy the role's CURVE keys into ``~/keys`` over SFTP (mode 0600, folders 0700)."""
+        assert self.keys is not None
+        remote.check(f"mkdir -p -m 700 {REMOTE_KEYS}/{AUTHORIZED} && chmod 700 {REMOTE_KEYS} "
+                     f"{REMOTE_KEYS}/{AUTHORIZED}", "making the keys folder")
+        for name, text in bundle(self.keys, role).items():
+            remote.write(f"{REMOTE_KEYS}/{name}", text, 0o600)
 
     def _step(self, machine: Machine, step: str) -> str:
         self.report(machine, step)

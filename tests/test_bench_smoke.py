@@ -1,0 +1,94 @@
+"""The benchmarks in bench/ still run: each one at a tiny size, recording nothing.
+
+The real runs are long and stay out of the test suite; these only check that every
+benchmark command works end to end (processes start, figures print, checks pass).
+A peer that is not installed here (Celery, Scrapy) or whose broker does not answer
+(RabbitMQ) is skipped with the reason; voe's part runs regardless.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+RUN_TIMEOUT = 120
+
+
+def _rabbitmq_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def run_bench(script: str, *args: str) -> str:
+    """Run ``python bench/SCRIPT ARGS`` without recording or waiting; return its output.
+
+    BENCHMARKS.md must be left as it was.
+    """
+    before = BENCHMARKS_MD.read_bytes() if BENCHMARKS_MD.exists() else None
+    command = [sys.executable, f"bench/{script}", "--no-record", "--quiet-wait", "0", *args]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = BENCHMARKS_MD.read_bytes() if BENCHMARKS_MD.exists() else None
+    assert before == after, "--no-record must leave BENCHMARKS.md alone"
+    assert "- Command: `python bench/" in result.stdout
+    return result.stdout
+
+
+def test_pipeline_voe_and_raw_pyzmq():
+    out = run_bench("pipeline.py", "--n", "200", "--skip", "celery", "--tuned-prefetch", "0")
+    assert "| voe | 200 |" in out
+    assert "| raw pyzmq | 200 |" in out
+    assert "voe >= 0.5 x raw pyzmq" in out
+
+
+def test_pipeline_celery():
+    if not _installed("celery"):
+        pytest.skip("Celery is not installed (pip install -e '.[bench]')")
+    if not _rabbitmq_answers():
+        pytest.skip("RabbitMQ does not answer on 127.0.0.1:5672")
+    out = run_bench("pipeline.py", "--n", "200", "--skip", "voe", "--skip", "raw",
+                    "--no-start-rabbitmq")
+    assert "| Celery | 200 |" in out
+
+
+def test_scrape_voe_and_bare_loop():
+    out = run_bench("scrape.py", "--pages", "50", "--skip", "scrapy")
+    assert "| voe worker | 50 |" in out
+    assert "| bare loop | 50 |" in out
+    assert "sampled pages equal /api/search" in out
+
+
+def test_scrape_scrapy():
+    if not _installed("scrapy"):
+        pytest.skip("Scrapy is not installed (pip install -e '.[bench]')")
+    out = run_bench("scrape.py", "--pages", "50", "--skip", "voe", "--skip", "bare")
+    assert "| Scrapy | 50 |" in out
+
+
+def test_scale():
+    out = run_bench("scale.py", "--jobs", "2000", "--window", "1", "--n", "300",
+                    "--workers", "1,2")
+    assert "time to first job received by a worker" in out
+    assert "master peak RSS" in out
+    assert "Bend:" in out
+
+
+def test_e2e():
+    out = run_bench("e2e.py")
+    assert "time to first stored fare" in out
+    assert "fares stored per second" in out

@@ -1,0 +1,169 @@
+"""CURVE on every socket: strangers refused and counted, late keys admitted, secrets kept."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.auth
+
+from tests.cluster import Airline, Cluster, assert_stored_exactly_once, free_port, wait_for
+from voe import protocol
+from voe.processes import Child
+
+
+@pytest.fixture
+def airline(tmp_path):
+    airline = Airline(tmp_path)
+    yield airline
+    airline.stop()
+
+
+def secret_keys(*directories: Path) -> list[str]:
+    """The z85 text of every secret key in ``directories``."""
+    found = []
+    for directory in directories:
+        for path in directory.glob("*.key_secret"):
+            _, secret = zmq.auth.load_certificate(str(path))
+            assert secret
+            found.append(secret.decode())
+    return found
+
+
+def keys_dir_for(tmp: Path, name: str, source: Path, secret: Path) -> Path:
+    """A worker's own keys dir: the servers' public keys and its client key pair."""
+    directory = tmp / name
+    directory.mkdir()
+    for server in ("master", "sink"):
+        shutil.copyfile(source / f"{server}.key", directory / f"{server}.key")
+    shutil.copyfile(secret, directory / "client.key_secret")
+    return directory
+
+
+def test_curve_run_refuses_strangers_admits_late_keys_and_keeps_secrets(tmp_path, airline):
+    cluster = Cluster(tmp_path, airline.url)
+    cloud_secrets = {"AWS_ACCESS_KEY": "AKIAVOETESTSECRET01", "KEY_PASS": "pass-phrase-7c1d",
+                     "AWS_SECRET_KEY": "aws-secret-key-9f3e2b"}
+    cluster.env.update(cloud_secrets)  # every role runs with them in its environment
+    keys = cluster.data_dir / "keys"
+    other = tmp_path / "other"
+    context = zmq.Context()
+    plain = []
+    try:
+        sink = cluster.sink()
+        master = cluster.master()
+        wait_for(lambda: "listening" in cluster.log("master") and "listening" in
+                 cluster.log("sink"), 30, "master and sink to listen")
+        assert "CURVE is on" in cluster.log("master") and "CURVE is on" in cluster.log("sink")
+
+        # A worker with keys from another data dir, and plain pyzmq clients without CURVE.
+        subprocess.run([sys.executable, "-m", "voe", "keys", "init"], check=True, timeout=60,
+                       env=cluster.env | {"VOE_DATA_DIR": str(other)}, capture_output=True)
+        stranger = cluster.spawn("stranger", "worker", "--name", "stranger",
+                                 env=cluster.env | {"VOE_KEYS_DIR": str(other / "keys")})
+        wrong = keys_dir_for(tmp_path, "wrong-keys", keys, other / "keys/client.key_secret")
+        intruder = cluster.spawn("intruder", "worker", "--name", "intruder",
+                                 env=cluster.env | {"VOE_KEYS_DIR": str(wrong)})
+        hello = protocol.encode_hello("plain", 4, 1)
+        for port, kind in ((cluster.env["VOE_JOBS_PORT"], zmq.DEALER),
+                           (cluster.env["VOE_CONTROL_PORT"], zmq.DEALER),
+                           (cluster.env["VOE_RESULTS_PORT"], zmq.PUSH)):
+            peer = context.socket(kind)
+            peer.setsockopt(zmq.LINGER, 0)
+            peer.connect(f"tcp://127.0.0.1:{port}")
+            if kind == zmq.DEALER:
+                peer.send(hello, zmq.NOBLOCK)
+            plain.append(peer)
+
+        intruder_public = zmq.auth.load_certificate(str(other / "keys/client.key"))[0]
+        refused_key = f"refused peer with client key {intruder_public.decode()}"
+        wait_for(lambda: refused_key in cluster.log("master"), 30, "the master to refuse "
+                 "the wrong key")
+        wait_for(lambda: refused_key in cluster.log("sink") or intruder.poll() is not None, 30,
+                 "the sink to refuse the wrong key")
+        wait_for(lambda: "refused peer without CURVE" in cluster.log("master"), 30,
+                 "the master to refuse plain clients")
+        wait_for(lambda: "refused peer without CURVE" in cluster.log("sink"), 30,
+                 "the sink to refuse plain clients")
+        wait_for(lambda: "refused peer with foreign keys" in cluster.log("master"), 30,
+                 "the master to refuse a worker with another cluster's keys")
+        jobs = cluster.jobs()
+        assert jobs["done"] == 0 and jobs["leased"] == 0, jobs
+        assert "intruder" not in cluster.log("master")
+        assert "stranger" not in cluster.log("master")
+
+        # A worker key added while the servers run is admitted without a restart.
+        added = cluster.voe("keys", "add", "late-worker")
+        assert "late-worker.key_secret" in added.stdout
+        late = keys_dir_for(tmp_path, "late-keys", keys, keys / "late-worker.key_secret")
+        worker = cluster.spawn("w1", "worker", "--name", "w1",
+                               env=cluster.env | {"VOE_KEYS_DIR": str(late)})
+        assert cluster.wait_master(master) == 0
+        assert_stored_exactly_once(cluster, airline)
+        outcomes = cluster.store_rows("outcomes")
+        assert {row["worker"] for row in outcomes} == {"w1"}
+        # Each refused peer is logged once, however often it came back.
+        assert cluster.log("master").count(refused_key) == 1
+        assert sink.poll() is None, "the sink died"
+
+        # Secrets: never in process arguments, logs, status or settings.
+        secrets = secret_keys(keys, other / "keys", late)
+        assert len(set(secrets)) == 7  # master, sink, client, late-worker; other: 3
+        secrets += list(cloud_secrets.values())
+        for child in (sink, worker, intruder, stranger):
+            if child.poll() is None:
+                arguments = Path(f"/proc/{child.pid}/cmdline").read_bytes().decode()
+                assert not any(secret in arguments for secret in secrets)
+        outputs = [cluster.voe("status", "--json").stdout, cluster.voe("settings").stdout]
+        logs = [path.read_text(errors="replace") for path in
+                [*cluster.data_dir.glob("*.log"), *tmp_path.glob("*.err")]]
+        assert logs and all(not re.search("|".join(map(re.escape, secrets)), text)
+                            for text in logs + outputs)
+    finally:
+        for peer in plain:
+            peer.close(0)
+        cluster.stop()
+        context.term()
+
+
+def test_keys_init_modes_missing_keys_and_curve_off(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "VOE_DATA_DIR": str(tmp_path / "data"),
+           "HOME": str(tmp_path), "VOE_JOBS_PORT": str(free_port()),
+           "VOE_CONTROL_PORT": str(free_port()), "VOE_RESULTS_PORT": str(free_port())}
+
+    def voe(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "voe", *args], env=env | extra,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    for role in ("master", "worker", "sink"):
+        result = voe(role, "--no-console")
+        assert result.returncode == 2, result
+        assert result.stderr.count("\n") == 1 and "voe keys init" in result.stderr
+    assert voe("keys", "init").returncode == 0
+    assert "nothing changed" in voe("keys", "init").stdout
+    keys = tmp_path / "data" / "keys"
+    for path in [*keys.iterdir(), *(keys / "authorized").iterdir()]:
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o600, path
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert voe("keys", "add", "master").returncode == 2
+    settings = voe("settings").stdout
+    assert "VOE_CURVE=True" in settings
+    assert not any(secret in settings for secret in secret_keys(keys))
+
+    # Off takes an explicit setting and warns at start.
+    off_log = tmp_path / "off" / "master.log"
+    master = Child("master", ["master", "--no-console"],
+                   env | {"VOE_CURVE": "off", "VOE_DATA_DIR": str(tmp_path / "off")},
+                   tmp_path, tmp_path / "off.err")
+    try:
+        wait_for(lambda: off_log.exists() and "listening" in off_log.read_text(), 30,
+                 "the master to start without CURVE")
+        assert "CURVE is OFF" in off_log.read_text()
+    finally:
+        master.stop(timeout=10)

@@ -1,0 +1,150 @@
+"""Generated frames against the live master's and sink's ports (as an authorized client).
+
+Hypothesis generates raw bytes and MessagePack maps shaped like voe's messages;
+the corpus in tests/fuzz_corpus/ (frames that once found bugs, or nearly) is
+replayed every run. Master and sink must survive, log no traceback, and still
+store every fare of the plan exactly once afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.cluster import Airline, Cluster, assert_stored_exactly_once, wait_for
+from tests.fuzzing import FRAMES, SEED, mutate, seeds
+from voe import protocol
+
+CORPUS = Path(__file__).parent / "fuzz_corpus"
+EXAMPLES = 400  # per port kind; each example is a batch of frames
+KINDS = [protocol.HELLO, protocol.FINISHED, protocol.HEARTBEAT, protocol.BYE, protocol.JOBS,
+         protocol.RESULT, protocol.RESULTS, protocol.ACKS, protocol.THROTTLED, "x"]
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(),
+                    st.text(max_size=40), st.binary(max_size=40))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=3), inner, max_size=5)),
+    max_leaves=20)
+messages = st.builds(
+    lambda kind, version, body: msgpack.packb({**body, "v": version, "t": kind},
+                                              use_bin_type=True),
+    st.sampled_from(KINDS), st.sampled_from([1, 1, 1, 0, 2, "1"]),
+    st.dictionaries(st.sampled_from(list("wcpkejrsia") + ["id"]), values, max_size=6))
+frames = st.lists(st.one_of(st.binary(max_size=512), messages), min_size=1, max_size=8)
+
+
+@pytest.fixture
+def airline(tmp_path):
+    airline = Airline(tmp_path)
+    yield airline
+    airline.stop()
+
+
+def test_generated_frames_crash_neither_master_nor_sink(tmp_path, airline):
+    cluster = Cluster(tmp_path, airline.url)
+    context = zmq.Context()
+    sent = 0
+    try:
+        sink = cluster.sink()
+        master = cluster.master()
+        wait_for(lambda: "listening" in cluster.log("master") and "listening" in
+                 cluster.log("sink"), 30, "master and sink to listen")
+        peers = []
+        for name, kind, server in (("VOE_JOBS_PORT", zmq.DEALER, "master"),
+                                   ("VOE_CONTROL_PORT", zmq.DEALER, "master"),
+                                   ("VOE_RESULTS_PORT", zmq.PUSH, "sink")):
+            peer = cluster.curve_client(context.socket(kind), server)
+            peer.setsockopt(zmq.LINGER, 0)
+            peer.setsockopt(zmq.SNDHWM, 100_000)
+            peer.connect(f"tcp://127.0.0.1:{cluster.env[name]}")
+            peers.append(peer)
+        corpus = [path.read_bytes() for path in sorted(CORPUS.glob("*.bin"))]
+        assert corpus, "the fuzz corpus is missing"
+        for peer in peers:
+            for frame in corpus:
+                peer.send(frame)
+
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(frames)
+        def send(batch: list[bytes]) -> None:
+            nonlocal sent
+            for peer in peers:
+                for frame in batch:
+                    peer.send(frame, zmq.NOBLOCK)
+                    sent += 1
+
+        send()
+        wait_for(lambda: "rejected message" in cluster.log("master")
+                 and "rejected message" in cluster.log("sink"), 30, "the rejections")
+        assert master.poll() is None and sink.poll() is None, "a server died"
+        cluster.worker("w1")
+        assert cluster.wait_master(master) == 0
+        assert_stored_exactly_once(cluster, airline)
+        assert sink.poll() is None
+        assert "Traceback" not in cluster.log("master") + cluster.log("sink")
+        assert sent > EXAMPLES
+        for peer in peers:
+            peer.close(0)
+    finally:
+        cluster.stop()
+        context.term()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_hundred_thousand_mutated_frames_leave_memory_bounded(tmp_path, airline):
+    cluster = Cluster(tmp_path, airline.url)
+    context = zmq.Context()
+    rng = random.Random(SEED)
+    pool = seeds()
+    try:
+        sink = cluster.sink()
+        master = cluster.master()
+        wait_for(lambda: "listening" in cluster.log("master") and "listening" in
+                 cluster.log("sink"), 30, "master and sink to listen")
+        peers = []
+        for name, kind, server in (("VOE_JOBS_PORT", zmq.DEALER, "master"),
+                                   ("VOE_CONTROL_PORT", zmq.DEALER, "master"),
+                                   ("VOE_RESULTS_PORT", zmq.PUSH, "sink")):
+            peer = cluster.curve_client(context.socket(kind), server)
+            peer.setsockopt(zmq.LINGER, 0)
+            peer.setsockopt(zmq.SNDHWM, 0)
+            peer.connect(f"tcp://127.0.0.1:{cluster.env[name]}")
+            peers.append(peer)
+
+        def blast(count: int) -> None:
+            for number in range(count):
+                peers[number % 3].send(mutate(rng, rng.choice(pool)))
+
+        blast(10_000)
+        wait_for(lambda: "rejected message" in cluster.log("sink"), 30, "the first rejections")
+        time.sleep(1)
+        before = {"master": rss_kib(master.pid), "sink": rss_kib(sink.pid)}
+        blast(FRAMES - 10_000)
+        time.sleep(2)
+        wait_for(lambda: master.poll() is None and sink.poll() is None, 1, "servers alive")
+        after = {"master": rss_kib(master.pid), "sink": rss_kib(sink.pid)}
+        for role in before:  # bounded: no growth with the number of bad frames
+            assert after[role] - before[role] < 30 * 1024, (role, before, after)
+        cluster.worker("w1")
+        assert cluster.wait_master(master) == 0
+        assert_stored_exactly_once(cluster, airline)
+        assert "Traceback" not in cluster.log("master") + cluster.log("sink")
+        for peer in peers:
+            peer.close(0)
+    finally:
+        cluster.stop()
+        context.term()
