@@ -119,7 +119,10 @@ class Master:
             while not self.stopping:
                 events = dict(poller.poll(timeout=20))
                 if self.control_socket in events:
+                    had_leases = bool(self.leases)
                     self._drain(self.control_socket, self._on_control)
+                    if had_leases and not self.leases:  # maybe the last job: look now
+                        next_house = 0.0
                 if self.jobs_socket in events:
                     self._drain(self.jobs_socket, self._on_worker)
                 now = time.monotonic()

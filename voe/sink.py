@@ -28,6 +28,8 @@ log = logging.getLogger("voe.sink")
 
 # Most results stored in one transaction.
 MAX_BATCH = 2000
+# Seconds the sink keeps gathering results into one transaction while they keep coming.
+GATHER_SECONDS = 0.005
 # Seconds between progress lines in sink.log.
 PROGRESS_INTERVAL = 10.0
 # Acknowledgements queued for an absent master before new ones are dropped (leases cover them).
@@ -85,10 +87,14 @@ class Sink:
     def _receive(self) -> list[Result]:
         """Take every waiting result, up to a batch; reject what does not validate."""
         batch: list[Result] = []
+        gather_until = time.monotonic() + GATHER_SECONDS
         while len(batch) < MAX_BATCH:
             try:
                 frame = self.pull.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
+                # A few more milliseconds make bigger, cheaper transactions under load.
+                if time.monotonic() < gather_until and self.pull.poll(1):
+                    continue
                 break
             self.received += 1
             try:

@@ -31,7 +31,9 @@ HARD_CAP_FACTOR = 2
 # A refused peer is logged the first time and then every this many refusals.
 LOG_EVERY = 1000
 # Handshake failures the servers' monitors count (ZAP refusals are counted by ZAP).
-_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+# A client without CURVE may notice the mismatch first and hang up, which the server
+# sees as a failure without detail: both count.
+_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
 # Peer kinds (and reasons) by the protocol error of a failed handshake.
 _HANDSHAKE_FAILURES = {
