@@ -24,7 +24,7 @@ def test_loopback_capture_holds_no_job_or_fare_in_clear_text(tmp_path):
     log = tmp_path / "tcpdump.err"
     with open(log, "wb") as errors:
         capture = subprocess.Popen(
-            [tcpdump, "-i", "lo", "-U", "-n", "-s", "0", "-w", str(pcap),
+            [tcpdump, "-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(pcap),
              " or ".join(f"tcp port {port}" for port in ports)],
             stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
     try:
@@ -42,6 +42,7 @@ def test_loopback_capture_holds_no_job_or_fare_in_clear_text(tmp_path):
         cluster.stop()
         airline.stop()
         if capture.poll() is None:
+            time.sleep(0.5)  # let tcpdump write what the kernel already handed it
             capture.send_signal(signal.SIGTERM)
             capture.wait(10)
     wait_for(lambda: pcap.exists() and pcap.stat().st_size > 0, 5, "the capture file")
