@@ -35,6 +35,8 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.cluster import free_port, wait_for
+
 REPO = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 REGION = "us-east-1"
@@ -54,24 +56,6 @@ def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
     if check and result.returncode != 0:
         raise RuntimeError(f"{shlex.join(args)} failed: {result.stderr.strip()}")
     return result
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until truthy, bounded in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_open(address: str, port: int) -> bool:
