@@ -169,6 +169,14 @@ class Cluster:
             return [dict(row) for row in db.execute("SELECT * FROM jobs ORDER BY seq")]
 
     def store_rows(self, table: str) -> list[dict]:
+        """Every row of a store table: PostgreSQL if ``VOE_STORE_URL`` says so, else fares.db."""
+        url = self.env.get("VOE_STORE_URL", "")
+        if url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+            from psycopg.rows import dict_row
+
+            with psycopg.connect(url, row_factory=dict_row) as pg:
+                return list(pg.execute(f"SELECT * FROM {table}"))
         with sqlite3.connect(self.data_dir / "fares.db") as db:
             db.row_factory = sqlite3.Row
             return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]

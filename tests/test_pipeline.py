@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.cluster import ROOT, Airline, Cluster, assert_stored_exactly_once, wait_for
+from tests.postgres import fresh_schema
 
 
 @pytest.fixture
@@ -81,6 +82,29 @@ def test_sink_killed_and_restarted_loses_nothing(tmp_path, slow_airline):
         assert_stored_exactly_once(cluster, slow_airline)
     finally:
         cluster.stop()
+
+
+def test_sink_on_postgres_killed_and_restarted_loses_nothing(tmp_path, slow_airline):
+    with fresh_schema() as url:
+        cluster = Cluster(tmp_path, slow_airline.url, days=6, lease_seconds=4)
+        cluster.env["VOE_STORE_URL"] = url
+        try:
+            sink = cluster.sink()
+            master = cluster.master()
+            cluster.worker("w1", concurrency=4)
+            wait_for(lambda: cluster.jobs()["done"] >= 4, 60, "some jobs done")
+            os.kill(sink.pid, signal.SIGKILL)
+            sink.popen.wait(10)
+            cluster.children.remove(sink)
+            assert cluster.jobs()["done"] < 36
+            cluster.sink()
+            assert cluster.wait_master(master) == 0
+            assert_stored_exactly_once(cluster, slow_airline)
+            assert not (cluster.data_dir / "fares.db").exists()
+            assert cluster.status()["fares"] == len(cluster.store_rows("fares"))
+            assert "check: OK" in cluster.voe("check").stdout  # the audit reads PostgreSQL too
+        finally:
+            cluster.stop()
 
 
 def test_master_killed_and_restarted_loses_nothing(tmp_path, slow_airline):

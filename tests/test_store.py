@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import voe
+from tests.postgres import fresh_schema
 from voe.export import export_fares
 from voe.model import Fare, Result, SearchJob
 from voe.store import SqliteStore, StoreError, open_store
@@ -96,9 +97,14 @@ def _writer(
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    with SqliteStore(tmp_path / "fares.db") as opened:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each store the sink can use, empty: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        with SqliteStore(tmp_path / "fares.db") as opened:
+            yield opened
+        return
+    with fresh_schema() as url, open_store(url) as opened:
         yield opened
 
 
@@ -342,8 +348,8 @@ def test_open_store_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert (tmp_path / "absolute.db").is_file()
     with open_store(str(tmp_path / "plain.db")) as plain:
         assert plain.counts()["results"] == 0
-    with pytest.raises(StoreError, match="PostgreSQL store is not available yet"):
-        open_store("postgresql://voe@localhost/voe")
+    with pytest.raises(StoreError, match=r"no \+driver"):
+        open_store("postgresql+psycopg://voe@localhost/voe")
     with pytest.raises(StoreError, match="unknown store"):
         open_store("mysql://localhost/voe")
 
@@ -370,3 +376,62 @@ def test_a_large_batch_is_fast(store: SqliteStore) -> None:
     elapsed = time.perf_counter() - started
     assert store.fare_count() == 5000
     assert elapsed < 1.0
+
+
+def test_postgres_schema_is_versioned_and_migrated() -> None:
+    from voe.store import postgres
+
+    with fresh_schema() as url:
+        with pytest.raises(StoreError, match="no voe store"):
+            open_store(url, readonly=True)
+        open_store(url).close()
+        psycopg = pytest.importorskip("psycopg")
+        with psycopg.connect(url, autocommit=True) as db:
+            versions = [v for (v,) in db.execute("SELECT version FROM voe_schema ORDER BY 1")]
+            assert versions == list(range(1, postgres.SCHEMA_VERSION + 1))
+            # An old store (version 1 only) is migrated on open, its data kept.
+            db.execute("DELETE FROM voe_schema WHERE version > 1")
+            db.execute("DROP INDEX fares_cycle_job")
+        with open_store(url) as store:
+            assert store.save([_ok(_job(), "1.00")]) == ["done"]
+        with psycopg.connect(url, autocommit=True) as db:
+            assert db.execute("SELECT MAX(version) FROM voe_schema").fetchone() == (
+                postgres.SCHEMA_VERSION,)
+            db.execute("INSERT INTO voe_schema VALUES (99, 0)")
+        with pytest.raises(StoreError, match="version 99"):
+            open_store(url)
+        with pytest.raises(StoreError, match="version 99"):
+            open_store(url, readonly=True)
+
+
+def test_postgres_unreachable_is_one_line_without_password() -> None:
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql://voe:s3cret@127.0.0.1:1/fares")
+    message = str(caught.value)
+    assert "127.0.0.1:1/fares" in message and "s3cret" not in message
+    assert "\n" not in message
+
+
+def test_stored_jobs_audits_markers_and_fare_rows(store: SqliteStore) -> None:
+    store.save([_ok(_job(0), "1.00", "2.00"), _ok(_job(1)), _ok(_job(2, cycle=2), "3.00")])
+    assert store.stored_jobs(1) == {
+        "demo:AAA-BBB:2025-05-01:0": (2, 2), "demo:AAA-BBB:2025-05-01:1": (0, 0)}
+    assert store.stored_jobs(9) == {}
+
+
+def test_export_of_one_cycle_or_since_a_cycle(store: SqliteStore) -> None:
+    _route_fixture(store)
+    store.save([_ok(_job(0, cycle=3), "7.00")])
+
+    def cycles(**chosen: int) -> list[int]:
+        out = io.StringIO()
+        export_fares(store, out, "jsonl", **chosen)
+        return [json.loads(line)["cycle"] for line in out.getvalue().splitlines()]
+
+    assert cycles() == [1, 1, 1, 2, 2, 2, 2, 2, 3]
+    assert cycles(cycle=2) == [2] * 5
+    assert cycles(since=2) == [2] * 5 + [3]
+    assert cycles(since=3) == [3]
+    assert cycles(since=2, cycle=1) == []
+    assert cycles(cycle=9) == []

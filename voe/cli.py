@@ -107,9 +107,15 @@ def cmd_sink(args: argparse.Namespace) -> int:
     settings = _settings()
     _require_keys(settings, "sink")
     _logs("sink", settings, not args.no_console)
-    from voe.sink import run_sink
+    from voe.sink import Sink
+    from voe.store import StoreError
 
-    return run_sink(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        sink = Sink(settings)
+    except StoreError as error:
+        raise UsageError(str(error)) from None
+    return sink.run()
 
 
 def cmd_demo_airline(args: argparse.Namespace) -> int:
@@ -147,8 +153,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Show jobs by state, fares stored and workers."""
     from voe.report import status
+    from voe.store import StoreError
 
-    report = status(_settings())
+    try:
+        report = status(_settings())
+    except StoreError as error:
+        raise UsageError(str(error)) from None
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -202,25 +212,26 @@ def cmd_failed(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write every stored fare as CSV or JSON Lines."""
     from voe.export import export_fares
-    from voe.report import store_path
-    from voe.store.base import StoreError
-    from voe.store.sqlite import SqliteStore
+    from voe.report import store_target
+    from voe.store import NoStore, StoreError, open_store
 
     settings = _settings()
     try:
-        store = SqliteStore(store_path(settings), readonly=True)
-    except StoreError as error:
+        store = open_store(store_target(settings), readonly=True)
+    except NoStore as error:
         raise UsageError(f"{error} (nothing stored yet? run `voe run` first)") from None
+    except StoreError as error:
+        raise UsageError(str(error)) from None
     try:
         if args.out == "-":
-            count = export_fares(store, sys.stdout, args.format)
+            count = export_fares(store, sys.stdout, args.format, args.cycle, args.since)
         else:
             try:
                 out = open(args.out, "w", encoding="utf-8", newline="")
             except OSError as error:
                 raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
             with out:
-                count = export_fares(store, out, args.format)
+                count = export_fares(store, out, args.format, args.cycle, args.since)
     finally:
         store.close()
     print(f"exported {count} fares to {args.out}", file=sys.stderr)
@@ -230,8 +241,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_cheapest(args: argparse.Namespace) -> int:
     """Print the cheapest stored fare per route and date."""
     from voe.report import cheapest
+    from voe.store import StoreError
 
-    rows = cheapest(_settings())
+    try:
+        rows = cheapest(_settings())
+    except StoreError as error:
+        raise UsageError(str(error)) from None
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -241,6 +256,77 @@ def cmd_cheapest(args: argparse.Namespace) -> int:
         back = f" back {row['return_date']}" if row.get("return_date") else ""
         print(f"{row['origin']}-{row['destination']} {row['date']}{back}: {row['price']} "
               f"{row['currency']} ({row['flight']} {row['departure']})")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Audit delivery: the ledger against the store; status 1 if anything is lost or doubled."""
+    from voe.audit import KINDS
+    from voe.ledger import LedgerError
+    from voe.report import check
+    from voe.store import StoreError
+
+    try:
+        report = check(_settings())
+    except (LedgerError, StoreError) as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["ok"] else 1
+    names = {"lost": "lost (done, fares not stored)", "not_done": "stored but not done",
+             "duplicated": "duplicated", "failed": "failed"}
+    for entry in report["cycles"]:
+        counts = entry["counts"]
+        print(f"cycle {entry['cycle']}: {entry['jobs']} jobs, {entry['done']} done, "
+              f"{entry['stored']} stored; " + ", ".join(
+                  f"{counts[kind]} {names[kind]}" for kind in KINDS))
+        for kind in KINDS:
+            for job_id in entry[kind][:args.limit or None]:
+                print(f"  {names[kind]}: {job_id}")
+            if args.limit and len(entry[kind]) > args.limit:
+                print(f"  ... and {len(entry[kind]) - args.limit} more {names[kind]}")
+    totals = report["totals"]
+    if report["ok"]:
+        print("check: OK, nothing lost or duplicated")
+        return 0
+    print(f"check: FAILED, {totals['lost']} lost, {totals['duplicated']} duplicated")
+    return 1
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    """Print a route's cheapest fare per date and cycle, flagging drops."""
+    import re
+
+    from voe.demoairline.fares import check_date
+    from voe.report import prices
+    from voe.store import StoreError
+
+    route = args.route.upper()
+    if not re.fullmatch(r"[A-Z0-9]{3}-[A-Z0-9]{3}", route):
+        raise UsageError(f"route {args.route!r}: expected ORIG-DEST, e.g. GRU-REC")
+    if args.date is not None:
+        try:
+            check_date(args.date)
+        except ValueError as error:
+            raise UsageError(f"--date: {error}") from None
+    origin, destination = route.split("-")
+    try:
+        rows = prices(_settings(), origin, destination, args.date)
+    except StoreError as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no fares stored for {route}" + (f" on {args.date}" if args.date else ""))
+    for row in rows:
+        back = f" back {row['return_date']}" if row["return_date"] else ""
+        moved = ""
+        if row["change"] is not None:
+            moved = (f"  DROP from {row['previous']} ({row['change']})" if row["drop"]
+                     else f"  (was {row['previous']})")
+        print(f"{route} {row['date']}{back} cycle {row['cycle']}: {row['price']} "
+              f"{row['currency']} ({row['flight']} {row['departure']}){moved}")
     return 0
 
 
@@ -336,10 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
     export = command("export", cmd_export, "Write every stored fare as CSV or JSON Lines.")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--out", default="-", help="file to write (- for standard output)")
+    export.add_argument("--cycle", type=_at_least_one, help="only the fares of this cycle")
+    export.add_argument("--since", type=_at_least_one, metavar="CYCLE",
+                        help="only the fares of this cycle and later ones")
 
     cheapest = command("cheapest", cmd_cheapest, "Print the cheapest fare per route and date.")
     cheapest.add_argument("--json", action="store_true", help="print JSON")
     cheapest.add_argument("--limit", type=int, default=0, help="print at most this many")
+
+    check = command("check", cmd_check, "Audit delivery: compare the ledger with the store, "
+                    "per cycle; exit status 1 if anything is lost or duplicated.")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument("--limit", type=int, default=20,
+                       help="job ids listed per kind and cycle (20; 0 for all)")
+
+    prices = command("prices", cmd_prices, "Print a route's cheapest fare per date and cycle "
+                     "(price history), flagging drops.")
+    prices.add_argument("route", metavar="ROUTE", help="ORIG-DEST, e.g. GRU-REC")
+    prices.add_argument("--date", help="only this departure date (YYYY-MM-DD)")
+    prices.add_argument("--json", action="store_true", help="print JSON")
 
     command("settings", cmd_settings, "Print every setting, its value and its source.")
     keys = command("keys", cmd_keys, "Make the cluster's CURVE keys (in VOE_KEYS_DIR, else "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from voe.store.base import FARE_FIELDS, Store
@@ -15,16 +15,30 @@ from voe.store.base import FARE_FIELDS, Store
 FORMATS = ("csv", "jsonl")
 
 
-def export_fares(store: Store, out: TextIO, fmt: str) -> int:
-    """Write every fare of ``store`` to ``out`` as ``"csv"`` or ``"jsonl"``; return the count.
+def export_fares(store: Store, out: TextIO, fmt: str, cycle: int | None = None,
+                 since: int | None = None) -> int:
+    """Write the fares of ``store`` to ``out`` as ``"csv"`` or ``"jsonl"``; return the count.
 
+    ``cycle`` keeps one cycle, ``since`` the cycles from that number on (both: their overlap).
     CSV has a header row and writes a missing return date as an empty field; open ``out``
     with ``newline=""``. Raises ``ValueError`` for another format before writing anything.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    fares = store.iter_fares()
+    fares = _fares(store, cycle, since)
     return _write_csv(fares, out) if fmt == "csv" else _write_jsonl(fares, out)
+
+
+def _fares(store: Store, cycle: int | None, since: int | None) -> Iterator[dict[str, Any]]:
+    """The fares of the chosen cycles, oldest cycle first."""
+    if since is None:
+        yield from store.iter_fares(cycle)
+        return
+    from voe.audit import store_cycles
+
+    for number in sorted(store_cycles(store)):
+        if number >= since and (cycle is None or number == cycle):
+            yield from store.iter_fares(number)
 
 
 def _write_csv(fares: Iterable[dict[str, Any]], out: TextIO) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from voe.ledger import STATES, Ledger
 from voe.settings import Settings
-from voe.store.sqlite import SqliteStore
+from voe.store import NoStore, Store, open_store
 from voe.yieldwatch import latest_yields
 
 
@@ -21,8 +21,24 @@ def ledger_path(settings: Settings) -> Path:
 
 
 def store_path(settings: Settings) -> Path:
-    """The sink's store in the data dir."""
+    """The sink's SQLite store in the data dir (used when ``VOE_STORE_URL`` is empty)."""
     return settings.data_dir / "fares.db"
+
+
+def store_target(settings: Settings) -> str | Path:
+    """The store the sink writes: ``VOE_STORE_URL``, else fares.db in the data dir."""
+    return settings.voe_store_url or store_path(settings)
+
+
+def open_report_store(settings: Settings) -> Store | None:
+    """The sink's store opened read-only, or None when nothing has been stored yet.
+
+    Raises ``StoreError`` (one line for the user) when it exists but cannot be read.
+    """
+    try:
+        return open_store(store_target(settings), readonly=True)
+    except NoStore:
+        return None
 
 
 def master_pid(settings: Settings) -> int | None:
@@ -54,8 +70,8 @@ def status(settings: Settings) -> dict[str, Any]:
             ledger.close()
     fares = 0
     yields: list[dict] = []
-    if store_path(settings).is_file():
-        store = SqliteStore(store_path(settings), readonly=True)
+    store = open_report_store(settings)
+    if store is not None:
         try:
             fares = store.fare_count()
             yields = [found.as_dict() for found in latest_yields(store)]
@@ -95,11 +111,64 @@ def retry_failed(settings: Settings) -> int:
         ledger.close()
 
 
+def check(settings: Settings) -> dict[str, Any]:
+    """The delivery audit: the ledger against the store, per cycle (see ``voe.audit``).
+
+    Raises ``LedgerError`` when there is no ledger and ``StoreError`` when the store
+    cannot be read.
+    """
+    from voe.audit import audit
+
+    ledger = Ledger(ledger_path(settings), readonly=True)
+    try:
+        store = open_report_store(settings)
+        try:
+            return audit(ledger, store)
+        finally:
+            if store is not None:
+                store.close()
+    finally:
+        ledger.close()
+
+
+def prices(settings: Settings, origin: str, destination: str,
+           date: str | None = None) -> list[dict]:
+    """The cheapest fare of a route per date and cycle, oldest cycle first, flagging drops.
+
+    Each row holds the fare, ``previous`` (the price of the cycle before, or None),
+    ``change`` (the difference as a decimal string, or None) and ``drop`` (it fell).
+    """
+    from decimal import Decimal
+
+    from voe.audit import store_cycles
+
+    store = open_report_store(settings)
+    if store is None:
+        return []
+    try:
+        rows = [fare for cycle in reversed(store_cycles(store))
+                for fare in store.cheapest(cycle=cycle)
+                if fare["origin"] == origin and fare["destination"] == destination
+                and (date is None or fare["date"] == date)]
+    finally:
+        store.close()
+    rows.sort(key=lambda fare: (fare["date"], fare["return_date"] or "", fare["cycle"]))
+    before: dict[tuple[str, str | None], str] = {}
+    for row in rows:
+        key = (row["date"], row["return_date"])
+        previous = before.get(key)
+        change = Decimal(row["price"]) - Decimal(previous) if previous is not None else None
+        row.update(previous=previous, change=None if change is None else str(change),
+                   drop=change is not None and change < 0)
+        before[key] = row["price"]
+    return rows
+
+
 def cheapest(settings: Settings) -> list[dict]:
     """The cheapest stored fare per route and date."""
-    if not store_path(settings).is_file():
+    store = open_report_store(settings)
+    if store is None:
         return []
-    store = SqliteStore(store_path(settings), readonly=True)
     try:
         return store.cheapest()
     finally:

@@ -103,6 +103,12 @@ def _cluster_name(value: str) -> str:
     return value
 
 
+def _store_url(value: str) -> str:
+    if value and not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise ValueError("not empty, a postgresql:// URL or a sqlite:/// URL")
+    return value
+
+
 def _ssh_address(value: str) -> str:
     if value.lower() not in {"public", "private"}:
         raise ValueError("not public or private")
@@ -232,6 +238,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_DEPLOY_PACKAGE", "", _text, "a path to a wheel or sdist",
             "What voe cloud installs on the machines; empty means a wheel built from this "
             "checkout."),
+    Setting("VOE_STORE_URL", "", _store_url, "empty, a postgresql:// or a sqlite:/// URL",
+            "Where the sink stores fares and reports read them: empty means fares.db in "
+            "VOE_DATA_DIR; postgresql://USER@HOST:PORT/DB selects PostgreSQL.", secret=True),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

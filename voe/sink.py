@@ -41,7 +41,8 @@ class Sink:
 
     def __init__(self, settings: Settings, store_path: Path | None = None) -> None:
         self.settings = settings
-        self.store = open_store(store_path or settings.data_dir / "fares.db")
+        self.store = open_store(store_path or settings.voe_store_url
+                                or settings.data_dir / "fares.db")
         self.rejects = RejectCounter(log)
         self.yields = YieldWatch(self.store)
         self.stopping = False

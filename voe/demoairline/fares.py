@@ -120,3 +120,21 @@ def fares_for(origin: str, destination: str, date: str, flights: int | None = No
         ))
     fares.sort(key=lambda fare: (fare.departure, fare.flight))
     return fares
+
+
+def drift_prices(fares: list[Fare], key: str, seed: int, drift: float) -> list[Fare]:
+    """Move each price by up to ``drift`` (a share, 0 to 1) up or down, the same every time.
+
+    The factor of each fare derives from SHA-256 of ``seed``, ``key`` (route and date) and
+    the flight, so another seed or drift plants a known price change between two cycles.
+    """
+    if drift <= 0:
+        return fares
+    moved = []
+    for fare in fares:
+        number = next(_numbers(f"{seed}\0{key}\0{fare.flight}\0drift")) % 20_001
+        factor = 1 + drift * (number - 10_000) / 10_000
+        integer, _, fraction = fare.price.partition(".")
+        cents = max(1_00, round((int(integer) * 100 + int(fraction or 0)) * factor))
+        moved.append(fare._replace(price=f"{cents // 100}.{cents % 100:02d}"))
+    return moved

@@ -83,6 +83,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("rate-limit", _non_negative, 0.0,
            "searches per second allowed per client address, beyond which 429 (0: none)",
            "PER_SECOND"),
+    Option("price-drift", _rate, 0.0,
+           "share by which each price moves up or down, decided by --seed, route, date and "
+           "flight; restart with another seed to plant a price change between cycles (0)",
+           "SHARE"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -103,6 +107,7 @@ class Faults:
     malformed_rate: float = 0.0
     layout: str = "classic"
     rate_limit: float = 0.0
+    price_drift: float = 0.0
 
     def __post_init__(self) -> None:
         for option in OPTIONS:

@@ -28,7 +28,7 @@ import gevent
 from gevent.event import Event
 from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
-from voe.demoairline.fares import UnknownRoute, check_date, fares_for
+from voe.demoairline.fares import UnknownRoute, check_date, drift_prices, fares_for
 from voe.demoairline.faults import Faults
 from voe.demoairline.pages import (
     error_page,
@@ -257,7 +257,9 @@ class DemoAirline:
                               {"error": f"route {origin}-{destination} is temporarily unavailable"})
         try:
             check_date(date)
-            fares = fares_for(origin, destination, date, self.flights)
+            fares = drift_prices(fares_for(origin, destination, date, self.flights),
+                                 f"{origin}-{destination}:{date}", self.faults.seed,
+                                 self.faults.price_drift)
         except UnknownRoute as error:
             return _json_body("404 Not Found", {"error": str(error)})
         except ValueError as error:

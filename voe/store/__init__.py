@@ -1,31 +1,35 @@
 """Durable storage of fares for the sink and the reports: each job's fares once per cycle.
 
 ``open_store`` picks the implementation from a target: a file path or ``sqlite:///path``
-for SQLite; ``postgresql://`` is reserved for a later PostgreSQL store.
+for SQLite; ``postgresql://`` (or ``postgres://``) for PostgreSQL (the ``postgres`` extra).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from voe.store.base import DONE, FARE_FIELDS, Store, StoreError
+from voe.store.base import DONE, FARE_FIELDS, NoStore, Store, StoreError
 from voe.store.sqlite import SqliteStore
 
-__all__ = ["DONE", "FARE_FIELDS", "SqliteStore", "Store", "StoreError", "open_store"]
+__all__ = ["DONE", "FARE_FIELDS", "NoStore", "SqliteStore", "Store", "StoreError", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgresql+", "postgres://")
 
 
 def open_store(target: str | Path, *, readonly: bool = False) -> Store:
-    """Open the store named by ``target``; ``readonly`` is for reports and needs an existing file.
+    """Open the store named by ``target``; ``readonly`` is for reports and needs an existing store.
 
     ``sqlite:///fares.db`` is relative, ``sqlite:////srv/fares.db`` absolute (as in SQLAlchemy).
     """
     if isinstance(target, Path):
         return SqliteStore(target, readonly=readonly)
     if target.startswith(_POSTGRES_PREFIXES):
-        raise StoreError("PostgreSQL store is not available yet")
+        if target.startswith("postgresql+"):
+            raise StoreError("use a plain postgresql:// URL for the store (no +driver)")
+        from voe.store.postgres import PostgresStore
+
+        return PostgresStore(target, readonly=readonly)
     if target.startswith(_SQLITE_PREFIX):
         path = target.removeprefix(_SQLITE_PREFIX)
         if not path:

@@ -36,6 +36,10 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message is meant for the user."""
 
 
+class NoStore(StoreError):
+    """A report opened a store that does not exist yet (nothing stored)."""
+
+
 class Store(Protocol):
     """Durable storage of results: fares once per (cycle, job id), and every attempt's outcome."""
 
@@ -73,6 +77,10 @@ class Store(Protocol):
 
     def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
         """Return, per backend, the stored results (successful pages) and fares of ``cycle``."""
+        ...
+
+    def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:
+        """Per job of ``cycle`` with a marker or fares: (fares it recorded or None, fare rows)."""
         ...
 
     def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.model import OK, RESULT_STATUSES, Result
-from voe.store.base import DONE, FARE_FIELDS, StoreError
+from voe.store.base import DONE, FARE_FIELDS, NoStore, StoreError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
@@ -103,7 +103,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         if readonly and not self.path.is_file():
-            raise StoreError(f"no store at {self.path}")
+            raise NoStore(f"no store at {self.path}")
         try:
             self._conn = self._connect()
             if readonly:
@@ -295,6 +295,17 @@ class SqliteStore:
         with self._errors("count fares per page"):
             rows = self._db.execute(sql, (cycle,)).fetchall()
         return {backend: (pages, fares) for backend, pages, fares in rows}
+
+    def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:
+        """Per job of ``cycle`` with a marker or fares: (fares it recorded or None, fare rows)."""
+        markers = "SELECT job_id, fare_count FROM results WHERE cycle = ?"
+        rows = "SELECT job_id, COUNT(*) FROM fares WHERE cycle = ? GROUP BY job_id"
+        with self._lock, self._errors("audit stored jobs"):
+            found: dict[str, tuple[int | None, int]] = {
+                job: (count, 0) for job, count in self._db.execute(markers, (cycle,))}
+            for job, count in self._db.execute(rows, (cycle,)):
+                found[job] = (found.get(job, (None, 0))[0], count)
+        return found
 
     def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
         """Return the recorded outcome of every attempt of one job in one cycle, oldest first."""

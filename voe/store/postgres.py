@@ -1,0 +1,401 @@
+"""The PostgreSQL store (psycopg 3): the same contract as SQLite, for a shared database server.
+
+Selected by ``VOE_STORE_URL=postgresql://user@host:5432/db``. Fares go in with COPY,
+attempts and stored-job markers with batched inserts, all in one transaction per batch;
+a job's fares are stored once per cycle, exactly as in the SQLite store.
+
+The schema is created on first use and versioned in the ``voe_schema`` table: opening
+a store applies every migration above the recorded version (under an advisory lock, so
+two processes never migrate at once); a store newer than this code is refused.
+Tables live in the connection's ``search_path`` (e.g. ``?options=-csearch_path%3Dvoe``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+try:
+    import psycopg
+    from psycopg import conninfo
+except ImportError:  # the optional extra is missing; open() explains
+    psycopg = None  # type: ignore[assignment]
+    conninfo = None  # type: ignore[assignment]
+
+from voe.model import OK, RESULT_STATUSES, Result
+from voe.store.base import DONE, FARE_FIELDS, NoStore, StoreError
+
+CONNECT_TIMEOUT = 10
+"""Seconds to wait for the server before giving up with a one-line error."""
+
+_LOCK_KEY = 0x766F65  # "voe": the advisory lock serializing migrations and saves
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: fares, stored-job markers and every attempt's outcome.
+    """
+    CREATE TABLE fares (
+        id BIGSERIAL PRIMARY KEY,
+        cycle INTEGER NOT NULL,
+        job_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        date TEXT NOT NULL,
+        return_date TEXT,
+        flight TEXT NOT NULL,
+        departure TEXT NOT NULL,
+        arrival TEXT NOT NULL,
+        price TEXT NOT NULL,
+        currency TEXT NOT NULL
+    );
+    CREATE TABLE results (
+        cycle INTEGER NOT NULL,
+        job_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        date TEXT NOT NULL,
+        return_date TEXT,
+        fare_count INTEGER NOT NULL,
+        worker TEXT NOT NULL,
+        stored_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (cycle, job_id)
+    );
+    CREATE TABLE outcomes (
+        id BIGSERIAL PRIMARY KEY,
+        cycle INTEGER NOT NULL,
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        worker TEXT NOT NULL,
+        status TEXT NOT NULL,
+        duration DOUBLE PRECISION NOT NULL,
+        error TEXT,
+        at DOUBLE PRECISION NOT NULL,
+        UNIQUE (cycle, job_id, attempt, worker)
+    )
+    """,
+    # 2: fares are read per job (exports, audits) and per cycle.
+    "CREATE INDEX fares_cycle_job ON fares (cycle, job_id)",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = ", ".join(FARE_FIELDS)
+_INSERT_RESULT = (
+    "INSERT INTO results (cycle, job_id, backend, origin, destination, date, return_date,"
+    " fare_count, worker, stored_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_OUTCOME = (
+    "INSERT INTO outcomes (cycle, job_id, attempt, worker, status, duration, error, at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_OUTCOME_FIELDS = ("cycle", "job_id", "attempt", "worker", "status", "duration", "error", "at")
+_BY_PRICE = "CAST(price AS NUMERIC), price"
+_ROUTE = ("origin", "destination", "date", "return_date")
+_LATEST_PER_ROUTE = (
+    "SELECT f.* FROM fares AS f JOIN ("
+    " SELECT origin, destination, date, return_date, MAX(cycle) AS cycle FROM fares"
+    " GROUP BY origin, destination, date, return_date"
+    ") AS latest ON f.origin = latest.origin AND f.destination = latest.destination"
+    " AND f.date = latest.date AND f.return_date IS NOT DISTINCT FROM latest.return_date"
+    " AND f.cycle = latest.cycle"
+)
+
+
+def describe_url(url: str) -> str:
+    """Name the server and database of ``url`` without user or password: ``host:port/db``."""
+    try:
+        params = conninfo.conninfo_to_dict(url) if conninfo is not None else {}
+    except psycopg.ProgrammingError:
+        return "an unreadable PostgreSQL URL"
+    host = params.get("host") or "localhost"
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
+
+
+def _reason(error: Exception, url: str) -> str:
+    """The first line of a driver error, with any password in ``url`` blanked out."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if conninfo is not None:
+        try:
+            password = conninfo.conninfo_to_dict(url).get("password")
+        except psycopg.ProgrammingError:
+            password = None
+        if password:
+            text = text.replace(str(password), "********")
+    return text
+
+
+class PostgresStore:
+    """A ``Store`` in a PostgreSQL database; ``readonly=True`` for reports (needs the schema).
+
+    Use one instance from one thread at a time (a lock guards the connection).
+    """
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
+        if psycopg is None:
+            raise StoreError("the PostgreSQL store needs psycopg: pip install 'voe[postgres]'")
+        self.url = url
+        self.readonly = readonly
+        self.where = describe_url(url)
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        except psycopg.Error as error:
+            raise StoreError(
+                f"cannot connect to the PostgreSQL store at {self.where}: {_reason(error, url)}"
+            ) from None
+        try:
+            with self._errors("prepare the schema"):
+                if readonly:
+                    self._check_version()
+                else:
+                    self._migrate()
+        except StoreError:
+            self.close()
+            raise
+
+    def __str__(self) -> str:
+        """The server and database, never the password."""
+        return f"postgresql://{self.where}"
+
+    @property
+    def _db(self) -> psycopg.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self} is closed")
+        return self._conn
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn psycopg's errors into ``StoreError`` naming the store and the operation."""
+        try:
+            yield
+        except psycopg.Error as error:
+            raise StoreError(
+                f"cannot {doing} in the store {self}: {_reason(error, self.url)}"
+            ) from error
+
+    def _version(self) -> int:
+        """The recorded schema version, 0 when the schema does not exist yet."""
+        exists = self._db.execute("SELECT to_regclass('voe_schema')").fetchone()[0]
+        if exists is None:
+            return 0
+        row = self._db.execute("SELECT MAX(version) FROM voe_schema").fetchone()
+        return row[0] or 0
+
+    def _migrate(self) -> None:
+        """Create the schema or bring it to ``SCHEMA_VERSION``, one transaction, locked."""
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS voe_schema ("
+                " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"the store {self} has schema version {version}, newer than "
+                                 f"this voe ({SCHEMA_VERSION}): upgrade voe")
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute("INSERT INTO voe_schema (version, applied_at) VALUES (%s, %s)",
+                                 (number, time.time()))
+
+    def _check_version(self) -> None:
+        """Refuse a database without the voe schema of this version (reports never migrate)."""
+        version = self._version()
+        if version == 0:
+            raise NoStore(f"no voe store at {self} (nothing stored yet?)")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"the store {self} has schema version {version}, expected "
+                             f"{SCHEMA_VERSION} (start the sink once to migrate)")
+        self._db.execute("SET default_transaction_read_only = on")
+
+    def save(self, results: Sequence[Result]) -> list[str]:
+        """Record every attempt and store each job's fares once per cycle; ack after commit.
+
+        Returns, per result, ``"done"`` if its job's fares of that cycle are stored once
+        the batch is committed (by this batch or an earlier one), else its status.
+        Raises ``ValueError`` for an unknown status (nothing is stored then).
+        """
+        for result in results:
+            if result.status not in RESULT_STATUSES:
+                raise ValueError(f"unknown result status {result.status!r} of {result.job.id}")
+        if not results:
+            return []
+        if self.readonly:
+            raise StoreError(f"the store {self} is open read-only")
+        now = time.time()
+        with self._lock, self._errors("save results"), self._db.transaction():
+            db = self._db
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
+            with db.cursor() as cursor:
+                cursor.executemany(_INSERT_OUTCOME, [_outcome_row(r, now) for r in results])
+                markers: list[tuple[Any, ...]] = []
+                fares: list[tuple[Any, ...]] = []
+                for result in results:
+                    key = (result.job.cycle, result.job.id)
+                    if result.status == OK and key not in stored:
+                        stored.add(key)
+                        markers.append(_result_row(result, now))
+                        fares.extend(_fare_rows(result))
+                if markers:
+                    cursor.executemany(_INSERT_RESULT, markers)
+                if fares:
+                    with cursor.copy(f"COPY fares ({_COLUMNS}) FROM STDIN") as copy:
+                        for row in fares:
+                            copy.write_row(row)
+        return [DONE if (r.job.cycle, r.job.id) in stored else r.status for r in results]
+
+    def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Return which of ``keys`` already have their fares stored, one query per cycle."""
+        by_cycle: dict[int, list[str]] = defaultdict(list)
+        for cycle, job in keys:
+            by_cycle[cycle].append(job)
+        stored: set[tuple[int, str]] = set()
+        for cycle, jobs in by_cycle.items():
+            rows = self._db.execute(
+                "SELECT job_id FROM results WHERE cycle = %s AND job_id = ANY(%s)", (cycle, jobs))
+            stored.update((cycle, job) for (job,) in rows)
+        return stored
+
+    def _one(self, sql: str, params: tuple[Any, ...] = (), doing: str = "read") -> Any:
+        with self._lock, self._errors(doing):
+            return self._db.execute(sql, params).fetchone()[0]
+
+    def fare_count(self) -> int:
+        """Return how many fares are stored."""
+        return self._one("SELECT COUNT(*) FROM fares", doing="count fares")
+
+    def result_count(self) -> int:
+        """Return how many (cycle, job) pairs have their fares stored."""
+        return self._one("SELECT COUNT(*) FROM results", doing="count results")
+
+    def counts(self) -> dict[str, Any]:
+        """Return fares, stored jobs and outcomes by status, read from one snapshot."""
+        with self._lock, self._errors("count"), self._db.transaction():
+            db = self._db
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            fares = db.execute("SELECT COUNT(*) FROM fares").fetchone()[0]
+            stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            by_status = dict.fromkeys(RESULT_STATUSES, 0)
+            for status, count in db.execute("SELECT status, COUNT(*) FROM outcomes GROUP BY 1"):
+                by_status[status] = count
+        return {"fares": fares, "results": stored, "outcomes": by_status}
+
+    def iter_fares(self, cycle: int | None = None) -> Iterator[dict[str, Any]]:
+        """Yield stored fares (of ``cycle`` if given) by cycle, job id and decimal price."""
+        where, params = ("WHERE cycle = %s", (cycle,)) if cycle is not None else ("", ())
+        sql = f"SELECT {_COLUMNS} FROM fares {where} ORDER BY cycle, job_id, {_BY_PRICE}, id"
+        with self._errors("read fares"):
+            with self._lock:
+                rows = self._db.execute(sql, params).fetchall()
+            for row in rows:
+                yield dict(zip(FARE_FIELDS, row, strict=True))
+
+    def cheapest(self, cycle: int | None = None) -> list[dict[str, Any]]:
+        """Return the cheapest fare per (origin, destination, date, return date).
+
+        With ``cycle`` only that cycle counts; without, each route's latest cycle with fares.
+        Prices are compared as numbers and returned as the stored decimal strings.
+        """
+        if cycle is not None:
+            chosen, params = "SELECT * FROM fares WHERE cycle = %s", (cycle,)
+        else:
+            chosen, params = _LATEST_PER_ROUTE, ()
+        route = ", ".join(_ROUTE)
+        sql = (
+            f"WITH chosen AS ({chosen}), ranked AS ("
+            f" SELECT {_COLUMNS}, ROW_NUMBER() OVER ("
+            f"  PARTITION BY {route} ORDER BY {_BY_PRICE}, backend, flight, departure"
+            f" ) AS rank FROM chosen)"
+            f" SELECT {_COLUMNS} FROM ranked WHERE rank = 1 ORDER BY {route}"
+        )
+        with self._lock, self._errors("find the cheapest fares"):
+            rows = self._db.execute(sql, params).fetchall()
+        return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
+
+    def result_cycle(self, before: int | None = None) -> int | None:
+        """Return the latest cycle with stored results (before ``before`` if given), or None."""
+        sql, params = "SELECT MAX(cycle) FROM results", ()
+        if before is not None:
+            sql, params = sql + " WHERE cycle < %s", (before,)
+        return self._one(sql, params, "find a cycle")
+
+    def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
+        """Return, per backend, the stored results (successful pages) and fares of ``cycle``."""
+        sql = ("SELECT backend, COUNT(*), SUM(fare_count) FROM results WHERE cycle = %s"
+               " GROUP BY backend")
+        with self._lock, self._errors("count fares per page"):
+            rows = self._db.execute(sql, (cycle,)).fetchall()
+        return {backend: (pages, int(fares)) for backend, pages, fares in rows}
+
+    def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:
+        """Per job of ``cycle`` with a marker or fares: (fares it recorded or None, fare rows)."""
+        sql = (
+            "SELECT COALESCE(r.job_id, f.job_id), r.fare_count, COALESCE(f.n, 0) FROM"
+            " (SELECT job_id, fare_count FROM results WHERE cycle = %s) AS r FULL JOIN"
+            " (SELECT job_id, COUNT(*) AS n FROM fares WHERE cycle = %s GROUP BY job_id) AS f"
+            " ON r.job_id = f.job_id"
+        )
+        with self._lock, self._errors("audit stored jobs"):
+            rows = self._db.execute(sql, (cycle, cycle)).fetchall()
+        return {job: (expected, found) for job, expected, found in rows}
+
+    def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
+        """Return the recorded outcome of every attempt of one job in one cycle, oldest first."""
+        sql = (
+            f"SELECT {', '.join(_OUTCOME_FIELDS)} FROM outcomes"
+            " WHERE cycle = %s AND job_id = %s ORDER BY attempt, id"
+        )
+        with self._lock, self._errors("read outcomes"):
+            rows = self._db.execute(sql, (cycle, job_id)).fetchall()
+        return [dict(zip(_OUTCOME_FIELDS, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def __enter__(self) -> PostgresStore:
+        """Return the store so a ``with`` block closes it."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+
+def _outcome_row(result: Result, now: float) -> tuple[Any, ...]:
+    job = result.job
+    return (
+        job.cycle, job.id, job.attempt, result.worker, result.status,
+        result.duration, result.error, now,
+    )
+
+
+def _result_row(result: Result, now: float) -> tuple[Any, ...]:
+    job = result.job
+    return (
+        job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
+        job.return_date, len(result.fares), result.worker, now,
+    )
+
+
+def _fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
+    job = result.job
+    route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
+    for fare in result.fares:
+        yield (*route, fare.flight, fare.departure, fare.arrival, fare.price, fare.currency)
