@@ -27,8 +27,9 @@ except ImportError:  # the optional extra is missing; open() explains
     psycopg = None  # type: ignore[assignment]
     conninfo = None  # type: ignore[assignment]
 
-from voe.model import OK, RESULT_STATUSES, Result
-from voe.store.base import DONE, FARE_FIELDS, NoStore, StoreError
+from voe.model import RESULT_STATUSES, Result
+from voe.store.base import FARE_FIELDS, NoStore, StoreError
+from voe.store.rows import acknowledgements, check_statuses, new_rows, outcome_row
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server before giving up with a one-line error."""
@@ -223,9 +224,7 @@ class PostgresStore:
         the batch is committed (by this batch or an earlier one), else its status.
         Raises ``ValueError`` for an unknown status (nothing is stored then).
         """
-        for result in results:
-            if result.status not in RESULT_STATUSES:
-                raise ValueError(f"unknown result status {result.status!r} of {result.job.id}")
+        check_statuses(results)
         if not results:
             return []
         if self.readonly:
@@ -236,22 +235,15 @@ class PostgresStore:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
             with db.cursor() as cursor:
-                cursor.executemany(_INSERT_OUTCOME, [_outcome_row(r, now) for r in results])
-                markers: list[tuple[Any, ...]] = []
-                fares: list[tuple[Any, ...]] = []
-                for result in results:
-                    key = (result.job.cycle, result.job.id)
-                    if result.status == OK and key not in stored:
-                        stored.add(key)
-                        markers.append(_result_row(result, now))
-                        fares.extend(_fare_rows(result))
+                cursor.executemany(_INSERT_OUTCOME, [outcome_row(r, now) for r in results])
+                markers, fares = new_rows(results, stored, now)
                 if markers:
                     cursor.executemany(_INSERT_RESULT, markers)
                 if fares:
                     with cursor.copy(f"COPY fares ({_COLUMNS}) FROM STDIN") as copy:
                         for row in fares:
                             copy.write_row(row)
-        return [DONE if (r.job.cycle, r.job.id) in stored else r.status for r in results]
+        return acknowledgements(results, stored)
 
     def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
         """Return which of ``keys`` already have their fares stored, one query per cycle."""
@@ -376,26 +368,3 @@ class PostgresStore:
     ) -> None:
         """Close the store."""
         self.close()
-
-
-def _outcome_row(result: Result, now: float) -> tuple[Any, ...]:
-    job = result.job
-    return (
-        job.cycle, job.id, job.attempt, result.worker, result.status,
-        result.duration, result.error, now,
-    )
-
-
-def _result_row(result: Result, now: float) -> tuple[Any, ...]:
-    job = result.job
-    return (
-        job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
-        job.return_date, len(result.fares), result.worker, now,
-    )
-
-
-def _fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
-    job = result.job
-    route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
-    for fare in result.fares:
-        yield (*route, fare.flight, fare.departure, fare.arrival, fare.price, fare.currency)

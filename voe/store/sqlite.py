@@ -23,8 +23,9 @@ from types import TracebackType
 from typing import Any
 
 from voe.dbfile import create_atomically
-from voe.model import OK, RESULT_STATUSES, Result
-from voe.store.base import DONE, FARE_FIELDS, NoStore, StoreError
+from voe.model import RESULT_STATUSES, Result
+from voe.store.base import FARE_FIELDS, NoStore, StoreError
+from voe.store.rows import acknowledgements, check_statuses, new_rows, outcome_row
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
@@ -192,26 +193,17 @@ class SqliteStore:
         the batch is committed (by this batch or an earlier one), else its status.
         Raises ``ValueError`` for an unknown status (nothing is stored then).
         """
-        for result in results:
-            if result.status not in RESULT_STATUSES:
-                raise ValueError(f"unknown result status {result.status!r} of {result.job.id}")
+        check_statuses(results)
         if not results:
             return []
         now = time.time()
         with self._lock, self._errors("save results"), self._transaction("BEGIN IMMEDIATE") as db:
             stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
-            db.executemany(_INSERT_OUTCOME, (_outcome_row(r, now) for r in results))
-            markers: list[tuple[Any, ...]] = []
-            fares: list[tuple[Any, ...]] = []
-            for result in results:
-                key = (result.job.cycle, result.job.id)
-                if result.status == OK and key not in stored:
-                    stored.add(key)
-                    markers.append(_result_row(result, now))
-                    fares.extend(_fare_rows(result))
+            db.executemany(_INSERT_OUTCOME, (outcome_row(r, now) for r in results))
+            markers, fares = new_rows(results, stored, now)
             db.executemany(_INSERT_RESULT, markers)
             db.executemany(_INSERT_FARE, fares)
-        return [DONE if (r.job.cycle, r.job.id) in stored else r.status for r in results]
+        return acknowledgements(results, stored)
 
     def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
         """Return which of ``keys`` already have their fares stored, a few queries per cycle."""
@@ -345,26 +337,3 @@ _LATEST_PER_ROUTE = (
     " AND f.date = latest.date AND f.return_date IS latest.return_date"
     " AND f.cycle = latest.cycle"
 )
-
-
-def _outcome_row(result: Result, now: float) -> tuple[Any, ...]:
-    job = result.job
-    return (
-        job.cycle, job.id, job.attempt, result.worker, result.status,
-        result.duration, result.error, now,
-    )
-
-
-def _result_row(result: Result, now: float) -> tuple[Any, ...]:
-    job = result.job
-    return (
-        job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
-        job.return_date, len(result.fares), result.worker, now,
-    )
-
-
-def _fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
-    job = result.job
-    route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
-    for fare in result.fares:
-        yield (*route, fare.flight, fare.departure, fare.arrival, fare.price, fare.currency)
