@@ -114,6 +114,8 @@ class Cluster:
             "VOE_JOBS_PORT": str(free_port()),
             "VOE_CONTROL_PORT": str(free_port()),
             "VOE_RESULTS_PORT": str(free_port()),
+            "VOE_HTTP_PORT": str(free_port()),  # the master's dashboard, API and /metrics
+            "VOE_SINK_HTTP_PORT": str(free_port()),  # the sink's /metrics
             "VOE_DEMO_AIRLINE_URL": airline_url,
             "VOE_HEARTBEAT_SECONDS": str(heartbeat),
             "VOE_HEARTBEAT_LIVENESS": "5",
