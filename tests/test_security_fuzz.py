@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import msgpack
 import pytest
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from tests.cluster import Airline, Cluster, assert_stored_exactly_once, wait_for
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
+from voe.processes import Child
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 EXAMPLES = 400  # per port kind; each example is a batch of frames
@@ -48,12 +50,21 @@ def airline(tmp_path):
     airline.stop()
 
 
-def test_generated_frames_crash_neither_master_nor_sink(tmp_path, airline):
+class Target(NamedTuple):
+    """A live master and sink, and one authorized raw peer per bound port."""
+
+    cluster: Cluster
+    master: Child
+    sink: Child
+    peers: list[zmq.Socket]
+
+
+@pytest.fixture
+def target(tmp_path, airline):
     # Mutated hellos that stay valid join as workers that never finish: their leases
     # expire and cost attempts, so give the jobs enough of them for the real worker.
     cluster = Cluster(tmp_path, airline.url, max_attempts=100)
     context = zmq.Context()
-    sent = 0
     try:
         sink = cluster.sink()
         master = cluster.master()
@@ -65,40 +76,44 @@ def test_generated_frames_crash_neither_master_nor_sink(tmp_path, airline):
                                    ("VOE_RESULTS_PORT", zmq.PUSH, "sink")):
             peer = cluster.curve_client(context.socket(kind), server)
             peer.setsockopt(zmq.LINGER, 0)
-            peer.setsockopt(zmq.SNDHWM, 100_000)
+            peer.setsockopt(zmq.SNDHWM, 0)
             peer.connect(f"tcp://127.0.0.1:{cluster.env[name]}")
             peers.append(peer)
-        corpus = [path.read_bytes() for path in sorted(CORPUS.glob("*.bin"))]
-        assert corpus, "the fuzz corpus is missing"
-        for peer in peers:
-            for frame in corpus:
-                peer.send(frame)
-
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(frames)
-        def send(batch: list[bytes]) -> None:
-            nonlocal sent
-            for peer in peers:
-                for frame in batch:
-                    peer.send(frame, zmq.NOBLOCK)
-                    sent += 1
-
-        send()
-        wait_for(lambda: "rejected message" in cluster.log("master")
-                 and "rejected message" in cluster.log("sink"), 30, "the rejections")
-        assert master.poll() is None and sink.poll() is None, "a server died"
-        cluster.worker("w1")
-        assert cluster.wait_master(master) == 0
-        assert_stored_exactly_once(cluster, airline)
-        assert sink.poll() is None
-        assert "Traceback" not in cluster.log("master") + cluster.log("sink")
-        assert sent > EXAMPLES
-        for peer in peers:
-            peer.close(0)
+        yield Target(cluster, master, sink, peers)
     finally:
         cluster.stop()
         context.destroy(linger=0)  # never hangs on a socket a failed test left open
+
+
+def test_generated_frames_crash_neither_master_nor_sink(target, airline):
+    cluster, master, sink, peers = target
+    sent = 0
+    corpus = [path.read_bytes() for path in sorted(CORPUS.glob("*.bin"))]
+    assert corpus, "the fuzz corpus is missing"
+    for peer in peers:
+        for frame in corpus:
+            peer.send(frame)
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(frames)
+    def send(batch: list[bytes]) -> None:
+        nonlocal sent
+        for peer in peers:
+            for frame in batch:
+                peer.send(frame, zmq.NOBLOCK)
+                sent += 1
+
+    send()
+    wait_for(lambda: "rejected message" in cluster.log("master")
+             and "rejected message" in cluster.log("sink"), 30, "the rejections")
+    assert master.poll() is None and sink.poll() is None, "a server died"
+    cluster.worker("w1")
+    assert cluster.wait_master(master) == 0
+    assert_stored_exactly_once(cluster, airline)
+    assert sink.poll() is None
+    assert "Traceback" not in cluster.log("master") + cluster.log("sink")
+    assert sent > EXAMPLES
 
 
 def rss_kib(pid: int) -> int:
@@ -126,53 +141,31 @@ def wait_idle(*pids: int, timeout: float = 60) -> None:
         last = now
 
 
-def test_a_hundred_thousand_mutated_frames_leave_memory_bounded(tmp_path, airline):
-    # Mutated hellos that stay valid join as workers that never finish: their leases
-    # expire and cost attempts, so give the jobs enough of them for the real worker.
-    cluster = Cluster(tmp_path, airline.url, max_attempts=100)
-    context = zmq.Context()
+def test_a_hundred_thousand_mutated_frames_leave_memory_bounded(target, airline):
+    cluster, master, sink, peers = target
     rng = random.Random(SEED)
     pool = seeds()
-    try:
-        sink = cluster.sink()
-        master = cluster.master()
-        wait_for(lambda: "listening" in cluster.log("master") and "listening" in
-                 cluster.log("sink"), 30, "master and sink to listen")
-        peers = []
-        for name, kind, server in (("VOE_JOBS_PORT", zmq.DEALER, "master"),
-                                   ("VOE_CONTROL_PORT", zmq.DEALER, "master"),
-                                   ("VOE_RESULTS_PORT", zmq.PUSH, "sink")):
-            peer = cluster.curve_client(context.socket(kind), server)
-            peer.setsockopt(zmq.LINGER, 0)
-            peer.setsockopt(zmq.SNDHWM, 0)
-            peer.connect(f"tcp://127.0.0.1:{cluster.env[name]}")
-            peers.append(peer)
 
-        def blast(count: int) -> None:
-            for number in range(count):
-                peers[number % 3].send(mutate(rng, rng.choice(pool)))
+    def blast(count: int) -> None:
+        for number in range(count):
+            peers[number % 3].send(mutate(rng, rng.choice(pool)))
 
-        # In rounds, each drained before the next: what libzmq buffers for a burst is
-        # the same every round, so only a leak (growth per bad frame) shows between the
-        # first round and the last.
-        rounds = FRAMES // ROUND
+    # In rounds, each drained before the next: what libzmq buffers for a burst is
+    # the same every round, so only a leak (growth per bad frame) shows between the
+    # first round and the last.
+    rounds = FRAMES // ROUND
+    blast(ROUND)
+    wait_for(lambda: "rejected message" in cluster.log("sink"), 30, "the first rejections")
+    wait_idle(master.pid, sink.pid)
+    before = {"master": rss_kib(master.pid), "sink": rss_kib(sink.pid)}
+    for _ in range(rounds - 1):
         blast(ROUND)
-        wait_for(lambda: "rejected message" in cluster.log("sink"), 30, "the first rejections")
         wait_idle(master.pid, sink.pid)
-        before = {"master": rss_kib(master.pid), "sink": rss_kib(sink.pid)}
-        for _ in range(rounds - 1):
-            blast(ROUND)
-            wait_idle(master.pid, sink.pid)
-        wait_for(lambda: master.poll() is None and sink.poll() is None, 1, "servers alive")
-        after = {"master": rss_kib(master.pid), "sink": rss_kib(sink.pid)}
-        for role in before:  # bounded: no growth with the number of bad frames
-            assert after[role] - before[role] < 30 * 1024, (role, before, after)
-        cluster.worker("w1")
-        assert cluster.wait_master(master) == 0
-        assert_stored_exactly_once(cluster, airline)
-        assert "Traceback" not in cluster.log("master") + cluster.log("sink")
-        for peer in peers:
-            peer.close(0)
-    finally:
-        cluster.stop()
-        context.destroy(linger=0)  # never hangs on a socket a failed test left open
+    wait_for(lambda: master.poll() is None and sink.poll() is None, 1, "servers alive")
+    after = {"master": rss_kib(master.pid), "sink": rss_kib(sink.pid)}
+    for role in before:  # bounded: no growth with the number of bad frames
+        assert after[role] - before[role] < 30 * 1024, (role, before, after)
+    cluster.worker("w1")
+    assert cluster.wait_master(master) == 0
+    assert_stored_exactly_once(cluster, airline)
+    assert "Traceback" not in cluster.log("master") + cluster.log("sink")
