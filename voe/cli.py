@@ -14,13 +14,20 @@ from collections.abc import Callable, Sequence
 from voe import __version__
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.demoairline.faults import add_arguments as add_fault_arguments
+from voe.ledger import LedgerError
 from voe.settings import SETTINGS, Settings, SettingsError, load
+from voe.store.base import StoreError
 
 EXIT_USAGE = 2
 
 
 class UsageError(Exception):
     """A mistake in how voe was called or configured: one line, exit status 2."""
+
+
+# What a command reports in one line with exit status 2: a wrong call, or a ledger or a
+# store that cannot be opened or read (a wrong path or URL, a newer schema, ...).
+USER_ERRORS = (UsageError, LedgerError, StoreError)
 
 
 def _settings() -> Settings:
@@ -153,12 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Show jobs by state, fares stored and workers."""
     from voe.report import status
-    from voe.store import StoreError
 
-    try:
-        report = status(_settings())
-    except StoreError as error:
-        raise UsageError(str(error)) from None
+    report = status(_settings())
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -213,15 +216,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write every stored fare as CSV or JSON Lines."""
     from voe.export import export_fares
     from voe.report import store_target
-    from voe.store import NoStore, StoreError, open_store
+    from voe.store import NoStore, open_store
 
     settings = _settings()
     try:
         store = open_store(store_target(settings), readonly=True)
     except NoStore as error:
         raise UsageError(f"{error} (nothing stored yet? run `voe run` first)") from None
-    except StoreError as error:
-        raise UsageError(str(error)) from None
     try:
         if args.out == "-":
             count = export_fares(store, sys.stdout, args.format, args.cycle, args.since)
@@ -241,12 +242,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_cheapest(args: argparse.Namespace) -> int:
     """Print the cheapest stored fare per route and date."""
     from voe.report import cheapest
-    from voe.store import StoreError
 
-    try:
-        rows = cheapest(_settings())
-    except StoreError as error:
-        raise UsageError(str(error)) from None
+    rows = cheapest(_settings())
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -262,14 +259,9 @@ def cmd_cheapest(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Audit delivery: the ledger against the store; status 1 if anything is lost or doubled."""
     from voe.audit import KINDS
-    from voe.ledger import LedgerError
     from voe.report import check
-    from voe.store import StoreError
 
-    try:
-        report = check(_settings())
-    except (LedgerError, StoreError) as error:
-        raise UsageError(str(error)) from None
+    report = check(_settings())
     if args.json:
         print(json.dumps(report, indent=2))
         return 0 if report["ok"] else 1
@@ -299,7 +291,6 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
     from voe.demoairline.fares import check_date
     from voe.report import prices
-    from voe.store import StoreError
 
     route = args.route.upper()
     if not re.fullmatch(r"[A-Z0-9]{3}-[A-Z0-9]{3}", route):
@@ -310,10 +301,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UsageError(f"--date: {error}") from None
     origin, destination = route.split("-")
-    try:
-        rows = prices(_settings(), origin, destination, args.date)
-    except StoreError as error:
-        raise UsageError(str(error)) from None
+    rows = prices(_settings(), origin, destination, args.date)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -477,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except UsageError as error:
+    except USER_ERRORS as error:
         print(f"voe {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
