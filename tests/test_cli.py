@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.cluster import ROOT
+from tests.cluster import ROOT, free_port
 
 SCRIPTS = ["master.py", "worker.py", "sink.py", "voe/queue.py", "setup_instances.py",
            "terminate.py"]
@@ -100,3 +101,26 @@ def test_status_before_anything_ran(tmp_path):
 def test_export_before_anything_ran_is_a_clear_error(tmp_path):
     env = dict(os.environ, VOE_DATA_DIR=str(tmp_path / "empty"))
     assert_one_line_error(voe(tmp_path, "export", "--out", "x.jsonl", env=env), "voe run")
+
+
+def test_malformed_secret_setting_never_shows_its_value(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOE_")}
+    env["VOE_AMQP_URL"] = "http://guest:hunter2@127.0.0.1:5672/"
+    result = voe(tmp_path, "settings", env=env)
+    assert_one_line_error(result, "VOE_AMQP_URL", "amqp://")
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("role, setting", [("master", "VOE_JOBS_PORT"),
+                                           ("master", "VOE_CONTROL_PORT"),
+                                           ("sink", "VOE_RESULTS_PORT")])
+def test_a_busy_port_is_one_line_naming_its_setting(tmp_path, role, setting):
+    env = dict(os.environ, VOE_DATA_DIR=str(tmp_path / "data"), VOE_HTTP_PORT="0",
+               VOE_SINK_HTTP_PORT="0", VOE_JOBS_PORT=str(free_port()),
+               VOE_CONTROL_PORT=str(free_port()), VOE_RESULTS_PORT=str(free_port()))
+    assert voe(tmp_path, "keys", "init", env=env).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env[setting])))
+        taken.listen()
+        result = voe(tmp_path, role, "--no-console", env=env)
+    assert_one_line_error(result, f":{env[setting]} ({setting})", "in use")

@@ -60,6 +60,8 @@ def run_env(tmp_path: Path) -> dict[str, str]:
         "VOE_JOBS_PORT": str(free_port()),
         "VOE_CONTROL_PORT": str(free_port()),
         "VOE_RESULTS_PORT": str(free_port()),
+        "VOE_HTTP_PORT": str(free_port()),
+        "VOE_SINK_HTTP_PORT": str(free_port()),
         "VOE_DEMO_AIRLINE_URL": f"http://127.0.0.1:{free_port()}",
         "VOE_DATA_DIR": str(tmp_path / "data"),
         "VOE_HTTP_BACKOFF": "0.02",

@@ -357,10 +357,12 @@ def test_open_store_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_schema_version_is_set_and_checked(tmp_path: Path) -> None:
     import sqlite3
 
+    from voe.store import sqlite as sqlite_store
+
     path = tmp_path / "fares.db"
     SqliteStore(path).close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (sqlite_store.SCHEMA_VERSION,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         db.execute("PRAGMA user_version = 7")
     with pytest.raises(StoreError, match="version 7"):

@@ -92,8 +92,13 @@ def cmd_master(args: argparse.Namespace) -> int:
     _require_keys(settings, "master")
     _logs("master", settings, not args.no_console)
     from voe.master import run_master
+    from voe.sockets import BindError
+    from voe.web.auth import WebError
 
-    return run_master(settings, plan, once=True if args.once else None)
+    try:
+        return run_master(settings, plan, once=True if args.once else None)
+    except (WebError, BindError) as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -114,13 +119,16 @@ def cmd_sink(args: argparse.Namespace) -> int:
     settings = _settings()
     _require_keys(settings, "sink")
     _logs("sink", settings, not args.no_console)
+    from voe.metrics import MetricsError
+    from voe.publish import PublishError
     from voe.sink import Sink
+    from voe.sockets import BindError
     from voe.store import StoreError
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         sink = Sink(settings)
-    except StoreError as error:
+    except (StoreError, MetricsError, PublishError, BindError) as error:
         raise UsageError(str(error)) from None
     return sink.run()
 
@@ -181,12 +189,42 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f" (cycle {found['previous_cycle']}: {previous})" if previous is not None else "")
               + (" DROPPED by more than half: did the airline change its pages?"
                  if found["dropped"] else ""))
+    outbox = report["outbox"]
+    if not outbox["destinations"]:
+        print("outbox: no publisher configured (VOE_AMQP_URL, VOE_NATS_URL, VOE_WEBHOOK_URLS)")
+    for name, found in outbox["destinations"].items():
+        print(f"outbox {name}: {found['backlog']} waiting, {found['dead']} dead letter(s)"
+              + (f", {found['retrying']} to retry" if found["retrying"] else "")
+              + ("" if found["configured"] else " (not configured here)"))
     master = report["master"]
     running = f"running (pid {master['pid']})" if master["running"] else "not running"
     print(f"master: {running}")
     for worker in report["workers"]:
         print(f"  worker {worker['worker']}: holds {worker['held']}/"
               f"{worker['concurrency'] + worker['prefetch']}, finished {worker['finished']}")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """List the outbox's dead letters, or send them back to their publisher (retry)."""
+    from voe.report import dead_letters, retry_dead_letters
+
+    settings = _settings()
+    if args.outbox_command == "retry":
+        count = retry_dead_letters(settings, args.destination)
+        print(f"{count} dead letter(s) sent back to their publisher; a running sink delivers "
+              "them, or the next one started")
+        return 0
+    rows = dead_letters(settings, args.destination)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no dead letters in the outbox")
+    for row in rows:
+        retry = " (to retry)" if row["state"] == "retry" else ""
+        print(f"{row['destination']} event {row['id']} {row['kind']} cycle {row['cycle']} "
+              f"{row['job_id']}: {row['error']} after {row['attempts']} attempt(s){retry}")
     return 0
 
 
@@ -406,6 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     failed = command("failed", cmd_failed, "List failed jobs (dead letters) or retry them.")
     failed.add_argument("--retry", action="store_true", help="send them back to pending")
     failed.add_argument("--json", action="store_true", help="print JSON")
+
+    outbox = command("outbox", cmd_outbox, "List the events publishers gave up on (webhook dead "
+                     "letters), or send them again with `voe outbox retry`.")
+    outbox.add_argument("outbox_command", nargs="?", choices=("list", "retry"), default="list",
+                        metavar="ACTION", help="list (the default) or retry")
+    outbox.add_argument("--destination", help="only this destination, e.g. "
+                        "webhook:https://example.com/hook (voe status names them)")
+    outbox.add_argument("--json", action="store_true", help="print JSON")
 
     export = command("export", cmd_export, "Write every stored fare as CSV or JSON Lines.")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")

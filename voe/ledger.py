@@ -240,14 +240,18 @@ class Ledger:
             "UPDATE jobs SET state = 'failed', deadline = NULL, last_error = ?, "
             f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state != 'done'", items)
 
-    def retry_failed(self, cycle: int | None = None) -> int:
-        """Send failed jobs (of one cycle, or all) back to pending with fresh attempts."""
-        where = "state = 'failed'" + (" AND cycle = ?" if cycle is not None else "")
+    def retry_failed(self, cycle: int | None = None, job_id: str | None = None) -> int:
+        """Send failed jobs (all, of one cycle, or one job of it) back to pending with fresh
+        attempts; return how many."""
+        where, params = "state = 'failed'", []
+        if cycle is not None:
+            where, params = where + " AND cycle = ?", [cycle]
+            if job_id is not None:
+                where, params = where + " AND id = ?", [cycle, job_id]
         with self.transaction():
             cursor = self.db.execute(
                 f"UPDATE jobs SET state = 'pending', attempt = 0, deadline = NULL, worker = NULL, "
-                f"updated_at = {time.time()!r} WHERE {where}",
-                (cycle,) if cycle is not None else ())
+                f"updated_at = {time.time()!r} WHERE {where}", params)
             self.db.execute(
                 "UPDATE cycles SET finished_at = NULL WHERE cycle IN "
                 "(SELECT DISTINCT cycle FROM jobs WHERE state = 'pending')")
@@ -260,6 +264,29 @@ class Ledger:
             "ORDER BY cycle DESC, seq LIMIT ?", (limit,)).fetchall()
         return [dict(zip(("cycle", "job_id", "attempts", "error", "at"), row, strict=True))
                 for row in rows]
+
+    def jobs(self, state: str | None = None, cycle: int | None = None, limit: int = 50,
+             offset: int = 0) -> tuple[int, list[dict]]:
+        """A page of jobs (of one state and cycle, or all), newest cycle first, with the
+        total that match: what the control API lists."""
+        clauses = [clause for clause, value in (("state = ?", state), ("cycle = ?", cycle))
+                   if value is not None]
+        params = [value for value in (state, cycle) if value is not None]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        total = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0]
+        cursor = self.db.execute(
+            "SELECT cycle, id, backend, origin, destination, date, return_date, state, attempt, "
+            f"worker, last_error, updated_at FROM jobs {where} ORDER BY cycle DESC, seq "
+            "LIMIT ? OFFSET ?", [*params, limit, offset])
+        names = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
+                 "state", "attempt", "worker", "error", "updated_at")
+        return total, [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def routes(self, cycle: int) -> list[tuple[str, str]]:
+        """The distinct (origin, destination) pairs searched in ``cycle``."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT DISTINCT origin, destination FROM jobs WHERE cycle = ? ORDER BY 1, 2",
+            (cycle,))]
 
     def counts(self, cycle: int) -> dict[str, int]:
         """Jobs of ``cycle`` by state; jobs not yet expanded count as pending."""

@@ -77,6 +77,12 @@ class LocalRun:
         wanted = [(self.settings.voe_bind_ip, self.settings.voe_jobs_port, "VOE_JOBS_PORT"),
                   (self.settings.voe_bind_ip, self.settings.voe_control_port, "VOE_CONTROL_PORT"),
                   (self.settings.voe_bind_ip, self.settings.voe_results_port, "VOE_RESULTS_PORT")]
+        if self.settings.voe_http_port:
+            wanted.append((self.settings.voe_http_host, self.settings.voe_http_port,
+                           "VOE_HTTP_PORT"))
+        if self.settings.voe_sink_http_port:
+            wanted.append((self.settings.voe_http_host, self.settings.voe_sink_http_port,
+                           "VOE_SINK_HTTP_PORT"))
         if not self.args.no_airline:
             url = urlsplit(self.settings.voe_demo_airline_url)
             wanted.append((url.hostname or "127.0.0.1", url.port or 80, "VOE_DEMO_AIRLINE_URL"))
@@ -118,6 +124,9 @@ class LocalRun:
             f"voe run: plan [bold]{self.plan.name}[/bold] ({self.plan.job_count()} jobs a cycle), "
             f"{self.args.workers} workers, demo airline at {self.settings.voe_demo_airline_url}, "
             f"data in {self.data_dir}")
+        if self.settings.voe_http_port:
+            self.console.print(f"dashboard: http://{self.settings.voe_http_host}:"
+                               f"{self.settings.voe_http_port}/ (while the run lasts)")
 
     def _ensure_keys(self) -> None:
         """Make the CURVE keys on first use, so the local pipeline is encrypted."""

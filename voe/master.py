@@ -25,7 +25,7 @@ from pathlib import Path
 
 import zmq
 
-from voe import protocol
+from voe import metrics, protocol
 from voe.ledger import Cycle, Ledger
 from voe.logs import RejectCounter
 from voe.model import SearchJob
@@ -33,7 +33,9 @@ from voe.pacing import Pacers
 from voe.peers import Key, Peer, Peers
 from voe.plan import Plan
 from voe.settings import Settings
-from voe.sockets import configure
+from voe.sockets import bind, configure
+from voe.web.control import Command, CommandRefused, Control
+from voe.web.server import WebServer, serve
 
 log = logging.getLogger("voe.master")
 
@@ -84,17 +86,22 @@ class Master:
         self.pacers = Pacers(plan.budgets())
         self.backend_count = len({routes.backend for routes in plan.routes})
         self.stats = {"leased": 0, "done": 0, "failed": 0, "retried": 0, "expired": 0}
+        self.published: dict[str, int] = {}
+        self.published_rejects: dict[str, int] = {}
         self.stopping = False
+        self.paused = False  # leasing paused through the HTTP port
+        self.control = Control()
+        self.web: WebServer | None = None
         self.context = zmq.Context.instance()
-        self.jobs_socket = self._bind(settings.voe_jobs_port)
-        self.control_socket = self._bind(settings.voe_control_port)
+        self.jobs_socket = self._bind(settings.voe_jobs_port, "VOE_JOBS_PORT")
+        self.control_socket = self._bind(settings.voe_control_port, "VOE_CONTROL_PORT")
 
-    def _bind(self, port: int) -> zmq.Socket:
+    def _bind(self, port: int, setting: str) -> zmq.Socket:
         socket = configure(self.context.socket(zmq.ROUTER), self.settings, serve="master")
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.SNDHWM, 10_000)
         socket.setsockopt(zmq.RCVHWM, 100_000)
-        socket.bind(f"tcp://{self.settings.voe_bind_ip}:{port}")
+        bind(socket, self.settings.voe_bind_ip, port, setting)
         return socket
 
     # Lifecycle --------------------------------------------------------------
@@ -116,6 +123,8 @@ class Master:
         beat = self.settings.voe_heartbeat_seconds
         finished = False
         try:
+            self._publish()
+            self.web = serve(self.settings, self.control)
             while not self.stopping:
                 events = dict(poller.poll(timeout=20))
                 if self.control_socket in events:
@@ -125,6 +134,7 @@ class Master:
                         next_house = 0.0
                 if self.jobs_socket in events:
                     self._drain(self.jobs_socket, self._on_worker)
+                self.control.drain(self._on_command)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep()
@@ -138,6 +148,7 @@ class Master:
                     next_flush = now + FLUSH_INTERVAL
                 if now >= next_house:
                     finished = self._housekeeping()
+                    self._publish()
                     next_house = now + HOUSEKEEPING_INTERVAL
                     if finished and self.once:
                         log.info("every job of the plan is done or failed; exiting")
@@ -146,6 +157,8 @@ class Master:
                     self._log_progress()
                     next_progress = now + PROGRESS_INTERVAL
         finally:
+            if self.web is not None:
+                self.web.stop()
             self._flush()
             self._save_workers()
             self._log_progress()
@@ -253,6 +266,9 @@ class Master:
         if ack.status == "done":
             if lease is not None:
                 del self.leases[key]
+                # Leased at deadline - lease_seconds: the ledger keeps no lease start.
+                metrics.MASTER_JOB_DURATION.observe(
+                    time.time() - lease.deadline + self.plan.lease_seconds)
             self.peers.forget_key(key)
             self.recently_done.add(key)
             self.writes.append(("done", key))
@@ -280,7 +296,9 @@ class Master:
     # Leasing ----------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Send jobs to every worker with credit while jobs are available."""
+        """Send jobs to every worker with credit while jobs are available (and not paused)."""
+        if self.paused:
+            return
         for _ in range(1000):
             peers = self.peers.with_credit()
             if not peers:
@@ -405,14 +423,26 @@ class Master:
 
     def _flush(self) -> None:
         """Commit the batched ledger writes in one transaction, in order."""
+        self._publish_metrics()
         if not self.writes:
             return
         writes, self.writes = self.writes, []
         apply = {"leased": self.ledger.mark_leased, "done": self.ledger.mark_done,
                  "pending": self.ledger.mark_pending, "failed": self.ledger.mark_failed}
+        started = time.monotonic()
         with self.ledger.transaction():
             for kind, group in itertools.groupby(writes, key=lambda item: item[0]):
                 apply[kind]([params for _, params in group])
+        metrics.MASTER_FLUSH.observe(time.monotonic() - started)
+
+    def _publish_metrics(self) -> None:
+        """Publish the counts and sizes to the metrics, before the ledger gets the writes."""
+        metrics.publish_counts(metrics.MASTER_JOBS, self.stats, self.published)
+        metrics.publish_counts(metrics.MASTER_REJECTED,
+                               metrics.reject_reasons(self.rejects.counts), self.published_rejects)
+        metrics.MASTER_JOBS_LEASED.set(len(self.leases))
+        metrics.MASTER_JOBS_READY.set(len(self.ready))
+        metrics.MASTER_WORKERS.set(len(self.peers))
 
     def _housekeeping(self) -> bool:
         """Close finished cycles, start due ones, save the workers; True when all is done."""
@@ -434,6 +464,39 @@ class Master:
             if latest is None or time.time() >= latest.started_at + (self.plan.interval or 0):
                 self._start_cycle()
         return not self.cycles
+
+    def _on_command(self, command: Command) -> dict:
+        """Run an action asked through the HTTP port (see ``voe.web.control``)."""
+        if command.name in ("pause", "resume"):
+            self.paused = command.name == "pause"
+            log.info("leasing %s through the HTTP port", "paused" if self.paused else "resumed")
+            self._publish()
+            return {"paused": self.paused}
+        if command.name == "start_cycle":
+            if self.cycles:
+                raise CommandRefused(f"cycle {max(self.cycles)} is still running; a new cycle "
+                                     "can start once it is finished")
+            self._start_cycle()
+            cycle = self.cycles[max(self.cycles)]
+            return {"cycle": cycle.cycle, "total": cycle.total}
+        if command.name == "retry":
+            self._flush()
+            count = self.ledger.retry_failed(command.args["cycle"], command.args["job_id"])
+            for cycle in self.ledger.open_cycles():
+                if cycle.cycle not in self.cycles:
+                    self._track(cycle)
+            log.info("%d failed job(s) sent back to pending through the HTTP port", count)
+            return {"retried": count}
+        raise ValueError(f"unknown command {command.name!r}")
+
+    def _publish(self) -> None:
+        """Hand the HTTP port a snapshot of the live state (read by its threads)."""
+        self.control.publish({
+            "epoch": self.epoch, "paused": self.paused, "once": self.once,
+            "plan": self.plan.name, "interval": self.plan.interval,
+            "cycles": sorted(self.cycles), "in_flight": len(self.leases),
+            "ready": len(self.ready), "workers": len(self.peers), "stats": dict(self.stats),
+            "rejected": self.rejects.total}, self.stats["done"], self.stats["failed"])
 
     def _save_workers(self) -> None:
         rows = [(p.name + "@" + p.identity.hex()[-6:], p.concurrency, p.prefetch, len(p.held),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from voe.ledger import STATES, Ledger
+from voe.publish import destinations
 from voe.settings import Settings
 from voe.store import NoStore, Store, open_store
 from voe.yieldwatch import latest_yields
@@ -70,11 +71,14 @@ def status(settings: Settings) -> dict[str, Any]:
             ledger.close()
     fares = 0
     yields: list[dict] = []
+    configured = destinations(settings)
+    backlog = {name: {"backlog": 0, "dead": 0, "retrying": 0} for name in configured}
     store = open_report_store(settings)
     if store is not None:
         try:
             fares = store.fare_count()
             yields = [found.as_dict() for found in latest_yields(store)]
+            backlog = store.outbox_backlog(configured)
         finally:
             store.close()
     pid = master_pid(settings)
@@ -82,11 +86,35 @@ def status(settings: Settings) -> dict[str, Any]:
         "jobs": jobs,
         "fares": fares,
         "yield": yields,
+        "outbox": {"destinations": {name: dict(found, configured=name in configured)
+                                    for name, found in backlog.items()},
+                   "dead_letters": sum(found["dead"] for found in backlog.values())},
         "cycle": cycle,
         "master": {"running": pid is not None, "pid": pid},
         "workers": workers if pid is not None else [],
         "data_dir": str(settings.data_dir.resolve()),
     }
+
+
+def dead_letters(settings: Settings, destination: str | None = None) -> list[dict]:
+    """The outbox's dead letters: events a webhook gave up on, with attempts and error."""
+    store = open_report_store(settings)
+    if store is None:
+        return []
+    try:
+        return store.dead_letters(destination)
+    finally:
+        store.close()
+
+
+def retry_dead_letters(settings: Settings, destination: str | None = None) -> int:
+    """Send the outbox's dead letters back to their publisher (the sink's); return how many."""
+    probe = open_report_store(settings)
+    if probe is None:
+        return 0
+    probe.close()
+    with open_store(store_target(settings)) as store:
+        return store.retry_dead_letters(destination)
 
 
 def failed(settings: Settings) -> list[dict]:
@@ -98,6 +126,32 @@ def failed(settings: Settings) -> list[dict]:
         return ledger.failed()
     finally:
         ledger.close()
+
+
+def jobs(settings: Settings, state: str | None = None, cycle: int | None = None,
+         limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """A page of the ledger's jobs (by state and cycle, or all) and how many match."""
+    if not ledger_path(settings).is_file():
+        return {"total": 0, "jobs": []}
+    ledger = Ledger(ledger_path(settings), readonly=True)
+    try:
+        total, rows = ledger.jobs(state, cycle, limit, offset)
+    finally:
+        ledger.close()
+    return {"total": total, "jobs": rows}
+
+
+def routes(settings: Settings) -> list[str]:
+    """The routes (ORIG-DEST) searched in the latest cycle, for choosing a price history."""
+    if not ledger_path(settings).is_file():
+        return []
+    ledger = Ledger(ledger_path(settings), readonly=True)
+    try:
+        latest = ledger.latest_cycle()
+        pairs = ledger.routes(latest.cycle) if latest is not None else []
+    finally:
+        ledger.close()
+    return [f"{origin}-{destination}" for origin, destination in pairs]
 
 
 def retry_failed(settings: Settings) -> int:

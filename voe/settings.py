@@ -29,6 +29,13 @@ def _port(value: str) -> int:
     return port
 
 
+def _port_or_off(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("out of range")
+    return port
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -113,6 +120,36 @@ def _ssh_address(value: str) -> str:
     if value.lower() not in {"public", "private"}:
         raise ValueError("not public or private")
     return value.lower()
+
+
+def _amqp_url_or_empty(value: str) -> str:
+    if value and not value.startswith(("amqp://", "amqps://")):
+        raise ValueError("not empty or an amqp:// URL")
+    return value
+
+
+def _nats_url_or_empty(value: str) -> str:
+    if value and not all(part.strip().startswith(("nats://", "tls://", "ws://", "wss://"))
+                         for part in value.split(",")):
+        raise ValueError("not empty or nats:// URLs")
+    return value
+
+
+def _nats_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ValueError("not letters, digits, - and _")
+    return value
+
+
+def _nats_subject(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", value):
+        raise ValueError("not a subject without wildcards")
+    return value
+
+
+def _url_list(value: str) -> str:
+    urls = [_url(part) for part in re.split(r"[\s,]+", value) if part]
+    return ",".join(urls)
 
 
 @dataclass(frozen=True)
@@ -241,6 +278,45 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_STORE_URL", "", _store_url, "empty, a postgresql:// or a sqlite:/// URL",
             "Where the sink stores fares and reports read them: empty means fares.db in "
             "VOE_DATA_DIR; postgresql://USER@HOST:PORT/DB selects PostgreSQL.", secret=True),
+    Setting("VOE_HTTP_HOST", "127.0.0.1", _text, "an address",
+            "Address the master's and the sink's HTTP servers (/metrics) listen on."),
+    Setting("VOE_HTTP_PORT", "13180", _port_or_off, "a port number (0-65535)",
+            "Master port serving the dashboard (/), the control API (/api/...) and /metrics "
+            "on VOE_HTTP_HOST; 0 turns it off."),
+    Setting("VOE_HTTP_TOKEN", "", _text, "a secret string",
+            "Bearer token the master's HTTP port requires (Authorization: Bearer TOKEN); "
+            "required when VOE_HTTP_HOST is not a loopback address.", secret=True),
+    Setting("VOE_SINK_HTTP_PORT", "13181", _port_or_off, "a port number (0-65535)",
+            "Sink port serving Prometheus metrics at /metrics on VOE_HTTP_HOST; 0 turns it off."),
+    Setting("VOE_AMQP_URL", "", _amqp_url_or_empty, "empty or an amqp:// URL",
+            "RabbitMQ broker the sink publishes events to (amqp://USER:PASS@HOST:5672/VHOST); "
+            "empty means none.", secret=True),
+    Setting("VOE_AMQP_EXCHANGE", "voe.events", _text, "an exchange name",
+            "Durable topic exchange of the events on VOE_AMQP_URL (declared if missing)."),
+    Setting("VOE_NATS_URL", "", _nats_url_or_empty, "empty or nats:// URLs",
+            "NATS server(s) with JetStream the sink publishes events to (nats://HOST:4222); "
+            "empty means none.", secret=True),
+    Setting("VOE_NATS_STREAM", "VOE_EVENTS", _nats_name, "letters, digits, - and _",
+            "JetStream stream of the events on VOE_NATS_URL (created if missing)."),
+    Setting("VOE_NATS_SUBJECT", "voe", _nats_subject, "a subject prefix, e.g. voe",
+            "Subject prefix of the events on NATS: PREFIX.KIND.BACKEND.ORIGIN.DESTINATION; a "
+            "new stream takes PREFIX.>."),
+    Setting("VOE_WEBHOOK_URLS", "", _url_list, "http(s) URLs separated by commas",
+            "URLs the sink POSTs every event to, as signed JSON; empty means none.",
+            secret=True),
+    Setting("VOE_WEBHOOK_SECRET", "", _text, "a shared secret",
+            "Key of the X-Voe-Signature HMAC-SHA256 of every webhook body; required with "
+            "VOE_WEBHOOK_URLS.", secret=True),
+    Setting("VOE_WEBHOOK_MAX_ATTEMPTS", "5", _positive_int, "a whole number of at least 1",
+            "Attempts of a webhook event answered with an error before it is a dead letter "
+            "(voe outbox)."),
+    Setting("VOE_WEBHOOK_BACKOFF", "1.0", _non_negative_float, "a number of seconds (0 or more)",
+            "Wait before a webhook event's second attempt, doubled at each next one."),
+    Setting("VOE_WEBHOOK_TIMEOUT", "10", _positive_float, "a positive number of seconds",
+            "Time a webhook receiver has to answer before the attempt counts as failed."),
+    Setting("VOE_PUBLISH_MAX_BACKOFF", "30", _positive_float, "a positive number of seconds",
+            "Longest wait between retries of a destination that is down (events wait in the "
+            "outbox meanwhile)."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -290,8 +366,9 @@ def load(env_file: str | os.PathLike[str] = ".env") -> Settings:
         try:
             values[setting.name] = setting.cast(str(raw).strip())
         except ValueError:
+            shown = "(value hidden: a secret)" if setting.secret else repr(raw)
             raise SettingsError(
-                f"setting {setting.name}={raw!r} (from {source}): expected {setting.expected}"
+                f"setting {setting.name}={shown} (from {source}): expected {setting.expected}"
             ) from None
         sources[setting.name] = source
     return Settings(values, sources)

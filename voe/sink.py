@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import zmq
 
-from voe import protocol
+from voe import metrics, protocol, publish
 from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
-from voe.sockets import configure
+from voe.sockets import bind, configure
 from voe.store import open_store
 from voe.yieldwatch import YieldWatch
 
@@ -41,17 +42,25 @@ class Sink:
 
     def __init__(self, settings: Settings, store_path: Path | None = None) -> None:
         self.settings = settings
-        self.store = open_store(store_path or settings.voe_store_url
-                                or settings.data_dir / "fares.db")
+        # First, so a busy metrics port stops the sink before it holds anything else.
+        self.http = (metrics.serve(metrics.SINK, settings.voe_http_host,
+                                   settings.voe_sink_http_port, settings.voe_http_token)
+                     if settings.voe_sink_http_port else None)
+        store_target = store_path or settings.voe_store_url or settings.data_dir / "fares.db"
+        self.store = open_store(store_target)
+        # The outbox's drainers: a thread per destination, each with its own store
+        # connection, so publishing never holds up receiving, storing and acknowledging.
+        self.publishing = publish.Publishing(settings, store_target)
         self.rejects = RejectCounter(log)
         self.yields = YieldWatch(self.store)
         self.stopping = False
         self.stored = 0
         self.received = 0
+        self.published_rejects: dict[str, int] = {}
         context = zmq.Context.instance()
         self.pull = configure(context.socket(zmq.PULL), settings, serve="sink")
         self.pull.setsockopt(zmq.RCVHWM, 100_000)
-        self.pull.bind(f"tcp://{settings.voe_bind_ip}:{settings.voe_results_port}")
+        bind(self.pull, settings.voe_bind_ip, settings.voe_results_port, "VOE_RESULTS_PORT")
         self.acks = configure(context.socket(zmq.DEALER), settings, linger_ms=1000,
                               connect_to="master")
         self.acks.setsockopt(zmq.SNDHWM, ACKS_HWM)
@@ -65,10 +74,14 @@ class Sink:
                  self.settings.voe_bind_ip, self.settings.voe_results_port, self.store,
                  self.settings.master_ip, self.settings.voe_control_port)
         next_progress = time.monotonic() + PROGRESS_INTERVAL
+        self.publishing.start()
         try:
             while not self.stopping:
                 if self.pull.poll(100):
                     self._store(self._receive())
+                    metrics.publish_counts(metrics.SINK_REJECTED,
+                                           metrics.reject_reasons(self.rejects.counts),
+                                           self.published_rejects)
                 self.yields.check()
                 if time.monotonic() >= next_progress:
                     self._log_progress()
@@ -76,9 +89,13 @@ class Sink:
         finally:
             self.yields.check(force=True)
             self._log_progress()
+            self.publishing.stop()
             self.pull.close(0)
             self.acks.close()
             self.store.close()
+            if self.http is not None:
+                self.http[0].shutdown()
+                self.http[0].server_close()
         return 0
 
     def _stop(self, signum: int, frame: object) -> None:
@@ -115,7 +132,15 @@ class Sink:
         """Save a batch (one commit), then acknowledge every result in it."""
         if not batch:
             return
+        metrics.SINK_RESULTS.inc(len(batch))
+        fares_before = self.store.fares_written
+        started = time.monotonic()
         statuses = self.store.save(batch)
+        metrics.SINK_COMMIT.observe(time.monotonic() - started)
+        metrics.SINK_LAST_COMMIT.set_to_current_time()
+        metrics.SINK_FARES.inc(self.store.fares_written - fares_before)
+        for status, count in Counter(statuses).items():
+            metrics.SINK_ACKS.labels(status).inc(count)
         self.yields.saw(batch)
         acks = [protocol.Ack(r.job.cycle, r.job.id, r.job.attempt, status, r.error)
                 for r, status in zip(batch, statuses, strict=True)]
@@ -125,6 +150,7 @@ class Sink:
                 self.acks.send(protocol.encode_acks(acks[start:start + protocol.MAX_ITEMS]),
                                zmq.NOBLOCK)
             except zmq.Again:
+                metrics.SINK_ACKS_DROPPED.inc(min(protocol.MAX_ITEMS, len(acks) - start))
                 log.warning("master not reachable; %d acknowledgements dropped (their leases "
                             "will expire and the jobs run again)", len(acks))
 

@@ -204,3 +204,17 @@ def configure(socket: zmq.Socket, settings: Settings, linger_ms: int = 0, *,
         socket.setsockopt(zmq.CURVE_PUBLICKEY, public)
         socket.setsockopt(zmq.CURVE_SECRETKEY, secret)
     return socket
+
+
+class BindError(Exception):
+    """A port voe must listen on cannot be taken; the message is meant for the user."""
+
+
+def bind(socket: zmq.Socket, host: str, port: int, setting: str) -> None:
+    """Bind ``socket`` on ``host:port``, or raise ``BindError`` naming the setting to change."""
+    try:
+        socket.bind(f"tcp://{host}:{port}")
+    except zmq.ZMQError as error:
+        socket.close(0)
+        raise BindError(f"cannot listen on {host}:{port} ({setting}): {zmq.strerror(error.errno)}; "
+                        f"is another voe running? Set {setting} to a free port") from None

@@ -6,11 +6,14 @@ A store is written by the sink alone and read by reporting commands (``voe statu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from voe.model import Result
+
+if TYPE_CHECKING:
+    from voe.store.rows import Event
 
 DONE = "done"
 """Acknowledgement of a result whose job has its fares stored in that cycle."""
@@ -42,6 +45,9 @@ class NoStore(StoreError):
 
 class Store(Protocol):
     """Durable storage of results: fares once per (cycle, job id), and every attempt's outcome."""
+
+    fares_written: int
+    """Fares this store object wrote since it was opened (the sink's metrics read it)."""
 
     def save(self, results: Sequence[Result]) -> list[str]:
         """Store ``results`` in one transaction, commit, then return one acknowledgement each.
@@ -85,6 +91,32 @@ class Store(Protocol):
 
     def outcomes(self, cycle: int, job_id: str) -> list[dict[str, Any]]:
         """Return the recorded outcome of every attempt of one job in one cycle."""
+        ...
+
+    def outbox_pending(self, destination: str, limit: int) -> list[Event]:
+        """The next ``limit`` outbox events after ``destination``'s cursor, oldest first."""
+        ...
+
+    def outbox_retries(self, destination: str, limit: int) -> list[Event]:
+        """Dead letters of ``destination`` sent back for retry, oldest first."""
+        ...
+
+    def outbox_settle(self, destination: str, through: int | None, delivered: Sequence[int] = (),
+                      dead: Sequence[tuple[int, int, str]] = ()) -> None:
+        """Move ``destination``'s cursor to ``through``, clear ``delivered`` dead letters and
+        record ``dead`` ones as ``(seq, attempts, error)``, in one transaction."""
+        ...
+
+    def outbox_backlog(self, destinations: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+        """Per destination: ``backlog`` (events not yet delivered), ``dead``, ``retrying``."""
+        ...
+
+    def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
+        """The events publishers gave up on, with their destination, attempts and error."""
+        ...
+
+    def retry_dead_letters(self, destination: str | None = None) -> int:
+        """Send dead letters back to their publisher; return how many."""
         ...
 
     def close(self) -> None:

@@ -29,7 +29,21 @@ except ImportError:  # the optional extra is missing; open() explains
 
 from voe.model import RESULT_STATUSES, Result
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
-from voe.store.rows import acknowledgements, check_statuses, new_rows, outcome_row
+from voe.store.rows import (
+    EVENT_COLUMNS,
+    LATEST_FARES,
+    Event,
+    acknowledgements,
+    check_statuses,
+    decode_prices,
+    event_from_row,
+    fare_rows,
+    last_prices_rows,
+    new_results,
+    outbox_rows,
+    outcome_row,
+    result_row,
+)
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server before giving up with a one-line error."""
@@ -82,8 +96,45 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: fares are read per job (exports, audits) and per cycle.
     "CREATE INDEX fares_cycle_job ON fares (cycle, job_id)",
+    # 3: the transactional outbox, its delivery state per destination, and each job's
+    # latest prices (what fare.price_changed compares with), filled from the fares kept.
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        cycle INTEGER NOT NULL,
+        job_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        payload BYTEA NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS outbox_cursors (
+        destination TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS outbox_dead (
+        destination TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (destination, seq)
+    );
+    CREATE TABLE IF NOT EXISTS last_prices (
+        job_id TEXT PRIMARY KEY,
+        cycle INTEGER NOT NULL,
+        prices BYTEA NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_OUTBOX_MIGRATION = 3
+"""The migration after which ``last_prices`` is filled from the fares already stored."""
 
 _COLUMNS = ", ".join(FARE_FIELDS)
 _INSERT_RESULT = (
@@ -95,6 +146,18 @@ _INSERT_OUTCOME = (
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 _OUTCOME_FIELDS = ("cycle", "job_id", "attempt", "worker", "status", "duration", "error", "at")
+_INSERT_EVENT = (
+    "INSERT INTO outbox (id, kind, cycle, job_id, backend, origin, destination, created_at,"
+    " payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_UPSERT_PRICES = (
+    "INSERT INTO last_prices (job_id, cycle, prices) VALUES (%s, %s, %s) ON CONFLICT (job_id)"
+    " DO UPDATE SET cycle = excluded.cycle, prices = excluded.prices"
+    " WHERE excluded.cycle > last_prices.cycle"
+)
+_EVENT_COLUMNS = ", ".join(f"o.{column}" for column in EVENT_COLUMNS)
+_DEAD_FIELDS = ("destination", "seq", "id", "kind", "job_id", "cycle", "attempts", "error",
+                "state", "at")
 _BY_PRICE = "CAST(price AS NUMERIC), price"
 _ROUTE = ("origin", "destination", "date", "return_date")
 _LATEST_PER_ROUTE = (
@@ -141,6 +204,7 @@ class PostgresStore:
             raise StoreError("the PostgreSQL store needs psycopg: pip install 'voe[postgres]'")
         self.url = url
         self.readonly = readonly
+        self.fares_written = 0
         self.where = describe_url(url)
         self._lock = threading.Lock()
         self._conn: psycopg.Connection | None = None
@@ -204,6 +268,10 @@ class PostgresStore:
                 for statement in MIGRATIONS[number - 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                if number == _OUTBOX_MIGRATION:
+                    with self._db.cursor() as cursor:
+                        cursor.executemany(_UPSERT_PRICES, last_prices_rows(
+                            self._db.execute(LATEST_FARES).fetchall()))
                 self._db.execute("INSERT INTO voe_schema (version, applied_at) VALUES (%s, %s)",
                                  (number, time.time()))
 
@@ -234,16 +302,29 @@ class PostgresStore:
             db = self._db
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
+            fares = 0
             with db.cursor() as cursor:
                 cursor.executemany(_INSERT_OUTCOME, [outcome_row(r, now) for r in results])
-                markers, fares = new_rows(results, stored, now)
-                if markers:
-                    cursor.executemany(_INSERT_RESULT, markers)
-                if fares:
+                fresh = new_results(results, stored)
+                if fresh:
+                    cursor.executemany(_INSERT_RESULT, [result_row(r, now) for r in fresh])
                     with cursor.copy(f"COPY fares ({_COLUMNS}) FROM STDIN") as copy:
-                        for row in fares:
-                            copy.write_row(row)
+                        for result in fresh:
+                            for row in fare_rows(result):
+                                copy.write_row(row)
+                                fares += 1
+                    events, prices = outbox_rows(fresh, self._last_prices(fresh), now)
+                    cursor.executemany(_INSERT_EVENT, events)
+                    cursor.executemany(_UPSERT_PRICES, prices)
+        self.fares_written += fares
         return acknowledgements(results, stored)
+
+    def _last_prices(self, fresh: Sequence[Result]) -> dict[str, tuple[int, dict[str, str]]]:
+        """The latest stored cycle and prices of each job of ``fresh``: one indexed query."""
+        rows = self._db.execute(
+            "SELECT job_id, cycle, prices FROM last_prices WHERE job_id = ANY(%s)",
+            (sorted({result.job.id for result in fresh}),))
+        return {job: (cycle, decode_prices(prices)) for job, cycle, prices in rows}
 
     def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
         """Return which of ``keys`` already have their fares stored, one query per cycle."""
@@ -349,6 +430,89 @@ class PostgresStore:
         with self._lock, self._errors("read outcomes"):
             rows = self._db.execute(sql, (cycle, job_id)).fetchall()
         return [dict(zip(_OUTCOME_FIELDS, row, strict=True)) for row in rows]
+
+    def outbox_pending(self, destination: str, limit: int) -> list[Event]:
+        """The next ``limit`` events after ``destination``'s cursor, oldest first."""
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM outbox AS o WHERE o.seq > COALESCE("
+               "(SELECT seq FROM outbox_cursors WHERE destination = %s), 0)"
+               " ORDER BY o.seq LIMIT %s")
+        with self._lock, self._errors("read the outbox"):
+            rows = self._db.execute(sql, (destination, limit)).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def outbox_retries(self, destination: str, limit: int) -> list[Event]:
+        """Dead letters of ``destination`` sent back for retry, oldest first."""
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM outbox_dead AS d JOIN outbox AS o"
+               " ON o.seq = d.seq WHERE d.destination = %s AND d.state = 'retry'"
+               " ORDER BY d.seq LIMIT %s")
+        with self._lock, self._errors("read the outbox"):
+            rows = self._db.execute(sql, (destination, limit)).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def outbox_settle(self, destination: str, through: int | None, delivered: Sequence[int] = (),
+                      dead: Sequence[tuple[int, int, str]] = ()) -> None:
+        """Record a publisher's progress in one transaction (see ``SqliteStore.outbox_settle``)."""
+        if self.readonly:
+            raise StoreError(f"the store {self} is open read-only")
+        now = time.time()
+        with self._lock, self._errors("record deliveries"), self._db.transaction():
+            db = self._db
+            if through is not None:
+                db.execute(
+                    "INSERT INTO outbox_cursors (destination, seq, updated_at)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (destination) DO UPDATE SET"
+                    " seq = excluded.seq, updated_at = excluded.updated_at"
+                    " WHERE excluded.seq > outbox_cursors.seq", (destination, through, now))
+            with db.cursor() as cursor:
+                if delivered:
+                    cursor.execute(
+                        "DELETE FROM outbox_dead WHERE destination = %s AND seq = ANY(%s)",
+                        (destination, list(delivered)))
+                if dead:
+                    cursor.executemany(
+                        "INSERT INTO outbox_dead (destination, seq, attempts, error, state, at)"
+                        " VALUES (%s, %s, %s, %s, 'dead', %s) ON CONFLICT (destination, seq)"
+                        " DO UPDATE SET attempts = outbox_dead.attempts + excluded.attempts,"
+                        " error = excluded.error, state = 'dead', at = excluded.at",
+                        [(destination, seq, attempts, error, now)
+                         for seq, attempts, error in dead])
+
+    def outbox_backlog(self, destinations: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+        """Per destination (these and any the store knows): events waiting, dead letters."""
+        with self._lock, self._errors("read the outbox"), self._db.transaction():
+            db = self._db
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursors = dict(db.execute("SELECT destination, seq FROM outbox_cursors").fetchall())
+            dead = {name: (count, retry) for name, count, retry in db.execute(
+                "SELECT destination, COUNT(*), COUNT(*) FILTER (WHERE state = 'retry')"
+                " FROM outbox_dead GROUP BY destination")}
+            report = {}
+            for name in sorted({*destinations, *cursors, *dead}):
+                waiting = db.execute("SELECT COUNT(*) FROM outbox WHERE seq > %s",
+                                     (cursors.get(name, 0),)).fetchone()[0]
+                count, retry = dead.get(name, (0, 0))
+                report[name] = {"backlog": waiting, "dead": count - retry, "retrying": retry}
+        return report
+
+    def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
+        """Events a destination gave up on (``state`` dead, or retry once sent back)."""
+        where, params = ("WHERE d.destination = %s", (destination,)) if destination else ("", ())
+        sql = ("SELECT d.destination, d.seq, o.id, o.kind, o.job_id, o.cycle, d.attempts,"
+               f" d.error, d.state, d.at FROM outbox_dead AS d JOIN outbox AS o ON o.seq = d.seq"
+               f" {where} ORDER BY d.destination, d.seq")
+        with self._lock, self._errors("read dead letters"):
+            rows = self._db.execute(sql, params).fetchall()
+        return [dict(zip(_DEAD_FIELDS, row, strict=True)) for row in rows]
+
+    def retry_dead_letters(self, destination: str | None = None) -> int:
+        """Send dead letters (of ``destination`` if given) back to their publisher; how many."""
+        if self.readonly:
+            raise StoreError(f"the store {self} is open read-only")
+        where, params = (" AND destination = %s", (destination,)) if destination else ("", ())
+        with self._lock, self._errors("retry dead letters"), self._db.transaction():
+            return self._db.execute(
+                f"UPDATE outbox_dead SET state = 'retry' WHERE state = 'dead'{where}",
+                params).rowcount
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""

@@ -1,12 +1,29 @@
-"""What every store writes for a batch of results, and what it acknowledges: one place."""
+"""What every store writes for a batch of results, and what it acknowledges: one place.
+
+That includes the outbox: the events a batch's newly stored results raise, built here
+once so both stores write the same events with the same ids.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
 
-from voe.model import OK, RESULT_STATUSES, Result
+import msgpack
+
+from voe.model import OK, RESULT_STATUSES, Fare, Result
 from voe.store.base import DONE
+
+FARES_COLLECTED = "fares.collected"
+"""Event kind: a job's fares of one cycle were stored (once per job and cycle)."""
+PRICE_CHANGED = "fare.price_changed"
+"""Event kind: a flight's price differs from the job's previous stored cycle."""
+
+# Compact JSON, one encoder for every event (the sink's hot path builds them).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def result_row(result: Result, now: float) -> tuple[Any, ...]:
@@ -42,21 +59,156 @@ def check_statuses(results: Sequence[Result]) -> None:
             raise ValueError(f"unknown result status {result.status!r} of {result.job.id}")
 
 
-def new_rows(results: Sequence[Result], stored: set[tuple[int, str]], now: float
-             ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The marker and fare rows of the batch's first OK result per job not yet ``stored``.
+def new_results(results: Sequence[Result], stored: set[tuple[int, str]]) -> list[Result]:
+    """The batch's first OK result per job not yet ``stored``: what this batch stores.
 
     This is the exactly-once rule of every store: ``stored`` gains the keys written.
     """
-    markers: list[tuple[Any, ...]] = []
-    fares: list[tuple[Any, ...]] = []
+    fresh: list[Result] = []
     for result in results:
         key = (result.job.cycle, result.job.id)
         if result.status == OK and key not in stored:
             stored.add(key)
-            markers.append(result_row(result, now))
-            fares.extend(fare_rows(result))
-    return markers, fares
+            fresh.append(result)
+    return fresh
+
+
+class Event(NamedTuple):
+    """One outbox event as publishers see it: ``body`` is the JSON they send as it is."""
+
+    seq: int
+    id: str
+    kind: str
+    backend: str
+    origin: str
+    destination: str
+    body: bytes
+
+
+EVENT_COLUMNS = ("seq", "id", "kind", "cycle", "job_id", "backend", "origin", "destination",
+                 "created_at", "payload")
+"""The outbox columns ``event_from_row`` reads, in its order."""
+
+
+def event_id(job_id: str, cycle: int, kind: str, flight: str | None = None) -> str:
+    """The stable id of an event, so consumers and brokers drop redeliveries.
+
+    The first 32 hex digits (128 bits) of the SHA-256 of ``job id|cycle|kind[|flight]``.
+    """
+    name = f"{job_id}|{cycle}|{kind}" + (f"|{flight}" if flight is not None else "")
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _price(text: str) -> Decimal | None:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def prices_by_flight(result: Result) -> dict[str, str]:
+    """A result's price per flight (the lowest when a flight appears twice)."""
+    prices: dict[str, str] = {}
+    for fare in result.fares:
+        known = prices.get(fare.flight)
+        if known is None or (known != fare.price
+                             and (_price(fare.price) or 0) < (_price(known) or 0)):
+            prices[fare.flight] = fare.price
+    return prices
+
+
+def encode_prices(prices: Mapping[str, str]) -> bytes:
+    """The ``last_prices`` column of a job: its price per flight as MessagePack."""
+    return _pack(prices)
+
+
+def decode_prices(data: bytes) -> dict[str, str]:
+    """Read back ``encode_prices``."""
+    return msgpack.unpackb(bytes(data), raw=False)
+
+
+LATEST_FARES = (
+    "SELECT f.job_id, f.cycle, f.flight, f.price FROM fares AS f JOIN"
+    " (SELECT job_id, MAX(cycle) AS cycle FROM results GROUP BY job_id) AS latest"
+    " ON f.job_id = latest.job_id AND f.cycle = latest.cycle"
+)
+"""The fares of each job's latest stored cycle: what a migration fills ``last_prices`` from."""
+
+
+def last_prices_rows(fares: Iterable[tuple[str, int, str, str]]) -> list[tuple[str, int, bytes]]:
+    """``last_prices`` rows from ``(job_id, cycle, flight, price)`` rows of ``LATEST_FARES``."""
+    jobs: dict[str, tuple[int, dict[str, str]]] = {}
+    for job_id, cycle, flight, price in fares:
+        prices = jobs.setdefault(job_id, (cycle, {}))[1]
+        known = prices.get(flight)
+        if known is None or (_price(price) or 0) < (_price(known) or 0):
+            prices[flight] = price
+    return [(job_id, cycle, encode_prices(prices)) for job_id, (cycle, prices) in jobs.items()]
+
+
+def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str, str]]],
+                now: float) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The outbox rows and ``last_prices`` rows of the results a batch newly stores.
+
+    ``previous`` maps a job id to its latest stored cycle before this batch and the
+    prices of that cycle by flight (``last_prices``); it is updated as the batch goes,
+    so a batch holding two cycles of one job compares them too. An outbox row holds
+    ``EVENT_COLUMNS`` but ``seq``; its payload is compact MessagePack, and the JSON
+    body is made by ``event_from_row`` when a publisher reads it, off the sink's hot
+    path. A ``last_prices`` row is ``(job_id, cycle, prices)``: a job's latest cycle.
+    """
+    events: list[tuple[Any, ...]] = []
+    latest: dict[str, tuple[Any, ...]] = {}
+    for result in sorted(fresh, key=lambda r: r.job.cycle):
+        job = result.job
+        head = (job.cycle, job.id, job.backend, job.origin, job.destination, now)
+        events.append((event_id(job.id, job.cycle, FARES_COLLECTED), FARES_COLLECTED, *head,
+                       _pack((job.date, job.return_date, result.fares))))
+        prices = prices_by_flight(result)
+        before = previous.get(job.id)
+        if before is not None and before[0] < job.cycle:
+            old_cycle, old_prices = before
+            currencies = {fare.flight: fare.currency for fare in result.fares}
+            for flight, price in prices.items():
+                old = old_prices.get(flight)
+                if old is None or old == price or _price(old) == _price(price):
+                    continue
+                events.append((
+                    event_id(job.id, job.cycle, PRICE_CHANGED, flight), PRICE_CHANGED, *head,
+                    _pack((job.date, job.return_date, flight, currencies[flight], old, price,
+                           old_cycle))))
+        if before is None or before[0] < job.cycle:
+            previous[job.id] = (job.cycle, prices)
+            latest[job.id] = (job.id, job.cycle, encode_prices(prices))
+    return events, list(latest.values())
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """Turn an outbox row (``EVENT_COLUMNS``) into the event publishers send.
+
+    The body is JSON: ``id``, ``kind``, ``occurred_at`` (Unix time stored), ``job``
+    (id, cycle, backend, origin, destination, date, return_date), then ``fares`` for
+    ``fares.collected``, or ``flight``, ``currency``, ``old_price``, ``new_price``,
+    ``old_cycle`` and ``new_cycle`` for ``fare.price_changed``.
+    """
+    seq, ident, kind, cycle, job_id, backend, origin, destination, created_at, payload = row
+    data = msgpack.unpackb(bytes(payload), raw=False)
+    date, return_date = data[0], data[1]
+    body: dict[str, Any] = {
+        "id": ident, "kind": kind, "occurred_at": created_at,
+        "job": {"id": job_id, "cycle": cycle, "backend": backend, "origin": origin,
+                "destination": destination, "date": date, "return_date": return_date}}
+    if kind == FARES_COLLECTED:
+        body["fares"] = [dict(zip(_FARE_KEYS, fare, strict=True)) for fare in data[2]]
+    else:
+        flight, currency, old, new, old_cycle = data[2:7]
+        body.update(flight=flight, currency=currency, old_price=old, new_price=new,
+                    old_cycle=old_cycle, new_cycle=cycle)
+    return Event(seq, ident, kind, backend, origin, destination, _JSON.encode(body).encode())
+
+
+_FARE_KEYS = Fare._fields
+_pack = msgpack.Packer(use_bin_type=True).pack
 
 
 def acknowledgements(results: Sequence[Result], stored: set[tuple[int, str]]) -> list[str]:

@@ -12,6 +12,7 @@ Concurrency: WAL lets readers run while the sink writes; every connection waits 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -25,9 +26,22 @@ from typing import Any
 from voe.dbfile import create_atomically
 from voe.model import RESULT_STATUSES, Result
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
-from voe.store.rows import acknowledgements, check_statuses, new_rows, outcome_row
+from voe.store.rows import (
+    EVENT_COLUMNS,
+    LATEST_FARES,
+    Event,
+    acknowledgements,
+    check_statuses,
+    decode_prices,
+    event_from_row,
+    fare_rows,
+    last_prices_rows,
+    new_results,
+    outbox_rows,
+    outcome_row,
+    result_row,
+)
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
 """Seconds a connection waits for another one's lock before giving up."""
 
@@ -77,6 +91,49 @@ CREATE TABLE outcomes (
 );
 """
 
+# Versioned migrations after the first schema (``PRAGMA user_version`` is the count applied).
+# The previous cycle's prices are kept per job in ``last_prices`` (one row per job, not an
+# index on every fare), so raising ``fare.price_changed`` costs one indexed lookup per batch.
+# An event's id is unique without an index of its own: it names a (cycle, job) that the
+# results table's key lets a batch store once, in the same transaction.
+_MIGRATIONS: tuple[str, ...] = (
+    # 2: the transactional outbox, its delivery state per destination, and last prices.
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        cycle INTEGER NOT NULL,
+        job_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS outbox_cursors (
+        destination TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS outbox_dead (
+        destination TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (destination, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS last_prices (
+        job_id TEXT PRIMARY KEY,
+        cycle INTEGER NOT NULL,
+        prices BLOB NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+
 _COLUMNS = ", ".join(FARE_FIELDS)
 _INSERT_FARE = f"INSERT INTO fares ({_COLUMNS}) VALUES ({', '.join('?' * len(FARE_FIELDS))})"
 _INSERT_RESULT = (
@@ -88,6 +145,18 @@ _INSERT_OUTCOME = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OUTCOME_FIELDS = ("cycle", "job_id", "attempt", "worker", "status", "duration", "error", "at")
+_INSERT_EVENT = (
+    "INSERT INTO outbox (id, kind, cycle, job_id, backend, origin, destination,"
+    " created_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_PRICES = (
+    "INSERT INTO last_prices (job_id, cycle, prices) VALUES (?, ?, ?) ON CONFLICT (job_id)"
+    " DO UPDATE SET cycle = excluded.cycle, prices = excluded.prices"
+    " WHERE excluded.cycle > last_prices.cycle"
+)
+_EVENT_COLUMNS = ", ".join(f"o.{column}" for column in EVENT_COLUMNS)
+_DEAD_FIELDS = ("destination", "seq", "id", "kind", "job_id", "cycle", "attempts", "error",
+                "state", "at")
 _BY_PRICE = "CAST(price AS REAL), price"
 _ROUTE = ("origin", "destination", "date", "return_date")
 
@@ -101,6 +170,7 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.fares_written = 0
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         if readonly and not self.path.is_file():
@@ -123,7 +193,7 @@ class SqliteStore:
         if self.readonly:
             target, uri = self.path.resolve().as_uri() + "?mode=ro", True
         else:
-            create_atomically(self.path, _SCHEMA, SCHEMA_VERSION)
+            create_atomically(self.path, ";".join((_SCHEMA, *_MIGRATIONS)), SCHEMA_VERSION)
             target, uri = str(self.path), False
         conn = sqlite3.connect(
             target, uri=uri, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -134,7 +204,7 @@ class SqliteStore:
         return conn
 
     def _prepare(self) -> None:
-        """Switch to WAL and create the schema if the file is new."""
+        """Switch to WAL, create the schema if the file is new, migrate an older one."""
         conn = self._db
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
@@ -142,17 +212,24 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous = NORMAL")
         with self._transaction("BEGIN IMMEDIATE"):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
                 raise StoreError(f"the store {self.path} has unknown schema version {version}")
+            steps = (_SCHEMA, *_MIGRATIONS)[version:]
+            for statement in ";".join(steps).split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if 0 < version < 2:
+                conn.executemany(_UPSERT_PRICES, last_prices_rows(
+                    conn.execute(LATEST_FARES).fetchall()))
+            if steps:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_version(self) -> None:
         """Refuse a file that is not a voe store of this schema version."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if 0 < version < SCHEMA_VERSION:
+            raise StoreError(f"the store {self.path} has schema version {version}, expected "
+                             f"{SCHEMA_VERSION} (start the sink once to migrate)")
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} is not a voe store (schema version {version}, "
@@ -197,13 +274,29 @@ class SqliteStore:
         if not results:
             return []
         now = time.time()
+        fares = 0
         with self._lock, self._errors("save results"), self._transaction("BEGIN IMMEDIATE") as db:
             stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
             db.executemany(_INSERT_OUTCOME, (outcome_row(r, now) for r in results))
-            markers, fares = new_rows(results, stored, now)
-            db.executemany(_INSERT_RESULT, markers)
-            db.executemany(_INSERT_FARE, fares)
+            fresh = new_results(results, stored)
+            if fresh:
+                db.executemany(_INSERT_RESULT, (result_row(r, now) for r in fresh))
+                rows = [row for result in fresh for row in fare_rows(result)]
+                db.executemany(_INSERT_FARE, rows)
+                fares = len(rows)
+                events, prices = outbox_rows(fresh, self._last_prices(fresh), now)
+                db.executemany(_INSERT_EVENT, events)
+                db.executemany(_UPSERT_PRICES, prices)
+        self.fares_written += fares
         return acknowledgements(results, stored)
+
+    def _last_prices(self, fresh: Sequence[Result]) -> dict[str, tuple[int, dict[str, str]]]:
+        """The latest stored cycle and prices of each job of ``fresh``: one indexed query."""
+        ids = json.dumps(sorted({result.job.id for result in fresh}))
+        rows = self._db.execute(
+            "SELECT job_id, cycle, prices FROM last_prices"
+            " WHERE job_id IN (SELECT value FROM json_each(?))", (ids,))
+        return {job: (cycle, decode_prices(prices)) for job, cycle, prices in rows}
 
     def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
         """Return which of ``keys`` already have their fares stored, a few queries per cycle."""
@@ -308,6 +401,84 @@ class SqliteStore:
         with self._errors("read outcomes"):
             rows = self._db.execute(sql, (cycle, job_id)).fetchall()
         return [dict(zip(_OUTCOME_FIELDS, row, strict=True)) for row in rows]
+
+    def outbox_pending(self, destination: str, limit: int) -> list[Event]:
+        """The next ``limit`` events after ``destination``'s cursor, oldest first."""
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM outbox AS o WHERE o.seq > COALESCE("
+               "(SELECT seq FROM outbox_cursors WHERE destination = ?), 0)"
+               " ORDER BY o.seq LIMIT ?")
+        with self._lock, self._errors("read the outbox"):
+            rows = self._db.execute(sql, (destination, limit)).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def outbox_retries(self, destination: str, limit: int) -> list[Event]:
+        """Dead letters of ``destination`` sent back for retry, oldest first."""
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM outbox_dead AS d JOIN outbox AS o"
+               " ON o.seq = d.seq WHERE d.destination = ? AND d.state = 'retry'"
+               " ORDER BY d.seq LIMIT ?")
+        with self._lock, self._errors("read the outbox"):
+            rows = self._db.execute(sql, (destination, limit)).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def outbox_settle(self, destination: str, through: int | None, delivered: Sequence[int] = (),
+                      dead: Sequence[tuple[int, int, str]] = ()) -> None:
+        """Record a publisher's progress in one transaction.
+
+        The cursor of ``destination`` moves to ``through`` (every event up to it is
+        delivered or dead); ``delivered`` are retried dead letters now delivered;
+        ``dead`` are ``(seq, attempts, error)`` of events given up on.
+        """
+        now = time.time()
+        with self._lock, self._errors("record deliveries"), self._transaction("BEGIN IMMEDIATE"
+                                                                              ) as db:
+            if through is not None:
+                db.execute(
+                    "INSERT INTO outbox_cursors (destination, seq, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq,"
+                    " updated_at = excluded.updated_at WHERE excluded.seq > outbox_cursors.seq",
+                    (destination, through, now))
+            db.executemany("DELETE FROM outbox_dead WHERE destination = ? AND seq = ?",
+                           [(destination, seq) for seq in delivered])
+            db.executemany(
+                "INSERT INTO outbox_dead (destination, seq, attempts, error, state, at)"
+                " VALUES (?, ?, ?, ?, 'dead', ?) ON CONFLICT (destination, seq) DO UPDATE SET"
+                " attempts = outbox_dead.attempts + excluded.attempts, error = excluded.error,"
+                " state = 'dead', at = excluded.at",
+                [(destination, seq, attempts, error, now) for seq, attempts, error in dead])
+
+    def outbox_backlog(self, destinations: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+        """Per destination (these and any the store knows): events waiting, dead letters."""
+        with self._lock, self._errors("read the outbox"), self._transaction() as db:
+            cursors = dict(db.execute("SELECT destination, seq FROM outbox_cursors"))
+            dead = {name: (count, retry) for name, count, retry in db.execute(
+                "SELECT destination, COUNT(*), SUM(state = 'retry') FROM outbox_dead"
+                " GROUP BY destination")}
+            report = {}
+            for name in sorted({*destinations, *cursors, *dead}):
+                waiting = db.execute("SELECT COUNT(*) FROM outbox WHERE seq > ?",
+                                     (cursors.get(name, 0),)).fetchone()[0]
+                count, retry = dead.get(name, (0, 0))
+                report[name] = {"backlog": waiting, "dead": count - (retry or 0),
+                                "retrying": retry or 0}
+        return report
+
+    def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
+        """Events a destination gave up on (``state`` dead, or retry once sent back)."""
+        where, params = ("WHERE d.destination = ?", (destination,)) if destination else ("", ())
+        sql = ("SELECT d.destination, d.seq, o.id, o.kind, o.job_id, o.cycle, d.attempts,"
+               f" d.error, d.state, d.at FROM outbox_dead AS d JOIN outbox AS o ON o.seq = d.seq"
+               f" {where} ORDER BY d.destination, d.seq")
+        with self._lock, self._errors("read dead letters"):
+            rows = self._db.execute(sql, params).fetchall()
+        return [dict(zip(_DEAD_FIELDS, row, strict=True)) for row in rows]
+
+    def retry_dead_letters(self, destination: str | None = None) -> int:
+        """Send dead letters (of ``destination`` if given) back to their publisher; how many."""
+        where, params = (" AND destination = ?", (destination,)) if destination else ("", ())
+        with self._lock, self._errors("retry dead letters"), self._transaction(
+                "BEGIN IMMEDIATE") as db:
+            return db.execute(f"UPDATE outbox_dead SET state = 'retry' WHERE state = 'dead'{where}",
+                              params).rowcount
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""

@@ -1,0 +1,128 @@
+"""The master's dashboard (issue 8) in headless Chromium during a real run: the counts it
+shows are `voe status --json`'s, its Retry button re-queues a dead letter, and a screenshot."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.cluster import SMALL_PLAN, Airline, Cluster, wait_for
+from voe.backends.browser import Browser, Page
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("chromium") is None,
+                       reason="headless Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(importlib.util.find_spec("websocket") is None,
+                       reason="the browser extra is not installed (pip install -e '.[browser]')"),
+]
+
+# A daily cycle keeps the master (and its dashboard) up once the first cycle is over.
+DAILY_PLAN = SMALL_PLAN.replace('cycle = "once"', 'cycle = "1d"').format(
+    max_attempts=2, lease_seconds=20, days=1, backend="demo", airports='["GRU", "REC", "SSA"]')
+# What the page shows, read in the page.
+SHOWN = """JSON.stringify({
+  loaded: document.body.dataset.loaded === "true",
+  jobs: Object.fromEntries(["pending", "leased", "done", "failed"].map(
+    (state) => [state, Number(document.getElementById("jobs-" + state).textContent)])),
+  fares: Number(document.getElementById("fares").textContent),
+  cycle: document.getElementById("cycle-number").textContent,
+  workers: [...document.querySelectorAll("#workers tbody tr")].map((row) => row.dataset.worker),
+  dead: [...document.querySelectorAll("#dead-letters tbody tr")].map(
+    (row) => [Number(row.dataset.cycle), row.dataset.jobId, row.cells[4].textContent]),
+  audit: document.getElementById("audit-ok").textContent,
+  throughput: document.querySelectorAll("#throughput polyline").length,
+  prices: document.querySelectorAll("#prices circle").length,
+  message: document.getElementById("message").textContent,
+})"""
+TIMEOUT = 30.0
+
+
+def shown(page: Page) -> dict:
+    """The dashboard's numbers as the page shows them now ({} while it is still loading)."""
+    raw = page.evaluate(SHOWN, time.monotonic() + TIMEOUT)
+    return json.loads(raw) if raw else {}
+
+
+def page_shows(page: Page, predicate, what: str) -> dict:
+    """Wait (bounded) until what the page shows satisfies ``predicate``; return it."""
+    found: dict = {}
+
+    def check() -> bool:
+        found.clear()
+        found.update(shown(page))
+        return bool(found.get("loaded") and predicate(found))
+
+    try:
+        wait_for(check, TIMEOUT, what, interval=0.25)
+    except AssertionError:
+        raise AssertionError(f"{what}; the page shows {found}") from None
+    return found
+
+
+def test_the_dashboard_shows_status_and_retries_a_dead_letter(tmp_path):
+    broken = Airline(tmp_path, fail_routes=("GRU-REC",))  # 503 for GRU-REC: a dead letter
+    cluster = Cluster(tmp_path, broken.url, plan=DAILY_PLAN)  # 6 jobs
+    url = f"http://127.0.0.1:{cluster.env['VOE_HTTP_PORT']}/"
+    browser = Browser(pages=1)
+    fixed = None
+    try:
+        cluster.sink()
+        cluster.spawn("master", "master", "--plan", str(cluster.plan_path))
+        cluster.worker("w1")
+        wait_for(lambda: cluster.jobs() == {"pending": 0, "leased": 0, "done": 5, "failed": 1},
+                 90, "the first cycle to end with one dead letter")
+        status = cluster.status()
+        with browser.page(TIMEOUT) as page:
+            deadline = time.monotonic() + TIMEOUT
+            page.call("Emulation.setDeviceMetricsOverride", {
+                "width": 1280, "height": 1300, "deviceScaleFactor": 1, "mobile": False}, deadline)
+            page.call("Page.navigate", {"url": url}, deadline)
+            seen = page_shows(page, lambda s: s["loaded"] and s["jobs"] == status["jobs"]
+                              and s["audit"] != "–" and s["throughput"] > 0,
+                              "the dashboard to show the status")
+            page.evaluate("(() => { const route = document.getElementById('route');"
+                          " route.value = 'GRU-SSA'; route.dispatchEvent(new Event('change'));"
+                          " return route.value; })()", deadline)
+            plotted = page_shows(page, lambda s: s["prices"] > 0, "GRU-SSA's price history")
+            assert plotted["prices"] == 1  # one departure date, one cycle
+            assert seen["fares"] == status["fares"] > 0
+            assert seen["cycle"] == str(status["cycle"]["number"])
+            assert seen["workers"] == [worker["worker"] for worker in status["workers"]]
+            assert seen["audit"] == "OK"
+            [(cycle, job_id, error)] = seen["dead"]
+            assert (cycle, job_id) == (1, f"demo:GRU-REC:{job_id.rsplit(':', 1)[1]}")
+            assert "503" in error
+
+            shot = page.call("Page.captureScreenshot", {"format": "png",
+                                                        "captureBeyondViewport": True}, deadline)
+            png = tmp_path / "dashboard.png"
+            png.write_bytes(base64.b64decode(shot["data"]))
+
+            broken.stop()  # the airline recovers (same port, no fault), then: Retry
+            fixed = Airline(tmp_path, port=broken.port)
+            clicked = page.evaluate(
+                f"(() => {{ const row = [...document.querySelectorAll('#dead-letters tbody tr')]"
+                f".find((r) => r.dataset.jobId === {json.dumps(job_id)});"
+                " row.querySelector('button.retry').click(); return true; })()",
+                time.monotonic() + TIMEOUT)
+            assert clicked is True
+            after = page_shows(page, lambda s: s["jobs"]["done"] == 6 and not s["dead"],
+                               "the retried job to be done and its dead letter gone")
+            assert after["jobs"] == {"pending": 0, "leased": 0, "done": 6, "failed": 0}
+            assert f"job {job_id} (cycle 1) sent back to pending" in after["message"]
+        assert cluster.jobs() == {"pending": 0, "leased": 0, "done": 6, "failed": 0}
+        retried = [row for row in cluster.ledger_rows() if row["id"] == job_id]
+        assert retried[0]["state"] == "done" and retried[0]["attempt"] == 1
+    finally:
+        browser.stop()
+        cluster.stop()
+        broken.stop()
+        if fixed is not None:
+            fixed.stop()
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000

@@ -1,0 +1,531 @@
+"""Publishing the outbox to real RabbitMQ, NATS JetStream and webhook receivers, from real runs.
+
+RabbitMQ (127.0.0.1:5672, guest/guest) and NATS with JetStream (127.0.0.1:4222) run on
+this machine; each test uses its own exchange, queue, stream and subjects and deletes
+them. A broker connection is cut by a TCP proxy of the test's own between sink and broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import Airline, Cluster, free_port, wait_for
+from tests.postgres import fresh_schema
+from voe.model import Fare, Result, SearchJob
+from voe.publish import Publishing
+from voe.settings import load
+from voe.store import SqliteStore
+from voe.store.rows import FARES_COLLECTED, PRICE_CHANGED, event_id
+
+AMQP_URL = os.environ.get("VOE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+NATS_HOST, NATS_PORT = "127.0.0.1", 4222
+RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
+SECRET = "test-secret"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+# ---- a real AMQP consumer ----------------------------------------------------------------
+
+
+class AmqpQueue:
+    """A queue of the test bound to every event of a new exchange; deleted by ``close``."""
+
+    def __init__(self, url: str = AMQP_URL) -> None:
+        pika = pytest.importorskip("pika", reason="pika is not installed (voe[publish])")
+        if not _reachable(RABBIT_HOST, RABBIT_PORT):
+            pytest.skip(f"RabbitMQ does not answer at {RABBIT_HOST}:{RABBIT_PORT}")
+        name = f"voe-test-{secrets.token_hex(4)}"
+        self.exchange, self.queue = name, name
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        self.channel.queue_declare(self.queue, durable=True)
+        self.channel.queue_bind(self.queue, self.exchange, routing_key="#")
+        self.messages: list[tuple[str, dict, dict]] = []  # (routing key, properties, body)
+
+    def drain(self) -> list[tuple[str, dict, dict]]:
+        """Take every message waiting in the queue (acknowledged); return all taken so far."""
+        for _ in range(100_000):
+            method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                break
+            self.messages.append((method.routing_key,
+                                  {"message_id": properties.message_id, "type": properties.type,
+                                   "delivery_mode": properties.delivery_mode},
+                                  json.loads(body)))
+        return self.messages
+
+    def bodies(self) -> list[dict]:
+        return [body for _, _, body in self.drain()]
+
+    def close(self) -> None:
+        self.channel.queue_delete(self.queue)
+        self.channel.exchange_delete(self.exchange)
+        self.connection.close()
+
+
+# ---- a real JetStream consumer -----------------------------------------------------------
+
+
+class NatsStream:
+    """A stream name and subject prefix of the test; ``bodies`` reads the stream's messages."""
+
+    def __init__(self) -> None:
+        pytest.importorskip("nats", reason="nats-py is not installed (voe[publish])")
+        if not _reachable(NATS_HOST, NATS_PORT):
+            pytest.skip(f"NATS does not answer at {NATS_HOST}:{NATS_PORT}")
+        token = secrets.token_hex(4)
+        self.stream, self.prefix = f"VOETEST_{token}", f"voetest{token}"
+        self.url = f"nats://{NATS_HOST}:{NATS_PORT}"
+
+    async def _read(self) -> list[dict]:
+        import nats
+
+        client = await nats.connect(self.url, connect_timeout=3, allow_reconnect=False)
+        try:
+            jetstream = client.jetstream()
+            info = await jetstream.stream_info(self.stream)
+            bodies = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                message = await jetstream.get_msg(self.stream, seq)
+                bodies.append(json.loads(message.data))
+            return bodies
+        finally:
+            await client.close()
+
+    def bodies(self) -> list[dict]:
+        """Every message in the stream (none if the stream does not exist yet)."""
+        import nats.js.errors
+
+        try:
+            return asyncio.run(self._read())
+        except nats.js.errors.NotFoundError:
+            return []
+
+    async def _delete(self) -> None:
+        import nats
+        import nats.js.errors
+
+        client = await nats.connect(self.url, connect_timeout=3, allow_reconnect=False)
+        try:
+            await client.jetstream().delete_stream(self.stream)
+        except nats.js.errors.NotFoundError:
+            pass  # the sink never created it: nothing to clean
+        finally:
+            await client.close()
+
+    def close(self) -> None:
+        asyncio.run(self._delete())
+
+
+# ---- a webhook receiver ------------------------------------------------------------------
+
+
+class Receiver:
+    """A loopback HTTP server counting signed POSTs; ``failing`` makes it answer 500."""
+
+    def __init__(self, secret: str = SECRET, port: int = 0) -> None:
+        self.secret = secret
+        self.failing = False
+        self.bodies: list[dict] = []
+        self.bad_signatures = 0
+        self.refused = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(receiver.secret.encode(), body,
+                                                hashlib.sha256).hexdigest()
+                if not hmac.compare_digest(self.headers.get("X-Voe-Signature", ""), expected):
+                    receiver.bad_signatures += 1
+                    self.send_response(401)
+                elif receiver.failing:
+                    receiver.refused += 1
+                    self.send_response(500)
+                else:
+                    event = json.loads(body)
+                    assert self.headers["X-Voe-Event-Id"] == event["id"]
+                    receiver.bodies.append(event)
+                    self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                """Quiet: the test counts requests instead."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/voe"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+# ---- a TCP proxy that can be cut --------------------------------------------------------
+
+
+class Proxy:
+    """Forwards a loopback port to ``target``; ``cut`` drops every connection and refuses new
+    ones until ``restore``. Threads of the test, stopped by ``close``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.threads: list[threading.Thread] = []
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        self.listener = listener
+        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self.listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=3)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pipe, args=(source, sink), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        source.settimeout(None)
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass  # the other side was cut: this direction ends too
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+
+    def cut(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        with self.lock:
+            cut, self.sockets = self.sockets, []
+        for end in cut:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its peer
+            end.close()
+
+    def close(self) -> None:
+        self.cut()
+        for thread in self.threads:
+            thread.join(2)
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def _unique(bodies: list[dict], kind: str) -> dict[str, dict]:
+    """Events of ``kind`` de-duplicated by id, as a consumer does."""
+    return {body["id"]: body for body in bodies if body["kind"] == kind}
+
+
+def _expected_collected(cluster: Cluster) -> set[str]:
+    return {event_id(row["id"], row["cycle"], FARES_COLLECTED) for row in cluster.ledger_rows()}
+
+
+def _expected_changes(cluster: Cluster) -> set[tuple]:
+    """(job id, flight, old price, new price) between cycles 1 and 2 of the stored fares."""
+    prices: dict[tuple, dict[int, str]] = {}
+    for fare in cluster.store_rows("fares"):
+        prices.setdefault((fare["job_id"], fare["flight"]), {})[fare["cycle"]] = fare["price"]
+    return {(job, flight, seen[1], seen[2]) for (job, flight), seen in prices.items()
+            if 1 in seen and 2 in seen and seen[1] != seen[2]}
+
+
+@pytest.fixture
+def amqp() -> Iterator[AmqpQueue]:
+    queue = AmqpQueue()
+    yield queue
+    queue.close()
+
+
+@pytest.fixture
+def stream() -> Iterator[NatsStream]:
+    found = NatsStream()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+def _publish_env(cluster: Cluster, amqp: AmqpQueue, stream: NatsStream, receiver: Receiver,
+                 amqp_url: str = AMQP_URL, nats_url: str | None = None) -> None:
+    cluster.env.update({
+        "VOE_AMQP_URL": amqp_url, "VOE_AMQP_EXCHANGE": amqp.exchange,
+        "VOE_NATS_URL": nats_url or stream.url, "VOE_NATS_STREAM": stream.stream,
+        "VOE_NATS_SUBJECT": stream.prefix,
+        "VOE_WEBHOOK_URLS": receiver.url, "VOE_WEBHOOK_SECRET": SECRET,
+        "VOE_WEBHOOK_BACKOFF": "0.01", "VOE_PUBLISH_MAX_BACKOFF": "1",
+    })
+
+
+# ---- the tests ---------------------------------------------------------------------------
+
+
+def test_a_run_publishes_each_job_once_and_price_changes_everywhere(
+        tmp_path: Path, amqp: AmqpQueue, stream: NatsStream, receiver: Receiver) -> None:
+    airline = Airline(tmp_path)
+    cluster = Cluster(tmp_path, airline.url, airports='["GRU", "REC", "SSA"]', days=2)  # 12 jobs
+    _publish_env(cluster, amqp, stream, receiver)
+    drifted = None
+    consumers = {"amqp": amqp.bodies, "nats": stream.bodies, "webhook": lambda: receiver.bodies}
+    try:
+        cluster.sink()
+        cluster.worker("w1")
+        assert cluster.wait_master(cluster.master()) == 0
+        first = _expected_collected(cluster)
+        assert len(first) == 12
+        for name, bodies in consumers.items():
+            wait_for(lambda bodies=bodies: set(_unique(bodies(), FARES_COLLECTED)) >= first, 30,
+                     f"every fares.collected event on {name}")
+        airline.stop()  # the airline moves its prices before the second cycle
+        drifted = Airline(tmp_path, port=airline.port,
+                          options=("--price-drift", "0.5", "--seed", "3"))
+        assert cluster.wait_master(cluster.master()) == 0
+        collected = _expected_collected(cluster)
+        changes = _expected_changes(cluster)
+        assert len(collected) == 24 and changes
+        for name, bodies in consumers.items():
+            wait_for(lambda bodies=bodies: len(_unique(bodies(), FARES_COLLECTED)) == 24
+                     and len(_unique(bodies(), PRICE_CHANGED)) == len(changes), 30,
+                     f"every event of cycle 2 on {name}")
+        status = cluster.status()["outbox"]
+        metrics_url = f"http://127.0.0.1:{cluster.env['VOE_SINK_HTTP_PORT']}/metrics"
+        with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+            metrics = answer.read().decode()
+    finally:
+        cluster.stop()
+        airline.stop()
+        if drifted is not None:
+            drifted.stop()
+    for name, bodies in consumers.items():
+        events = bodies()
+        assert set(_unique(events, FARES_COLLECTED)) == collected, name
+        changed = _unique(events, PRICE_CHANGED).values()
+        assert {(c["job"]["id"], c["flight"], c["old_price"], c["new_price"])
+                for c in changed} == changes, name
+        assert {(c["old_cycle"], c["new_cycle"]) for c in changed} == {(1, 2)}
+    assert len(stream.bodies()) == 24 + len(changes)  # JetStream kept each event once
+    assert receiver.bad_signatures == 0
+    key, properties, body = amqp.messages[0]
+    assert properties == {"message_id": body["id"], "type": body["kind"], "delivery_mode": 2}
+    assert key == f"{body['kind']}.demo.{body['job']['origin']}.{body['job']['destination']}"
+    # Per route, events arrive in the order they were stored: cycle 1 before cycle 2.
+    cycles: dict[tuple, list[int]] = {}
+    for body in amqp.bodies():
+        cycles.setdefault((body["job"]["origin"], body["job"]["destination"]), []).append(
+            body["job"]["cycle"])
+    assert all(seen == sorted(seen) for seen in cycles.values())
+    assert status["dead_letters"] == 0
+    assert {name: found["backlog"] for name, found in status["destinations"].items()} == {
+        f"amqp:{amqp.exchange}": 0, f"nats:{stream.stream}": 0,
+        f"webhook:{receiver.url}": 0}
+    assert f'voe_outbox_backlog{{destination="amqp:{amqp.exchange}"}}' in metrics
+    assert "publishing outbox events to amqp:" in cluster.log("sink")
+
+
+def test_a_cut_broker_connection_loses_no_event(
+        tmp_path: Path, amqp: AmqpQueue, stream: NatsStream, receiver: Receiver) -> None:
+    rabbit, nats_proxy = Proxy((RABBIT_HOST, RABBIT_PORT)), Proxy((NATS_HOST, NATS_PORT))
+    airline = Airline(tmp_path, latency_ms=150)
+    cluster = Cluster(tmp_path, airline.url, airports='["GRU", "REC", "SSA", "POA"]',
+                      days=3)  # 36 jobs, a few seconds with one slow worker
+    _publish_env(cluster, amqp, stream, receiver,
+                 amqp_url=f"amqp://guest:guest@127.0.0.1:{rabbit.port}/%2F",
+                 nats_url=f"nats://127.0.0.1:{nats_proxy.port}")
+    try:
+        cluster.sink()
+        cluster.worker("w1", concurrency=2, prefetch=0)
+        master = cluster.master()
+        wait_for(lambda: len(amqp.bodies()) >= 3 and len(stream.bodies()) >= 3, 60,
+                 "the first events through the proxies")
+        rabbit.cut()
+        nats_proxy.cut()
+        time.sleep(2.5)  # jobs keep being stored meanwhile; their events wait in the outbox
+        rabbit.restore()
+        nats_proxy.restore()
+        assert cluster.wait_master(master) == 0
+        expected = _expected_collected(cluster)
+        assert len(expected) == 36
+        for name, bodies in (("amqp", amqp.bodies), ("nats", stream.bodies)):
+            wait_for(lambda bodies=bodies: set(_unique(bodies(), FARES_COLLECTED)) == expected,
+                     60, f"every event on {name} after the cut")
+        log = cluster.log("sink")
+    finally:
+        cluster.stop()
+        airline.stop()
+        rabbit.close()
+        nats_proxy.close()
+    outages = [line for line in log.splitlines() if "unreachable (" in line]
+    assert 1 <= sum(f"amqp:{amqp.exchange} " in line for line in outages) <= 2, outages
+    assert 1 <= sum(f"nats:{stream.stream} " in line for line in outages) <= 2, outages
+    assert "reachable again" in log
+    assert len(_unique(receiver.bodies, FARES_COLLECTED)) == 36  # the webhook never stopped
+
+
+def test_a_run_on_postgresql_publishes_from_its_outbox(tmp_path: Path,
+                                                       receiver: Receiver) -> None:
+    airline = Airline(tmp_path)
+    cluster = Cluster(tmp_path, airline.url, airports='["GRU", "REC"]', days=2)  # 4 jobs
+    cluster.env.update({"VOE_WEBHOOK_URLS": receiver.url, "VOE_WEBHOOK_SECRET": SECRET})
+    with fresh_schema() as url:
+        cluster.env["VOE_STORE_URL"] = url
+        try:
+            cluster.sink()
+            cluster.worker("w1")
+            assert cluster.wait_master(cluster.master()) == 0
+            expected = _expected_collected(cluster)
+            wait_for(lambda: set(_unique(receiver.bodies, FARES_COLLECTED)) == expected, 30,
+                     "the events of a PostgreSQL store")
+            outbox = cluster.status()["outbox"]
+        finally:
+            cluster.stop()
+            airline.stop()
+    assert len(expected) == 4 and len(receiver.bodies) == 4 and receiver.bad_signatures == 0
+    assert outbox["destinations"][f"webhook:{receiver.url}"]["backlog"] == 0
+
+
+def _job(number: int) -> SearchJob:
+    return SearchJob(f"demo:GRU-REC:2025-05-{number + 1:02d}", 1, 1, "demo", "GRU", "REC",
+                     f"2025-05-{number + 1:02d}")
+
+
+def _voe(data_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voe", *args], capture_output=True, text=True,
+                          timeout=60, cwd=data_dir, env={**os.environ, **env})
+
+
+def test_webhook_dead_letters_and_their_retry(tmp_path: Path, receiver: Receiver,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"VOE_DATA_DIR": str(tmp_path), "VOE_WEBHOOK_URLS": receiver.url,
+           "VOE_WEBHOOK_SECRET": SECRET, "VOE_WEBHOOK_BACKOFF": "0.01",
+           "VOE_WEBHOOK_MAX_ATTEMPTS": "5"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with SqliteStore(tmp_path / "fares.db") as store:
+        store.save([Result(_job(n), "ok", (Fare("VO1", "a", "b", "10.00", "BRL"),), None, "w", 0)
+                    for n in range(3)])
+    receiver.failing = True
+    publishing = Publishing(load(), tmp_path / "fares.db").start()
+    try:
+        wait_for(lambda: len(json.loads(_voe(tmp_path, env, "outbox", "--json").stdout)) == 3,
+                 30, "three dead letters")
+        assert receiver.refused == 15 and receiver.bodies == []  # 5 attempts each
+        listed = _voe(tmp_path, env, "outbox")
+        assert listed.returncode == 0 and listed.stdout.count("HTTP 500 after 5 attempt") == 3
+        status = json.loads(_voe(tmp_path, env, "status", "--json").stdout)["outbox"]
+        assert status["dead_letters"] == 3
+        assert status["destinations"][f"webhook:{receiver.url}"] == {
+            "backlog": 0, "dead": 3, "retrying": 0, "configured": True}
+        assert "3 dead letter" in _voe(tmp_path, env, "status").stdout
+        receiver.failing = False
+        retried = _voe(tmp_path, env, "outbox", "retry")
+        assert retried.returncode == 0 and "3 dead letter(s)" in retried.stdout
+        wait_for(lambda: len(receiver.bodies) == 3, 30, "the retried events")
+        wait_for(lambda: _voe(tmp_path, env, "outbox", "--json").stdout.strip() == "[]", 30,
+                 "no dead letters left")
+    finally:
+        publishing.stop()
+    assert {body["job"]["id"] for body in receiver.bodies} == {_job(n).id for n in range(3)}
+    assert receiver.bad_signatures == 0
+    usage = _voe(tmp_path, env, "outbox", "resend")
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    assert _voe(tmp_path, env, "outbox", "--help").returncode == 0
+
+
+def test_a_receiver_that_cannot_be_reached_delays_events_without_dead_letters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    monkeypatch.setenv("VOE_WEBHOOK_URLS", f"http://127.0.0.1:{port}/hook")
+    monkeypatch.setenv("VOE_PUBLISH_MAX_BACKOFF", "0.2")
+    monkeypatch.setenv("VOE_WEBHOOK_SECRET", SECRET)
+    with SqliteStore(tmp_path / "fares.db") as store:
+        store.save([Result(_job(0), "ok", (), None, "w", 0)])
+    name = f"webhook:http://127.0.0.1:{port}/hook"
+    caplog.set_level("INFO", logger="voe.publish")
+    publishing = Publishing(load(), tmp_path / "fares.db").start()
+    receiver = None
+    try:
+        time.sleep(1.5)  # several tries, all refused
+        with SqliteStore(tmp_path / "fares.db", readonly=True) as reader:
+            assert reader.outbox_backlog([name])[name] == {"backlog": 1, "dead": 0, "retrying": 0}
+        receiver = Receiver(port=port)
+        wait_for(lambda: len(receiver.bodies) == 1, 10, "the delayed event")
+    finally:
+        publishing.stop()
+        if receiver is not None:
+            receiver.close()
+    assert sum("unreachable" in record.message for record in caplog.records) == 1
+    assert any("reachable again" in record.message for record in caplog.records)
+
+
+def test_webhooks_without_a_secret_keep_the_sink_from_starting(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, "http://127.0.0.1:9")
+    cluster.env.update({"VOE_WEBHOOK_URLS": "http://127.0.0.1:9/hook", "VOE_WEBHOOK_SECRET": ""})
+    result = cluster.voe("sink", "--no-console", check=False)
+    assert result.returncode == 2, result
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "VOE_WEBHOOK_SECRET" in result.stderr

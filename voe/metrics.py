@@ -1,0 +1,191 @@
+"""Prometheus metrics of the master and the sink, each on its own registry.
+
+The master's registry is served at ``/metrics`` by its HTTP server (``VOE_HTTP_PORT``),
+the sink's by :func:`serve` on ``VOE_SINK_HTTP_PORT``. The master's loop keeps plain
+counters (``Master.stats``, rejects) and publishes them here once per tick, the sink
+once per batch, so a metric costs nothing per message; only a job's duration is
+observed one by one.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    make_wsgi_app,
+)
+
+from voe.model import PARSE, PERMANENT, TRANSIENT
+from voe.store.base import DONE
+from voe.web.auth import authorized, is_loopback
+
+MASTER = CollectorRegistry()
+SINK = CollectorRegistry()
+
+ProcessCollector(registry=MASTER)
+ProcessCollector(registry=SINK)
+
+# The outcomes of ``voe_master_jobs_total``, the keys of ``Master.stats``.
+JOB_OUTCOMES = ("leased", "done", "retried", "failed", "expired")
+# The statuses of ``voe_sink_acks_total``: done, or the kind of a failed attempt.
+ACK_STATUSES = (DONE, TRANSIENT, PARSE, PERMANENT)
+# Buckets of a job's time from lease to done (seconds): searches take 0.1 s to minutes.
+JOB_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# Buckets of one store commit (seconds): a few ms for SQLite to seconds for a busy database.
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# The master -------------------------------------------------------------------
+
+MASTER_JOBS = Counter(
+    "voe_master_jobs", "Job events by outcome: leased, done (acknowledged as stored), retried, "
+    "failed (dead letter) and expired (lease taken back).", ["outcome"], registry=MASTER)
+MASTER_JOB_DURATION = Histogram(
+    "voe_master_job_duration_seconds", "Time from a job's lease to the sink's done "
+    "acknowledgement.", buckets=JOB_DURATION_BUCKETS, registry=MASTER)
+MASTER_JOBS_LEASED = Gauge(
+    "voe_master_jobs_leased", "Jobs out with workers (in flight).", registry=MASTER)
+MASTER_JOBS_READY = Gauge(
+    "voe_master_jobs_ready", "Pending jobs read from the ledger and waiting for a lease.",
+    registry=MASTER)
+MASTER_WORKERS = Gauge(
+    "voe_master_workers", "Workers connected (sending heartbeats).", registry=MASTER)
+MASTER_REJECTED = Counter(
+    "voe_master_rejected_messages", "Messages refused by the master, by reason.", ["reason"],
+    registry=MASTER)
+MASTER_FLUSH = Histogram(
+    "voe_master_ledger_flush_seconds", "Time of one ledger transaction of batched job writes.",
+    buckets=COMMIT_BUCKETS, registry=MASTER)
+for _outcome in JOB_OUTCOMES:
+    MASTER_JOBS.labels(_outcome)
+
+# The sink ---------------------------------------------------------------------
+
+SINK_RESULTS = Counter(
+    "voe_sink_results_received", "Valid results received from workers.", registry=SINK)
+SINK_FARES = Counter(
+    "voe_sink_fares_stored", "Fares written to the store (a duplicate result writes none).",
+    registry=SINK)
+SINK_ACKS = Counter(
+    "voe_sink_acks", "Results acknowledged to the master after commit, by status: done or "
+    "the failed attempt's kind.", ["status"], registry=SINK)
+SINK_ACKS_DROPPED = Counter(
+    "voe_sink_acks_dropped", "Acknowledgements dropped because the master was not reachable "
+    "(their leases expire and the jobs run again).", registry=SINK)
+SINK_REJECTED = Counter(
+    "voe_sink_rejected_messages", "Messages refused by the sink, by reason.", ["reason"],
+    registry=SINK)
+SINK_COMMIT = Histogram(
+    "voe_sink_commit_seconds", "Time of one store transaction (a batch of results).",
+    buckets=COMMIT_BUCKETS, registry=SINK)
+SINK_LAST_COMMIT = Gauge(
+    "voe_sink_last_commit_timestamp_seconds", "Unix time of the last store commit (its age is "
+    "the store's lag behind a stalled pipeline).", registry=SINK)
+OUTBOX_BACKLOG = Gauge(
+    "voe_outbox_backlog", "Events stored but not yet published to a destination (the "
+    "sink's outbox drainers update it every few seconds).", ["destination"], registry=SINK)
+for _status in ACK_STATUSES:
+    SINK_ACKS.labels(_status)
+
+
+class MetricsError(Exception):
+    """The metrics endpoint cannot be served; the message is meant for the user."""
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """Render a registry in the text format, with its content type, for an HTTP /metrics."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def publish_counts(counter: Counter, counts: Mapping[str, int], published: dict[str, int]
+                   ) -> None:
+    """Add to ``counter`` (one label) what ``counts`` gained since the last call.
+
+    ``published`` remembers what was added so far; hot loops count in plain dicts
+    and publish them here every tick, which keeps metrics off the per-message path.
+    """
+    for label, count in counts.items():
+        gained = count - published.get(label, 0)
+        if gained > 0:
+            counter.labels(label).inc(gained)
+            published[label] = count
+
+
+def reject_reasons(counts: Mapping[str, int]) -> dict[str, int]:
+    """Totals by reason of a ``RejectCounter``'s counts, keyed ``where:reason``."""
+    reasons: dict[str, int] = {}
+    for key, count in counts.items():
+        reason = key.rsplit(":", 1)[-1]
+        reasons[reason] = reasons.get(reason, 0) + count
+    return reasons
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per scrape, none of them keeping the process alive."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No line on stderr per scrape."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Drop the access log: Prometheus scrapes every few seconds."""
+
+
+def _guarded(registry: CollectorRegistry, token: str) -> Callable:
+    """The /metrics WSGI app behind the master's HTTP rules (voe.web.auth)."""
+    app = make_wsgi_app(registry)
+
+    def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"only /metrics is served here\n"]
+        refusal = authorized(token, environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_HOST"),
+                             environ.get("HTTP_ORIGIN"))
+        if refusal is not None:
+            status, reason = refusal
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            if status == 401:
+                headers.append(("WWW-Authenticate", 'Bearer realm="voe"'))
+            start_response(f"{status} {'Unauthorized' if status == 401 else 'Forbidden'}",
+                           headers)
+            return [reason.encode() + b"\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def serve(registry: CollectorRegistry, host: str, port: int, token: str = ""
+          ) -> tuple[WSGIServer, threading.Thread]:
+    """Serve ``registry`` at http://host:port/metrics from a daemon thread.
+
+    As on the master's HTTP port, a non-loopback ``host`` needs ``token``, which
+    scrapers then send as ``Authorization: Bearer TOKEN``.
+    """
+    if not token and not is_loopback(host):
+        raise MetricsError(f"VOE_HTTP_HOST={host} is not a loopback address, so /metrics "
+                           "needs a token: set VOE_HTTP_TOKEN, or VOE_SINK_HTTP_PORT=0")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        server_class = type("MetricsServer", (_Server,), {"address_family": family})
+        server = make_server(host, port, _guarded(registry, token), server_class, _QuietHandler)
+    except OSError as error:
+        raise MetricsError(f"cannot serve metrics on {host}:{port}: {error.strerror or error} "
+                           "(another process has the port? choose another one, or 0 for none)"
+                           ) from None
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread

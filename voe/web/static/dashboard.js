@@ -1,0 +1,318 @@
+// The voe master's dashboard: polls the JSON API and draws it. No library, no build step.
+// Every text from the server goes through textContent (never innerHTML): job errors hold
+// whatever an airline answered.
+"use strict";
+
+const FAST_MS = 2000;        // status, master, dead letters
+const SLOW_MS = 15000;       // delivery audit (it reads the whole ledger), price history
+const WINDOW_S = 300;        // throughput chart: the last five minutes
+const SVG = "http://www.w3.org/2000/svg";
+const COLORS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"];
+
+const $ = (id) => document.getElementById(id);
+let paused = false;
+let previousWorkers = new Map();   // worker -> [time, finished], for jobs/s
+
+function token() { return sessionStorage.getItem("voe-token") || ""; }
+
+async function api(path, method = "GET") {
+  const headers = {};
+  if (token()) headers.Authorization = "Bearer " + token();
+  const answer = await fetch(path, { method, headers, cache: "no-store" });
+  const body = await answer.json().catch(() => ({ error: answer.statusText }));
+  if (answer.status === 401) {
+    $("token-form").hidden = false;
+  }
+  if (!answer.ok) throw new Error(body.error || answer.statusText);
+  return body;
+}
+
+function say(text) {
+  $("message").textContent = text;
+  $("message").hidden = !text;
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined ? "" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function svgNode(name, attributes, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function ago(seconds) {
+  if (seconds < 1) return "now";
+  return seconds < 90 ? `${Math.round(seconds)} s ago` : `${Math.round(seconds / 60)} min ago`;
+}
+
+// Status: cycle, counts, progress, workers, yield ----------------------------------------
+
+function showStatus(status) {
+  const jobs = status.jobs;
+  for (const state of ["pending", "leased", "done", "failed"]) {
+    $("jobs-" + state).textContent = jobs[state];
+  }
+  $("fares").textContent = status.fares;
+  const total = jobs.pending + jobs.leased + jobs.done + jobs.failed;
+  $("cycle-number").textContent = status.cycle ? status.cycle.number : "–";
+  $("cycle-plan").textContent = status.cycle ? "plan " + status.cycle.plan : "no cycle yet";
+  const percent = (count) => (total ? (100 * count) / total : 0);
+  $("progress-done").style.width = percent(jobs.done) + "%";
+  $("progress-failed").style.width = percent(jobs.failed) + "%";
+  const finished = jobs.done + jobs.failed;
+  $("progress-text").textContent = `${finished} of ${total} jobs finished ` +
+    `(${Math.floor(percent(finished))}%)` +
+    (status.cycle && status.cycle.finished_at ? ", cycle finished" : "");
+  document.querySelector(".progress").setAttribute("aria-valuenow", Math.floor(percent(finished)));
+  showWorkers(status.workers);
+  showYield(status.yield);
+}
+
+function showWorkers(workers) {
+  const body = $("workers").tBodies[0];
+  body.replaceChildren();
+  const now = Date.now() / 1000;
+  const seen = new Map();
+  for (const worker of workers) {
+    const row = body.insertRow();
+    row.dataset.worker = worker.worker;
+    const before = previousWorkers.get(worker.worker);
+    let rate = "";
+    if (before && now > before[0]) rate = ((worker.finished - before[1]) / (now - before[0])).toFixed(1);
+    seen.set(worker.worker, before && now - before[0] < 30 ? before : [now, worker.finished]);
+    cell(row, worker.worker);
+    cell(row, worker.concurrency);
+    cell(row, worker.prefetch);
+    cell(row, worker.held);
+    cell(row, worker.max_held);
+    cell(row, worker.finished);
+    cell(row, rate);
+    cell(row, ago(now - worker.last_seen));
+  }
+  previousWorkers = seen;
+  $("worker-count").textContent = `${workers.length} connected`;
+}
+
+function showYield(yields) {
+  const body = $("yield").tBodies[0];
+  body.replaceChildren();
+  for (const found of yields) {
+    const row = body.insertRow();
+    cell(row, found.backend);
+    cell(row, found.cycle);
+    cell(row, found.pages);
+    cell(row, found.fares_per_page);
+    cell(row, found.previous_fares_per_page === null ? "" :
+      `${found.previous_fares_per_page} (cycle ${found.previous_cycle})`);
+    cell(row, found.dropped ? "DROPPED: did the airline change its pages?" : "", found.dropped ? "drop" : "");
+  }
+}
+
+// Master: paused or not, throughput from its counter samples ------------------------------
+
+function showMaster(master) {
+  paused = master.paused;
+  const state = $("master-state");
+  state.textContent = master.paused ? "leasing paused" : "leasing";
+  state.className = "badge " + (master.paused ? "paused" : "running");
+  $("pause").textContent = master.paused ? "Resume leasing" : "Pause leasing";
+  $("pause").disabled = false;
+  $("start-cycle").disabled = master.cycles.length > 0;
+  $("start-cycle").title = master.cycles.length ? `cycle ${master.cycles.join(", ")} is running` : "";
+  $("sink-store").textContent = master.store;
+  drawThroughput(master.samples);
+}
+
+function drawThroughput(samples) {
+  const svg = $("throughput");
+  svg.replaceChildren();
+  const now = Date.now() / 1000;
+  const recent = samples.filter((sample) => sample[0] >= now - WINDOW_S - 1);
+  const rates = [];
+  for (let i = 1; i < recent.length; i++) {
+    const span = recent[i][0] - recent[i - 1][0];
+    if (span <= 0) continue;
+    rates.push([recent[i][0], (recent[i][1] - recent[i - 1][1]) / span,
+      (recent[i][2] - recent[i - 1][2]) / span]);
+  }
+  const top = Math.max(1, ...rates.map((rate) => rate[1]), ...rates.map((rate) => rate[2]));
+  const x = (time) => 600 - ((now - time) / WINDOW_S) * 600;
+  const y = (value) => 150 - (value / top) * 140;
+  svgNode("line", { x1: 0, y1: 150, x2: 600, y2: 150, class: "axis" }, svg);
+  svgNode("text", { x: 4, y: 14 }, svg).textContent = `${top.toFixed(1)}/s`;
+  for (const [index, name] of [[1, "done"], [2, "failed"]]) {
+    const points = rates.map((rate) => `${x(rate[0]).toFixed(1)},${y(rate[index]).toFixed(1)}`);
+    if (points.length) svgNode("polyline", { points: points.join(" "), class: name }, svg);
+  }
+  const last = rates.slice(-5);
+  const average = last.length ? last.reduce((sum, rate) => sum + rate[1], 0) / last.length : 0;
+  $("throughput-now").textContent = `${average.toFixed(1)} jobs/s now`;
+}
+
+// Dead letters, with Retry -----------------------------------------------------------------
+
+function showDeadLetters(page) {
+  const body = $("dead-letters").tBodies[0];
+  body.replaceChildren();
+  for (const job of page.jobs) {
+    const row = body.insertRow();
+    row.dataset.cycle = job.cycle;
+    row.dataset.jobId = job.job_id;
+    cell(row, job.cycle);
+    cell(row, job.job_id);
+    cell(row, job.attempt);
+    cell(row, job.worker);
+    cell(row, job.error, "error");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "retry";
+    button.textContent = "Retry";
+    button.addEventListener("click", () => retry(job, button));
+    cell(row, "").appendChild(button);
+  }
+  $("dead-count").textContent = page.total > page.jobs.length ?
+    `${page.jobs.length} of ${page.total}` : `${page.total}`;
+  $("retry-all").disabled = page.total === 0;
+}
+
+async function retry(job, button) {
+  button.disabled = true;
+  const path = `/api/jobs/${job.cycle}/${encodeURIComponent(job.job_id)}/retry`;
+  try {
+    await api(path, "POST");
+    say(`job ${job.job_id} (cycle ${job.cycle}) sent back to pending`);
+  } catch (error) {
+    say(`retry of ${job.job_id} refused: ${error.message}`);
+  }
+  refresh();
+}
+
+// Audit (with the sink's lag), price history -------------------------------------------------
+
+function showAudit(audit) {
+  const badge = $("audit-ok");
+  badge.textContent = audit.ok ? "OK" : "FAILED";
+  badge.className = "badge " + (audit.ok ? "ok" : "bad");
+  for (const kind of ["lost", "not_done", "duplicated", "failed"]) {
+    $("audit-" + kind).textContent = audit.totals[kind];
+  }
+  const latest = audit.cycles[audit.cycles.length - 1];
+  $("sink-stored").textContent = latest ? `${latest.stored} in cycle ${latest.cycle}` : "0";
+  $("sink-lag").textContent = latest ? `${latest.counts.not_done} result(s)` : "0";
+}
+
+async function loadRoutes() {
+  const { routes } = await api("/api/routes");
+  const select = $("route");
+  if (select.options.length === routes.length) return;
+  const chosen = select.value;
+  select.replaceChildren(...routes.map((route) => new Option(route, route)));
+  if (routes.includes(chosen)) select.value = chosen;
+}
+
+function drawPrices(history) {
+  const svg = $("prices");
+  svg.replaceChildren();
+  const rows = history.prices;
+  if (!rows.length) {
+    svgNode("text", { x: 10, y: 24 }, svg).textContent = "no fares stored for this route yet";
+    $("prices-legend").textContent = "";
+    return;
+  }
+  const dates = [...new Set(rows.map((row) => row.date))].sort();
+  const values = rows.map((row) => Number(row.price));
+  const low = Math.min(...values);
+  const high = Math.max(...values);
+  const span = high - low || 1;
+  const x = (date) => 30 + (dates.length > 1 ? (dates.indexOf(date) / (dates.length - 1)) * 550 : 275);
+  const y = (price) => 180 - ((price - low) / span) * 160;
+  svgNode("text", { x: 2, y: 16 }, svg).textContent = high.toFixed(0);
+  svgNode("text", { x: 2, y: 194 }, svg).textContent = low.toFixed(0);
+  const cycles = [...new Set(rows.map((row) => row.cycle))].sort((a, b) => a - b);
+  const legend = [];
+  cycles.forEach((cycle, index) => {
+    const color = COLORS[index % COLORS.length];
+    const mine = rows.filter((row) => row.cycle === cycle);
+    const points = mine.map((row) => `${x(row.date).toFixed(1)},${y(Number(row.price)).toFixed(1)}`);
+    svgNode("polyline", { points: points.join(" "), fill: "none", stroke: color, "stroke-width": 2 }, svg);
+    for (const row of mine) {
+      const dot = svgNode("circle", { cx: x(row.date), cy: y(Number(row.price)), r: row.drop ? 4 : 2.5,
+        fill: row.drop ? "#c62828" : color }, svg);
+      svgNode("title", {}, dot).textContent = `${row.date} cycle ${row.cycle}: ${row.price} ${row.currency}` +
+        (row.drop ? ` (DROP from ${row.previous})` : "");
+    }
+    legend.push(`cycle ${cycle}`);
+  });
+  const drops = rows.filter((row) => row.drop).length;
+  $("prices-legend").textContent = `${dates[0]} to ${dates[dates.length - 1]}; ` +
+    legend.join(", ") + (drops ? `; ${drops} drop(s) since the cycle before (red)` : "");
+}
+
+async function refreshPrices() {
+  await loadRoutes();
+  const route = $("route").value;
+  if (route) drawPrices(await api("/api/prices?route=" + encodeURIComponent(route)));
+}
+
+// Polling --------------------------------------------------------------------------------
+
+async function refresh() {
+  try {
+    const [status, master, dead] = await Promise.all([
+      api("/api/status"), api("/api/master"), api("/api/jobs?state=failed&limit=100")]);
+    showStatus(status);
+    showMaster(master);
+    showDeadLetters(dead);
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.loaded = "true";
+  } catch (error) {
+    $("updated").textContent = "cannot reach the master: " + error.message;
+  }
+}
+
+async function refreshSlow() {
+  try {
+    showAudit(await api("/api/check"));
+    await refreshPrices();
+  } catch (error) {
+    say("audit or prices: " + error.message);
+  }
+}
+
+async function act(path, what) {
+  try {
+    const answer = await api(path, "POST");
+    say(what(answer));
+  } catch (error) {
+    say(error.message);
+  }
+  refresh();
+}
+
+$("pause").addEventListener("click", () =>
+  act(paused ? "/api/resume" : "/api/pause",
+    (answer) => (answer.paused ? "leasing paused" : "leasing resumed")));
+$("start-cycle").addEventListener("click", () =>
+  act("/api/cycles", (answer) => `cycle ${answer.cycle} started (${answer.total} jobs)`));
+$("retry-all").addEventListener("click", () =>
+  act("/api/retry", (answer) => `${answer.retried} failed job(s) sent back to pending`));
+$("route").addEventListener("change", () => refreshPrices().catch((error) => say(error.message)));
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem("voe-token", $("token").value);
+  $("token-form").hidden = true;
+  refresh();
+  refreshSlow();
+});
+
+refresh();
+refreshSlow();
+// A hidden tab stops asking (the audit in particular is not free for the master's machine).
+setInterval(() => document.hidden || refresh(), FAST_MS);
+setInterval(() => document.hidden || refreshSlow(), SLOW_MS);
