@@ -272,6 +272,20 @@ def test_cheapest_per_route_in_the_latest_or_given_cycle(store: SqliteStore) -> 
     assert store.cheapest(cycle=9) == []
 
 
+def test_price_history_of_one_route_per_cycle_and_dates(store: SqliteStore) -> None:
+    _route_fixture(store)
+    store.save([_ok(_job(3, cycle=2, destination="BBB", date="2025-05-02"), "7.00", "70.00")])
+    history = [(f["cycle"], f["date"], f["return_date"], f["price"])
+               for f in store.price_history("AAA", "BBB")]
+    assert sorted(history, key=lambda row: (row[1], row[2] or "", row[0])) == [
+        (1, "2025-05-01", None, "9.99"), (2, "2025-05-01", None, "10.05"),
+        (2, "2025-05-01", "2025-05-08", "199.99"), (2, "2025-05-02", None, "7.00")]
+    on_the_second = store.price_history("AAA", "BBB", "2025-05-02")
+    assert [(f["cycle"], f["price"]) for f in on_the_second] == [(2, "7.00")]
+    assert [f["price"] for f in store.price_history("AAA", "CCC")] == ["50.00"]
+    assert store.price_history("BBB", "AAA") == []
+
+
 def test_cheapest_keeps_the_exact_price_string(store: SqliteStore) -> None:
     store.save([_ok(_job(), "1234.50", "1234.5000001", "999999999999.10")])
     assert [f["price"] for f in store.cheapest()] == ["1234.50"]

@@ -194,16 +194,11 @@ def prices(settings: Settings, origin: str, destination: str,
     """
     from decimal import Decimal
 
-    from voe.audit import store_cycles
-
     store = open_report_store(settings)
     if store is None:
         return []
     try:
-        rows = [fare for cycle in reversed(store_cycles(store))
-                for fare in store.cheapest(cycle=cycle)
-                if fare["origin"] == origin and fare["destination"] == destination
-                and (date is None or fare["date"] == date)]
+        rows = store.price_history(origin, destination, date)
     finally:
         store.close()
     rows.sort(key=lambda fare: (fare["date"], fare["return_date"] or "", fare["cycle"]))

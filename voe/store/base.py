@@ -77,6 +77,11 @@ class Store(Protocol):
         """Return the cheapest fare per route and dates, in ``cycle`` or each route's latest."""
         ...
 
+    def price_history(self, origin: str, destination: str,
+                      date: str | None = None) -> list[dict[str, Any]]:
+        """Return a route's cheapest fare per cycle and dates (of ``date`` if given)."""
+        ...
+
     def result_cycle(self, before: int | None = None) -> int | None:
         """Return the latest cycle with stored results (before ``before`` if given), or None."""
         ...

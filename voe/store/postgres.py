@@ -28,6 +28,7 @@ except ImportError:  # the optional extra is missing; open() explains
     conninfo = None  # type: ignore[assignment]
 
 from voe.model import RESULT_STATUSES, Result
+from voe.store import queries
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
 from voe.store.rows import (
     EVENT_COLUMNS,
@@ -136,7 +137,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _OUTBOX_MIGRATION = 3
 """The migration after which ``last_prices`` is filled from the fares already stored."""
 
-_COLUMNS = ", ".join(FARE_FIELDS)
+_COLUMNS = queries.COLUMNS
 _INSERT_RESULT = (
     "INSERT INTO results (cycle, job_id, backend, origin, destination, date, return_date,"
     " fare_count, worker, stored_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -159,7 +160,6 @@ _EVENT_COLUMNS = ", ".join(f"o.{column}" for column in EVENT_COLUMNS)
 _DEAD_FIELDS = ("destination", "seq", "id", "kind", "job_id", "cycle", "attempts", "error",
                 "state", "at")
 _BY_PRICE = "CAST(price AS NUMERIC), price"
-_ROUTE = ("origin", "destination", "date", "return_date")
 _LATEST_PER_ROUTE = (
     "SELECT f.* FROM fares AS f JOIN ("
     " SELECT origin, destination, date, return_date, MAX(cycle) AS cycle FROM fares"
@@ -382,15 +382,17 @@ class PostgresStore:
             chosen, params = "SELECT * FROM fares WHERE cycle = %s", (cycle,)
         else:
             chosen, params = _LATEST_PER_ROUTE, ()
-        route = ", ".join(_ROUTE)
-        sql = (
-            f"WITH chosen AS ({chosen}), ranked AS ("
-            f" SELECT {_COLUMNS}, ROW_NUMBER() OVER ("
-            f"  PARTITION BY {route} ORDER BY {_BY_PRICE}, backend, flight, departure"
-            f" ) AS rank FROM chosen)"
-            f" SELECT {_COLUMNS} FROM ranked WHERE rank = 1 ORDER BY {route}"
-        )
+        sql = queries.cheapest(chosen, _BY_PRICE)
         with self._lock, self._errors("find the cheapest fares"):
+            rows = self._db.execute(sql, params).fetchall()
+        return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
+
+    def price_history(self, origin: str, destination: str,
+                      date: str | None = None) -> list[dict[str, Any]]:
+        """Return a route's cheapest fare per cycle and dates (of ``date`` if given)."""
+        sql = queries.price_history(_BY_PRICE, "%s", date is not None)
+        params = (origin, destination) if date is None else (origin, destination, date)
+        with self._lock, self._errors("read the price history"):
             rows = self._db.execute(sql, params).fetchall()
         return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.model import RESULT_STATUSES, Result
+from voe.store import queries
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
 from voe.store.rows import (
     EVENT_COLUMNS,
@@ -134,7 +135,7 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 
-_COLUMNS = ", ".join(FARE_FIELDS)
+_COLUMNS = queries.COLUMNS
 _INSERT_FARE = f"INSERT INTO fares ({_COLUMNS}) VALUES ({', '.join('?' * len(FARE_FIELDS))})"
 _INSERT_RESULT = (
     "INSERT INTO results (cycle, job_id, backend, origin, destination, date, return_date,"
@@ -158,7 +159,6 @@ _EVENT_COLUMNS = ", ".join(f"o.{column}" for column in EVENT_COLUMNS)
 _DEAD_FIELDS = ("destination", "seq", "id", "kind", "job_id", "cycle", "attempts", "error",
                 "state", "at")
 _BY_PRICE = "CAST(price AS REAL), price"
-_ROUTE = ("origin", "destination", "date", "return_date")
 
 
 class SqliteStore:
@@ -353,15 +353,17 @@ class SqliteStore:
             chosen, params = "SELECT * FROM fares WHERE cycle = ?", (cycle,)
         else:
             chosen, params = _LATEST_PER_ROUTE, ()
-        route = ", ".join(_ROUTE)
-        sql = (
-            f"WITH chosen AS ({chosen}), ranked AS ("
-            f" SELECT {_COLUMNS}, ROW_NUMBER() OVER ("
-            f"  PARTITION BY {route} ORDER BY {_BY_PRICE}, backend, flight, departure"
-            f" ) AS rank FROM chosen)"
-            f" SELECT {_COLUMNS} FROM ranked WHERE rank = 1 ORDER BY {route}"
-        )
+        sql = queries.cheapest(chosen, _BY_PRICE)
         with self._errors("find the cheapest fares"):
+            rows = self._db.execute(sql, params).fetchall()
+        return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
+
+    def price_history(self, origin: str, destination: str,
+                      date: str | None = None) -> list[dict[str, Any]]:
+        """Return a route's cheapest fare per cycle and dates (of ``date`` if given)."""
+        sql = queries.price_history(_BY_PRICE, "?", date is not None)
+        params = (origin, destination) if date is None else (origin, destination, date)
+        with self._errors("read the price history"):
             rows = self._db.execute(sql, params).fetchall()
         return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
 
