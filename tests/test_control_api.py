@@ -16,6 +16,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.cluster import SMALL_PLAN, Cluster, free_port, wait_for
+from tests.test_publish import SECRET, Receiver
+from voe.model import Fare, Result, SearchJob
+from voe.store import SqliteStore
 from voe.web import auth
 from voe.web.api import ROUTES, redacted_store
 from voe.web.control import Command, CommandRefused, Control
@@ -172,6 +175,62 @@ def test_start_a_cycle_now(running):
     assert status["cycle"]["number"] == 2 and status["cycle"]["finished_at"] is not None
 
 
+def test_workers_show_their_address_and_errors(running):
+    running.finish()  # 4 jobs of XYZ fail at once: 4 errors on the only worker
+    def settled() -> list[dict]:
+        workers = running.get("/api/status")["workers"]
+        return workers if workers and workers[0]["errors"] >= 4 else []
+
+    [worker] = wait_for(settled, 30, "the worker's errors in the status")
+    assert worker["worker"].startswith("w1@") and worker["finished"] >= 6
+    assert worker["address"].startswith("127.0.0.1 (") and worker["address"].endswith(")")
+    shown = running.cluster.voe("status").stdout
+    assert f"worker {worker['worker']} at 127.0.0.1 (" in shown
+    assert f"{worker['errors']} error(s)" in shown
+    assert f"from {worker['address']}" in running.cluster.log("master")
+
+
+def test_outbox_dead_letters_are_sent_again_over_http(tmp_path, airline_url):
+    receiver = Receiver()
+    receiver.failing = True
+    cluster = Cluster(tmp_path, airline_url, plan=DAILY_PLAN.format(**PLAN_VALUES))
+    cluster.env.update({"VOE_WEBHOOK_URLS": receiver.url, "VOE_WEBHOOK_SECRET": SECRET,
+                        "VOE_WEBHOOK_MAX_ATTEMPTS": "1", "VOE_WEBHOOK_BACKOFF": "0.01"})
+    port = int(cluster.env["VOE_HTTP_PORT"])
+    destination = f"webhook:{receiver.url}"
+    jobs = [SearchJob(f"demo:GRU-REC:2026-05-0{n}", 1, 1, "demo", "GRU", "REC",
+                      f"2026-05-0{n}") for n in (1, 2, 3)]
+    with SqliteStore(cluster.data_dir / "fares.db") as store:  # three events in the outbox
+        store.save([Result(job, "ok", (Fare("VO1", "a", "b", "10.00", "BRL"),), None, "w", 0)
+                    for job in jobs])
+    try:
+        cluster.sink()  # publishes them to the failing receiver: three dead letters
+        cluster.spawn("master", "master", "--plan", str(cluster.plan_path))  # no worker
+        wait_for(lambda: api_up(port), 30, "the master's HTTP port")
+
+        def outbox() -> dict:
+            status, body = call_json(port, "GET", "/api/status")
+            assert status == 200, body
+            return body["outbox"]
+
+        wait_for(lambda: outbox()["dead_letters"] == 3, 30, "three dead letters")
+        assert outbox()["destinations"] == {destination: {
+            "backlog": 0, "dead": 3, "retrying": 0, "configured": True}}
+        assert call_json(port, "POST", "/api/outbox/retry?destination=webhook%3Aelsewhere") == (
+            200, {"retried": 0})
+        receiver.failing = False
+        assert call_json(port, "POST", "/api/outbox/retry?destination="
+                         + quote(destination, safe="")) == (200, {"retried": 3})
+        wait_for(lambda: len(receiver.bodies) == 3, 30, "the events sent again")
+        wait_for(lambda: outbox()["dead_letters"] == 0, 30, "no dead letters left")
+        assert call_json(port, "POST", "/api/outbox/retry") == (200, {"retried": 0})
+    finally:
+        cluster.stop()
+        receiver.close()
+    assert {body["job"]["id"] for body in receiver.bodies} == {job.id for job in jobs}
+    assert receiver.refused == 3 and receiver.bad_signatures == 0
+
+
 def test_metrics_and_openapi_are_served(running):
     status, headers, body = call(running.port, "GET", "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
@@ -201,6 +260,10 @@ BAD = [
     ("POST", "/api/jobs/abc/some-job/retry", 400),
     ("POST", "/api/jobs/1/no-such-job/retry", 404),
     ("POST", "/api/retry?cycle=-3", 400),
+    ("POST", "/api/outbox/retry?destination=", 400),
+    ("POST", "/api/outbox/retry?destination=a&destination=b", 400),
+    ("POST", "/api/outbox/retry?colour=red", 400),
+    ("GET", "/api/outbox/retry", 405),
     ("GET", "/api/nothing", 404),
     ("GET", "/api/jobs/1", 404),
     ("GET", "/api/pause", 405),

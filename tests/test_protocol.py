@@ -32,6 +32,28 @@ def test_round_trip(frame, message):
     assert protocol.decode(frame) == message
 
 
+def test_a_hello_tells_the_address_and_an_older_hello_without_it_stays_valid():
+    told = protocol.encode_hello("w1", 8, 2, [], "10.0.0.7 (ip-10-0-0-7)")
+    assert protocol.decode(told) == protocol.Hello("w1", 8, 2, (), "10.0.0.7 (ip-10-0-0-7)")
+    older = _frame(t="hello", w="w1", c=8, p=2, k=[[1, "a"]])  # a worker of before the field
+    assert protocol.decode(older) == protocol.Hello("w1", 8, 2, ((1, "a"),), "")
+    longest = "x" * protocol.MAX_ADDRESS
+    assert protocol.decode(_frame(t="hello", w="w1", c=8, p=2, k=[], a=longest)).address == longest
+    clipped = protocol.encode_hello("w1", 8, 2, [], "y" * (protocol.MAX_ADDRESS + 50))
+    assert protocol.decode(clipped).address == "y" * protocol.MAX_ADDRESS
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    (None, "bad-schema"), (7, "bad-schema"), (["10.0.0.7"], "bad-schema"),
+    ("x" * (protocol.MAX_ADDRESS + 1), "bad-schema"),
+    (b"10.0.0.7", "undecodable")])  # no binary field is accepted anywhere
+def test_a_hello_with_a_bad_address_is_rejected(address, reason):
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode(msgpack.packb({"v": protocol.VERSION, "t": "hello", "w": "w1", "c": 8,
+                                       "p": 2, "k": [], "a": address}, use_bin_type=True))
+    assert caught.value.reason == reason
+
+
 def test_results_join_encoded_results_without_reencoding():
     results = [Result(JOB._replace(id=f"demo:GRU-REC:{n}"), "ok", (FARE,) * n, None, "w1", 0.1)
                for n in range(3)]

@@ -200,8 +200,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     running = f"running (pid {master['pid']})" if master["running"] else "not running"
     print(f"master: {running}")
     for worker in report["workers"]:
-        print(f"  worker {worker['worker']}: holds {worker['held']}/"
-              f"{worker['concurrency'] + worker['prefetch']}, finished {worker['finished']}")
+        print(f"  worker {worker['worker']} at {worker['address'] or 'an unknown address'}: "
+              f"holds {worker['held']}/{worker['concurrency'] + worker['prefetch']}, "
+              f"finished {worker['finished']}, {worker['errors']} error(s)")
     return 0
 
 

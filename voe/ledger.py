@@ -22,7 +22,7 @@ from voe.model import SearchJob
 
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 STATES = (PENDING, LEASED, DONE, FAILED)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How long a writer waits for another process's lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -66,9 +66,16 @@ CREATE TABLE IF NOT EXISTS workers (
     max_held INTEGER NOT NULL,
     finished INTEGER NOT NULL,
     last_seen REAL NOT NULL,
-    alive INTEGER NOT NULL
+    alive INTEGER NOT NULL,
+    address TEXT NOT NULL DEFAULT '',
+    errors INTEGER NOT NULL DEFAULT 0
 );
 """
+# Columns added to the workers table since schema version 1, as ALTER TABLE adds them.
+_WORKER_COLUMNS_V2 = {"address": "TEXT NOT NULL DEFAULT ''",
+                      "errors": "INTEGER NOT NULL DEFAULT 0"}
+_WORKER_COLUMNS = ("worker", "concurrency", "prefetch", "held", "max_held", "finished",
+                   "last_seen", "alive", "address", "errors")
 
 
 class LedgerError(Exception):
@@ -124,8 +131,23 @@ class Ledger:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 # WAL with synchronous=NORMAL survives a killed process, our guarantee.
                 self.db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"cannot open the ledger {self.path}: {error}") from None
+
+    def _migrate(self) -> None:
+        """Bring a ledger of an older schema version up to this one (once, in a transaction)."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        with self.transaction():  # looked at again: another process may have migrated it
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(workers)")}
+            for name, definition in _WORKER_COLUMNS_V2.items():
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE workers ADD COLUMN {name} {definition}")
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the database."""
@@ -310,12 +332,17 @@ class Ledger:
 
     def save_workers(self, rows: Iterable[tuple]) -> None:
         """Replace the snapshot of workers (name, concurrency, prefetch, held, max_held,
-        finished, last_seen, alive)."""
+        finished, last_seen, alive, address, errors)."""
         self.db.execute("DELETE FROM workers")
-        self.db.executemany("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO workers ({', '.join(_WORKER_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_WORKER_COLUMNS))})", rows)
 
     def workers(self) -> list[dict]:
-        """The last snapshot of workers the master wrote."""
+        """The last snapshot of workers the master wrote (a version 1 ledger, read-only and
+        not yet migrated, shows no address and no errors)."""
         cursor = self.db.execute("SELECT * FROM workers ORDER BY worker")
         names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        missing = {name: default for name, default in (("address", ""), ("errors", 0))
+                   if name not in names}
+        return [dict(zip(names, row, strict=True)) | missing for row in cursor.fetchall()]

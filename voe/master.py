@@ -63,6 +63,7 @@ class ActiveLease:
 
     job: SearchJob
     deadline: float
+    peer: Peer | None = None  # who it was leased to: an attempt that fails counts on it
 
 
 class Master:
@@ -248,9 +249,13 @@ class Master:
 
     def _on_hello(self, identity: bytes, hello: protocol.Hello) -> None:
         held = tuple(key for key in hello.held if key in self.leases)
-        peer = self.peers.join(identity, hello.worker, hello.concurrency, hello.prefetch, held)
-        log.info("worker %s joined (concurrency %d, prefetch %d, holding %d)",
-                 peer.name, peer.concurrency, peer.prefetch, len(peer.held))
+        peer = self.peers.join(identity, hello.worker, hello.concurrency, hello.prefetch, held,
+                               hello.address)
+        for key in held:  # re-announced after a reconnect or a master restart: now this peer's
+            self.leases[key].peer = peer
+        log.info("worker %s joined from %s (concurrency %d, prefetch %d, holding %d)",
+                 peer.name, peer.address or "an unknown address", peer.concurrency,
+                 peer.prefetch, len(peer.held))
         self._send(identity, protocol.encode_heartbeat(self.epoch))
 
     def _on_control(self, identity: bytes, message: protocol.Message) -> None:
@@ -278,6 +283,8 @@ class Master:
             return  # a stale attempt: the job has moved on since
         del self.leases[key]
         self.peers.forget_key(key)
+        if lease.peer is not None:  # the worker has usually reported it finished by now
+            lease.peer.errors += 1
         self._retry_or_fail(lease.job, ack.error or ack.status, permanent=ack.status == "permanent")
 
     def _retry_or_fail(self, job: SearchJob, error: str, permanent: bool = False) -> None:
@@ -370,7 +377,7 @@ class Master:
         for job in jobs:
             job = job._replace(attempt=job.attempt + 1)
             key = (job.cycle, job.id)
-            self.leases[key] = ActiveLease(job, deadline)
+            self.leases[key] = ActiveLease(job, deadline, peer)
             self.peers.assign(key, peer)
             self.writes.append(("leased", (deadline, peer.name, job.attempt, job.cycle, job.id)))
             leased.append(job)
@@ -410,9 +417,12 @@ class Master:
 
     def _expire(self, job: SearchJob, why: str) -> None:
         key = (job.cycle, job.id)
-        if self.leases.get(key) is None or self.leases[key].job.attempt != job.attempt:
+        lease = self.leases.get(key)
+        if lease is None or lease.job.attempt != job.attempt:
             return
         del self.leases[key]
+        if lease.peer is not None:
+            lease.peer.errors += 1
         self.stats["expired"] += 1
         self._retry_or_fail(job, why)
 
@@ -500,14 +510,15 @@ class Master:
 
     def _save_workers(self) -> None:
         rows = [(p.name + "@" + p.identity.hex()[-6:], p.concurrency, p.prefetch, len(p.held),
-                 p.max_held, p.finished, time.time() - (time.monotonic() - p.last_seen), 1)
+                 p.max_held, p.finished, time.time() - (time.monotonic() - p.last_seen), 1,
+                 p.address, p.errors)
                 for p in self.peers.by_identity.values()]
         with self.ledger.transaction():
             self.ledger.save_workers(rows)
 
     def _log_peer(self, peer: Peer) -> None:
-        log.info("worker %s peak held %d (credit %d), finished %d", peer.name, peer.max_held,
-                 peer.capacity, peer.finished)
+        log.info("worker %s peak held %d (credit %d), finished %d, %d error(s)", peer.name,
+                 peer.max_held, peer.capacity, peer.finished, peer.errors)
 
     def _log_progress(self) -> None:
         log.info("progress: %d leased, %d done, %d retried, %d failed, %d expired; "

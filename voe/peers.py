@@ -22,9 +22,11 @@ class Peer:
     name: str
     concurrency: int
     prefetch: int
+    address: str = ""  # "IP (hostname)" as the worker told it, "" when unknown
     held: set[Key] = field(default_factory=set)
     max_held: int = 0
     finished: int = 0
+    errors: int = 0  # attempts that ended failed (to retry or for good) or expired
     last_seen: float = field(default_factory=time.monotonic)
 
     @property
@@ -62,13 +64,14 @@ class Peers:
         return peer
 
     def join(self, identity: bytes, name: str, concurrency: int, prefetch: int,
-             held: tuple[Key, ...] = ()) -> Peer:
+             held: tuple[Key, ...] = (), address: str = "") -> Peer:
         """Register (or re-register) a worker; ``held`` are jobs it already runs."""
         peer = self.by_identity.get(identity)
         if peer is None:
             peer = Peer(identity, name, concurrency, prefetch)
             self.by_identity[identity] = peer
         peer.name, peer.concurrency, peer.prefetch = name, concurrency, prefetch
+        peer.address = address
         for key in held:
             self.assign(key, peer)
         return peer

@@ -6,7 +6,7 @@ voe touches raw frames: senders call an ``encode_*`` function, receivers call
 they count and log. Jobs and fares travel as arrays to keep frames small and fast.
 
 Message types:
-  hello     worker -> master   name, concurrency, prefetch (sets the worker's credit)
+  hello     worker -> master   name, concurrency, prefetch (sets the worker's credit), address
   finished  worker -> master   jobs the worker no longer holds (returns credit)
   heartbeat both ways          liveness
   bye       worker -> master   the worker is leaving; its jobs go back at once
@@ -35,6 +35,8 @@ MAX_STR = 4096
 MAX_ITEMS = 10_000
 # Longest error text a result or ack carries.
 MAX_ERROR = 1000
+# Longest network address a worker tells in its hello ("IP (hostname)").
+MAX_ADDRESS = 300
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -51,12 +53,16 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """A worker introduces itself and the credit it can take."""
+    """A worker introduces itself, the credit it can take and where it runs.
+
+    ``address`` is optional on the wire (older workers send none): "" when unknown.
+    """
 
     worker: str
     concurrency: int
     prefetch: int
     held: tuple[tuple[int, str], ...] = ()
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +144,10 @@ def _clip(text: str | None, limit: int = MAX_ERROR) -> str | None:
 
 
 def encode_hello(worker: str, concurrency: int, prefetch: int,
-                 held: list[tuple[int, str]] | tuple = ()) -> bytes:
-    """Encode a worker's introduction with the jobs it already holds."""
+                 held: list[tuple[int, str]] | tuple = (), address: str = "") -> bytes:
+    """Encode a worker's introduction: the jobs it already holds and its network address."""
     return _pack(HELLO, {"w": worker, "c": concurrency, "p": prefetch,
-                         "k": [list(key) for key in held]})
+                         "k": [list(key) for key in held], "a": address[:MAX_ADDRESS]})
 
 
 def encode_finished(keys: list[tuple[int, str]]) -> bytes:
@@ -282,7 +288,7 @@ def _keys(value: Any) -> tuple[tuple[int, str], ...]:
 
 def _parse_hello(body: dict[str, Any]) -> Hello:
     return Hello(_str(body["w"], 200), _int(body["c"], 1, 100_000), _int(body["p"], 0, 100_000),
-                 _keys(body["k"]))
+                 _keys(body["k"]), _str(body.get("a", ""), MAX_ADDRESS, empty=True))
 
 
 def _parse_finished(body: dict[str, Any]) -> Finished:

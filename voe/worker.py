@@ -48,6 +48,22 @@ THROTTLE_REPORT_SECONDS = 0.5
 LINGER_MS = 2000
 
 
+def local_address(host: str, port: int) -> str:
+    """This machine as "IP (hostname)", the IP being its route to the master (for the dashboard)."""
+    hostname = stdlib_socket.gethostname()
+    try:  # connecting a UDP socket picks the route and local address without sending anything
+        family, kind, _, _, target = stdlib_socket.getaddrinfo(
+            host, port, type=stdlib_socket.SOCK_DGRAM)[0]
+        with stdlib_socket.socket(family, kind) as probe:
+            probe.connect(target)
+            ip = probe.getsockname()[0]
+    except OSError as error:
+        log.info("cannot tell the local address towards %s:%d (%s); the master sees only "
+                 "the hostname", host, port, error)
+        return hostname[:protocol.MAX_ADDRESS]
+    return f"{ip} ({hostname})"[:protocol.MAX_ADDRESS]
+
+
 class Worker:
     """Runs jobs from the master with ``concurrency`` greenlets."""
 
@@ -57,6 +73,7 @@ class Worker:
         self.concurrency = concurrency or settings.voe_concurrency
         self.prefetch = settings.voe_prefetch if prefetch is None else prefetch
         self.name = name or f"{stdlib_socket.gethostname()}-{os.getpid()}"
+        self.address = local_address(settings.master_ip, settings.voe_jobs_port)
         self.context = zmq.Context.instance()
         self.rejects = RejectCounter(log)
         self.jobs: gevent.queue.Queue[SearchJob] = gevent.queue.Queue()
@@ -88,9 +105,9 @@ class Worker:
         """Work until SIGTERM or SIGINT, then finish running searches and leave."""
         gevent.signal_handler(signal.SIGTERM, self.stopping.set)
         gevent.signal_handler(signal.SIGINT, self.stopping.set)
-        log.info("worker %s: concurrency %d, prefetch %d, master tcp://%s:%d, sink tcp://%s:%d",
-                 self.name, self.concurrency, self.prefetch, self.settings.master_ip,
-                 self.settings.voe_jobs_port, self.settings.sink_ip,
+        log.info("worker %s at %s: concurrency %d, prefetch %d, master tcp://%s:%d, "
+                 "sink tcp://%s:%d", self.name, self.address, self.concurrency, self.prefetch,
+                 self.settings.master_ip, self.settings.voe_jobs_port, self.settings.sink_ip,
                  self.settings.voe_results_port)
         self._hello()
         runners = [gevent.spawn(self._runner) for _ in range(self.concurrency)]
@@ -129,7 +146,7 @@ class Worker:
 
     def _hello(self) -> None:
         self.to_master.put(protocol.encode_hello(self.name, self.concurrency, self.prefetch,
-                                                 list(self.held)))
+                                                 list(self.held), self.address))
 
     # Greenlets ---------------------------------------------------------------
 

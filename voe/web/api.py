@@ -243,6 +243,16 @@ class Api:
             raise ApiError(404, f"no failed job {job_id!r} in cycle {cycle}")
         return json_reply(200, answer)
 
+    def outbox_retry(self, request: Request) -> Reply:
+        """Re-send the outbox's dead letters (all, or one destination's), as `voe outbox retry`."""
+        _only(request, "destination")
+        destination = _one(request, "destination")
+        if destination == "":  # the URL's length (MAX_URL) bounds it otherwise
+            raise ApiError(400, "query parameter destination is empty: give a destination's "
+                                "name as `voe status` shows it, or leave it out for all")
+        count = self._read(report.retry_dead_letters, self.settings, destination)
+        return json_reply(200, {"retried": count})
+
     def _ask(self, name: str, **args: Any) -> dict[str, Any]:
         future = self.control.submit(name, **args)
         try:
@@ -282,6 +292,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/api/jobs": {"GET": Api.jobs},
     "/api/jobs/{cycle}/{job_id}/retry": {"POST": Api.retry_job},
     "/api/retry": {"POST": Api.retry},
+    "/api/outbox/retry": {"POST": Api.outbox_retry},
     "/api/cycles": {"POST": Api.start_cycle},
     "/api/pause": {"POST": Api.pause},
     "/api/resume": {"POST": Api.resume},

@@ -55,10 +55,30 @@ SCHEMAS: dict[str, Any] = {
                              "finished_at": _NULLABLE_NUMBER}), "nullable": True},
         "master": _object({"running": {"type": "boolean"}, "pid": _NULLABLE_INT}),
         "workers": {"type": "array", "items": _object({
-            "worker": {"type": "string"}, "concurrency": _INT, "prefetch": _INT, "held": _INT,
-            "max_held": _INT, "finished": _INT, "last_seen": {"type": "number"},
-            "alive": _INT}, ["worker", "concurrency", "prefetch", "held", "finished",
-                             "last_seen"])},
+            "worker": {"type": "string"}, "concurrency": _INT, "prefetch": _INT,
+            "held": {**_INT, "description": "jobs in flight"},
+            "max_held": _INT,
+            "finished": {**_INT, "description": "jobs the worker finished with, any outcome"},
+            "last_seen": {"type": "number", "description": "unix time of its last message "
+                                                          "(heartbeat)"},
+            "alive": _INT,
+            "address": {"type": "string", "description": "where it runs, \"IP (hostname)\" "
+                        "as it told the master (the IP it reaches the master from); empty "
+                        "when unknown"},
+            "errors": {**_INT, "description": "its attempts that did not end done: failed "
+                       "(retried or for good) or lease expired"},
+        }, ["worker", "concurrency", "prefetch", "held", "finished", "last_seen", "address",
+            "errors"])},
+        "outbox": _object({
+            "destinations": {"type": "object", "description": "per destination (amqp:EXCHANGE, "
+                             "nats:STREAM, webhook:URL)", "additionalProperties": _object({
+                                 "backlog": {**_INT, "description": "events not yet delivered"},
+                                 "retrying": {**_INT, "description": "dead letters sent back "
+                                              "(voe outbox retry), not yet delivered"},
+                                 "dead": {**_INT, "description": "dead letters"},
+                                 "configured": {"type": "boolean", "description":
+                                                "configured on the master's machine"}})},
+            "dead_letters": _INT}),
         "data_dir": {"type": "string"},
     }),
     "Master": _object({
@@ -158,6 +178,13 @@ def document() -> dict[str, Any]:
             "Send every failed job (or those of one cycle) back to pending with fresh "
             "attempts, like `voe failed --retry`.", _json(_ref("Retried"), "How many."),
             parameters=[_CYCLE_QUERY])},
+        "/api/outbox/retry": {"post": _operation(
+            "Send the outbox's dead letters (events a webhook gave up on) back to the sink's "
+            "publishers, like `voe outbox retry`; a running sink delivers them.",
+            _json(_ref("Retried"), "How many."),
+            parameters=[_query("destination", {"type": "string", "minLength": 1},
+                               "Only this destination, as `voe status` names it, e.g. "
+                               "webhook:https://example.com/hook.")])},
         "/api/cycles": {"post": _operation(
             "Start the plan's next cycle now, without waiting for its interval.",
             _json(_ref("Cycle"), "The cycle started."), status="201",

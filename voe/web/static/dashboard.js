@@ -71,6 +71,7 @@ function showStatus(status) {
     (status.cycle && status.cycle.finished_at ? ", cycle finished" : "");
   document.querySelector(".progress").setAttribute("aria-valuenow", Math.floor(percent(finished)));
   showWorkers(status.workers);
+  showOutbox(status.outbox);
   showYield(status.yield);
 }
 
@@ -87,16 +88,39 @@ function showWorkers(workers) {
     if (before && now > before[0]) rate = ((worker.finished - before[1]) / (now - before[0])).toFixed(1);
     seen.set(worker.worker, before && now - before[0] < 30 ? before : [now, worker.finished]);
     cell(row, worker.worker);
+    cell(row, worker.address || "unknown", worker.address ? "" : "muted");
     cell(row, worker.concurrency);
     cell(row, worker.prefetch);
     cell(row, worker.held);
     cell(row, worker.max_held);
     cell(row, worker.finished);
+    cell(row, worker.errors, worker.errors ? "alert" : "");
     cell(row, rate);
     cell(row, ago(now - worker.last_seen));
   }
   previousWorkers = seen;
   $("worker-count").textContent = `${workers.length} connected`;
+}
+
+function showOutbox(outbox) {
+  const body = $("outbox").tBodies[0];
+  body.replaceChildren();
+  const names = Object.keys(outbox.destinations);
+  for (const name of names) {
+    const found = outbox.destinations[name];
+    const row = body.insertRow();
+    row.dataset.destination = name;
+    cell(row, name + (found.configured ? "" : " (not configured here)"));
+    cell(row, found.backlog);
+    cell(row, found.retrying);
+    cell(row, found.dead, found.dead ? "alert" : "");
+  }
+  if (!names.length) {
+    cell(body.insertRow(), "no publisher configured (VOE_AMQP_URL, VOE_NATS_URL, VOE_WEBHOOK_URLS)",
+      "muted").colSpan = 4;
+  }
+  $("outbox-count").textContent = `${outbox.dead_letters} dead letter(s)`;
+  $("outbox-retry").disabled = outbox.dead_letters === 0;
 }
 
 function showYield(yields) {
@@ -302,6 +326,9 @@ $("start-cycle").addEventListener("click", () =>
   act("/api/cycles", (answer) => `cycle ${answer.cycle} started (${answer.total} jobs)`));
 $("retry-all").addEventListener("click", () =>
   act("/api/retry", (answer) => `${answer.retried} failed job(s) sent back to pending`));
+$("outbox-retry").addEventListener("click", () =>
+  act("/api/outbox/retry", (answer) => `${answer.retried} dead letter(s) sent back to the ` +
+    "sink's publishers (a running sink delivers them)"));
 $("route").addEventListener("change", () => refreshPrices().catch((error) => say(error.message)));
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -1,0 +1,70 @@
+"""The ledger's schema migration: a ledger written before the workers' address and errors
+columns opens fine, read-only as it is, and migrated by the first writer."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from voe import ledger as ledger_module
+from voe.ledger import Ledger
+
+V1_WORKER = ("w1@abc123", 4, 1, 2, 5, 40, 1_700_000_000.0, 1)
+
+
+def _version_1_ledger(path) -> None:
+    """A ledger as voe wrote it at schema version 1 (no address, no errors per worker)."""
+    added = (",\n    address TEXT NOT NULL DEFAULT '',\n"
+             "    errors INTEGER NOT NULL DEFAULT 0")
+    assert added in ledger_module._SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(ledger_module._SCHEMA.replace(added, ""))
+        db.execute("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", V1_WORKER)
+        db.execute("INSERT INTO jobs (cycle, id, backend, origin, destination, date) "
+                   "VALUES (1, 'demo:GRU-REC:2026-01-01', 'demo', 'GRU', 'REC', '2026-01-01')")
+        db.execute("PRAGMA user_version=1")
+    db.close()
+
+
+def _columns(path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        names = [row[1] for row in db.execute("PRAGMA table_info(workers)")]
+    db.close()
+    return names
+
+
+def test_a_version_1_ledger_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
+    path = tmp_path / "ledger.db"
+    _version_1_ledger(path)
+    expected = dict(zip(("worker", "concurrency", "prefetch", "held", "max_held", "finished",
+                         "last_seen", "alive"), V1_WORKER, strict=True))
+
+    reader = Ledger(path, readonly=True)  # `voe status` while an older master runs
+    try:
+        assert reader.workers() == [expected | {"address": "", "errors": 0}]
+    finally:
+        reader.close()
+    assert "address" not in _columns(path)
+
+    writer = Ledger(path)
+    try:
+        assert writer.workers() == [expected | {"address": "", "errors": 0}]
+        assert writer.job(1, "demo:GRU-REC:2026-01-01")["state"] == "pending"
+        with writer.transaction():
+            writer.save_workers([(*V1_WORKER, "127.0.0.1 (host)", 3)])
+        assert writer.workers() == [expected | {"address": "127.0.0.1 (host)", "errors": 3}]
+    finally:
+        writer.close()
+    assert _columns(path)[-2:] == ["address", "errors"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == ledger_module.SCHEMA_VERSION
+    db.close()
+    Ledger(path).close()  # a second open finds nothing to migrate
+
+
+def test_a_new_ledger_has_the_columns_at_the_current_version(tmp_path):
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    assert _columns(path)[-2:] == ["address", "errors"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == ledger_module.SCHEMA_VERSION
+    db.close()
