@@ -86,6 +86,22 @@ def test_price_changes_skip_a_cycle_without_the_job_and_cover_one_batch(store) -
     assert changed == [(_job(1).id, 1, 3, "4.00", "5.00"), (_job(0).id, 1, 3, "100.00", "90.00")]
 
 
+def test_events_off_write_none_and_on_again_compare_with_the_fares_stored_meanwhile(
+        store) -> None:
+    store.save([_ok(_job(0, cycle=1), "100.00")])
+    store.keep_events(False)
+    store.keep_events(False)  # twice is the same as once
+    store.save([_ok(_job(0, cycle=2), "150.00"), _ok(_job(1, cycle=2), "70.00")])
+    assert [body["job"]["cycle"] for body in _bodies(store)] == [1]  # only what came before
+    store.keep_events(True)
+    store.save([_ok(_job(0, cycle=3), "120.00"), _ok(_job(1, cycle=3), "70.00")])
+    changed = [(body["old_price"], body["new_price"], body["old_cycle"])
+               for body in _bodies(store) if body["kind"] == PRICE_CHANGED]
+    assert changed == [("150.00", "120.00", 2)]  # against cycle 2, stored with events off
+    assert [body["job"]["cycle"] for body in _bodies(store)
+            if body["kind"] == FARES_COLLECTED] == [1, 3, 3]
+
+
 def test_ids_are_stable_across_stores(tmp_path: Path) -> None:
     batches = [[_ok(_job(0, cycle=1), "10.00")], [_ok(_job(0, cycle=2), "11.00")]]
     ids = []

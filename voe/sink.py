@@ -51,6 +51,8 @@ class Sink:
         # The outbox's drainers: a thread per destination, each with its own store
         # connection, so publishing never holds up receiving, storing and acknowledging.
         self.publishing = publish.Publishing(settings, store_target)
+        # Events only when something publishes them: none would pile up unread.
+        self.store.keep_events(bool(self.publishing.drainers))
         self.rejects = RejectCounter(log)
         self.yields = YieldWatch(self.store)
         self.stopping = False

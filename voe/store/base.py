@@ -57,6 +57,10 @@ class Store(Protocol):
         """
         ...
 
+    def keep_events(self, on: bool) -> None:
+        """Write outbox events with each save (the default), or not: no destination reads them."""
+        ...
+
     def fare_count(self) -> int:
         """Return how many fares are stored."""
         ...

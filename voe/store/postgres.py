@@ -32,7 +32,10 @@ from voe.store import queries
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
 from voe.store.rows import (
     EVENT_COLUMNS,
+    EVENTS_PAUSED,
     LATEST_FARES,
+    PAUSE_EVENTS,
+    RESUME_EVENTS,
     Event,
     acknowledgements,
     check_statuses,
@@ -130,7 +133,8 @@ MIGRATIONS: tuple[str, ...] = (
         job_id TEXT PRIMARY KEY,
         cycle INTEGER NOT NULL,
         prices BYTEA NOT NULL
-    )
+    );
+    CREATE TABLE IF NOT EXISTS outbox_paused (since DOUBLE PRECISION NOT NULL)
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -205,6 +209,7 @@ class PostgresStore:
         self.url = url
         self.readonly = readonly
         self.fares_written = 0
+        self.events = True  # outbox events with each save (see keep_events)
         self.where = describe_url(url)
         self._lock = threading.Lock()
         self._conn: psycopg.Connection | None = None
@@ -313,11 +318,29 @@ class PostgresStore:
                             for row in fare_rows(result):
                                 copy.write_row(row)
                                 fares += 1
+                if fresh and self.events:
                     events, prices = outbox_rows(fresh, self._last_prices(fresh), now)
                     cursor.executemany(_INSERT_EVENT, events)
                     cursor.executemany(_UPSERT_PRICES, prices)
         self.fares_written += fares
         return acknowledgements(results, stored)
+
+    def keep_events(self, on: bool) -> None:
+        """Write outbox events with each save, or not (a sink with no destination to publish to).
+
+        Off skips the events and the prices they compare, a third of a save's cost; on
+        again, ``last_prices`` is first refreshed from the fares stored meanwhile.
+        """
+        with self._lock, self._errors("switch events"), self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            if not on:
+                self._db.execute(PAUSE_EVENTS.format(mark="%s"), (time.time(),))
+            elif self._db.execute(EVENTS_PAUSED).fetchone() is not None:
+                with self._db.cursor() as cursor:
+                    cursor.executemany(_UPSERT_PRICES, last_prices_rows(
+                        self._db.execute(LATEST_FARES).fetchall()))
+                self._db.execute(RESUME_EVENTS)
+        self.events = on
 
     def _last_prices(self, fresh: Sequence[Result]) -> dict[str, tuple[int, dict[str, str]]]:
         """The latest stored cycle and prices of each job of ``fresh``: one indexed query."""

@@ -127,6 +127,13 @@ def decode_prices(data: bytes) -> dict[str, str]:
     return msgpack.unpackb(bytes(data), raw=False)
 
 
+# A row in ``outbox_paused`` says a sink without destinations skipped events (and the
+# prices they compare) since then; turning events on again refreshes ``last_prices``.
+PAUSE_EVENTS = ("INSERT INTO outbox_paused (since) SELECT {mark}"
+                " WHERE NOT EXISTS (SELECT 1 FROM outbox_paused)")
+EVENTS_PAUSED = "SELECT 1 FROM outbox_paused"
+RESUME_EVENTS = "DELETE FROM outbox_paused"
+
 LATEST_FARES = (
     "SELECT f.job_id, f.cycle, f.flight, f.price FROM fares AS f JOIN"
     " (SELECT job_id, MAX(cycle) AS cycle FROM results GROUP BY job_id) AS latest"

@@ -29,7 +29,10 @@ from voe.store import queries
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
 from voe.store.rows import (
     EVENT_COLUMNS,
+    EVENTS_PAUSED,
     LATEST_FARES,
+    PAUSE_EVENTS,
+    RESUME_EVENTS,
     Event,
     acknowledgements,
     check_statuses,
@@ -130,7 +133,8 @@ _MIGRATIONS: tuple[str, ...] = (
         job_id TEXT PRIMARY KEY,
         cycle INTEGER NOT NULL,
         prices BLOB NOT NULL
-    ) WITHOUT ROWID
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS outbox_paused (since REAL NOT NULL)
     """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
@@ -171,6 +175,7 @@ class SqliteStore:
         self.path = Path(path)
         self.readonly = readonly
         self.fares_written = 0
+        self.events = True  # outbox events with each save (see keep_events)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         if readonly and not self.path.is_file():
@@ -284,11 +289,27 @@ class SqliteStore:
                 rows = [row for result in fresh for row in fare_rows(result)]
                 db.executemany(_INSERT_FARE, rows)
                 fares = len(rows)
+            if fresh and self.events:
                 events, prices = outbox_rows(fresh, self._last_prices(fresh), now)
                 db.executemany(_INSERT_EVENT, events)
                 db.executemany(_UPSERT_PRICES, prices)
         self.fares_written += fares
         return acknowledgements(results, stored)
+
+    def keep_events(self, on: bool) -> None:
+        """Write outbox events with each save, or not (a sink with no destination to publish to).
+
+        Off skips the events and the prices they compare, a third of a save's cost; on
+        again, ``last_prices`` is first refreshed from the fares stored meanwhile.
+        """
+        with self._lock, self._errors("switch events"), self._transaction("BEGIN IMMEDIATE") as db:
+            if not on:
+                db.execute(PAUSE_EVENTS.format(mark="?"), (time.time(),))
+            elif db.execute(EVENTS_PAUSED).fetchone() is not None:
+                db.executemany(_UPSERT_PRICES, last_prices_rows(
+                    db.execute(LATEST_FARES).fetchall()))
+                db.execute(RESUME_EVENTS)
+        self.events = on
 
     def _last_prices(self, fresh: Sequence[Result]) -> dict[str, tuple[int, dict[str, str]]]:
         """The latest stored cycle and prices of each job of ``fresh``: one indexed query."""
