@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from voe.store.base import FARE_FIELDS
+from voe.store.rows import EVENT_COLUMNS
 
 COLUMNS = ", ".join(FARE_FIELDS)
 # What makes one search: a fare's route and dates.
@@ -38,3 +39,50 @@ def price_history(by_price: str, mark: str, with_date: bool) -> str:
             f"  PARTITION BY cycle, date, return_date ORDER BY {by_price}, {TIE_BREAK}"
             f" ) AS rank FROM fares WHERE {where})"
             f" SELECT {COLUMNS} FROM ranked WHERE rank = 1 ORDER BY date, return_date, cycle")
+
+
+# The outbox ------------------------------------------------------------------------
+
+EVENT_SELECT = ", ".join(f"o.{column}" for column in EVENT_COLUMNS)
+# The fields of a dead letter as ``dead_letters`` selects them.
+DEAD_FIELDS = ("destination", "seq", "id", "kind", "job_id", "cycle", "attempts", "error",
+               "state", "at")
+
+
+def outbox_pending(mark: str) -> str:
+    """The next events after a destination's cursor, oldest first (destination, limit)."""
+    return (f"SELECT {EVENT_SELECT} FROM outbox AS o WHERE o.seq > COALESCE("
+            f"(SELECT seq FROM outbox_cursors WHERE destination = {mark}), 0)"
+            f" ORDER BY o.seq LIMIT {mark}")
+
+
+def outbox_retries(mark: str) -> str:
+    """A destination's dead letters sent back for retry, oldest first (destination, limit)."""
+    return (f"SELECT {EVENT_SELECT} FROM outbox_dead AS d JOIN outbox AS o"
+            f" ON o.seq = d.seq WHERE d.destination = {mark} AND d.state = 'retry'"
+            f" ORDER BY d.seq LIMIT {mark}")
+
+
+def move_cursor(mark: str) -> str:
+    """Move a destination's cursor forward, never back (destination, seq, updated_at)."""
+    return (f"INSERT INTO outbox_cursors (destination, seq, updated_at)"
+            f" VALUES ({mark}, {mark}, {mark}) ON CONFLICT (destination) DO UPDATE SET"
+            " seq = excluded.seq, updated_at = excluded.updated_at"
+            " WHERE excluded.seq > outbox_cursors.seq")
+
+
+def bury(mark: str) -> str:
+    """Record an event a destination gave up on (destination, seq, attempts, error, at)."""
+    return ("INSERT INTO outbox_dead (destination, seq, attempts, error, state, at)"
+            f" VALUES ({mark}, {mark}, {mark}, {mark}, 'dead', {mark})"
+            " ON CONFLICT (destination, seq) DO UPDATE SET"
+            " attempts = outbox_dead.attempts + excluded.attempts, error = excluded.error,"
+            " state = 'dead', at = excluded.at")
+
+
+def dead_letters(mark: str, one_destination: bool) -> str:
+    """Dead letters with their events (of one destination, the parameter, if asked)."""
+    where = f" WHERE d.destination = {mark}" if one_destination else ""
+    return ("SELECT d.destination, d.seq, o.id, o.kind, o.job_id, o.cycle, d.attempts,"
+            " d.error, d.state, d.at FROM outbox_dead AS d JOIN outbox AS o ON o.seq = d.seq"
+            f"{where} ORDER BY d.destination, d.seq")

@@ -28,7 +28,6 @@ from voe.model import RESULT_STATUSES, Result
 from voe.store import queries
 from voe.store.base import FARE_FIELDS, NoStore, StoreError
 from voe.store.rows import (
-    EVENT_COLUMNS,
     EVENTS_PAUSED,
     LATEST_FARES,
     PAUSE_EVENTS,
@@ -159,9 +158,6 @@ _UPSERT_PRICES = (
     " DO UPDATE SET cycle = excluded.cycle, prices = excluded.prices"
     " WHERE excluded.cycle > last_prices.cycle"
 )
-_EVENT_COLUMNS = ", ".join(f"o.{column}" for column in EVENT_COLUMNS)
-_DEAD_FIELDS = ("destination", "seq", "id", "kind", "job_id", "cycle", "attempts", "error",
-                "state", "at")
 _BY_PRICE = "CAST(price AS REAL), price"
 
 
@@ -427,20 +423,14 @@ class SqliteStore:
 
     def outbox_pending(self, destination: str, limit: int) -> list[Event]:
         """The next ``limit`` events after ``destination``'s cursor, oldest first."""
-        sql = (f"SELECT {_EVENT_COLUMNS} FROM outbox AS o WHERE o.seq > COALESCE("
-               "(SELECT seq FROM outbox_cursors WHERE destination = ?), 0)"
-               " ORDER BY o.seq LIMIT ?")
         with self._lock, self._errors("read the outbox"):
-            rows = self._db.execute(sql, (destination, limit)).fetchall()
+            rows = self._db.execute(queries.outbox_pending("?"), (destination, limit)).fetchall()
         return [event_from_row(row) for row in rows]
 
     def outbox_retries(self, destination: str, limit: int) -> list[Event]:
         """Dead letters of ``destination`` sent back for retry, oldest first."""
-        sql = (f"SELECT {_EVENT_COLUMNS} FROM outbox_dead AS d JOIN outbox AS o"
-               " ON o.seq = d.seq WHERE d.destination = ? AND d.state = 'retry'"
-               " ORDER BY d.seq LIMIT ?")
         with self._lock, self._errors("read the outbox"):
-            rows = self._db.execute(sql, (destination, limit)).fetchall()
+            rows = self._db.execute(queries.outbox_retries("?"), (destination, limit)).fetchall()
         return [event_from_row(row) for row in rows]
 
     def outbox_settle(self, destination: str, through: int | None, delivered: Sequence[int] = (),
@@ -455,19 +445,11 @@ class SqliteStore:
         with self._lock, self._errors("record deliveries"), self._transaction("BEGIN IMMEDIATE"
                                                                               ) as db:
             if through is not None:
-                db.execute(
-                    "INSERT INTO outbox_cursors (destination, seq, updated_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (destination) DO UPDATE SET seq = excluded.seq,"
-                    " updated_at = excluded.updated_at WHERE excluded.seq > outbox_cursors.seq",
-                    (destination, through, now))
+                db.execute(queries.move_cursor("?"), (destination, through, now))
             db.executemany("DELETE FROM outbox_dead WHERE destination = ? AND seq = ?",
                            [(destination, seq) for seq in delivered])
-            db.executemany(
-                "INSERT INTO outbox_dead (destination, seq, attempts, error, state, at)"
-                " VALUES (?, ?, ?, ?, 'dead', ?) ON CONFLICT (destination, seq) DO UPDATE SET"
-                " attempts = outbox_dead.attempts + excluded.attempts, error = excluded.error,"
-                " state = 'dead', at = excluded.at",
-                [(destination, seq, attempts, error, now) for seq, attempts, error in dead])
+            db.executemany(queries.bury("?"), [(destination, seq, attempts, error, now)
+                                                for seq, attempts, error in dead])
 
     def outbox_backlog(self, destinations: Iterable[str] = ()) -> dict[str, dict[str, int]]:
         """Per destination (these and any the store knows): events waiting, dead letters."""
@@ -487,13 +469,10 @@ class SqliteStore:
 
     def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
         """Events a destination gave up on (``state`` dead, or retry once sent back)."""
-        where, params = ("WHERE d.destination = ?", (destination,)) if destination else ("", ())
-        sql = ("SELECT d.destination, d.seq, o.id, o.kind, o.job_id, o.cycle, d.attempts,"
-               f" d.error, d.state, d.at FROM outbox_dead AS d JOIN outbox AS o ON o.seq = d.seq"
-               f" {where} ORDER BY d.destination, d.seq")
+        sql = queries.dead_letters("?", bool(destination))
         with self._lock, self._errors("read dead letters"):
-            rows = self._db.execute(sql, params).fetchall()
-        return [dict(zip(_DEAD_FIELDS, row, strict=True)) for row in rows]
+            rows = self._db.execute(sql, (destination,) if destination else ()).fetchall()
+        return [dict(zip(queries.DEAD_FIELDS, row, strict=True)) for row in rows]
 
     def retry_dead_letters(self, destination: str | None = None) -> int:
         """Send dead letters (of ``destination`` if given) back to their publisher; how many."""
