@@ -1,9 +1,10 @@
 """Shared test fixtures: a real demo airline in a subprocess, free ports and settings.
 
 Fixtures: ``demo_airline`` (factory: start an airline with options, get its base
-URL), ``airline_url`` (one default airline for the whole session) and
+URL), ``airline_url`` (one default airline for the whole session),
 ``make_settings`` (factory: ``Settings`` from the defaults plus overrides, ignoring
-the environment and ``.env``). Helpers importable with ``from conftest import ...``:
+the environment and ``.env``) and ``store`` (each store, empty: a SQLite file and a
+fresh PostgreSQL schema). Helpers importable with ``from conftest import ...``:
 ``free_port``, ``http_get``, ``launch_airline`` and ``AirlineProcess``.
 """
 
@@ -24,7 +25,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.postgres import fresh_schema
 from voe.settings import SETTINGS, Settings
+from voe.store import SqliteStore, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 15.0
@@ -186,3 +189,14 @@ def make_settings() -> Callable[..., Settings]:
         return Settings(values, sources)
 
     return build
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each store the sink can use, empty: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        with SqliteStore(tmp_path / "fares.db") as opened:
+            yield opened
+        return
+    with fresh_schema() as url, open_store(url) as opened:
+        yield opened

@@ -25,17 +25,6 @@ def _ok(job: SearchJob, *prices: str) -> Result:
     return Result(job, "ok", fares, None, "w1", 0.1)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    """Each store the sink can use, empty: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        with SqliteStore(tmp_path / "fares.db") as opened:
-            yield opened
-        return
-    with fresh_schema() as url, open_store(url) as opened:
-        yield opened
-
-
 def _bodies(store, destination: str = "test") -> list[dict]:
     return [json.loads(event.body) for event in store.outbox_pending(destination, 1000)]
 

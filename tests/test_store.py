@@ -97,17 +97,6 @@ def _writer(
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    """Each store the sink can use, empty: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        with SqliteStore(tmp_path / "fares.db") as opened:
-            yield opened
-        return
-    with fresh_schema() as url, open_store(url) as opened:
-        yield opened
-
-
 def test_same_result_saved_twice_is_stored_once(store: SqliteStore) -> None:
     result = _ok(_job(), "10.00", "12.50")
     assert store.save([result]) == ["done"]
