@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,40 @@ def test_readonly_store_reads_the_backlog(tmp_path: Path) -> None:
     with SqliteStore(path, readonly=True) as reader:
         assert reader.outbox_backlog(["a"]) == {"a": {"backlog": 1, "dead": 0, "retrying": 0}}
         assert reader.dead_letters() == []
+
+
+def test_prune_deletes_only_what_every_destination_passed_and_none_holds_dead(store) -> None:
+    store.save([_ok(_job(number), "1.00") for number in range(5)])
+    seqs = [event.seq for event in store.outbox_pending("a", 10)]
+    store.outbox_settle("a", seqs[3], dead=[(seqs[1], 5, "HTTP 500")])
+    store.outbox_settle("b", seqs[2])
+    later = time.time() + 60
+    assert store.outbox_prune([], later, 100) == 0
+    assert store.outbox_prune(["a", "b"], time.time() - 60, 100) == 0  # all too recent
+    assert store.outbox_prune(["a", "b", "new"], later, 100) == 0  # "new" passed nothing
+    assert store.outbox_prune(["a", "b"], later, 1) == 1  # a chunk of one: seqs[0]
+    assert store.outbox_prune(["a", "b"], later, 100) == 1  # seqs[2]; seqs[1] is dead for a
+    assert [event.seq for event in store.outbox_pending("b", 10)] == seqs[3:]
+    assert [row["seq"] for row in store.dead_letters("a")] == [seqs[1]]
+    assert store.outbox_prune(["a"], later, 100) == 1  # b dropped from the settings: seqs[3]
+    assert [event.seq for event in store.outbox_pending("c", 10)] == [seqs[1], seqs[4]]
+
+
+def test_pruner_deletes_in_chunks_and_stops(tmp_path: Path, monkeypatch) -> None:
+    from voe.publish import prune
+
+    path = tmp_path / "fares.db"
+    with SqliteStore(path) as writer:
+        writer.save([_ok(_job(number % 9, cycle=1 + number // 9), "1.00") for number in range(27)])
+        last = writer.outbox_pending("hook", 100)[-1].seq
+        writer.outbox_settle("hook", last)
+    monkeypatch.setattr(prune, "CHUNK", 10)
+    stop = threading.Event()
+    pruner = prune.Pruner(["hook"], lambda: SqliteStore(path), stop, keep_seconds=0)
+    assert pruner.prune_once() == 27
+    assert pruner.prune_once() == 0
+    pruner.every = 0.05
+    pruner.start()
+    stop.set()
+    pruner.join(5)
+    assert not pruner.is_alive()

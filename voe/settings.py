@@ -317,6 +317,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_PUBLISH_MAX_BACKOFF", "30", _positive_float, "a positive number of seconds",
             "Longest wait between retries of a destination that is down (events wait in the "
             "outbox meanwhile)."),
+    Setting("VOE_OUTBOX_KEEP_HOURS", "24", _non_negative_float, "a number of hours (0 or more)",
+            "How long the outbox keeps an event once every destination has published it "
+            "(dead letters stay until re-sent); 0 keeps every event."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

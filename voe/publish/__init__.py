@@ -88,16 +88,27 @@ class Publishing:
             Drainer(publisher, lambda: open_store(store_target), self.stop_event,
                     settings.voe_publish_max_backoff, report)
             for publisher in publishers(settings)]
+        self.pruner = None
+        if self.drainers and settings.voe_outbox_keep_hours > 0:
+            from voe.publish.prune import Pruner
+
+            self.pruner = Pruner([drainer.publisher.name for drainer in self.drainers],
+                                 lambda: open_store(store_target), self.stop_event,
+                                 settings.voe_outbox_keep_hours * 3600)
 
     def start(self) -> Publishing:
         """Start every drainer thread."""
         for drainer in self.drainers:
             drainer.start()
+        if self.pruner is not None:
+            self.pruner.start()
         return self
 
     def stop(self) -> None:
         """Ask every drainer to stop and wait for it (bounded)."""
         self.stop_event.set()
+        if self.pruner is not None:
+            self.pruner.join(STOP_SECONDS)
         for drainer in self.drainers:
             drainer.join(STOP_SECONDS)
             if drainer.is_alive():

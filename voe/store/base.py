@@ -61,6 +61,10 @@ class Store(Protocol):
         """Write outbox events with each save (the default), or not: no destination reads them."""
         ...
 
+    def outbox_prune(self, destinations: Sequence[str], before: float, limit: int) -> int:
+        """Delete up to ``limit`` events all ``destinations`` passed before ``before``; how many."""
+        ...
+
     def fare_count(self) -> int:
         """Return how many fares are stored."""
         ...

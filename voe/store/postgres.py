@@ -500,6 +500,19 @@ class PostgresStore:
                 report[name] = {"backlog": waiting, "dead": count - retry, "retrying": retry}
         return report
 
+    def outbox_prune(self, destinations: Sequence[str], before: float, limit: int) -> int:
+        """Delete up to ``limit`` events every one of ``destinations`` has passed (see
+        ``SqliteStore.outbox_prune``); return how many."""
+        if not destinations:
+            return 0
+        if self.readonly:
+            raise StoreError(f"the store {self} is open read-only")
+        with self._lock, self._errors("prune the outbox"), self._db.transaction():
+            cursors = dict(self._db.execute(
+                "SELECT destination, seq FROM outbox_cursors").fetchall())
+            passed = min(cursors.get(name, 0) for name in destinations)
+            return self._db.execute(queries.prune("%s"), (passed, before, limit)).rowcount
+
     def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
         """Events a destination gave up on (``state`` dead, or retry once sent back)."""
         sql = queries.dead_letters("%s", bool(destination))

@@ -86,3 +86,16 @@ def dead_letters(mark: str, one_destination: bool) -> str:
     return ("SELECT d.destination, d.seq, o.id, o.kind, o.job_id, o.cycle, d.attempts,"
             " d.error, d.state, d.at FROM outbox_dead AS d JOIN outbox AS o ON o.seq = d.seq"
             f"{where} ORDER BY d.destination, d.seq")
+
+
+
+def prune(mark: str) -> str:
+    """Delete a chunk of the events up to a seq, older than a time, that none holds dead.
+
+    Parameters: the last seq every destination has passed, the oldest ``created_at``
+    to keep, and the chunk size.
+    """
+    return ("DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox AS o"
+            f" WHERE o.seq <= {mark} AND o.created_at < {mark} AND NOT EXISTS"
+            " (SELECT 1 FROM outbox_dead AS d WHERE d.seq = o.seq)"
+            f" ORDER BY o.seq LIMIT {mark})")

@@ -467,6 +467,17 @@ class SqliteStore:
                                 "retrying": retry or 0}
         return report
 
+    def outbox_prune(self, destinations: Sequence[str], before: float, limit: int) -> int:
+        """Delete up to ``limit`` events every one of ``destinations`` has passed, stored
+        before ``before`` (Unix time) and dead for none; return how many."""
+        if not destinations:
+            return 0
+        with self._lock, self._errors("prune the outbox"), self._transaction(
+                "BEGIN IMMEDIATE") as db:
+            cursors = dict(db.execute("SELECT destination, seq FROM outbox_cursors"))
+            passed = min(cursors.get(name, 0) for name in destinations)
+            return db.execute(queries.prune("?"), (passed, before, limit)).rowcount
+
     def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
         """Events a destination gave up on (``state`` dead, or retry once sent back)."""
         sql = queries.dead_letters("?", bool(destination))
