@@ -173,6 +173,17 @@ def test_fleet_is_launched_deployed_run_and_torn_down(lab, tmp_path):
     assert not w1.file("keys/master.key_secret").exists()
     assert w1.file("keys/client.key_secret").stat().st_mode & 0o077 == 0
     assert sink.file("keys/authorized/client.key").exists()
+    # Each worker runs with its own client key, admitted on the master and the sink.
+    worker_ids = {lab.host_of(i["InstanceId"]).name: i["InstanceId"] for i in launched
+                  if tags_of(i)["voe:role"] == "worker"}
+    for worker in (w1, w2):
+        name = f"worker-{worker_ids[worker.name]}"
+        assert worker.file("keys/client.key_secret").read_text() == (
+            tmp_path / "keys" / f"{name}.key_secret").read_text()
+        for server in (master, sink):
+            assert server.file(f"keys/authorized/{name}.key").exists(), (server.name, name)
+    assert w1.file("keys/client.key").read_text() != w2.file("keys/client.key").read_text()
+    assert "admitted them on main-master" in workers_run.stdout
 
     # A role that dies is restarted by its service.
     supervisor = w1.service_pid("worker")

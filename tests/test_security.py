@@ -167,3 +167,24 @@ def test_keys_init_modes_missing_keys_and_curve_off(tmp_path):
         assert "CURVE is OFF" in off_log.read_text()
     finally:
         master.stop(timeout=10)
+
+
+def test_a_worker_bundle_carries_its_own_key_under_the_shared_names(tmp_path):
+    from voe import keys
+
+    folder = tmp_path / "keys"
+    keys.init(folder)
+    assert keys.ensure_client(folder, "worker-i-1") is True
+    assert keys.ensure_client(folder, "worker-i-1") is False  # made once, then kept
+    own = keys.bundle(folder, "worker", "worker-i-1")
+    shared = keys.bundle(folder, "worker")
+    assert sorted(own) == sorted(shared) == ["client.key", "client.key_secret", "master.key",
+                                             "sink.key"]
+    assert own["client.key_secret"] == (folder / "worker-i-1.key_secret").read_text()
+    assert own["client.key"] != shared["client.key"]
+    assert own["master.key"] == shared["master.key"]
+    assert keys.admitted_key(folder, "worker-i-1") == own["client.key"]
+    for server in ("master", "sink"):  # servers admit it, and never get its secret
+        files = keys.bundle(folder, server)
+        assert files["authorized/worker-i-1.key"] == own["client.key"]
+        assert own["client.key_secret"] not in files.values()

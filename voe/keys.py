@@ -128,23 +128,41 @@ ROLE_FILES = {
 }
 
 
-def bundle(directory: Path, role: str) -> dict[str, str]:
+def bundle(directory: Path, role: str, client: str = CLIENT) -> dict[str, str]:
     """What a machine of ``role`` needs from ``directory``: relative path -> file text.
 
-    Servers (master, sink) also get every admitted client key. The fleet copies
-    this over SSH; it never goes into tags, user data, settings or logs.
+    Servers (master, sink) also get every admitted client key. A worker gets the
+    ``client`` key pair (its own, from ``add_client``) under the shared pair's names,
+    so it runs unchanged. The fleet copies this over SSH; it never goes into tags,
+    user data, settings or logs.
     """
-    names = list(ROLE_FILES[role])
+    names = {name: name for name in ROLE_FILES[role]}
+    if role == "worker":
+        names.update({f"{CLIENT}.key": f"{client}.key",
+                      f"{CLIENT}.key_secret": f"{client}.key_secret"})
     if role in SERVERS:
-        names += [f"{AUTHORIZED}/{path.name}"
-                  for path in sorted((directory / AUTHORIZED).glob("*.key"))]
+        names.update({f"{AUTHORIZED}/{path.name}": f"{AUTHORIZED}/{path.name}"
+                      for path in sorted((directory / AUTHORIZED).glob("*.key"))})
     files = {}
-    for name in names:
+    for target, name in names.items():
         path = directory / name
         if not path.is_file():
             raise KeysError(f"no CURVE key {path}: run `voe keys init`")
-        files[name] = path.read_text(encoding="ascii")
+        files[target] = path.read_text(encoding="ascii")
     return files
+
+
+def ensure_client(directory: Path, name: str) -> bool:
+    """Make and admit the client key ``name`` unless it exists; True when it was made."""
+    if (directory / f"{name}.key_secret").is_file():
+        return False
+    add_client(directory, name)
+    return True
+
+
+def admitted_key(directory: Path, name: str) -> str:
+    """The text of the admitted public key of client ``name`` (for a server's folder)."""
+    return (directory / AUTHORIZED / f"{name}.key").read_text(encoding="ascii")
 
 
 def authorized_dir(directory: Path) -> Path:

@@ -30,7 +30,7 @@ from voe.cloud.cluster import (
     machine_name,
     parse_sets,
 )
-from voe.cloud.deploy import Deployer, DeployResult
+from voe.cloud.deploy import Deployer, DeployResult, admit, worker_key_name
 from voe.cloud.ec2 import Fleet
 from voe.cloud.package import deploy_package
 from voe.cloud.progress import Board
@@ -110,6 +110,8 @@ def up(settings: Settings, role: str, count: int | None, plan: str | None,
                 raise CloudError(f"{error} (launched {ids}; `voe cloud down` ends "
                                  "them)") from None
             console.print(f"launched {ids}")
+        if role == "worker" and config.keys is not None:
+            _worker_keys(config, host_keys, existing + launched, machines, console)
         results = _deploy_all(config, package, host_keys, existing + launched, values,
                               plan_path, console)
     for result in results:
@@ -239,6 +241,32 @@ def _plan_launch(config: CloudSettings, role: str, count: int, machines: list[Ma
             names.append(machine_name(config.cluster, "worker", index))
         index += 1
     return live, names
+
+
+def _worker_keys(config: CloudSettings, host_keys: HostKeys, workers: list[Machine],
+                 machines: list[Machine], console: Console) -> None:
+    """Give each worker its own client key, and admit the new ones on the master and sink.
+
+    A server that cannot be reached now gets them with its next deploy (its bundle
+    holds every admitted key); until then it refuses those workers, and says so.
+    """
+    assert config.keys is not None
+    made = [worker_key_name(machine) for machine in workers
+            if keys.ensure_client(config.keys, worker_key_name(machine))]
+    if not made:
+        return
+    console.print(f"made {len(made)} worker key(s): {', '.join(made)}")
+    for server in machines:
+        if server.role not in keys.SERVERS or server.state != "running":
+            continue
+        try:
+            admit(config, host_keys, server, made)
+        except (CloudError, OSError, EOFError, paramiko.SSHException) as error:
+            console.print(f"[yellow]could not admit the new worker keys on {server.label}: "
+                          f"{error}; it refuses those workers until `voe cloud up "
+                          f"{server.role}` deploys it again[/yellow]")
+        else:
+            console.print(f"admitted them on {server.label}")
 
 
 def _deploy_all(config: CloudSettings, package: Path, host_keys: HostKeys,

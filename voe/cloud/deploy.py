@@ -19,7 +19,7 @@ import paramiko
 from voe.cloud import services
 from voe.cloud.cluster import CloudError, CloudSettings, Machine
 from voe.cloud.ssh import HostKeys, Remote, connect, last_line
-from voe.keys import AUTHORIZED, bundle
+from voe.keys import AUTHORIZED, admitted_key, bundle
 
 # Where the package is uploaded on a machine (relative to the home).
 DIST_DIR = "voe-dist"
@@ -98,6 +98,34 @@ def env_file(role: str, values: dict[str, str], previous: str | None, cluster: s
 REMOTE_KEYS = "keys"
 
 
+def worker_key_name(machine: Machine) -> str:
+    """The name of a worker machine's own CURVE client key: one per instance, revocable."""
+    return f"worker-{machine.instance_id}"
+
+
+def _keys_folder(remote: Remote) -> None:
+    """Make ``~/keys`` and its admitted keys folder, private to the user."""
+    remote.check(f"mkdir -p -m 700 {REMOTE_KEYS}/{AUTHORIZED} && chmod 700 {REMOTE_KEYS} "
+                 f"{REMOTE_KEYS}/{AUTHORIZED}", "making the keys folder")
+
+
+def admit(config: CloudSettings, host_keys: HostKeys, server: Machine,
+          names: list[str]) -> None:
+    """Admit the client keys ``names`` on a running master or sink (it re-reads them).
+
+    Raises ``CloudError`` or an SSH error when the machine cannot be reached.
+    """
+    assert config.keys is not None
+    remote = connect(config, server, host_keys)
+    try:
+        _keys_folder(remote)
+        for name in names:
+            remote.write(f"{REMOTE_KEYS}/{AUTHORIZED}/{name}.key",
+                         admitted_key(config.keys, name), 0o600)
+    finally:
+        remote.close()
+
+
 class Deployer:
     """Deploys one package to machines; safe to use from several threads at once."""
 
@@ -132,7 +160,7 @@ class Deployer:
                                           self.config.cluster), 0o600)
             if self.keys is not None:
                 step = self._step(machine, "keys")
-                self._send_keys(remote, machine.role)
+                self._send_keys(remote, machine)
             step = self._step(machine, "starting")
             log_size = self._log_size(remote, machine.role)
             self._start(remote, machine.role, probe)
@@ -152,12 +180,15 @@ class Deployer:
         self.report(machine, "done")
         return DeployResult(machine, True, "done", detail, address)
 
-    def _send_keys(self, remote: Remote, role: str) -> None:
-        """Copy the role's CURVE keys into ``~/keys`` over SFTP (mode 0600, folders 0700)."""
+    def _send_keys(self, remote: Remote, machine: Machine) -> None:
+        """Copy the role's CURVE keys into ``~/keys`` over SFTP (mode 0600, folders 0700).
+
+        A worker gets its own client key (``worker_key_name``), made before the deploy.
+        """
         assert self.keys is not None
-        remote.check(f"mkdir -p -m 700 {REMOTE_KEYS}/{AUTHORIZED} && chmod 700 {REMOTE_KEYS} "
-                     f"{REMOTE_KEYS}/{AUTHORIZED}", "making the keys folder")
-        for name, text in bundle(self.keys, role).items():
+        _keys_folder(remote)
+        client = worker_key_name(machine) if machine.role == "worker" else "client"
+        for name, text in bundle(self.keys, machine.role, client).items():
             remote.write(f"{REMOTE_KEYS}/{name}", text, 0o600)
 
     def _step(self, machine: Machine, step: str) -> str:
