@@ -188,3 +188,19 @@ def test_a_worker_bundle_carries_its_own_key_under_the_shared_names(tmp_path):
         files = keys.bundle(folder, server)
         assert files["authorized/worker-i-1.key"] == own["client.key"]
         assert own["client.key_secret"] not in files.values()
+
+
+def test_a_key_removed_from_the_authorized_folder_is_refused_at_the_next_handshake(tmp_path):
+    from voe import keys
+    from voe.sockets import AuthorizedKeys
+
+    folder = tmp_path / "keys"
+    keys.init(folder)
+    keys.add_client(folder, "worker-a")
+    public = zmq.auth.load_certificate(str(folder / "worker-a.key"))[0]
+    authorized = AuthorizedKeys(keys.authorized_dir(folder), "master")
+    assert authorized.callback("global", public)
+    (keys.authorized_dir(folder) / "worker-a.key").unlink()
+    assert not authorized.callback("global", public)
+    shared = zmq.auth.load_certificate(str(folder / "client.key"))[0]
+    assert authorized.callback("global", shared)

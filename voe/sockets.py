@@ -98,18 +98,24 @@ class AuthorizedKeys:
             log.error("cannot load the authorized keys in %s: %s", self.folder,
                       type(error).__name__)
             return
-        added = len(set(certificates) - self.keys)
+        added, removed = len(set(certificates) - self.keys), len(self.keys - set(certificates))
         if self.signature and added:
             log.info("%s: %d new authorized client key(s) in %s", self.server, added,
+                     self.folder)
+        if removed:
+            log.info("%s: %d client key(s) no longer authorized in %s", self.server, removed,
                      self.folder)
         self.keys = set(certificates)
         self.signature = signature
 
     def callback(self, domain: str, client_key: bytes) -> bool:
-        """ZAP: admit ``client_key`` (z85) if it is authorized; count it otherwise."""
+        """ZAP: admit ``client_key`` (z85) if it is authorized; count it otherwise.
+
+        The folder is looked at on every handshake (one directory listing; handshakes
+        are per connection), so a key added is admitted and a key removed refused at once.
+        """
         with self.lock:
-            if client_key not in self.keys:
-                self._reload()
+            self._reload()
             if client_key in self.keys:
                 return True
         REFUSALS.refuse(f"with client key {client_key.decode('ascii', 'replace')}",
