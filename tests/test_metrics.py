@@ -12,8 +12,10 @@ import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster import SMALL_PLAN, Airline, Cluster, wait_for
+from tests.cluster import SMALL_PLAN, Airline, Cluster, free_port, wait_for
 from voe import metrics
+from voe.web.auth import WebError
+from voe.web.server import serve_metrics
 
 MAX_ATTEMPTS = 2
 FAILING_ROUTE = "GRU-REC"  # the airline answers 503 there: every attempt fails, transient
@@ -115,13 +117,14 @@ def test_a_busy_metrics_port_is_one_clear_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         cluster = Cluster(tmp_path, "http://127.0.0.1:9")
-        env = cluster.env | {"VOE_SINK_HTTP_PORT": str(taken.getsockname()[1])}
+        port = taken.getsockname()[1]
+        env = cluster.env | {"VOE_SINK_HTTP_PORT": str(port)}
         result = subprocess.run([sys.executable, "-m", "voe", "sink", "--no-console"], env=env,
                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert "cannot serve metrics on 127.0.0.1:" in result.stderr
+    assert f"127.0.0.1:{port} (VOE_SINK_HTTP_PORT) is in use" in result.stderr
 
 
 def test_counts_are_published_as_deltas():
@@ -143,8 +146,9 @@ def test_counts_are_published_as_deltas():
 
 
 def test_the_metrics_server_keeps_the_master_http_rules():
-    server, _ = metrics.serve(metrics.SINK, "127.0.0.1", 0, token="s3cret")
-    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    port = free_port()
+    server = serve_metrics(metrics.SINK, "127.0.0.1", port, token="s3cret")
+    url = f"http://127.0.0.1:{port}/metrics"
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
@@ -152,8 +156,13 @@ def test_the_metrics_server_keeps_the_master_http_rules():
         request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert b"voe_sink_fares_stored_total" in answer.read()
+        with pytest.raises(urllib.error.HTTPError) as elsewhere:  # nothing but /metrics
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/status",
+                headers={"Authorization": "Bearer s3cret"}), timeout=10)
+        assert elsewhere.value.code == 404
     finally:
-        server.shutdown()
-        server.server_close()
-    with pytest.raises(metrics.MetricsError, match="VOE_HTTP_TOKEN"):
-        metrics.serve(metrics.SINK, "0.0.0.0", 0)
+        server.stop()
+    assert serve_metrics(metrics.SINK, "127.0.0.1", 0, "") is None  # 0 turns it off
+    with pytest.raises(WebError, match="VOE_HTTP_TOKEN.*VOE_SINK_HTTP_PORT=0"):
+        serve_metrics(metrics.SINK, "0.0.0.0", port, "")

@@ -119,16 +119,16 @@ def cmd_sink(args: argparse.Namespace) -> int:
     settings = _settings()
     _require_keys(settings, "sink")
     _logs("sink", settings, not args.no_console)
-    from voe.metrics import MetricsError
     from voe.publish import PublishError
     from voe.sink import Sink
     from voe.sockets import BindError
     from voe.store import StoreError
+    from voe.web.auth import WebError
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         sink = Sink(settings)
-    except (StoreError, MetricsError, PublishError, BindError) as error:
+    except (StoreError, WebError, PublishError, BindError) as error:
         raise UsageError(str(error)) from None
     return sink.run()
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of the master and the sink, each on its own registry.
 
 The master's registry is served at ``/metrics`` by its HTTP server (``VOE_HTTP_PORT``),
-the sink's by :func:`serve` on ``VOE_SINK_HTTP_PORT``. The master's loop keeps plain
+the sink's on ``VOE_SINK_HTTP_PORT`` (both by ``voe.web.server``). The master's loop keeps plain
 counters (``Master.stats``, rejects) and publishes them here once per tick, the sink
 once per batch, so a metric costs nothing per message; only a job's duration is
 observed one by one.
@@ -9,12 +9,7 @@ observed one by one.
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,12 +19,10 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
-    make_wsgi_app,
 )
 
 from voe.model import PARSE, PERMANENT, TRANSIENT
 from voe.store.base import DONE
-from voe.web.auth import authorized, is_loopback
 
 MASTER = CollectorRegistry()
 SINK = CollectorRegistry()
@@ -99,10 +92,6 @@ for _status in ACK_STATUSES:
     SINK_ACKS.labels(_status)
 
 
-class MetricsError(Exception):
-    """The metrics endpoint cannot be served; the message is meant for the user."""
-
-
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """Render a registry in the text format, with its content type, for an HTTP /metrics."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -130,62 +119,3 @@ def reject_reasons(counts: Mapping[str, int]) -> dict[str, int]:
         reasons[reason] = reasons.get(reason, 0) + count
     return reasons
 
-
-class _Server(ThreadingMixIn, WSGIServer):
-    """One thread per scrape, none of them keeping the process alive."""
-
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No line on stderr per scrape."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Drop the access log: Prometheus scrapes every few seconds."""
-
-
-def _guarded(registry: CollectorRegistry, token: str) -> Callable:
-    """The /metrics WSGI app behind the master's HTTP rules (voe.web.auth)."""
-    app = make_wsgi_app(registry)
-
-    def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/metrics":
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"only /metrics is served here\n"]
-        refusal = authorized(token, environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_HOST"),
-                             environ.get("HTTP_ORIGIN"))
-        if refusal is not None:
-            status, reason = refusal
-            headers = [("Content-Type", "text/plain; charset=utf-8")]
-            if status == 401:
-                headers.append(("WWW-Authenticate", 'Bearer realm="voe"'))
-            start_response(f"{status} {'Unauthorized' if status == 401 else 'Forbidden'}",
-                           headers)
-            return [reason.encode() + b"\n"]
-        return app(environ, start_response)
-
-    return guarded
-
-
-def serve(registry: CollectorRegistry, host: str, port: int, token: str = ""
-          ) -> tuple[WSGIServer, threading.Thread]:
-    """Serve ``registry`` at http://host:port/metrics from a daemon thread.
-
-    As on the master's HTTP port, a non-loopback ``host`` needs ``token``, which
-    scrapers then send as ``Authorization: Bearer TOKEN``.
-    """
-    if not token and not is_loopback(host):
-        raise MetricsError(f"VOE_HTTP_HOST={host} is not a loopback address, so /metrics "
-                           "needs a token: set VOE_HTTP_TOKEN, or VOE_SINK_HTTP_PORT=0")
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                    flags=socket.AI_PASSIVE)[0][0]
-        server_class = type("MetricsServer", (_Server,), {"address_family": family})
-        server = make_server(host, port, _guarded(registry, token), server_class, _QuietHandler)
-    except OSError as error:
-        raise MetricsError(f"cannot serve metrics on {host}:{port}: {error.strerror or error} "
-                           "(another process has the port? choose another one, or 0 for none)"
-                           ) from None
-    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
-    thread.start()
-    return server, thread

@@ -23,6 +23,7 @@ from voe.model import Result
 from voe.settings import Settings
 from voe.sockets import bind, configure
 from voe.store import open_store
+from voe.web.server import serve_metrics
 from voe.yieldwatch import YieldWatch
 
 log = logging.getLogger("voe.sink")
@@ -43,9 +44,8 @@ class Sink:
     def __init__(self, settings: Settings, store_path: Path | None = None) -> None:
         self.settings = settings
         # First, so a busy metrics port stops the sink before it holds anything else.
-        self.http = (metrics.serve(metrics.SINK, settings.voe_http_host,
-                                   settings.voe_sink_http_port, settings.voe_http_token)
-                     if settings.voe_sink_http_port else None)
+        self.http = serve_metrics(metrics.SINK, settings.voe_http_host,
+                                  settings.voe_sink_http_port, settings.voe_http_token)
         store_target = store_path or settings.voe_store_url or settings.data_dir / "fares.db"
         self.store = open_store(store_target)
         # The outbox's drainers: a thread per destination, each with its own store
@@ -96,8 +96,7 @@ class Sink:
             self.acks.close()
             self.store.close()
             if self.http is not None:
-                self.http[0].shutdown()
-                self.http[0].server_close()
+                self.http.stop()
         return 0
 
     def _stop(self, signum: int, frame: object) -> None:

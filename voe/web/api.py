@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from voe import report
@@ -24,6 +24,9 @@ from voe.ledger import STATES, LedgerError
 from voe.settings import Settings
 from voe.store import StoreError
 from voe.web.control import CommandRefused, Control, UnknownJob
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 # Seconds an action waits for the master's loop to answer (it looks every 20 ms).
 COMMAND_TIMEOUT = 10.0
@@ -270,11 +273,9 @@ class Api:
 
     def metrics(self, request: Request) -> Reply:
         """The master's Prometheus metrics (``voe.metrics.MASTER``)."""
-        _only(request)
         from voe import metrics
 
-        body, content_type = metrics.exposition(metrics.MASTER)
-        return Reply(200, body, content_type)
+        return metrics_reply(metrics.MASTER, request)
 
     def openapi(self, request: Request) -> Reply:
         """The OpenAPI 3 document of this API."""
@@ -283,6 +284,30 @@ class Api:
 
         return json_reply(200, document())
 
+
+def metrics_reply(registry: CollectorRegistry, request: Request) -> Reply:
+    """A Prometheus registry in the text format."""
+    _only(request)
+    from voe import metrics
+
+    body, content_type = metrics.exposition(registry)
+    return Reply(200, body, content_type)
+
+
+class MetricsApi:
+    """The only endpoint of the sink's HTTP port: its Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def metrics(self, request: Request) -> Reply:
+        """The registry's metrics."""
+        return metrics_reply(self.registry, request)
+
+
+METRICS_ROUTES: dict[str, dict[str, Callable[[Any, Request], Reply]]] = {
+    "/metrics": {"GET": MetricsApi.metrics}}
+"""The sink's HTTP port: nothing but /metrics."""
 
 Handler = Callable[[Api, Request], Reply]
 
@@ -305,10 +330,11 @@ ROUTES: dict[str, dict[str, Handler]] = {
 """Every protected endpoint: path template, then method, then handler."""
 
 
-def match(segments: list[str]) -> tuple[dict[str, Handler], dict[str, str]] | None:
-    """The methods of the route whose path has these (unquoted) segments, and its
-    parameters; None when no route has that shape."""
-    for template, methods in ROUTES.items():
+def match(routes: dict[str, dict[str, Handler]], segments: list[str]
+          ) -> tuple[dict[str, Handler], dict[str, str]] | None:
+    """The methods of the route of ``routes`` whose path has these (unquoted) segments,
+    and its parameters; None when no route has that shape."""
+    for template, methods in routes.items():
         parts = template.split("/")
         if len(parts) != len(segments):
             continue

@@ -32,12 +32,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_binding(host: str, token: str) -> None:
-    """Refuse to serve a non-loopback address without a token (``WebError``)."""
+def check_binding(host: str, token: str, what: str = "the master's HTTP port (dashboard and "
+                  "control API)", setting: str = "VOE_HTTP_PORT") -> None:
+    """Refuse to serve ``what`` on a non-loopback address without a token (``WebError``)."""
     if not token and not is_loopback(host):
-        raise WebError(f"VOE_HTTP_HOST={host} is not a loopback address, so the master's HTTP "
-                       "port (dashboard and control API) needs a token: set VOE_HTTP_TOKEN, or "
-                       "VOE_HTTP_PORT=0 to turn the port off")
+        raise WebError(f"VOE_HTTP_HOST={host} is not a loopback address, so {what} needs a "
+                       f"token: set VOE_HTTP_TOKEN, or {setting}=0 to turn the port off")
 
 
 def bearer_ok(token: str, authorization: str | None) -> bool:

@@ -1,11 +1,12 @@
-"""The master's HTTP server: a threaded standard-library server beside the master's loop.
+"""voe's HTTP ports: a threaded standard-library server beside a role's own loop.
 
-It runs in daemon threads, so it never blocks the single-threaded ZeroMQ loop:
-reads open their own SQLite connections, actions go through the master's command
-queue. Static files of the dashboard are public; everything else passes
-``voe.web.auth`` first. Every answer, refusals included, is JSON (or the dashboard's
-files, or ``/metrics`` text); an unexpected failure is logged with its traceback
-and answered 500 without one.
+The master serves the dashboard, the control API and /metrics (``serve``); the sink
+only its /metrics (``serve_metrics``); both through ``WebServer``. It runs in daemon
+threads, so it never blocks the single-threaded ZeroMQ loops: reads open their own
+SQLite connections, actions go through the master's command queue. Static files of
+the dashboard are public; everything else passes ``voe.web.auth`` first. Every
+answer, refusals included, is JSON (or the dashboard's files, or ``/metrics`` text);
+an unexpected failure is logged with its traceback and answered 500 without one.
 """
 
 from __future__ import annotations
@@ -17,13 +18,27 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from voe.settings import Settings
 from voe.web import auth
-from voe.web.api import Api, ApiError, Reply, Request, error_reply, match
+from voe.web.api import (
+    METRICS_ROUTES,
+    ROUTES,
+    Api,
+    ApiError,
+    MetricsApi,
+    Reply,
+    Request,
+    error_reply,
+    match,
+)
 from voe.web.auth import WebError
 from voe.web.control import Control
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("voe.web")
 
@@ -61,7 +76,9 @@ def _static(name: str) -> bytes:
 class Handler(BaseHTTPRequestHandler):
     """One request: find the route, check who asks, answer (a class per server)."""
 
-    api: Api
+    api: object
+    routes: dict
+    static: dict[str, tuple[str, str]]
     token: str
     timeout = SOCKET_TIMEOUT
 
@@ -107,12 +124,12 @@ class Handler(BaseHTTPRequestHandler):
         if not self._skip_body():
             return
         url = urlsplit(self.path)
-        if self.command in ("GET", "HEAD") and url.path in STATIC:
-            name, content_type = STATIC[url.path]
+        if self.command in ("GET", "HEAD") and url.path in self.static:
+            name, content_type = self.static[url.path]
             self._answer(Reply(200, _static(name), content_type))
             return
         segments = [unquote(segment, errors="replace") for segment in url.path.split("/")]
-        route = match(segments)
+        route = match(self.routes, segments)
         if route is None:
             self._answer(error_reply(404, f"no such endpoint: {url.path}"))
             return
@@ -140,11 +157,11 @@ class Handler(BaseHTTPRequestHandler):
             reply = error_reply(400, f"malformed query: {error}")
         except Exception:
             log.exception("HTTP %s %s failed", self.command, url.path)
-            reply = error_reply(500, "internal error; see master.log")
+            reply = error_reply(500, "internal error; see the log")
         self._answer(reply)
 
     def log_message(self, format: str, *args: object) -> None:
-        """Requests go to master.log at debug level, not to standard error."""
+        """Requests go to the role's log at debug level, not to standard error."""
         log.debug("HTTP %s %s", self.address_string(), format % args)
 
 
@@ -158,7 +175,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client gone mid-answer is logged quietly; anything else with its traceback,
-        in master.log (never on standard error)."""
+        in the role's log (never on standard error)."""
         error = sys.exc_info()[1]
         if isinstance(error, OSError):
             log.debug("HTTP connection from %s: %s", client_address, error)
@@ -171,20 +188,23 @@ class _Server6(_Server):
 
 
 class WebServer:
-    """The master's HTTP port, bound at construction, served in a daemon thread."""
+    """One HTTP port, bound at construction, served in a daemon thread.
 
-    def __init__(self, settings: Settings, control: Control) -> None:
-        host, port = settings.voe_http_host, settings.voe_http_port
-        auth.check_binding(host, settings.voe_http_token)
-        handler = type("BoundHandler", (Handler,), {"api": Api(settings, control),
-                                                    "token": settings.voe_http_token})
+    ``api`` is what the handlers of ``routes`` are called on; ``static`` the public
+    files; ``setting`` the port's setting and ``role`` its process, named in errors.
+    """
+
+    def __init__(self, host: str, port: int, token: str, api: object, routes: dict,
+                 static: dict[str, tuple[str, str]], setting: str, role: str) -> None:
+        handler = type("BoundHandler", (Handler,), {"api": api, "routes": routes,
+                                                    "static": static, "token": token})
         server_class = _Server6 if ":" in host else _Server
         try:
             self.httpd = server_class((host.strip("[]"), port), handler)
         except OSError as error:
             why = "in use" if error.errno == errno.EADDRINUSE else error.strerror
-            raise WebError(f"{host}:{port} (VOE_HTTP_PORT) is {why}: is another voe master "
-                           "running? Stop it, or choose another port with VOE_HTTP_PORT "
+            raise WebError(f"{host}:{port} ({setting}) is {why}: is another voe {role} "
+                           f"running? Stop it, or choose another port with {setting} "
                            "(0 turns the HTTP port off)") from None
         self.host = host
         self.port = self.httpd.server_address[1]
@@ -216,8 +236,28 @@ def serve(settings: Settings, control: Control) -> WebServer | None:
     """
     if settings.voe_http_port == 0:
         return None
-    server = WebServer(settings, control)
+    host, token = settings.voe_http_host, settings.voe_http_token
+    auth.check_binding(host, token)
+    server = WebServer(host, settings.voe_http_port, token, Api(settings, control), ROUTES,
+                       STATIC, "VOE_HTTP_PORT", "master")
     server.start()
     log.info("dashboard and control API at %s (token %s)", server.url,
              "required" if settings.voe_http_token else "not set: loopback only")
+    return server
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int, token: str
+                  ) -> WebServer | None:
+    """Bind and start the sink's /metrics on ``host:port``, or None when ``port`` is 0.
+
+    The master's rules hold: a non-loopback ``host`` needs ``token``, which scrapers
+    send as ``Authorization: Bearer TOKEN``. Raises ``WebError`` like ``serve``.
+    """
+    if port == 0:
+        return None
+    auth.check_binding(host, token, "the sink's /metrics", "VOE_SINK_HTTP_PORT")
+    server = WebServer(host, port, token, MetricsApi(registry), METRICS_ROUTES, {},
+                       "VOE_SINK_HTTP_PORT", "sink")
+    server.start()
+    log.info("metrics at %s/metrics", server.url)
     return server
