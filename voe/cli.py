@@ -326,20 +326,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_prices(args: argparse.Namespace) -> int:
     """Print a route's cheapest fare per date and cycle, flagging drops."""
-    import re
-
     from voe.demoairline.fares import check_date
-    from voe.report import prices
+    from voe.report import parse_route, prices
 
-    route = args.route.upper()
-    if not re.fullmatch(r"[A-Z0-9]{3}-[A-Z0-9]{3}", route):
-        raise UsageError(f"route {args.route!r}: expected ORIG-DEST, e.g. GRU-REC")
+    try:
+        origin, destination = parse_route(args.route.upper())
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if args.date is not None:
         try:
             check_date(args.date)
         except ValueError as error:
             raise UsageError(f"--date: {error}") from None
-    origin, destination = route.split("-")
+    route = f"{origin}-{destination}"
     rows = prices(_settings(), origin, destination, args.date)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -6,6 +6,7 @@ Reads the ledger and the store directly, so it works whether or not a master run
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,17 @@ def check(settings: Settings) -> dict[str, Any]:
                 store.close()
     finally:
         ledger.close()
+
+
+_ROUTE = re.compile(r"[A-Z0-9]{3}-[A-Z0-9]{3}")
+
+
+def parse_route(route: str) -> tuple[str, str]:
+    """``ORIG-DEST`` as (origin, destination); ``ValueError`` saying what is wrong."""
+    if not _ROUTE.fullmatch(route):
+        raise ValueError(f"route {route!r}: expected ORIG-DEST, e.g. GRU-REC")
+    origin, destination = route.split("-")
+    return origin, destination
 
 
 def prices(settings: Settings, origin: str, destination: str,

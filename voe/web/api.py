@@ -41,8 +41,6 @@ AUDIT_TTL = 5.0
 # Largest whole number a query parameter may hold (offsets, cycles).
 MAX_INTEGER = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_ROUTE = re.compile(r"[A-Z0-9]{3}-[A-Z0-9]{3}")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 JSON = "application/json"
 
 
@@ -191,19 +189,18 @@ class Api:
         """A route's cheapest fare per date and cycle (``voe prices ROUTE --json``)."""
         _only(request, "route", "date")
         route = _one(request, "route")
-        if route is None or not _ROUTE.fullmatch(route):
-            raise ApiError(400, f"route {route!r}: expected ORIG-DEST, e.g. GRU-REC")
+        try:
+            origin, destination = report.parse_route(route or "")
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
         date = _one(request, "date")
         if date is not None:
             from voe.demoairline.fares import check_date
 
             try:
-                if not _DATE.fullmatch(date):
-                    raise ValueError(f"bad date {date!r}: expected YYYY-MM-DD")
                 check_date(date)
             except ValueError as error:
                 raise ApiError(400, f"date: {error}") from None
-        origin, destination = route.split("-")
         rows = self._read(report.prices, self.settings, origin, destination, date)
         return json_reply(200, {"route": route, "date": date, "prices": rows})
 
