@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from voe.model import Result
 
@@ -41,6 +41,23 @@ class StoreError(Exception):
 
 class NoStore(StoreError):
     """A report opened a store that does not exist yet (nothing stored)."""
+
+
+class Closing:
+    """What makes a store a context manager: ``with open_store(...) as store:`` closes it."""
+
+    def close(self) -> None:
+        """Release the store (each store defines it)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Return the store so a ``with`` block closes it."""
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Close the store."""
+        self.close()
 
 
 class Store(Protocol):

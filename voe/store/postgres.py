@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 
 try:
@@ -29,7 +28,7 @@ except ImportError:  # the optional extra is missing; open() explains
 
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries
-from voe.store.base import FARE_FIELDS, NoStore, StoreError
+from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError
 from voe.store.rows import (
     EVENTS_PAUSED,
     LATEST_FARES,
@@ -193,7 +192,7 @@ def _reason(error: Exception, url: str) -> str:
     return text
 
 
-class PostgresStore:
+class PostgresStore(Closing):
     """A ``Store`` in a PostgreSQL database; ``readonly=True`` for reports (needs the schema).
 
     Use one instance from one thread at a time (a lock guards the connection).
@@ -535,16 +534,3 @@ class PostgresStore:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
-
-    def __enter__(self) -> PostgresStore:
-        """Return the store so a ``with`` block closes it."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        self.close()

@@ -20,13 +20,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries
-from voe.store.base import FARE_FIELDS, NoStore, StoreError
+from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError
 from voe.store.rows import (
     EVENTS_PAUSED,
     LATEST_FARES,
@@ -161,7 +160,7 @@ _UPSERT_PRICES = (
 _BY_PRICE = "CAST(price AS REAL), price"
 
 
-class SqliteStore:
+class SqliteStore(Closing):
     """A ``Store`` in one SQLite file; ``readonly=True`` opens an existing file for reports.
 
     Use one instance from one thread at a time (it may move between threads, e.g. a pool).
@@ -498,19 +497,6 @@ class SqliteStore:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
-
-    def __enter__(self) -> SqliteStore:
-        """Return the store so a ``with`` block closes it."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        self.close()
 
 
 _LATEST_PER_ROUTE = (
