@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from tests.cluster import ROOT, Airline, Cluster, assert_stored_exactly_once, wait_for
+from tests.cluster import (
+    ROOT,
+    SMALL_PLAN,
+    Airline,
+    Cluster,
+    assert_stored_exactly_once,
+    wait_for,
+)
 from tests.postgres import fresh_schema
 
 
@@ -169,6 +176,35 @@ def test_always_failing_route_ends_failed_and_can_be_retried(tmp_path):
     finally:
         cluster.stop()
         broken.stop()
+
+
+def test_dead_letters_retried_from_the_command_line_run_on_the_running_master(tmp_path):
+    broken = Airline(tmp_path, fail_routes=("GRU-REC",))
+    daily = SMALL_PLAN.replace('cycle = "once"', 'cycle = "1d"').format(
+        max_attempts=1, lease_seconds=20, days=1, backend="demo",
+        airports='["GRU", "REC", "SSA"]')
+    cluster = Cluster(tmp_path, broken.url, plan=daily)
+    fixed = None
+    try:
+        cluster.sink()
+        cluster.spawn("master", "master", "--plan", str(cluster.plan_path))  # never exits
+        cluster.worker("w1")
+        wait_for(lambda: "cycle 1 finished: 5 done, 1 failed" in cluster.log("master"), 60,
+                 "the first cycle to end with a dead letter")
+        broken.stop()
+        fixed = Airline(tmp_path, port=broken.port)
+        assert "1 failed job(s) sent back" in cluster.voe("failed", "--retry").stdout
+        wait_for(lambda: cluster.jobs() == {"pending": 0, "leased": 0, "done": 6, "failed": 0},
+                 60, "the running master to lease the retried job")
+        assert "cycle 1 has pending jobs again" in cluster.log("master")
+        wait_for(lambda: "cycle 1 finished: 6 done, 0 failed" in cluster.log("master"), 30,
+                 "the reopened cycle to be finished again")
+        assert_stored_exactly_once(cluster, fixed)
+    finally:
+        cluster.stop()
+        broken.stop()
+        if fixed is not None:
+            fixed.stop()
 
 
 def test_unknown_airport_fails_at_once_without_retries(tmp_path, airline):

@@ -459,6 +459,10 @@ class Master:
         self._flush()
         self._save_workers()
         self.pacers.recover()
+        for cycle in self.ledger.open_cycles():  # reopened by a retry (CLI or HTTP port)
+            if cycle.cycle not in self.cycles:
+                log.info("cycle %d has pending jobs again (retried); leasing them", cycle.cycle)
+                self._track(cycle)
         for number, cycle in list(self.cycles.items()):
             if number in self.expanders or cycle.finished_at is not None:
                 continue
@@ -492,9 +496,6 @@ class Master:
         if command.name == "retry":
             self._flush()
             count = self.ledger.retry_failed(command.args["cycle"], command.args["job_id"])
-            for cycle in self.ledger.open_cycles():
-                if cycle.cycle not in self.cycles:
-                    self._track(cycle)
             log.info("%d failed job(s) sent back to pending through the HTTP port", count)
             return {"retried": count}
         raise ValueError(f"unknown command {command.name!r}")
