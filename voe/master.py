@@ -124,7 +124,7 @@ class Master:
         beat = self.settings.voe_heartbeat_seconds
         finished = False
         try:
-            self._publish()
+            self._publish_state()
             self.web = serve(self.settings, self.control)
             while not self.stopping:
                 events = dict(poller.poll(timeout=20))
@@ -149,7 +149,7 @@ class Master:
                     next_flush = now + FLUSH_INTERVAL
                 if now >= next_house:
                     finished = self._housekeeping()
-                    self._publish()
+                    self._publish_state()
                     next_house = now + HOUSEKEEPING_INTERVAL
                     if finished and self.once:
                         log.info("every job of the plan is done or failed; exiting")
@@ -484,7 +484,7 @@ class Master:
         if command.name in ("pause", "resume"):
             self.paused = command.name == "pause"
             log.info("leasing %s through the HTTP port", "paused" if self.paused else "resumed")
-            self._publish()
+            self._publish_state()
             return {"paused": self.paused}
         if command.name == "start_cycle":
             if self.cycles:
@@ -500,7 +500,7 @@ class Master:
             return {"retried": count}
         raise ValueError(f"unknown command {command.name!r}")
 
-    def _publish(self) -> None:
+    def _publish_state(self) -> None:
         """Hand the HTTP port a snapshot of the live state (read by its threads)."""
         self.control.publish({
             "epoch": self.epoch, "paused": self.paused, "once": self.once,
