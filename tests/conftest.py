@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -200,3 +201,60 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
         return
     with fresh_schema() as url, open_store(url) as opened:
         yield opened
+
+
+# Seconds the session's end waits for its child processes to exit before calling them leaked.
+LEAK_GRACE = 5.0
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Live (non-zombie) processes under ``root``, as PID -> command line, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                try:
+                    command = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+                except OSError:
+                    command = b""
+                found[pid] = command.replace(b"\0", b" ").decode(errors="replace").strip()
+                frontier.append(pid)
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test left a process behind (each is then stopped by its PID)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    deadline = time.monotonic() + LEAK_GRACE
+    leaked = _descendants(os.getpid())
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leaked = _descendants(os.getpid())
+    if not leaked:
+        return
+    lines = "\n".join(f"  pid {pid}: {command[:200]}" for pid, command in sorted(leaked.items()))
+    message = f"FAILED: {len(leaked)} process(es) left running by the tests:\n{lines}"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        print(message, file=sys.stderr)
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # already gone
+            continue
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -428,10 +428,10 @@ def test_a_cut_broker_connection_loses_no_event(
 
 def test_a_run_on_postgresql_publishes_from_its_outbox(tmp_path: Path,
                                                        receiver: Receiver) -> None:
-    airline = Airline(tmp_path)
-    cluster = Cluster(tmp_path, airline.url, airports='["GRU", "REC"]', days=2)  # 4 jobs
-    cluster.env.update({"VOE_WEBHOOK_URLS": receiver.url, "VOE_WEBHOOK_SECRET": SECRET})
-    with fresh_schema() as url:
+    with fresh_schema() as url:  # skips without PostgreSQL: before any process starts
+        airline = Airline(tmp_path)
+        cluster = Cluster(tmp_path, airline.url, airports='["GRU", "REC"]', days=2)  # 4 jobs
+        cluster.env.update({"VOE_WEBHOOK_URLS": receiver.url, "VOE_WEBHOOK_SECRET": SECRET})
         cluster.env["VOE_STORE_URL"] = url
         try:
             cluster.sink()

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from voe import __version__
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.demoairline.faults import add_arguments as add_fault_arguments
 from voe.ledger import LedgerError
-from voe.settings import SETTINGS, Settings, SettingsError, load
+from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
 
 EXIT_USAGE = 2
+# A listing whose reader closed the pipe exits as a program killed by SIGPIPE would.
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -38,10 +42,11 @@ def _settings() -> Settings:
 
 
 def _plan(path: str | None, settings: Settings):
+    from voe.backends import available_backends
     from voe.plan import PlanError, load_plan
 
     try:
-        return load_plan(path or settings.voe_plan or None)
+        return load_plan(path or settings.voe_plan or None, available_backends())
     except PlanError as error:
         raise UsageError(str(error)) from None
 
@@ -111,7 +116,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _logs("worker", settings, not args.no_console)
     from voe.worker import Worker
 
-    return Worker(settings, args.concurrency, args.prefetch, args.name).run()
+    return Worker(settings, args.concurrency, args.prefetch, args.name, args.once).run()
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -144,6 +149,14 @@ def cmd_demo_airline(args: argparse.Namespace) -> int:
         faults = from_arguments(args)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.host is None or args.port is None:
+        url = urlsplit(_settings().voe_demo_airline_url)
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        args.host = args.host or url.hostname or "127.0.0.1"
+        args.port = args.port or port or 80
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     serve(host=args.host, port=args.port, latency_ms=args.latency_ms,
           fail_routes=args.fail_route, flights=args.flights, faults=faults)
@@ -178,10 +191,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"data dir: {report['data_dir']}")
     if cycle is None:
         print("no cycle yet: start a master (voe master) or run everything (voe run)")
+        print(f"fares stored: {report['fares']}")
     else:
         print(f"cycle {cycle['number']} (plan {cycle['plan']}): " + ", ".join(
             f"{count} {state}" for state, count in jobs.items()) + f" of {sum(jobs.values())}")
-    print(f"fares stored: {report['fares']}")
+        changed = cycle["plan_changed"]
+        if changed is not None:
+            print(f"  the plan changed since cycle {cycle['number']} started: "
+                  + (f"it finishes with the {changed['jobs_kept']} jobs it holds; the next cycle "
+                     f"follows plan {changed['plan']} ({changed['plan_jobs']} jobs)"
+                     if changed["jobs_kept"] else
+                     f"it holds no job and ends empty when a master starts; a cycle of plan "
+                     f"{changed['plan']} follows") + ". To keep the old plan, restore its file.")
+        print(f"fares stored: {cycle['fares']} in cycle {cycle['number']}, "
+              f"{report['fares']} in every cycle")
     for found in report["yield"]:
         previous = found["previous_fares_per_page"]
         print(f"yield {found['backend']} cycle {found['cycle']}: {found['fares_per_page']} "
@@ -236,6 +259,9 @@ def cmd_failed(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.retry:
         count = retry_failed(settings)
+        if not count:
+            print("no failed jobs to retry")
+            return 0
         print(f"{count} failed job(s) sent back to pending; a running master picks them up, "
               "or start one (voe master --once)")
         return 0
@@ -253,28 +279,31 @@ def cmd_failed(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write every stored fare as CSV or JSON Lines."""
-    from voe.export import export_fares
+    from voe.export import export_fares, export_format
     from voe.report import store_target
     from voe.store import NoStore, open_store
 
     settings = _settings()
+    fmt = args.format or export_format(args.out)
     try:
         store = open_store(store_target(settings), readonly=True)
-    except NoStore as error:
-        raise UsageError(f"{error} (nothing stored yet? run `voe run` first)") from None
+    except NoStore:
+        print(f"nothing stored yet in {settings.data_dir.resolve()}: no fares to export "
+              "(run `voe run` first)", file=sys.stderr)
+        return 0
     try:
         if args.out == "-":
-            count = export_fares(store, sys.stdout, args.format, args.cycle, args.since)
+            count = export_fares(store, sys.stdout, fmt, args.cycle, args.since)
         else:
             try:
                 out = open(args.out, "w", encoding="utf-8", newline="")
             except OSError as error:
                 raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
             with out:
-                count = export_fares(store, out, args.format, args.cycle, args.since)
+                count = export_fares(store, out, fmt, args.cycle, args.since)
     finally:
         store.close()
-    print(f"exported {count} fares to {args.out}", file=sys.stderr)
+    print(f"exported {count} fares to {args.out} ({fmt})", file=sys.stderr)
     return 0
 
 
@@ -298,9 +327,14 @@ def cmd_cheapest(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Audit delivery: the ledger against the store; status 1 if anything is lost or doubled."""
     from voe.audit import KINDS
-    from voe.report import check
+    from voe.report import check, ledger_path
 
-    report = check(_settings())
+    settings = _settings()
+    if not ledger_path(settings).is_file():
+        print(f"nothing to check in {settings.data_dir.resolve()}: no ledger yet "
+              "(run `voe run` first)")
+        return 0
+    report = check(settings)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0 if report["ok"] else 1
@@ -326,6 +360,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_prices(args: argparse.Namespace) -> int:
     """Print a route's cheapest fare per date and cycle, flagging drops."""
+    from decimal import Decimal
+
     from voe.demoairline.fares import check_date
     from voe.report import parse_route, prices
 
@@ -349,22 +385,36 @@ def cmd_prices(args: argparse.Namespace) -> int:
         back = f" back {row['return_date']}" if row["return_date"] else ""
         moved = ""
         if row["change"] is not None:
-            moved = (f"  DROP from {row['previous']} ({row['change']})" if row["drop"]
-                     else f"  (was {row['previous']})")
+            if row["drop"]:
+                moved = f"  DROP from {row['previous']} ({row['change']})"
+            elif Decimal(row["change"]) != 0:
+                moved = f"  (up from {row['previous']}, +{row['change']})"
+            else:
+                moved = "  (unchanged)"
         print(f"{route} {row['date']}{back} cycle {row['cycle']}: {row['price']} "
               f"{row['currency']} ({row['flight']} {row['departure']}){moved}")
     return 0
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    """Print every setting with its value and where it came from."""
-    settings = _settings()
-    for setting in SETTINGS:
-        value = getattr(settings, setting.name.lower())
+    """Print every setting with its value and where it came from, marking malformed ones."""
+    from voe.settings import read
+
+    bad = []
+    for reading in read():
+        setting = reading.setting
+        value = reading.value if reading.error is None else reading.raw
         if setting.secret and value:
             value = "********"
-        print(f"{setting.name}={value}  [{settings.sources[setting.name]}; "
-              f"default {setting.default or '(empty)'}] {setting.help}")
+        mark = ""
+        if reading.error is not None:
+            bad.append(setting.name)
+            mark = f"  <-- MALFORMED: {reading.error}"
+        print(f"{setting.name}={value}  [{reading.source}; "
+              f"default {setting.default or '(empty)'}] {setting.help}{mark}")
+    if bad:
+        raise UsageError(f"malformed setting(s): {', '.join(bad)} (marked above); every other "
+                         "command refuses to start until they are fixed")
     return 0
 
 
@@ -423,14 +473,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--prefetch", type=int, default=None,
                         help="jobs held beyond the concurrency (VOE_PREFETCH)")
     worker.add_argument("--name", help="name in logs and status (host-pid)")
+    worker.add_argument("--once", action="store_true",
+                        help="leave when the master says its collection is over (a master run "
+                             "with --once); without it the worker waits quietly for the next")
     _role_options(worker)
 
     sink = command("sink", cmd_sink, "Run the sink: store results, then acknowledge them.")
     _role_options(sink)
 
     airline = command("demo-airline", cmd_demo_airline, "Serve the demo airline website.")
-    airline.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    airline.add_argument("--port", type=int, default=8800, help="port (8800)")
+    airline.add_argument("--host", default=None,
+                         help="address to listen on (VOE_DEMO_AIRLINE_URL's host, 127.0.0.1)")
+    airline.add_argument("--port", type=int, default=None,
+                         help="port (VOE_DEMO_AIRLINE_URL's port, 8800)")
     airline.add_argument("--latency-ms", type=int, default=0, help="delay of every answer (0)")
     airline.add_argument("--fail-route", action="append", default=[], metavar="ORIG-DEST",
                          help="answer 503 for this route (repeatable; fault injection)")
@@ -454,8 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--json", action="store_true", help="print JSON")
 
     export = command("export", cmd_export, "Write every stored fare as CSV or JSON Lines.")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("--out", default="-", help="file to write (- for standard output)")
+    export.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                        help="csv or jsonl (default: from --out's extension, .csv is csv; "
+                             "otherwise jsonl)")
+    export.add_argument("--out", default="-", help="file to write (- for standard output, "
+                        "the default)")
     export.add_argument("--cycle", type=_at_least_one, help="only the fares of this cycle")
     export.add_argument("--since", type=_at_least_one, metavar="CYCLE",
                         help="only the fares of this cycle and later ones")
@@ -516,3 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`voe failed | head`): not an error worth a traceback.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

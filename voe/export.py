@@ -57,3 +57,8 @@ def _write_jsonl(fares: Iterable[dict[str, Any]], out: TextIO) -> int:
         out.write(json.dumps(fare, ensure_ascii=False) + "\n")
         count += 1
     return count
+
+
+def export_format(out: str) -> str:
+    """The format ``voe export`` writes when none is given: by the file's extension, else jsonl."""
+    return "csv" if out.lower().endswith(".csv") else "jsonl"

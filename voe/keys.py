@@ -65,6 +65,10 @@ def init(directory: Path) -> list[str]:
     """Create the key pairs that are missing in ``directory``; return the names created."""
     _private_dir(directory)
     _private_dir(directory / AUTHORIZED)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():  # secret keys must never be committed by a `git add .`
+        ignore.write_text("# Secret CURVE keys: never commit this folder.\n*\n")
+        ignore.chmod(0o600)  # like everything in the folder
     created = []
     for name in (*SERVERS, CLIENT):
         if not (directory / f"{name}.key_secret").is_file():

@@ -20,7 +20,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from voe import report
@@ -46,16 +53,24 @@ class LocalRun:
         self.plan = plan
         self.args = args
         self.data_dir = settings.data_dir.resolve()
-        self.console = Console(stderr=False)
+        # Without a terminal (a log file, CI) lines are not wrapped at 80 columns.
+        self.console = Console(stderr=False, soft_wrap=not sys.stdout.isatty())
         self.children: list[Child] = []
         self.airline: Child | None = None
         self.master: Child | None = None
+        # This run's cycle once known; the last cycle before it started; what its cycle had
+        # stored and finished when the run began (a resumed cycle's earlier work is not ours).
+        self.cycle: int | None = None
+        self.after = 0
+        self.fares_before = 0
+        self.finished_before: int | None = None
 
     def run(self) -> int:
         """Run until the plan's cycle is done; return the exit status."""
         started = time.monotonic()
         try:
             self._check_ports()
+            self._before()
             self._start()
             self._watch(started)
         except RunError as error:
@@ -160,37 +175,93 @@ class LocalRun:
 
     # Watch ------------------------------------------------------------------
 
+    def _before(self) -> None:
+        """Note the cycle the ledger holds before the master starts: resumed, or a new one next."""
+        state = report.status(self.settings, self.plan)
+        cycle = state["cycle"]
+        if cycle is not None and cycle["finished_at"] is None:
+            self.cycle = cycle["number"]
+            self.fares_before = cycle["fares"]
+            self.console.print(f"voe run: resuming cycle {self.cycle} "
+                               f"({sum(state['jobs'].values())} jobs, "
+                               f"{state['jobs']['done'] + state['jobs']['failed']} finished)")
+            changed = cycle["plan_changed"]
+            if changed is not None:
+                self.console.print(
+                    f"[yellow]voe run: the plan changed since cycle {self.cycle} started: it "
+                    f"finishes with the {changed['jobs_kept']} jobs it holds, and the next "
+                    f"`voe run` starts a cycle of plan {changed['plan']} "
+                    f"({changed['plan_jobs']} jobs).[/yellow]" if changed["jobs_kept"] else
+                    f"[yellow]voe run: the plan changed before cycle {self.cycle} held any job: "
+                    f"it ends empty and a cycle of plan {changed['plan']} starts now.[/yellow]")
+                if not changed["jobs_kept"]:
+                    self.cycle, self.fares_before = None, 0
+                    self.after = cycle["number"]
+            return
+        self.after = cycle["number"] if cycle is not None else 0
+
+    def _current(self) -> dict | None:
+        """The status of this run's cycle, or None while the master has not started it yet."""
+        state = report.status(self.settings, self.plan)
+        cycle = state["cycle"]
+        if cycle is None:
+            return None
+        if self.cycle is None:
+            if cycle["number"] <= self.after:
+                return None
+            self.cycle = cycle["number"]
+            self.fares_before = 0
+            self.console.print(f"voe run: cycle {self.cycle} started "
+                               f"({sum(state['jobs'].values())} jobs)")
+        return state
+
     def _watch(self, started: float) -> None:
-        columns = (TextColumn("[bold]cycle[/bold]"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[detail]}"), TimeRemainingColumn())
+        columns = (TextColumn("[bold]{task.description}[/bold]"), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+                   TimeRemainingColumn())
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("jobs", total=None, detail="starting")
+            task = progress.add_task("starting", total=None, detail="")
             next_plain = time.monotonic()
             while True:
                 self._check_children()
-                state = report.status(self.settings)
-                jobs = state["jobs"]
-                total = sum(jobs.values())
-                finished = jobs["done"] + jobs["failed"]
-                elapsed = max(time.monotonic() - started, 1e-6)
-                detail = (f"{jobs['failed']} failed, {state['fares']} fares, "
-                          f"{finished / elapsed:.0f} jobs/s")
-                progress.update(task, total=total or None, completed=finished, detail=detail)
-                if not self.console.is_terminal and time.monotonic() >= next_plain:
-                    print(f"progress: {finished}/{total} jobs, {detail}", flush=True)
-                    next_plain = time.monotonic() + PLAIN_PROGRESS_INTERVAL
+                state = self._current()
+                if state is not None:
+                    self._show(progress, task, state, started)
+                    if not self.console.is_terminal and time.monotonic() >= next_plain:
+                        jobs = state["jobs"]
+                        print(f"progress: cycle {self.cycle}: {jobs['done'] + jobs['failed']}/"
+                              f"{sum(jobs.values())} jobs, {self._detail(state, started)}",
+                              flush=True)
+                        next_plain = time.monotonic() + PLAIN_PROGRESS_INTERVAL
                 assert self.master is not None
                 code = self.master.poll()
                 if code is not None:
                     if code != 0:
                         raise RunError(f"the master exited with status {code}; "
                                        f"see {self.data_dir}/master.log and run.err")
-                    state = report.status(self.settings)
-                    jobs = state["jobs"]
-                    progress.update(task, total=sum(jobs.values()),
-                                    completed=jobs["done"] + jobs["failed"])
+                    state = self._current()
+                    if state is not None:
+                        self._show(progress, task, state, started)
                     return
                 time.sleep(0.25)
+
+    def _run_fares(self, state: dict) -> int:
+        """Fares this run stored: the cycle's, less what it held when the run began."""
+        return max(state["cycle"]["fares"] - self.fares_before, 0)
+
+    def _detail(self, state: dict, started: float) -> str:
+        jobs = state["jobs"]
+        elapsed = max(time.monotonic() - started, 1e-6)
+        return (f"{jobs['failed']} failed, {self._run_fares(state)} fares, "
+                f"{(jobs['done'] + jobs['failed'] - self.finished_before) / elapsed:.0f} jobs/s")
+
+    def _show(self, progress: Progress, task: TaskID, state: dict, started: float) -> None:
+        jobs = state["jobs"]
+        finished = jobs["done"] + jobs["failed"]
+        if self.finished_before is None:
+            self.finished_before = finished
+        progress.update(task, description=f"cycle {self.cycle}", total=sum(jobs.values()) or None,
+                        completed=finished, detail=self._detail(state, started))
 
     def _check_children(self) -> None:
         for child in self.children:
@@ -207,12 +278,18 @@ class LocalRun:
     # Summary ----------------------------------------------------------------
 
     def _summary(self, elapsed: float) -> None:
-        state = report.status(self.settings)
+        state = self._current()
+        if state is None:
+            self.console.print(f"\n[bold]done[/bold] in {elapsed:.1f}s: the master started no "
+                               "cycle; see master.log")
+            return
         jobs = state["jobs"]
+        stored = self._run_fares(state)
         self.console.print(
-            f"\n[bold]done[/bold] in {elapsed:.1f}s: {jobs['done']} jobs done, "
-            f"{jobs['failed']} failed, {state['fares']} fares stored "
-            f"({state['fares'] / max(elapsed, 1e-6):.0f} fares/s)")
+            f"\n[bold]cycle {self.cycle} done[/bold] in {elapsed:.1f}s: {jobs['done']} jobs "
+            f"done, {jobs['failed']} failed, {stored} fares stored by this run "
+            f"({stored / max(elapsed, 1e-6):.0f} fares/s)"
+            + (f"; {state['cycle']['fares']} in the cycle" if self.fares_before else ""))
         rows = sorted(report.cheapest(self.settings), key=lambda row: Decimal(row["price"]))[:10]
         if rows:
             table = Table(title="Cheapest fares found", show_lines=False)

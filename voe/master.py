@@ -55,6 +55,8 @@ MAX_JOBS_PER_MESSAGE = 500
 SCAN_LIMIT = 2000
 # Seconds between progress lines in master.log.
 PROGRESS_INTERVAL = 10.0
+# Milliseconds a finished (--once) master waits for its goodbyes to reach the workers.
+FAREWELL_LINGER_MS = 500
 
 
 @dataclass(slots=True)
@@ -153,6 +155,7 @@ class Master:
                     next_house = now + HOUSEKEEPING_INTERVAL
                     if finished and self.once:
                         log.info("every job of the plan is done or failed; exiting")
+                        self._farewell()
                         break
                 if now >= next_progress:
                     self._log_progress()
@@ -165,7 +168,7 @@ class Master:
             self._log_progress()
             for peer in list(self.peers.by_identity.values()):
                 self._log_peer(peer)
-            self.jobs_socket.close(0)
+            self.jobs_socket.close(FAREWELL_LINGER_MS if finished and self.once else 0)
             self.control_socket.close(0)
             self.ledger.close()
         return 0
@@ -183,8 +186,8 @@ class Master:
             self._track(cycle)
         if self.leases:
             log.info("resumed %d leased jobs from the ledger", len(self.leases))
-        if open_cycles:
-            log.info("resuming cycle %s", ", ".join(str(c.cycle) for c in open_cycles))
+        if self.cycles:
+            log.info("resuming cycle %s", ", ".join(str(number) for number in self.cycles))
         else:
             self._start_cycle()
 
@@ -193,10 +196,19 @@ class Master:
         if cycle.expanded >= cycle.total:
             return
         if cycle.plan_digest != self.plan.digest:
-            log.warning("the plan changed since cycle %d started; it keeps the %d jobs already "
-                        "expanded", cycle.cycle, cycle.expanded)
             self.ledger.close_expansion(cycle.cycle)
-            self.cycles[cycle.cycle] = self.ledger.open_cycles()[0]
+            if cycle.expanded == 0:
+                log.warning("the plan changed before cycle %d held any job: it ends empty, and a "
+                            "cycle of plan %s starts now", cycle.cycle, self.plan.name)
+                with self.ledger.transaction():
+                    self.ledger.finish_cycle(cycle.cycle)
+                del self.cycles[cycle.cycle]
+                return
+            log.warning("the plan changed since cycle %d started: it finishes with the %d jobs "
+                        "it holds (of %d), and the next cycle follows plan %s", cycle.cycle,
+                        cycle.expanded, cycle.total, self.plan.name)
+            self.cycles[cycle.cycle] = next(
+                kept for kept in self.ledger.open_cycles() if kept.cycle == cycle.cycle)
             return
         start = dt.date.fromisoformat(cycle.start_date)
         stream = self.plan.jobs(cycle.cycle, start, skip=cycle.expanded)
@@ -425,6 +437,12 @@ class Master:
             lease.peer.errors += 1
         self.stats["expired"] += 1
         self._retry_or_fail(job, why)
+
+    def _farewell(self) -> None:
+        """Tell every worker the collection is over, so they wait quietly (or leave)."""
+        frame = protocol.encode_bye()
+        for identity in list(self.peers.by_identity):
+            self._send(identity, frame)
 
     def _heartbeat_all(self) -> None:
         frame = protocol.encode_heartbeat(self.epoch)

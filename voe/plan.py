@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -116,8 +116,12 @@ def default_plan_path() -> Path:
     return Path(str(resources.files("voe") / "plans" / DEMO_PLAN))
 
 
-def load_plan(path: str | Path | None = None) -> Plan:
-    """Read and validate a plan file (the demo plan when ``path`` is empty)."""
+def load_plan(path: str | Path | None = None, backends: Collection[str] | None = None) -> Plan:
+    """Read and validate a plan file (the demo plan when ``path`` is empty).
+
+    With ``backends`` (the names installed here), a routes table naming another backend
+    is a ``PlanError``, so a typo fails at load rather than as a dead letter per job.
+    """
     plan_path = Path(path) if path else default_plan_path()
     where = str(path) if path else f"demo plan ({plan_path})"
     try:
@@ -130,15 +134,17 @@ def load_plan(path: str | Path | None = None) -> Plan:
         raise PlanError(f"{where}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise PlanError(f"{where}: not valid TOML: {error}") from None
-    return _Reader(where, data).plan(hashlib.sha256(raw).hexdigest())
+    return _Reader(where, data, backends).plan(hashlib.sha256(raw).hexdigest())
 
 
 class _Reader:
     """Reads one plan's tables, naming the file and key in every error."""
 
-    def __init__(self, where: str, data: dict[str, Any]) -> None:
+    def __init__(self, where: str, data: dict[str, Any],
+                 backends: Collection[str] | None = None) -> None:
         self.where = where
         self.data = data
+        self.backends = backends
 
     def fail(self, key: str, problem: str) -> PlanError:
         return PlanError(f"{self.where}: {key}: {problem}")
@@ -217,6 +223,9 @@ class _Reader:
             backend = entry.get("backend")
             if not isinstance(backend, str) or not backend:
                 raise self.fail(f"{key}.backend", "must name a backend, e.g. \"demo\"")
+            if self.backends is not None and backend not in self.backends:
+                raise self.fail(f"{key}.backend", f"unknown backend {backend!r}; installed: "
+                                f"{', '.join(sorted(self.backends)) or 'none'}")
             airports = entry.get("airports")
             if not isinstance(airports, list) or len(airports) < 2:
                 raise self.fail(f"{key}.airports", "must list at least two airport codes")

@@ -10,6 +10,7 @@ Message types:
   finished  worker -> master   jobs the worker no longer holds (returns credit)
   heartbeat both ways          liveness
   bye       worker -> master   the worker is leaving; its jobs go back at once
+            master -> worker   the master finished its collection (--once) and is leaving
   throttled worker -> master   throttling answers (429, blocks) seen per backend
   jobs      master -> worker   leased jobs
   result    worker -> sink     one attempt's outcome and fares

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from voe.ledger import STATES, Ledger
+from voe.ledger import STATES, Cycle, Ledger
+from voe.plan import Plan
 from voe.publish import destinations
 from voe.settings import Settings
 from voe.store import NoStore, Store, open_store
@@ -53,8 +54,12 @@ def master_pid(settings: Settings) -> int | None:
     return pid
 
 
-def status(settings: Settings) -> dict[str, Any]:
-    """Jobs by state (latest cycle), fares stored, workers and where things are."""
+def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
+    """Jobs by state (latest cycle), fares stored, workers and where things are.
+
+    ``plan`` is the plan a master would run (else the one the settings name): an open
+    cycle started with another plan is reported as ``plan_changed``.
+    """
     jobs = dict.fromkeys(STATES, 0)
     cycle = None
     workers: list[dict] = []
@@ -71,6 +76,7 @@ def status(settings: Settings) -> dict[str, Any]:
         finally:
             ledger.close()
     fares = 0
+    cycle_fares = 0
     yields: list[dict] = []
     configured = destinations(settings)
     backlog = {name: {"backlog": 0, "dead": 0, "retrying": 0} for name in configured}
@@ -78,11 +84,16 @@ def status(settings: Settings) -> dict[str, Any]:
     if store is not None:
         try:
             fares = store.fare_count()
+            if cycle is not None:
+                cycle_fares = store.fare_count(cycle["number"])
             yields = [found.as_dict() for found in latest_yields(store)]
             backlog = store.outbox_backlog(configured)
         finally:
             store.close()
     pid = master_pid(settings)
+    if cycle is not None:
+        cycle["fares"] = cycle_fares
+        cycle["plan_changed"] = _plan_changed(settings, latest, plan)
     return {
         "jobs": jobs,
         "fares": fares,
@@ -95,6 +106,26 @@ def status(settings: Settings) -> dict[str, Any]:
         "workers": workers if pid is not None else [],
         "data_dir": str(settings.data_dir.resolve()),
     }
+
+
+def _plan_changed(settings: Settings, cycle: Cycle, plan: Plan | None) -> dict[str, Any] | None:
+    """What changed when the plan the master would load differs from an open cycle's.
+
+    ``None`` when the cycle is finished, or the plan is the one it started with (or
+    cannot be read here: the master will say so itself).
+    """
+    from voe.plan import PlanError, load_plan
+
+    if cycle.finished_at is not None:
+        return None
+    if plan is None:
+        try:
+            plan = load_plan(settings.voe_plan or None)
+        except PlanError:
+            return None
+    if plan.digest == cycle.plan_digest:
+        return None
+    return {"plan": plan.name, "jobs_kept": cycle.expanded, "plan_jobs": plan.job_count()}
 
 
 def dead_letters(settings: Settings, destination: str | None = None) -> list[dict]:

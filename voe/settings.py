@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from decouple import Config, RepositoryEmpty, RepositoryEnv, UndefinedValueError
 
@@ -348,13 +348,26 @@ class Settings:
         return {name: str(value) for name, value in self._values.items()}
 
 
-def load(env_file: str | os.PathLike[str] = ".env") -> Settings:
-    """Read every setting from the environment, then ``env_file``, then the defaults."""
+class Reading(NamedTuple):
+    """One setting as read: its raw text, where it came from, and its value or what is wrong."""
+
+    setting: Setting
+    raw: str
+    source: str
+    value: Any
+    error: str | None
+
+
+def read(env_file: str | os.PathLike[str] = ".env") -> list[Reading]:
+    """Read every setting from the environment, then ``env_file``, then the defaults.
+
+    A malformed value does not stop the reading: its ``error`` says what was expected,
+    so ``voe settings`` can show every setting with the bad ones marked.
+    """
     path = Path(env_file)
     repository = RepositoryEnv(str(path)) if path.is_file() else RepositoryEmpty()
     config = Config(repository)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    readings = []
     for setting in SETTINGS:
         if setting.name in os.environ:
             source = "environment"
@@ -363,17 +376,31 @@ def load(env_file: str | os.PathLike[str] = ".env") -> Settings:
         else:
             source = "default"
         try:
-            raw = config(setting.name, default=setting.default)
-        except UndefinedValueError as error:
-            raise SettingsError(f"setting {setting.name} is missing") from error
+            raw = str(config(setting.name, default=setting.default))
+        except UndefinedValueError:
+            readings.append(Reading(setting, "", source, None, "missing"))
+            continue
         try:
-            values[setting.name] = setting.cast(str(raw).strip())
+            readings.append(Reading(setting, raw, source, setting.cast(raw.strip()), None))
         except ValueError:
-            shown = "(value hidden: a secret)" if setting.secret else repr(raw)
-            raise SettingsError(
-                f"setting {setting.name}={shown} (from {source}): expected {setting.expected}"
-            ) from None
-        sources[setting.name] = source
+            readings.append(Reading(setting, raw, source, None, f"expected {setting.expected}"))
+    return readings
+
+
+def load(env_file: str | os.PathLike[str] = ".env") -> Settings:
+    """Read every setting (see ``read``); ``SettingsError`` names the first malformed one."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for reading in read(env_file):
+        name = reading.setting.name
+        if reading.error == "missing":
+            raise SettingsError(f"setting {name} is missing")
+        if reading.error is not None:
+            shown = "(value hidden: a secret)" if reading.setting.secret else repr(reading.raw)
+            raise SettingsError(f"setting {name}={shown} (from {reading.source}): "
+                                f"{reading.error}")
+        values[name] = reading.value
+        sources[name] = reading.source
     return Settings(values, sources)
 
 

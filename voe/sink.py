@@ -115,7 +115,6 @@ class Sink:
                 if time.monotonic() < gather_until and self.pull.poll(1):
                     continue
                 break
-            self.received += 1
             try:
                 message = protocol.decode(frame, self.settings.voe_max_message_bytes)
             except protocol.ProtocolError as error:
@@ -123,8 +122,10 @@ class Sink:
                 continue
             if isinstance(message, Result):
                 batch.append(message)
+                self.received += 1
             elif isinstance(message, protocol.Results):
                 batch.extend(message.results)
+                self.received += len(message.results)
             else:
                 self.rejects.reject("sink", "unexpected-type", type(message).__name__)
         return batch
@@ -156,7 +157,8 @@ class Sink:
                             "will expire and the jobs run again)", len(acks))
 
     def _log_progress(self) -> None:
-        log.info("progress: %d results received, %d acknowledged as stored, %d rejected",
+        log.info("progress: %d results received, %d acknowledged as stored (repeats of "
+                 "stored results included), %d messages rejected",
                  self.received, self.stored, self.rejects.total)
 
 

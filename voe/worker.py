@@ -68,8 +68,15 @@ class Worker:
     """Runs jobs from the master with ``concurrency`` greenlets."""
 
     def __init__(self, settings: Settings, concurrency: int | None = None,
-                 prefetch: int | None = None, name: str | None = None) -> None:
+                 prefetch: int | None = None, name: str | None = None,
+                 once: bool = False) -> None:
         self.settings = settings
+        # With ``once`` the worker leaves when the master says its collection is over.
+        self.once = once
+        # The master said goodbye: wait for a new one without a warning every few seconds.
+        self.master_gone = False
+        # The silence was already reported: reconnect quietly until the master answers.
+        self.master_silent = False
         self.concurrency = concurrency or settings.voe_concurrency
         self.prefetch = settings.voe_prefetch if prefetch is None else prefetch
         self.name = name or f"{stdlib_socket.gethostname()}-{os.getpid()}"
@@ -155,6 +162,9 @@ class Worker:
         while True:
             frame = dealer.recv(copy=True)
             self.last_master = time.monotonic()
+            if self.master_silent:
+                log.info("the master answers again")
+                self.master_silent = False
             self._on_master(frame)
 
     def _on_master(self, frame: bytes) -> None:
@@ -167,7 +177,19 @@ class Worker:
             for job in message.jobs:
                 self.held[(job.cycle, job.id)] = job
                 self.jobs.put(job)
+        elif isinstance(message, protocol.Bye):
+            if self.once:
+                log.info("the master finished its collection; leaving (--once)")
+                self.stopping.set()
+            elif not self.master_gone:
+                log.info("the master finished its collection and left; waiting quietly for a "
+                         "master to start again (stop this worker with Ctrl-C, or run workers "
+                         "with --once to have them leave with the master)")
+            self.master_gone = True
         elif isinstance(message, protocol.Heartbeat):
+            if self.master_gone:
+                log.info("a master is back (epoch %s)", message.epoch)
+                self.master_gone = False
             if message.epoch != self.master_epoch:
                 if self.master_epoch:
                     log.info("master restarted (epoch %s); saying hello again", message.epoch)
@@ -236,7 +258,12 @@ class Worker:
         while True:
             gevent.sleep(interval)
             if time.monotonic() - self.last_master > patience:
-                log.warning("no word from the master for %.1fs; reconnecting", patience)
+                if self.master_gone or self.master_silent:
+                    log.debug("still no master; reconnecting")
+                else:
+                    log.warning("no word from the master for %.1fs; reconnecting until it "
+                                "answers (said once)", patience)
+                    self.master_silent = True
                 self.receiver.kill()
                 old, self.dealer = self.dealer, self._connect_master()
                 old.close(0)

@@ -82,8 +82,8 @@ class Store(Protocol):
         """Delete up to ``limit`` events all ``destinations`` passed before ``before``; how many."""
         ...
 
-    def fare_count(self) -> int:
-        """Return how many fares are stored."""
+    def fare_count(self, cycle: int | None = None) -> int:
+        """Return how many fares are stored (in ``cycle`` only, when given)."""
         ...
 
     def result_count(self) -> int:

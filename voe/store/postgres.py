@@ -360,9 +360,11 @@ class PostgresStore(Closing):
         with self._lock, self._errors(doing):
             return self._db.execute(sql, params).fetchone()[0]
 
-    def fare_count(self) -> int:
-        """Return how many fares are stored."""
-        return self._one("SELECT COUNT(*) FROM fares", doing="count fares")
+    def fare_count(self, cycle: int | None = None) -> int:
+        """Return how many fares are stored (in ``cycle`` only, when given)."""
+        if cycle is None:
+            return self._one("SELECT COUNT(*) FROM fares", doing="count fares")
+        return self._one(queries.fares_of_cycle("%s"), (cycle,), doing="count fares")
 
     def result_count(self) -> int:
         """Return how many (cycle, job) pairs have their fares stored."""

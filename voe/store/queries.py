@@ -99,3 +99,8 @@ def prune(mark: str) -> str:
             f" WHERE o.seq <= {mark} AND o.created_at < {mark} AND NOT EXISTS"
             " (SELECT 1 FROM outbox_dead AS d WHERE d.seq = o.seq)"
             f" ORDER BY o.seq LIMIT {mark})")
+
+
+def fares_of_cycle(mark: str) -> str:
+    """How many fares one cycle stored, from the per-job counts (``results`` is keyed by cycle)."""
+    return f"SELECT COALESCE(SUM(fare_count), 0) FROM results WHERE cycle = {mark}"

@@ -331,10 +331,12 @@ class SqliteStore(Closing):
                 stored.update((cycle, job) for (job,) in rows)
         return stored
 
-    def fare_count(self) -> int:
-        """Return how many fares are stored."""
+    def fare_count(self, cycle: int | None = None) -> int:
+        """Return how many fares are stored (in ``cycle`` only, when given)."""
         with self._errors("count fares"):
-            return self._db.execute("SELECT COUNT(*) FROM fares").fetchone()[0]
+            if cycle is None:
+                return self._db.execute("SELECT COUNT(*) FROM fares").fetchone()[0]
+            return self._db.execute(queries.fares_of_cycle("?"), (cycle,)).fetchone()[0]
 
     def result_count(self) -> int:
         """Return how many (cycle, job) pairs have their fares stored."""
@@ -491,6 +493,10 @@ class SqliteStore(Closing):
                 "BEGIN IMMEDIATE") as db:
             return db.execute(f"UPDATE outbox_dead SET state = 'retry' WHERE state = 'dead'{where}",
                               params).rowcount
+
+    def __str__(self) -> str:
+        """The SQLite file, as logs and errors name the store."""
+        return f"SQLite {self.path.resolve()}"
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
