@@ -1,21 +1,29 @@
 """The master's dashboard (issue 8) in headless Chromium during a real run: the counts it
 shows are `voe status --json`'s (workers with their address and errors, the events outbox),
 its Retry button re-queues a dead letter, its outbox button re-sends webhook dead letters,
-and a screenshot."""
+and a screenshot. Then with a hundred dead letters and a plan changed under an open cycle:
+the cycle's own fares and the change, dead letters one line high and paged, every panel
+within two screens; and workers' jobs/s."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import importlib.util
 import json
+import os
+import re
 import shutil
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.cluster import SMALL_PLAN, Airline, Cluster, wait_for
+from tests.cluster import ROOT, SMALL_PLAN, Airline, Cluster, wait_for
 from tests.test_publish import SECRET, Receiver
 from voe.backends.browser import Browser, Page
+from voe.demoairline.fares import AIRPORTS
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("chromium") is None,
@@ -33,6 +41,7 @@ SHOWN = """JSON.stringify({
   jobs: Object.fromEntries(["pending", "leased", "done", "failed"].map(
     (state) => [state, Number(document.getElementById("jobs-" + state).textContent)])),
   fares: Number(document.getElementById("fares").textContent),
+  faresAll: Number(document.getElementById("fares-all").textContent),
   cycle: document.getElementById("cycle-number").textContent,
   workers: [...document.querySelectorAll("#workers tbody tr")].map((row) => row.dataset.worker),
   addresses: [...document.querySelectorAll("#workers tbody tr")].map(
@@ -109,12 +118,17 @@ def test_the_dashboard_shows_status_and_retries_a_dead_letter(tmp_path):
                               and s["audit"] != "–" and s["throughput"] > 0
                               and s["errors"] == [2] and s["outbox"],
                               "the dashboard to show the status")
-            page.evaluate("(() => { const route = document.getElementById('route');"
-                          " route.value = 'GRU-SSA'; route.dispatchEvent(new Event('change'));"
-                          " return route.value; })()", deadline)
+            # The routes arrive after the audit: pick GRU-SSA once the list holds it.
+            wait_for(lambda: page.evaluate(
+                "(() => { const route = document.getElementById('route');"
+                " if (![...route.options].some((option) => option.value === 'GRU-SSA'))"
+                " return false; route.value = 'GRU-SSA';"
+                " route.dispatchEvent(new Event('change')); return true; })()",
+                time.monotonic() + TIMEOUT), TIMEOUT, "GRU-SSA in the routes", interval=0.25)
             plotted = page_shows(page, lambda s: s["prices"] > 0, "GRU-SSA's price history")
             assert plotted["prices"] == 1  # one departure date, one cycle
-            assert seen["fares"] == status["fares"] > 0
+            assert seen["fares"] == status["cycle"]["fares"] == status["fares"] > 0
+            assert seen["faresAll"] == status["fares"]  # one cycle: the same fares
             assert seen["cycle"] == str(status["cycle"]["number"])
             assert seen["workers"] == [worker["worker"]]
             assert seen["addresses"] == [worker["address"]]
@@ -165,3 +179,305 @@ def test_the_dashboard_shows_status_and_retries_a_dead_letter(tmp_path):
             fixed.stop()
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+
+
+# A hundred dead letters: eleven airports (110 routes, one date), two attempts each, and an
+# airline that answers 503 to every route but those from GRU (10 done, 100 failed).
+HUNDRED_AIRPORTS = [airport for airport in AIRPORTS if airport != "MAO"]
+HUNDRED_FAILING = tuple(f"{origin}-{destination}" for origin in HUNDRED_AIRPORTS
+                        for destination in HUNDRED_AIRPORTS
+                        if origin != destination and origin != "GRU")
+HUNDRED_PLAN = SMALL_PLAN.replace('cycle = "once"', 'cycle = "1d"').format(
+    max_attempts=2, lease_seconds=600, days=1, backend="demo",
+    airports=json.dumps(HUNDRED_AIRPORTS))
+# The plan the master is restarted with while cycle 2 is open: two dates, another name.
+CHANGED_PLAN = HUNDRED_PLAN.replace('name = "test"', 'name = "test-b"').replace(
+    "days_ahead = 1", "days_ahead = 2")
+# Where the panels are, in CSS pixels from the top of the page.
+PANELS = """JSON.stringify({
+  height: document.documentElement.scrollHeight,
+  panels: [...document.querySelectorAll("main > section")].map((panel) => [panel.id,
+    Math.round(panel.getBoundingClientRect().top + window.scrollY),
+    Math.round(panel.getBoundingClientRect().bottom + window.scrollY)]),
+})"""
+# The dead letters as the page shows them.
+DEAD = """JSON.stringify({
+  loaded: document.body.dataset.loaded === "true",
+  rows: [...document.querySelectorAll("#dead-letters tbody tr")].map((row) => ({
+    job: row.dataset.jobId, error: row.cells[4].textContent, title: row.cells[4].title,
+    height: row.getBoundingClientRect().height,
+    cut: row.cells[4].scrollWidth > row.cells[4].clientWidth,
+    wrap: getComputedStyle(row.cells[4]).whiteSpace,
+    overflow: getComputedStyle(row.cells[4]).textOverflow})),
+  range: (document.getElementById("dead-range") || {}).textContent,
+  previous: !(document.getElementById("dead-previous") || {disabled: true}).disabled,
+  next: !(document.getElementById("dead-next") || {disabled: true}).disabled,
+  count: document.getElementById("dead-count").textContent,
+  lineHeight: parseFloat(getComputedStyle(document.getElementById("dead-letters")).lineHeight),
+})"""
+
+
+def http_call(port: int, method: str, path: str) -> tuple[int, dict]:
+    """One JSON request to the master's HTTP port."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        connection.request(method, path)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
+
+
+def read(page: Page, expression: str) -> dict:
+    """A JSON.stringify expression evaluated in the page ({} when it gives nothing)."""
+    raw = page.evaluate(expression, time.monotonic() + TIMEOUT)
+    return json.loads(raw) if raw else {}
+
+
+def page_reads(page: Page, expression: str, predicate, what: str) -> dict:
+    """Wait (bounded) until ``expression`` read in the page satisfies ``predicate``."""
+    found: dict = {}
+
+    def check() -> bool:
+        found.clear()
+        found.update(read(page, expression))
+        return bool(found and predicate(found))  # {} while the page is (re)loading
+
+    try:
+        wait_for(check, TIMEOUT, what, interval=0.25)
+    except AssertionError:
+        raise AssertionError(f"{what}; the page shows {found}") from None
+    return found
+
+
+def open_dashboard(page: Page, url: str, width: int = 1280, height: int = 800) -> None:
+    """Load the dashboard in a window of ``width`` x ``height`` CSS pixels."""
+    deadline = time.monotonic() + TIMEOUT
+    page.call("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, deadline)
+    page.call("Page.navigate", {"url": url}, deadline)
+
+
+class Hundred:
+    """Cycle 1 ended with 10 jobs done and 100 dead letters; cycle 2 was started (its 110
+    jobs in the ledger, a few leased for ten minutes to a worker that was killed), then the
+    master was restarted with another plan: cycle 2 is open under a changed plan, with no
+    fare stored yet, and no worker."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.airline = Airline(tmp, fail_routes=HUNDRED_FAILING)
+        self.cluster = Cluster(tmp, self.airline.url, plan=HUNDRED_PLAN)
+        # `voe status` (and so /api/status) compares the open cycle with VOE_PLAN's plan.
+        self.cluster.env["VOE_PLAN"] = str(self.cluster.plan_path)
+        self.port = int(self.cluster.env["VOE_HTTP_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.browser = Browser(pages=1)
+        cluster = self.cluster
+        cluster.sink()
+        first = cluster.spawn("master", "master", "--plan", str(cluster.plan_path))
+        worker = cluster.worker("w1", concurrency=8)
+        wait_for(lambda: cluster.jobs() == {"pending": 0, "leased": 0, "done": 10, "failed": 100},
+                 120, "cycle 1 to end with 100 dead letters")
+        wait_for(lambda: http_call(self.port, "GET", "/api/master")[1]["cycles"] == [], 30,
+                 "the master to close cycle 1")
+        # The master expands a cycle into the ledger as workers ask for jobs: let the worker
+        # lease a few from an airline that takes a minute to answer, then kill it.
+        self.airline.stop()
+        self.airline = Airline(tmp, latency_ms=60_000, port=self.airline.port)
+        assert http_call(self.port, "POST", "/api/cycles")[0] == 201
+        wait_for(lambda: sum(row["cycle"] == 2 for row in cluster.ledger_rows()) == 110, 30,
+                 "cycle 2's jobs in the ledger")
+        first.stop()  # first, or it would fail the leases of a worker gone unreachable
+        worker.popen.kill()  # nothing it holds gets done
+        worker.popen.wait(10)
+        cluster.plan_path.write_text(CHANGED_PLAN)
+        cluster.spawn("master-b", "master", "--plan", str(cluster.plan_path))
+        wait_for(lambda: (cluster.status()["master"]["running"]
+                          and self._answers("/api/master")), 30, "the restarted master")
+        self.status = cluster.status()
+        assert self.status["cycle"]["number"] == 2
+        assert self.status["cycle"]["plan_changed"] == {"plan": "test-b", "jobs_kept": 110,
+                                                       "plan_jobs": 220}
+
+    def _answers(self, path: str) -> bool:
+        try:
+            return http_call(self.port, "GET", path)[0] == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.browser.stop()
+        self.cluster.stop()
+        self.airline.stop()
+
+
+@pytest.fixture(scope="module")
+def hundred(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hundred]:
+    tmp = tmp_path_factory.mktemp("hundred")
+    started: list[Hundred] = []
+    try:
+        started.append(Hundred(tmp))
+        yield started[0]
+    finally:
+        for running in started:
+            running.stop()
+
+
+def test_the_cycle_panel_shows_the_cycles_fares_and_a_plan_change(hundred):
+    status = hundred.status
+    assert status["cycle"]["fares"] == 0 < status["fares"]  # cycle 2 has none yet
+    with hundred.browser.page(TIMEOUT) as page:
+        open_dashboard(page, hundred.url)
+        seen = page_reads(page, """JSON.stringify({
+          loaded: document.body.dataset.loaded === "true",
+          cycle: document.getElementById("cycle-number").textContent,
+          fares: document.getElementById("fares").textContent,
+          all: (document.getElementById("fares-all") || {}).textContent,
+          changed: (document.getElementById("plan-changed") || {}).textContent,
+          hidden: (document.getElementById("plan-changed") || {hidden: true}).hidden,
+          top: document.getElementById("cycle-panel").getBoundingClientRect().top,
+          bottom: document.getElementById("cycle-panel").getBoundingClientRect().bottom,
+          lineTop: (document.getElementById("plan-changed") || document.body)
+            .getBoundingClientRect().top,
+        })""", lambda s: s["loaded"] and s["cycle"] == "2", "cycle 2 on the page")
+    assert seen["fares"] == "0"  # this cycle's fares, not every cycle's
+    assert seen["all"] == str(status["fares"])
+    assert not seen["hidden"]
+    assert seen["top"] < seen["lineTop"] < seen["bottom"]  # in the cycle panel
+    changed = seen["changed"]
+    assert "plan changed since cycle 2 started" in changed
+    assert "finishes with the 110 jobs it holds" in changed
+    assert "next cycle follows plan test-b (220 jobs)" in changed
+    assert "To keep the old plan, restore its file and restart the master." in changed
+
+
+def test_dead_letters_are_one_line_high_with_the_error_in_a_tooltip(hundred):
+    _, first = http_call(hundred.port, "GET", "/api/jobs?state=failed&limit=10&offset=0")
+    errors = {job["job_id"]: job["error"] for job in first["jobs"]}
+    with hundred.browser.page(TIMEOUT) as page:
+        for width in (1280, 700):  # at 700 px the error column is too narrow for the error
+            open_dashboard(page, hundred.url, width)
+            seen = page_reads(page, DEAD, lambda s: s["loaded"] and s["rows"],
+                              f"the dead letters at {width} px")
+            assert [row["job"] for row in seen["rows"]] == list(errors)
+            for row in seen["rows"]:
+                assert row["title"] == row["error"] == errors[row["job"]]
+                assert (row["wrap"], row["overflow"]) == ("nowrap", "ellipsis")
+                assert row["height"] < 2 * seen["lineHeight"], (width, row)
+            if width == 700:
+                assert all(row["cut"] for row in seen["rows"]), seen["rows"]
+
+
+def test_dead_letters_are_paged(hundred):
+    pages = [http_call(hundred.port, "GET", f"/api/jobs?state=failed&limit=10&offset={offset}")
+             for offset in range(0, 100, 10)]
+    assert {status for status, _ in pages} == {200}
+    listed = [[job["job_id"] for job in page["jobs"]] for _, page in pages]
+    everything = http_call(hundred.port, "GET", "/api/jobs?state=failed&limit=1000")[1]
+    assert sum(listed, []) == [job["job_id"] for job in everything["jobs"]]
+    assert everything["total"] == 100 and len(set(sum(listed, []))) == 100
+
+    click = """(() => {{ document.getElementById({}).click(); return true; }})()"""
+    with hundred.browser.page(TIMEOUT) as page:
+        open_dashboard(page, hundred.url)
+        seen = page_reads(page, DEAD, lambda s: s["loaded"] and s["rows"], "the first page")
+        assert seen["range"] == "1–10 of 100" and seen["count"] == "100"
+        assert [row["job"] for row in seen["rows"]] == listed[0]
+        assert (seen["previous"], seen["next"]) == (False, True)
+        for number in range(1, 10):
+            page.evaluate(click.format('"dead-next"'), time.monotonic() + TIMEOUT)
+            seen = page_reads(page, DEAD, lambda s, n=number: s["range"] ==
+                              f"{10 * n + 1}–{10 * n + 10} of 100", f"page {number + 1}")
+            assert [row["job"] for row in seen["rows"]] == listed[number]
+        assert (seen["previous"], seen["next"]) == (True, False)
+        page.evaluate(click.format('"dead-previous"'), time.monotonic() + TIMEOUT)
+        seen = page_reads(page, DEAD, lambda s: s["range"] == "81–90 of 100", "page 9 again")
+        assert [row["job"] for row in seen["rows"]] == listed[8]
+        time.sleep(2.5)  # a refresh keeps the page the user is on
+        seen = read(page, DEAD)
+        assert seen["range"] == "81–90 of 100"
+        assert [row["job"] for row in seen["rows"]] == listed[8]
+
+
+def test_every_panel_is_within_two_screens_with_a_hundred_dead_letters(hundred, tmp_path):
+    with hundred.browser.page(TIMEOUT) as page:
+        open_dashboard(page, hundred.url)  # 1280 x 800: two screens are 1600 px
+        page_reads(page, """JSON.stringify({
+          loaded: document.body.dataset.loaded === "true",
+          dead: document.querySelectorAll("#dead-letters tbody tr").length,
+          audit: document.getElementById("audit-ok").textContent,
+          routes: document.getElementById("route").options.length,
+        })""", lambda s: s["loaded"] and s["dead"] >= 10 and s["audit"] != "–" and s["routes"],
+                   "the dashboard with its dead letters")
+        placed = read(page, PANELS)
+        shot = page.call("Page.captureScreenshot", {"format": "png",
+                                                    "captureBeyondViewport": True},
+                         time.monotonic() + TIMEOUT)
+    png = Path(os.environ.get("VOE_DASHBOARD_SCREENSHOT", tmp_path / "dashboard-100-dead.png"))
+    png.write_bytes(base64.b64decode(shot["data"]))
+    assert len(placed["panels"]) == 9
+    late = [(name, top) for name, top, _ in placed["panels"] if top >= 1600]
+    assert not late, placed
+    assert placed["height"] <= 1600, placed
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_throughput_window_is_the_one_the_readme_names(hundred):
+    with hundred.browser.page(TIMEOUT) as page:
+        open_dashboard(page, hundred.url)
+        seen = page_reads(page, """JSON.stringify({
+          loaded: document.body.dataset.loaded === "true",
+          window: (document.getElementById("throughput-window") || {}).textContent,
+          label: document.getElementById("throughput").getAttribute("aria-label"),
+        })""", lambda s: s["loaded"], "the throughput panel")
+    connection = http.client.HTTPConnection("127.0.0.1", hundred.port, timeout=20)
+    try:
+        connection.request("GET", "/static/dashboard.js")
+        script = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    seconds = int(re.search(r"const WINDOW_S = (\d+);", script).group(1))
+    words = {300: "five minutes", 600: "ten minutes"}
+    assert seen["window"] == words[seconds]
+    assert seen["label"].endswith(f"over the last {words[seconds]}")
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Dashboard and control API", 1)[1].split("\n## ", 1)[0]
+    said = re.findall(r"throughput over the last (\w+ minutes)", " ".join(section.split()))
+    assert said == [words[seconds]]
+
+
+def test_a_workers_jobs_per_second_is_its_current_rate(tmp_path):
+    airline = Airline(tmp_path, latency_ms=300)  # 60 jobs, two at a time: about 10 s
+    cluster = Cluster(tmp_path, airline.url, plan=DAILY_PLAN.replace(
+        "days_ahead = 1", "days_ahead = 10"))
+    url = f"http://127.0.0.1:{cluster.env['VOE_HTTP_PORT']}/"
+    browser = Browser(pages=1)
+    rate = """JSON.stringify({
+      loaded: document.body.dataset.loaded === "true",
+      rates: [...document.querySelectorAll("#workers tbody tr")].map((row) => row.cells[8]
+        .textContent),
+    })"""
+    try:
+        cluster.sink()
+        cluster.spawn("master", "master", "--plan", str(cluster.plan_path))
+        wait_for(lambda: cluster.status()["cycle"], 30, "cycle 1")
+        with browser.page(TIMEOUT) as page:
+            open_dashboard(page, url)
+            page_reads(page, rate, lambda s: s["loaded"], "the dashboard")
+            cluster.worker("w1", concurrency=2)
+            first = page_reads(page, rate, lambda s: s["rates"], "the worker on the page")
+            assert first["rates"] == [""]  # one refresh: no rate yet
+            running = page_reads(page, rate, lambda s: s["rates"][0] not in ("", "0.0"),
+                                 "a rate from the second refresh on")
+            assert float(running["rates"][0]) > 0
+            assert cluster.jobs()["done"] < 60  # while the worker was still busy
+            wait_for(lambda: cluster.jobs()["done"] == 60, 60, "the cycle to end")
+            # Idle now: jobs/s is the rate of the last seconds, not the average since the
+            # page first saw the worker (which stayed up to 30 s).
+            started = time.monotonic()
+            page_reads(page, rate, lambda s: s["rates"] == ["0.0"], "an idle worker's 0.0")
+            assert time.monotonic() - started < 10
+    finally:
+        browser.stop()
+        cluster.stop()
+        airline.stop()

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from voe import report
 from voe.ledger import STATES, LedgerError
+from voe.plan import Plan
 from voe.settings import Settings
 from voe.store import StoreError
 from voe.web.control import CommandRefused, Control, UnknownJob
@@ -133,9 +134,11 @@ def redacted_store(settings: Settings) -> str:
 class Api:
     """The endpoints of one master: its settings for reads, its ``Control`` for actions."""
 
-    def __init__(self, settings: Settings, control: Control) -> None:
+    def __init__(self, settings: Settings, control: Control, plan: Plan | None = None) -> None:
         self.settings = settings
         self.control = control
+        # The plan the master runs: an open cycle of another plan is reported as changed.
+        self.plan = plan
         self._audit_lock = threading.Lock()
         self._audit: tuple[float, dict[str, Any]] | None = None
 
@@ -144,7 +147,7 @@ class Api:
     def status(self, request: Request) -> Reply:
         """Exactly what ``voe status --json`` prints."""
         _only(request)
-        return json_reply(200, self._read(report.status, self.settings))
+        return json_reply(200, self._read(report.status, self.settings, self.plan))
 
     def master(self, request: Request) -> Reply:
         """The running master's live state: paused, leases, counters and their samples."""

@@ -48,11 +48,17 @@ SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": {"type": "string"}}),
     "Status": _object({
         "jobs": _object({state: _INT for state in STATES}),
-        "fares": _INT,
+        "fares": {**_INT, "description": "fares stored in every cycle"},
         "yield": {"type": "array", "items": {"type": "object"}},
         "cycle": {**_object({"number": _INT, "plan": {"type": "string"},
                              "started_at": {"type": "number"}, "total": _INT,
-                             "finished_at": _NULLABLE_NUMBER}), "nullable": True},
+                             "finished_at": _NULLABLE_NUMBER,
+                             "fares": {**_INT, "description": "fares stored in this cycle"},
+                             "plan_changed": {**_object({
+                                 "plan": {"type": "string"}, "jobs_kept": _INT,
+                                 "plan_jobs": _INT}), "nullable": True, "description":
+                                 "the plan the settings name, when it is not the one "
+                                 "this open cycle started with"}}), "nullable": True},
         "master": _object({"running": {"type": "boolean"}, "pid": _NULLABLE_INT}),
         "workers": {"type": "array", "items": _object({
             "worker": {"type": "string"}, "concurrency": _INT, "prefetch": _INT,

@@ -21,6 +21,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from voe.plan import Plan
 from voe.settings import Settings
 from voe.web import auth
 from voe.web.api import (
@@ -228,7 +229,7 @@ class WebServer:
         self.thread.join(STOP_TIMEOUT)
 
 
-def serve(settings: Settings, control: Control) -> WebServer | None:
+def serve(settings: Settings, control: Control, plan: Plan | None = None) -> WebServer | None:
     """Bind and start the master's HTTP port, or None when ``VOE_HTTP_PORT`` is 0.
 
     Raises ``WebError`` (one line for the user) when the port is busy or when a
@@ -238,7 +239,7 @@ def serve(settings: Settings, control: Control) -> WebServer | None:
         return None
     host, token = settings.voe_http_host, settings.voe_http_token
     auth.check_binding(host, token)
-    server = WebServer(host, settings.voe_http_port, token, Api(settings, control), ROUTES,
+    server = WebServer(host, settings.voe_http_port, token, Api(settings, control, plan), ROUTES,
                        STATIC, "VOE_HTTP_PORT", "master")
     server.start()
     log.info("dashboard and control API at %s (token %s)", server.url,

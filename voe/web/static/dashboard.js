@@ -6,12 +6,16 @@
 const FAST_MS = 2000;        // status, master, dead letters
 const SLOW_MS = 15000;       // delivery audit (it reads the whole ledger), price history
 const WINDOW_S = 300;        // throughput chart: the last five minutes
+const RATE_S = 6;            // a worker's jobs/s: over the refreshes of the last six seconds
+const DEAD_PAGE = 10;        // dead letters listed per page
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"];
 
 const $ = (id) => document.getElementById(id);
 let paused = false;
-let previousWorkers = new Map();   // worker -> [time, finished], for jobs/s
+// worker -> its [time, finished] samples of the last RATE_S seconds (one a refresh), for jobs/s
+let workerSamples = new Map();
+let deadOffset = 0;                // the first dead letter of the page shown
 
 function token() { return sessionStorage.getItem("voe-token") || ""; }
 
@@ -46,6 +50,12 @@ function svgNode(name, attributes, parent) {
   return node;
 }
 
+function minutes(seconds) {
+  const words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
+  const count = Math.round(seconds / 60);
+  return `${words[count] || count} minute${count === 1 ? "" : "s"}`;
+}
+
 function ago(seconds) {
   if (seconds < 1) return "now";
   return seconds < 90 ? `${Math.round(seconds)} s ago` : `${Math.round(seconds / 60)} min ago`;
@@ -58,10 +68,12 @@ function showStatus(status) {
   for (const state of ["pending", "leased", "done", "failed"]) {
     $("jobs-" + state).textContent = jobs[state];
   }
-  $("fares").textContent = status.fares;
+  $("fares").textContent = status.cycle ? status.cycle.fares : 0;
+  $("fares-all").textContent = status.fares;
   const total = jobs.pending + jobs.leased + jobs.done + jobs.failed;
   $("cycle-number").textContent = status.cycle ? status.cycle.number : "–";
   $("cycle-plan").textContent = status.cycle ? "plan " + status.cycle.plan : "no cycle yet";
+  showPlanChanged(status.cycle);
   const percent = (count) => (total ? (100 * count) / total : 0);
   $("progress-done").style.width = percent(jobs.done) + "%";
   $("progress-failed").style.width = percent(jobs.failed) + "%";
@@ -75,6 +87,38 @@ function showStatus(status) {
   showYield(status.yield);
 }
 
+// The plan the running master follows (from /api/master): `voe status` compares the open
+// cycle with the plan its settings name (VOE_PLAN), which need not be the master's
+// (`voe master --plan FILE`), so a change is only shown for the master's own plan.
+let masterPlan = null;
+let changedCycle = null;
+
+function showPlanChanged(cycle) {
+  changedCycle = cycle;
+  const line = $("plan-changed");
+  const changed = cycle && cycle.plan_changed;
+  line.hidden = !(changed && changed.plan === masterPlan);
+  if (line.hidden) return;
+  line.textContent = (changed.jobs_kept ?
+    `The plan changed since cycle ${cycle.number} started: it finishes with the ` +
+    `${changed.jobs_kept} jobs it holds, and the next cycle follows plan ${changed.plan} ` +
+    `(${changed.plan_jobs} jobs).` :
+    `The plan changed before cycle ${cycle.number} held any job: it ends empty and a cycle ` +
+    `of plan ${changed.plan} (${changed.plan_jobs} jobs) follows.`) +
+    " To keep the old plan, restore its file and restart the master.";
+}
+
+// A worker's jobs/s: jobs it finished since the oldest sample of the last RATE_S seconds
+// (so a rate shows from the second refresh on, and an idle worker soon reads 0.0).
+function workerRate(worker, now, seen) {
+  const samples = (workerSamples.get(worker.worker) || [])
+    .filter((sample) => now - sample[0] <= RATE_S && sample[1] <= worker.finished);
+  samples.push([now, worker.finished]);
+  seen.set(worker.worker, samples);
+  const [time, finished] = samples[0];
+  return now > time ? ((worker.finished - finished) / (now - time)).toFixed(1) : "";
+}
+
 function showWorkers(workers) {
   const body = $("workers").tBodies[0];
   body.replaceChildren();
@@ -83,10 +127,7 @@ function showWorkers(workers) {
   for (const worker of workers) {
     const row = body.insertRow();
     row.dataset.worker = worker.worker;
-    const before = previousWorkers.get(worker.worker);
-    let rate = "";
-    if (before && now > before[0]) rate = ((worker.finished - before[1]) / (now - before[0])).toFixed(1);
-    seen.set(worker.worker, before && now - before[0] < 30 ? before : [now, worker.finished]);
+    const rate = workerRate(worker, now, seen);
     cell(row, worker.worker);
     cell(row, worker.address || "unknown", worker.address ? "" : "muted");
     cell(row, worker.concurrency);
@@ -98,7 +139,7 @@ function showWorkers(workers) {
     cell(row, rate);
     cell(row, ago(now - worker.last_seen));
   }
-  previousWorkers = seen;
+  workerSamples = seen;
   $("worker-count").textContent = `${workers.length} connected`;
 }
 
@@ -142,6 +183,8 @@ function showYield(yields) {
 
 function showMaster(master) {
   paused = master.paused;
+  masterPlan = master.plan;
+  showPlanChanged(changedCycle);
   const state = $("master-state");
   state.textContent = master.paused ? "leasing paused" : "leasing";
   state.className = "badge " + (master.paused ? "paused" : "running");
@@ -181,7 +224,31 @@ function drawThroughput(samples) {
 
 // Dead letters, with Retry -----------------------------------------------------------------
 
+function deadLettersPath() {
+  return `/api/jobs?state=failed&limit=${DEAD_PAGE}&offset=${deadOffset}`;
+}
+
+async function loadDeadLetters() {
+  try {
+    showDeadLetters(await api(deadLettersPath()));
+  } catch (error) {
+    say("dead letters: " + error.message);
+  }
+}
+
+function pageDeadLetters(step) {
+  deadOffset = Math.max(0, deadOffset + step * DEAD_PAGE);
+  $("dead-previous").disabled = $("dead-next").disabled = true;
+  loadDeadLetters();
+}
+
 function showDeadLetters(page) {
+  if (page.offset !== deadOffset) return;  // a page asked for before the last click
+  if (!page.jobs.length && page.total && deadOffset) {  // retried away: show the last page
+    deadOffset = Math.floor((page.total - 1) / DEAD_PAGE) * DEAD_PAGE;
+    loadDeadLetters();
+    return;
+  }
   const body = $("dead-letters").tBodies[0];
   body.replaceChildren();
   for (const job of page.jobs) {
@@ -189,10 +256,10 @@ function showDeadLetters(page) {
     row.dataset.cycle = job.cycle;
     row.dataset.jobId = job.job_id;
     cell(row, job.cycle);
-    cell(row, job.job_id);
+    cell(row, job.job_id).title = job.job_id;
     cell(row, job.attempt);
-    cell(row, job.worker);
-    cell(row, job.error, "error");
+    cell(row, job.worker).title = job.worker || "";
+    cell(row, job.error, "error").title = job.error || "";
     const button = document.createElement("button");
     button.type = "button";
     button.className = "retry";
@@ -200,9 +267,13 @@ function showDeadLetters(page) {
     button.addEventListener("click", () => retry(job, button));
     cell(row, "").appendChild(button);
   }
-  $("dead-count").textContent = page.total > page.jobs.length ?
-    `${page.jobs.length} of ${page.total}` : `${page.total}`;
+  $("dead-count").textContent = `${page.total}`;
+  $("dead-range").textContent = page.total ?
+    `${page.offset + 1}–${page.offset + page.jobs.length} of ${page.total}` : "none";
+  $("dead-previous").disabled = page.offset === 0;
+  $("dead-next").disabled = page.offset + page.jobs.length >= page.total;
   $("retry-all").disabled = page.total === 0;
+  $("retry-all").textContent = page.total ? `Retry all ${page.total}` : "Retry all";
 }
 
 async function retry(job, button) {
@@ -289,9 +360,9 @@ async function refreshPrices() {
 async function refresh() {
   try {
     const [status, master, dead] = await Promise.all([
-      api("/api/status"), api("/api/master"), api("/api/jobs?state=failed&limit=100")]);
-    showStatus(status);
+      api("/api/status"), api("/api/master"), api(deadLettersPath())]);
     showMaster(master);
+    showStatus(status);
     showDeadLetters(dead);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
@@ -329,6 +400,8 @@ $("retry-all").addEventListener("click", () =>
 $("outbox-retry").addEventListener("click", () =>
   act("/api/outbox/retry", (answer) => `${answer.retried} dead letter(s) sent back to the ` +
     "sink's publishers (a running sink delivers them)"));
+$("dead-previous").addEventListener("click", () => pageDeadLetters(-1));
+$("dead-next").addEventListener("click", () => pageDeadLetters(1));
 $("route").addEventListener("change", () => refreshPrices().catch((error) => say(error.message)));
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -338,6 +411,8 @@ $("token-form").addEventListener("submit", (event) => {
   refreshSlow();
 });
 
+$("throughput-window").textContent = minutes(WINDOW_S);
+$("throughput").setAttribute("aria-label", `jobs finished per second over the last ${minutes(WINDOW_S)}`);
 refresh();
 refreshSlow();
 // A hidden tab stops asking (the audit in particular is not free for the master's machine).
