@@ -19,7 +19,7 @@ from conftest import REPO, free_port, http_get
 
 from voe import __version__
 from voe.backends import UnknownBackend, available_backends, get_backend, register
-from voe.backends.base import ParseError, PermanentError, TransientError
+from voe.backends.base import BlockedError, ParseError, PermanentError, TransientError
 from voe.backends.demo import DemoBackend, parse_price, parse_results
 from voe.backends.demo_api import DemoApiBackend, parse_fares
 from voe.backends.null import NullBackend
@@ -147,8 +147,8 @@ def hostile_airline() -> Iterator[HostileAirline]:
 def test_status_codes_map_to_error_kinds(hostile_airline, make_settings, session) -> None:
     settings = make_settings(voe_demo_airline_url=hostile_airline.url)
     cases = [
-        (429, TransientError), (500, TransientError), (502, TransientError),
-        (404, PermanentError), (400, PermanentError), (403, PermanentError),
+        (429, BlockedError), (500, TransientError), (502, TransientError),
+        (404, PermanentError), (400, PermanentError), (403, BlockedError),
     ]
     for backend in (DemoBackend(settings), DemoApiBackend(settings)):
         for status, kind in cases:
@@ -185,7 +185,9 @@ HOSTILE_PAGES = {
     "letters": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ abc"),
     "negative": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ -1.234,56"),
     "zero": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ 0,00"),
-    "no cents": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ 1.234"),
+    # "R$ 1.234" (no cents) is whole reais, read since prices go through price-parser;
+    # one decimal digit is still no price format.
+    "one decimal": good_page([FARE]).replace(b"R$ 1.234,56", b"R$ 1.234,5"),
     "other currency": good_page([FARE]).replace(b"R$ 1.234,56", b"US$ 1.234,56"),
     "missing price": good_page([FARE]).replace(b'<td class="price">R$ 1.234,56</td>', b""),
     "empty flight": good_page([FARE]).replace(b'class="flight">G3 1234<', b'class="flight"><'),
@@ -211,13 +213,14 @@ def test_parse_reads_good_pages() -> None:
 @pytest.mark.parametrize(("text", "price"), [
     ("R$ 1.234,56", "1234.56"), ("R$ 150,00", "150.00"), ("  R$\xa01.234.567,89 ", "1234567.89"),
     ("R$ 999,99", "999.99"), ("R$1234,50", "1234.50"),
+    ("R$ 10", "10.00"),  # whole reais: refused before prices went through price-parser
 ])
 def test_parse_price(text: str, price: str) -> None:
     assert parse_price(text) == price
 
 
 @pytest.mark.parametrize("text", [
-    "", "R$", "R$ abc", "R$ -10,00", "R$ 0,00", "R$ 10", "R$ 10,5", "R$ 1,234.56", "R$ 12.34,56",
+    "", "R$", "R$ abc", "R$ -10,00", "R$ 0,00", "R$ 10,5", "R$ 1,234.56", "R$ 12.34,56",
     "10,00", "R$ 1.234,567", "R$ \u0661\u0662,\u0663\u0664", "R$ 1.234,56 + taxas",
 ])
 def test_parse_price_rejects_odd_text(text: str) -> None:

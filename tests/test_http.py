@@ -3,6 +3,7 @@ retries with backoff, Retry-After, throttling counts, per-host limits, proxy, Us
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import REPO, http_get
 
-from voe.backends.base import ParseError, PermanentError, TransientError
+from voe.backends.base import BlockedError, ParseError, TransientError
 from voe.backends.demo import DemoBackend
 from voe.backends.demo_api import DemoApiBackend
 from voe.demoairline.fares import fares_for
+from voe.fetch.deadline import BodyTooLarge
 from voe.http import HostLimits, ThrottleCounter, host_key, new_session
 from voe.model import SearchJob
 
@@ -260,10 +262,22 @@ def test_odd_retry_after_and_blocks(recorder, policy):
         backend.search(job(), session)
     assert time.monotonic() - started < 1.0  # an unreadable Retry-After falls back to backoff
     recorder.replies = [(403, {}, error)]
-    with pytest.raises(PermanentError, match="blocked"):
-        backend.search(job(), session)
+    with pytest.raises(BlockedError, match=r"blocked by the airline \(HTTP 403\): blocked"):
+        backend.search(job(), session)  # retried by the master, not failed at once
     recorder.replies = [(503, {}, error), (503, {}, error)]
     with pytest.raises(TransientError):
         backend.search(job(), session)
     # 429s and the 403 count as throttling; a 503 without Retry-After is just an error.
     assert session.throttled.take() == {host_key(recorder.url): 3}
+
+
+def test_a_compressed_body_is_capped_by_what_it_decodes_to(recorder, make_settings):
+    page = b"<p>" + b"voos " * 200_000 + b"</p>"  # 1 MB, a few KB once gzipped
+    recorder.replies = [(200, {"Content-Encoding": "gzip"}, gzip.compress(page))] * 2
+    sessions = [new_session(make_settings(voe_fetch_max_bytes=size))
+                for size in (len(page), len(page) - 1)]
+    assert sessions[0].get(recorder.url, timeout=5).content == page
+    with pytest.raises(BodyTooLarge, match=f"more than {len(page) - 1} bytes"):
+        sessions[1].get(recorder.url, timeout=5)
+    for session in sessions:
+        session.close()

@@ -124,7 +124,7 @@ def test_acks_of_failure_success_failure(store: SqliteStore) -> None:
     assert store.counts() == {
         "fares": 1,
         "results": 1,
-        "outcomes": {"ok": 1, "transient": 1, "parse": 1, "permanent": 2},
+        "outcomes": {"ok": 1, "transient": 1, "parse": 1, "permanent": 2, "blocked": 0},
     }
     assert [o["status"] for o in store.outcomes(job.cycle, job.id)] == [
         "transient", "parse", "ok", "permanent",

@@ -1,23 +1,21 @@
-"""The HTTP policy workers hand to backends: timeouts, retries, per-host limits, throttling counts.
+"""The HTTP session workers hand to backends: the fetch chain, retries, per-host limits.
 
-``new_session`` returns a requests ``Session`` that, for every airline request:
+``new_session`` returns a requests ``Session`` (backends use it as one) whose every
+request, redirects included, is one fetch through the fetch chain (``voe.fetch``):
+a deadline and a body cap (the body is always read here, in chunks, never more than
+the cap), block detection, User-Agent, proxy and throttle counting are middlewares
+there. What stays here has to sit inside urllib3's own request loop:
 
-- applies connect and read timeouts when the backend gives none;
-- retries transient failures (connection errors, timeouts, resets, 5xx and 429)
+- connect and read timeouts when the backend gives none;
+- retries of transient failures (connection errors, timeouts, resets, 5xx and 429)
   with urllib3's ``Retry``: exponential backoff with jitter, or the airline's
-  ``Retry-After`` (capped at ``MAX_RETRY_AFTER``) when it gives one. A request
-  fails only after its retries: with the exception requests raises for a network
-  failure, or with the airline's last answer (e.g. 503), which backends map to
-  ``TransientError``/``PermanentError`` as before;
-- waits for a slot of its host (``VOE_HOST_CONCURRENCY`` requests at once per
-  worker, a gevent-friendly semaphore held until the body is read), and while
-  an airline's ``Retry-After`` runs, holds back every request of the worker to
-  that host, so 429s slow the worker down instead of burning attempts;
-- counts throttling answers (429, 403 "blocked", 503 with ``Retry-After``) in
-  ``session.throttled``, a ``ThrottleCounter`` the worker reads and resets to tell
-  the master, which paces the whole fleet.
-
-Proxies and the User-Agent come from settings.
+  ``Retry-After`` (capped at ``MAX_RETRY_AFTER``) when it gives one. A request fails
+  only after its retries; the answers retried are counted as throttling here, since
+  no middleware sees them;
+- a slot of the host per request (``VOE_HOST_CONCURRENCY`` requests at once per
+  worker, a gevent-friendly semaphore held until the body is read), and while an
+  airline's ``Retry-After`` runs, every request of the worker to that host waits, so
+  429s slow the worker down instead of burning attempts.
 
 Known gevent trap: before reusing a pooled connection, urllib3 checks that it is
 still alive with ``select.poll().poll(0)``. Under gevent's monkey patching that
@@ -33,25 +31,34 @@ import random
 import select
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
+import gevent
 import requests
 from gevent.local import local
 from gevent.monkey import get_original
 from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
+from requests.hooks import dispatch_hook
+from requests.utils import resolve_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from voe import __version__
+from voe.fetch.chain import FetchChain, FetchRequest, build_chain, host_key
+from voe.fetch.deadline import deadline_error, read_body
+from voe.fetch.throttle import ThrottleCounter, is_throttling
+from voe.fetch.useragent import USER_AGENT
 from voe.settings import Settings
 
-USER_AGENT = f"voe/{__version__}"
+__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "RETRY_STATUSES", "USER_AGENT", "HostLimits",
+           "Session", "ThrottleCounter", "host_key", "is_throttling", "new_session",
+           "retry_after", "retry_policy"]
+
 # Longest Retry-After honoured, in seconds: a longer one is waited only this long.
 MAX_RETRY_AFTER = 10.0
 # Longest wait between two retries, in seconds.
@@ -69,57 +76,6 @@ def _still_open(sock: object) -> bool:
     poller = _poll()
     poller.register(sock, select.POLLIN)
     return not poller.poll(0)
-
-
-def host_key(url: str) -> str:
-    """The host a URL's requests count against: ``scheme://host:port``, lower case."""
-    parts = urlsplit(url)
-    scheme = (parts.scheme or "http").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port or default}"
-
-
-def is_throttling(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an answer says we ask too much: 429, 403 (blocked), or 503 with Retry-After."""
-    return status in (429, 403) or (status == 503 and "Retry-After" in headers)
-
-
-class ThrottleCounter:
-    """Throttling answers seen, by label, since the last ``take``.
-
-    The label is the one set by ``counting_for`` in the running greenlet (the
-    worker sets the job's backend name), else the host. ``total`` never resets.
-    """
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._label = local()
-        self.total = 0
-
-    @contextmanager
-    def counting_for(self, label: str) -> Iterator[None]:
-        """Count what this greenlet's requests meet under ``label`` (e.g. a backend's name)."""
-        previous = getattr(self._label, "value", None)
-        self._label.value = label
-        try:
-            yield
-        finally:
-            self._label.value = previous
-
-    def add(self, host: str, count: int = 1) -> None:
-        """Count ``count`` throttling answers from ``host``."""
-        label = getattr(self._label, "value", None) or host
-        self._counts[label] += count
-        self.total += count
-
-    def take(self) -> dict[str, int]:
-        """Return the counts by label since the last call, and start again from zero."""
-        counts, self._counts = dict(self._counts), Counter()
-        return counts
 
 
 class _Host:
@@ -181,21 +137,26 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return min(seconds, MAX_RETRY_AFTER)
 
 
+def _pause_for(hosts: HostLimits, host: str, status: int, headers: Mapping[str, str]) -> None:
+    """Hold ``host`` back for the Retry-After of an answer that carries one (429, 503, 413)."""
+    if status in Retry.RETRY_AFTER_STATUS_CODES:
+        seconds = retry_after(headers)
+        if seconds:
+            hosts.pause(host, seconds)
+
+
 class _Policy:
-    """What the adapter and its retries share: the host gates and the throttle counter."""
+    """What the retries share with the session: the host gates and the throttle counter."""
 
     def __init__(self, hosts: HostLimits, throttled: ThrottleCounter) -> None:
         self.hosts = hosts
         self.throttled = throttled
 
-    def saw(self, host: str, status: int, headers: Mapping[str, str]) -> None:
-        """Count a throttling answer, and hold the host back for its Retry-After."""
+    def retried(self, host: str, status: int, headers: Mapping[str, str]) -> None:
+        """An answer urllib3 will retry: count it if it throttles us, and honour Retry-After."""
         if is_throttling(status, headers):
             self.throttled.add(host)
-        if status in Retry.RETRY_AFTER_STATUS_CODES:
-            seconds = retry_after(headers)
-            if seconds:
-                self.hosts.pause(host, seconds)
+        _pause_for(self.hosts, host, status, headers)
 
 
 class _Retry(Retry):
@@ -203,14 +164,17 @@ class _Retry(Retry):
     with the host's other requests, a malformed Retry-After treated as absent, and a backoff
     that starts at ``backoff_factor`` (urllib3 retries the first failure at once)."""
 
-    def __init__(self, *args: Any, policy: _Policy | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, policy: _Policy | None = None,
+                 max_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.policy = policy
+        self.max_bytes = max_bytes
 
     def new(self, **kw: Any) -> _Retry:
         """Copy with new counters, keeping the policy."""
         retry = super().new(**kw)
         retry.policy = self.policy
+        retry.max_bytes = self.max_bytes
         return retry
 
     def get_retry_after(self, response: Any) -> float | None:
@@ -234,12 +198,23 @@ class _Retry(Retry):
                   response: Any = None, error: Exception | None = None, _pool: Any = None,
                   _stacktrace: Any = None) -> _Retry:
         """Count the try; an answer that will be retried is seen here (the last one by the
-        adapter), and its Retry-After pauses the whole host."""
+        chain), and its Retry-After pauses the whole host."""
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        if response is not None and self.policy is not None:
-            host = host_key(url) if url and "://" in url else _pool_host(_pool)
-            self.policy.saw(host, response.status, response.headers)
+        if response is not None:
+            if self.policy is not None:
+                host = host_key(url) if url and "://" in url else _pool_host(_pool)
+                self.policy.retried(host, response.status, response.headers)
+            self._forget_big_body(response)
         return retry
+
+    def _forget_big_body(self, response: Any) -> None:
+        """Close a retried answer whose body may pass the cap: urllib3 drains a retried
+        answer into memory, and an endless 503 would never end."""
+        if self.max_bytes is None:
+            return
+        declared = response.headers.get("Content-Length", "")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            response.close()
 
 
 def _pool_host(pool: Any) -> str:
@@ -270,12 +245,7 @@ class _HTTPSConnectionPool(HTTPSConnectionPool):
 
 
 class _Adapter(HTTPAdapter):
-    """An HTTPAdapter whose pools check connection liveness without yielding to gevent, and
-    whose requests pass their host's gate and are counted when the airline throttles."""
-
-    def __init__(self, policy: _Policy, **kwargs: Any) -> None:
-        self.policy = policy
-        super().__init__(**kwargs)
+    """An HTTPAdapter whose pools check connection liveness without yielding to gevent."""
 
     def init_poolmanager(self, *args: object, **kwargs: object) -> None:
         """Build the pool manager, then swap in the non-yielding pool classes."""
@@ -284,19 +254,6 @@ class _Adapter(HTTPAdapter):
             "http": _HTTPConnectionPool,
             "https": _HTTPSConnectionPool,
         }
-
-    def send(self, request: requests.PreparedRequest, stream: bool = False,
-             timeout: Any = None, verify: Any = True, cert: Any = None,
-             proxies: Any = None) -> requests.Response:
-        """Send within the host's gate; read the body before leaving it unless streaming."""
-        host = host_key(request.url or "")
-        with self.policy.hosts.slot(host):
-            response = super().send(request, stream=stream, timeout=timeout, verify=verify,
-                                     cert=cert, proxies=proxies)
-            if not stream:
-                response.content  # noqa: B018 (read now, while the host's slot is held)
-        self.policy.saw(host, response.status_code, response.headers)
-        return response
 
     def close(self) -> None:
         """Close idle pooled sockets now; urllib3 2 leaves them to the garbage collector."""
@@ -307,34 +264,93 @@ class _Adapter(HTTPAdapter):
 
 
 class Session(requests.Session):
-    """A requests session with voe's HTTP policy (see the module docstring).
+    """A requests session whose requests pass the fetch chain (see the module docstring).
 
-    ``throttled`` counts throttling answers for the worker; ``hosts`` holds the
-    per-host gates; ``timeout`` is the (connect, read) timeout used when a request
-    gives none; ``proxy`` is the proxy of every request (None: the environment's).
+    ``settings`` are the worker's; ``throttled`` counts throttling answers for the
+    worker; ``hosts`` holds the per-host gates; ``timeout`` is the (connect, read)
+    timeout used when a request gives none; ``chain`` is the fetch chain, built from
+    ``VOE_FETCH_MIDDLEWARES``. Every body is read by the session (within the chain's
+    limits), so ``stream=True`` gives a response whose content is already there.
     """
 
-    def __init__(self, timeout: tuple[float, float], proxy: str | None,
-                 hosts: HostLimits, throttled: ThrottleCounter) -> None:
+    def __init__(self, settings: Settings, hosts: HostLimits, throttled: ThrottleCounter) -> None:
         super().__init__()
-        self.timeout = timeout
-        self.proxy = proxy
+        self.settings = settings
+        self.timeout = (settings.voe_http_connect_timeout, settings.voe_http_timeout)
         self.hosts = hosts
         self.throttled = throttled
+        self._running = local()
+        self.chain: FetchChain = build_chain(self, settings.voe_fetch_middlewares)
+
+    @contextmanager
+    def fetching_for(self, name: str, backend: object = None) -> Iterator[None]:
+        """Run this greenlet's fetches for ``backend`` (called ``name``): throttling answers
+        count under ``name``, and its ``block_markers`` mark block pages."""
+        previous = getattr(self._running, "backend", None)
+        self._running.backend = backend
+        try:
+            with self.throttled.counting_for(name):
+                yield
+        finally:
+            self._running.backend = previous
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """Send with the default timeout when none was given."""
+        """Send ``request`` through the fetch chain, then follow its redirects (each one is a
+        fetch of its own, through ``resolve_redirects``, which calls this again)."""
+        kwargs.setdefault("stream", self.stream)
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("cert", self.cert)
+        if "proxies" not in kwargs:
+            kwargs["proxies"] = resolve_proxies(request, self.proxies, self.trust_env)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
+        follow = kwargs.pop("allow_redirects", True)
+        fetch = FetchRequest(request, kwargs, host_key(request.url or ""),
+                             getattr(self._running, "backend", None))
+        response = self.chain.fetch(fetch, self._download)
+        if follow and response.is_redirect:
+            history = [response, *self.resolve_redirects(response, request, **kwargs)]
+            response = history.pop()
+            response.history = history
+        return response
 
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
-                                   cert: Any) -> dict[str, Any]:
-        """Let the configured proxy win over the environment's (requests does the reverse)."""
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self.proxy and not proxies:
-            merged["proxies"] = {"http": self.proxy, "https": self.proxy}
-        return merged
+    def _download(self, fetch: FetchRequest) -> requests.Response:
+        """The chain's innermost step: one request and its whole body, within the fetch's
+        deadline and cap, holding a slot of the host; Retry-After pauses the host."""
+        if fetch.deadline is None:
+            return self._transfer(fetch)
+        left = fetch.deadline - time.monotonic()
+        if left <= 0:
+            raise deadline_error(fetch)
+        timer = gevent.Timeout(left)
+        timer.start()
+        try:
+            return self._transfer(fetch)
+        except gevent.Timeout as fired:
+            if fired is not timer:
+                raise
+            raise deadline_error(fetch) from None
+        finally:
+            timer.close()
+
+    def _transfer(self, fetch: FetchRequest) -> requests.Response:
+        request, options = fetch.request, fetch.options
+        adapter = self.get_adapter(url=request.url or "")
+        started = time.perf_counter()
+        with self.hosts.slot(fetch.host):
+            response = adapter.send(request, stream=True, timeout=options.get("timeout"),
+                                    verify=options.get("verify", True),
+                                    cert=options.get("cert"), proxies=options.get("proxies"))
+            try:
+                read_body(response, fetch)
+            except BaseException:
+                response.close()
+                raise
+        response.elapsed = timedelta(seconds=time.perf_counter() - started)
+        _pause_for(self.hosts, fetch.host, response.status_code, response.headers)
+        response = dispatch_hook("response", request.hooks, response, **options)
+        extract_cookies_to_jar(self.cookies, request, response.raw)
+        return response
 
 
 def retry_policy(settings: Settings, policy: _Policy | None = None) -> Retry:
@@ -349,25 +365,22 @@ def retry_policy(settings: Settings, policy: _Policy | None = None) -> Retry:
         respect_retry_after_header=True,
         raise_on_status=False,
         policy=policy,
+        max_bytes=settings.voe_fetch_max_bytes,
     )
 
 
 def new_session(settings: Settings) -> Session:
-    """Return a session with voe's HTTP policy; its pools hold ``voe_concurrency`` connections
-    per host (more would only wait for the per-host limit)."""
+    """Return a session with voe's HTTP policy and fetch chain; its pools hold
+    ``voe_concurrency`` connections per host (more would only wait for the per-host limit)."""
     hosts = HostLimits(settings.voe_host_concurrency)
     throttled = ThrottleCounter()
-    policy = _Policy(hosts, throttled)
-    session = Session((settings.voe_http_connect_timeout, settings.voe_http_timeout),
-                      settings.voe_http_proxy or None, hosts, throttled)
+    session = Session(settings, hosts, throttled)
     adapter = _Adapter(
-        policy,
         pool_connections=settings.voe_concurrency,
         pool_maxsize=settings.voe_concurrency,
-        max_retries=retry_policy(settings, policy),
+        max_retries=retry_policy(settings, _Policy(hosts, throttled)),
         pool_block=False,
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.headers["User-Agent"] = settings.voe_user_agent or USER_AGENT
     return session

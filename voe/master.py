@@ -28,7 +28,7 @@ import zmq
 from voe import metrics, protocol
 from voe.ledger import Cycle, Ledger
 from voe.logs import RejectCounter
-from voe.model import SearchJob
+from voe.model import BLOCKED, SearchJob
 from voe.pacing import Pacers
 from voe.peers import Key, Peer, Peers
 from voe.plan import Plan
@@ -127,7 +127,7 @@ class Master:
         finished = False
         try:
             self._publish_state()
-            self.web = serve(self.settings, self.control)
+            self.web = serve(self.settings, self.control, self.plan)
             while not self.stopping:
                 events = dict(poller.poll(timeout=20))
                 if self.control_socket in events:
@@ -297,6 +297,8 @@ class Master:
         self.peers.forget_key(key)
         if lease.peer is not None:  # the worker has usually reported it finished by now
             lease.peer.errors += 1
+        if ack.status == BLOCKED:  # retried like a transient failure, and the airline slows us
+            self.pacers.get(lease.job.backend).throttled(1)
         self._retry_or_fail(lease.job, ack.error or ack.status, permanent=ack.status == "permanent")
 
     def _retry_or_fail(self, job: SearchJob, error: str, permanent: bool = False) -> None:

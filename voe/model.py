@@ -5,6 +5,7 @@ Every part of voe speaks these types; none of them knows about ZeroMQ, SQLite or
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 
@@ -36,6 +37,51 @@ class Fare(NamedTuple):
     currency: str
 
 
+class Searched(NamedTuple):
+    """The search a page says it answers, read from the page itself (route heading, date).
+
+    ``return_date`` is None when the page states no return (a one-way search).
+    """
+
+    origin: str
+    destination: str
+    date: str
+    return_date: str | None = None
+
+    def __str__(self) -> str:
+        """``GRU-POA 2026-12-21`` (plus `` return 2026-12-28`` for a round trip)."""
+        shown = f"{self.origin}-{self.destination} {self.date}"
+        return f"{shown} return {self.return_date}" if self.return_date else shown
+
+
+class Answer(list[Fare]):
+    """What a backend returns for one job: the fares, what the page says it answers, the page.
+
+    A list of fares, so that code written for backends that return a plain list
+    (third-party ones may) and comparisons with a list keep working; ``answered``
+    (a ``Searched``, or None when the backend cannot tell) lets the fare pipeline
+    check that the page answers the job's search, and ``page`` (the raw bytes, or
+    None) travels with any parse error the pipeline raises, so the page is kept.
+    """
+
+    __slots__ = ("answered", "page")
+
+    def __init__(self, fares: Iterable[Fare] = (), answered: Searched | None = None,
+                 page: bytes | None = None) -> None:
+        super().__init__(fares)
+        self.answered = answered
+        self.page = page
+
+    def with_fares(self, fares: Iterable[Fare]) -> Answer:
+        """The same answer (search and page) with other fares, e.g. normalised ones."""
+        return Answer(fares, self.answered, self.page)
+
+    def __repr__(self) -> str:
+        """Show the fares and the search answered (never the page: it may be megabytes)."""
+        page = "no page" if self.page is None else f"{len(self.page)}-byte page"
+        return f"Answer({list.__repr__(self)}, answered={self.answered!r}, {page})"
+
+
 def job_id(backend: str, origin: str, destination: str, date: str, return_date: str | None) -> str:
     """Return the stable id of a search (the same in every cycle)."""
     base = f"{backend}:{origin}-{destination}:{date}"
@@ -46,7 +92,8 @@ class Result(NamedTuple):
     """What a worker reports for one attempt of a job.
 
     ``status`` is ``"ok"`` (``fares`` holds what was found, possibly nothing) or the
-    kind of the error: ``"transient"``, ``"parse"`` or ``"permanent"``.
+    kind of the error: ``"transient"``, ``"parse"``, ``"permanent"`` or ``"blocked"``
+    (the airline refused to answer: retried like a transient error, never "no flights").
     """
 
     job: SearchJob
@@ -61,4 +108,5 @@ OK = "ok"
 TRANSIENT = "transient"
 PARSE = "parse"
 PERMANENT = "permanent"
-RESULT_STATUSES = (OK, TRANSIENT, PARSE, PERMANENT)
+BLOCKED = "blocked"
+RESULT_STATUSES = (OK, TRANSIENT, PARSE, PERMANENT, BLOCKED)

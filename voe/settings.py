@@ -152,6 +152,27 @@ def _url_list(value: str) -> str:
     return ",".join(urls)
 
 
+def _fetch_middlewares(value: str) -> str:
+    from voe.fetch.chain import parse_middlewares  # here: the chain reads the settings
+
+    return ",".join(f"{path}={'none' if order is None else order}"
+                    for path, order in parse_middlewares(value))
+
+
+def _status_list(value: str) -> str:
+    statuses = [int(part) for part in re.split(r"[\s,]+", value) if part]
+    if any(not 100 <= status <= 599 for status in statuses):
+        raise ValueError("not HTTP statuses")
+    return ",".join(str(status) for status in statuses)
+
+
+def _fare_pipelines(value: str) -> str:
+    from voe.farepipeline import parse_overrides  # here: the pipeline imports the settings
+
+    parse_overrides(value)
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its name, default (as text, like in ``.env``), parser and meaning."""
@@ -219,9 +240,30 @@ SETTINGS: tuple[Setting, ...] = (
             "environment variables."),
     Setting("VOE_USER_AGENT", "", _text, "a User-Agent header value",
             "User-Agent of airline requests; empty means voe/VERSION."),
+    Setting("VOE_FETCH_DEADLINE", "20", _positive_float, "a positive number of seconds",
+            "Longest time of one fetch, its retries and its whole body included; a slower "
+            "answer (e.g. trickled byte by byte) is abandoned as a transient error."),
+    Setting("VOE_FETCH_MAX_BYTES", "4194304", _positive_int, "a whole number of bytes",
+            "Largest body a fetch may bring, checked while it streams; a bigger one is "
+            "abandoned as a transient error, never held in memory."),
+    Setting("VOE_FETCH_BLOCK_STATUSES", "403,429", _status_list,
+            "HTTP statuses separated by commas",
+            "Answers that mean the airline blocks us (429: still there after the retries); "
+            "the attempt ends as blocked."),
+    Setting("VOE_FETCH_MIDDLEWARES", "", _fetch_middlewares,
+            "module:Class=ORDER items separated by commas",
+            "Fetch middlewares to add or move (ORDER), or remove (=none), over the built-in "
+            "ones and the voe.fetch_middlewares entry points."),
     Setting("VOE_KEEP_PAGE_BYTES", "1048576", _non_negative_int, "a whole number of bytes",
             "Most bytes kept of each page that failed to parse (in pages/ of the data dir); "
             "0 keeps none."),
+    Setting("VOE_FARE_PIPELINES", "", _fare_pipelines, "path:Class=ORDER or =none, by commas",
+            "Fare pipeline stages to add, move or remove (=none), e.g. "
+            "mypkg.checks:Fares=550,voe.farepipeline.times:Times=none."),
+    Setting("VOE_PRICE_MIN", "1", _positive_float, "a positive number",
+            "Lowest price a fare may have; below it the page is a parse error (a misread)."),
+    Setting("VOE_PRICE_MAX", "1000000", _positive_float, "a positive number",
+            "Highest price a fare may have; above it the page is a parse error (a misread)."),
     Setting("VOE_BROWSER", "chromium", _text, "a Chromium executable",
             "Headless Chromium that browser backends (demo-js) start."),
     Setting("VOE_BROWSER_PAGES", "4", _positive_int, "a whole number of at least 1",

@@ -26,7 +26,8 @@ import zmq.green as zmq
 
 from voe import protocol
 from voe.backends import get_backend
-from voe.backends.base import BackendError, ParseError
+from voe.backends.base import BackendError, BlockedError, ParseError
+from voe.farepipeline import FarePipeline
 from voe.http import new_session
 from voe.keptpages import keep_page
 from voe.logs import RejectCounter
@@ -91,6 +92,9 @@ class Worker:
         self.finished_ready = gevent.event.Event()
         self.stopping = gevent.event.Event()
         self.backends: dict[str, Any] = {}
+        # Every answer passes the fare pipeline before it becomes a result; its
+        # field_counts are the per-field yield of each backend.
+        self.fare_pipeline = FarePipeline(settings)
         self.http = new_session(settings)
         self.master_epoch = ""
         self.last_master = time.monotonic()
@@ -309,12 +313,13 @@ class Worker:
             backend = self.backends.get(job.backend)
             if backend is None:
                 backend = self.backends[job.backend] = get_backend(job.backend, self.settings)
-            with self.http.throttled.counting_for(job.backend):
-                fares = tuple(backend.search(job, self.http))
+            with self.http.fetching_for(job.backend, backend):
+                answer = backend.search(job, self.http)
+            fares = tuple(self.fare_pipeline.run(answer, job))
             status = OK
         except BackendError as failure:
             status, error = failure.kind, str(failure) or type(failure).__name__
-            if isinstance(failure, ParseError) and failure.page is not None:
+            if isinstance(failure, ParseError | BlockedError) and failure.page is not None:
                 kept = keep_page(self.settings.data_dir, job, failure.page,
                                  self.settings.voe_keep_page_bytes)
                 if kept is not None:

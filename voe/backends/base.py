@@ -5,6 +5,14 @@ A backend knows nothing of ZeroMQ, the ledger or the store. It raises
 ``PermanentError`` for ones that are not (a route the airline does not fly), and
 ``ParseError`` (transient: a truncated page may parse next time) when a page does
 not yield fares; ``ParseError.page`` keeps the raw page for the backend's author.
+``BlockedError`` (transient, kind ``blocked``) says the airline refused to answer.
+
+A backend returns an ``Answer`` (``voe.model``): the fares plus the search the page
+itself says it answers and the raw page. The worker runs the fare pipeline
+(``voe.farepipeline``) over it before anything is stored; its first stage refuses a
+page that answers another search than the job's. A backend may still return a plain
+list of fares (older and third-party backends do): the other stages check it all
+the same, but there is then nothing to compare the job's search with.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from typing import Protocol
 
 import requests
 
-from voe.model import Fare, SearchJob
+from voe.model import Answer, Fare, SearchJob
 
 
 class BackendError(Exception):
@@ -44,11 +52,30 @@ class ParseError(TransientError):
         self.page = page
 
 
+class BlockedError(TransientError):
+    """The airline refused to answer (a blocking status, a captcha, a block banner).
+
+    Transient, since a block passes, but its own kind, so a blocked search is never
+    taken for one without flights; ``page`` holds the block page, kept for the user.
+    The fetch chain raises it (``voe.fetch.blocks``); a backend may raise it too.
+    """
+
+    kind = "blocked"
+
+    def __init__(self, message: str, page: bytes | None = None) -> None:
+        super().__init__(message)
+        self.page = page
+
+
 class Backend(Protocol):
-    """What a backend is: a name and a ``search`` that returns the fares of one job."""
+    """What a backend is: a name and a ``search`` that returns the answer of one job."""
 
     name: str
 
-    def search(self, job: SearchJob, http: requests.Session) -> list[Fare]:
-        """Fetch and parse the fares of ``job``; raise a ``BackendError`` on failure."""
+    def search(self, job: SearchJob, http: requests.Session) -> Answer | list[Fare]:
+        """Fetch and parse the fares of ``job``; raise a ``BackendError`` on failure.
+
+        Return an ``Answer`` (fares, the search the page answers, the page) when the
+        page says what it answers; a plain list of fares skips the search check.
+        """
         ...

@@ -14,11 +14,13 @@ from urllib.parse import urlencode
 
 import requests
 
-from voe.backends.base import ParseError, PermanentError, TransientError
+from voe.backends.base import BlockedError, ParseError, PermanentError, TransientError
 from voe.backends.browser import Browser
-from voe.backends.demo import parse_results
-from voe.http import host_key, is_throttling
-from voe.model import Fare, SearchJob
+from voe.backends.demo import DemoBackend, parse_results
+from voe.fetch.chain import host_key
+from voe.fetch.markers import find_marker
+from voe.fetch.throttle import is_throttling
+from voe.model import Answer, SearchJob
 from voe.settings import Settings
 
 _ERROR_TEXT_LIMIT = 200
@@ -43,6 +45,8 @@ class DemoJsBackend:
     """
 
     name = "demo-js"
+    # The demo airline's block words, case-folded (the page is checked here, not by the chain).
+    block_markers = tuple(marker.casefold() for marker in DemoBackend.block_markers)
 
     def __init__(self, settings: Settings) -> None:
         self.url = f"{settings.voe_demo_airline_url}/js/search"
@@ -50,10 +54,12 @@ class DemoJsBackend:
         self.browser = Browser(settings.voe_browser, settings.voe_browser_pages,
                                settings.voe_http_proxy or None)
 
-    def search(self, job: SearchJob, http: requests.Session) -> list[Fare]:
+    def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Render and parse the fares of ``job``; raise a ``BackendError`` on failure.
 
-        ``http`` is not used to fetch (the browser does), only to count throttling.
+        ``http`` is not used to fetch (the browser does), only to count throttling. The
+        rendered page says which search it answers (route heading, date), as the HTML
+        page does.
         """
         query = urlencode({"origin": job.origin, "destination": job.destination,
                            "date": job.date})
@@ -64,9 +70,15 @@ class DemoJsBackend:
             throttled.add(host_key(url))
         if page.status >= 400 or page.status == 0:
             message = f"demo airline: {_error_text(page.text)} (HTTP {page.status})"
-            if page.status == 429 or page.status >= 500 or page.status == 0:
+            if page.status in (403, 429):
+                raise BlockedError(message, page=page.html.encode())
+            if page.status >= 500 or page.status == 0:
                 raise TransientError(message)
             raise PermanentError(message)
+        marker = find_marker(page.html, self.block_markers)
+        if marker is not None:  # the browser does not pass the fetch chain: check here
+            raise BlockedError(f"blocked by the airline: the page says {marker!r}",
+                               page=page.html.encode())
         if not page.ready:
             raise ParseError(f"the page did not render its fares within {self.timeout:g}s",
                              page=page.html.encode())

@@ -83,10 +83,37 @@ OPTIONS: tuple[Option, ...] = (
     Option("rate-limit", _non_negative, 0.0,
            "searches per second allowed per client address, beyond which 429 (0: none)",
            "PER_SECOND"),
+    # Blocks and hostile bodies (the fetch chain's faults, see voe.fetch).
+    Option("soft-block-rate", _rate, 0.0,
+           "share of results pages showing 0 voos and a block banner, in the normal "
+           "template (0)"),
+    Option("block-rate", _rate, 0.0, "share of searches answered 403 with a block page (0)"),
+    Option("captcha-rate", _rate, 0.0,
+           "share of searches redirected (302) to a captcha page at /captcha (0)"),
+    Option("trickle-rate", _rate, 0.0,
+           "share of answers whose body is sent one byte a second (0)"),
+    Option("endless-rate", _rate, 0.0,
+           "share of answers whose body never ends, until the client leaves (0)"),
     Option("price-drift", _rate, 0.0,
            "share by which each price moves up or down, decided by --seed, route, date and "
            "flight; restart with another seed to plant a price change between cycles (0)",
            "SHARE"),
+    # Page faults (voe.demoairline.pagefaults): results pages that mislead a careless reader.
+    Option("wrong-search-rate", _rate, 0.0,
+           "share of results pages answering another date, route or nearby airport, as "
+           "their heading and date say (0)"),
+    Option("hidden-decoy-rate", _rate, 0.0,
+           "share of results pages with hidden decoy digits, rows, table and count (0)"),
+    Option("duplicate-row-rate", _rate, 0.0,
+           "share of results pages listing one flight twice (0)"),
+    Option("price-format-rate", _rate, 0.0,
+           "share of results pages writing prices in other common formats, some beside a "
+           "struck-through old price (0)"),
+    Option("field-format-rate", _rate, 0.0,
+           "share of results pages writing flights and times in other common forms "
+           "(G3\u00a03573, Voo G3 3573, 05h15) (0)"),
+    Option("paginate", _non_negative_int, 0,
+           "flights per results page, with a pager and next links (0: one page)", "N"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -107,7 +134,18 @@ class Faults:
     malformed_rate: float = 0.0
     layout: str = "classic"
     rate_limit: float = 0.0
+    soft_block_rate: float = 0.0
+    block_rate: float = 0.0
+    captcha_rate: float = 0.0
+    trickle_rate: float = 0.0
+    endless_rate: float = 0.0
     price_drift: float = 0.0
+    wrong_search_rate: float = 0.0
+    hidden_decoy_rate: float = 0.0
+    duplicate_row_rate: float = 0.0
+    price_format_rate: float = 0.0
+    field_format_rate: float = 0.0
+    paginate: int = 0
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
@@ -122,8 +160,12 @@ class Faults:
     @property
     def seeded(self) -> bool:
         """True when some fault is decided per request (so requests per URL are counted)."""
-        return any((self.error_rate, self.throttle_rate, self.slow_rate, self.reset_rate,
-                    self.truncate_rate, self.malformed_rate))
+        return any((self.soft_block_rate, self.block_rate, self.captcha_rate,
+                    self.trickle_rate, self.endless_rate, self.error_rate, self.throttle_rate,
+                    self.slow_rate, self.reset_rate,
+                    self.truncate_rate, self.malformed_rate, self.wrong_search_rate,
+                    self.hidden_decoy_rate, self.duplicate_row_rate, self.price_format_rate,
+                    self.field_format_rate))
 
     def number(self, fault: str, url: str, nth: int) -> int:
         """A 64-bit number for the ``nth`` request of ``url``, the same in every run."""

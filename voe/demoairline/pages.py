@@ -116,6 +116,41 @@ def error_page(status: str, message: str) -> str:
     )
 
 
+_SOFT_BLOCK_BANNER = """<div class="alert" role="alert"><strong>Acesso temporariamente \
+bloqueado.</strong> Detectamos muitas requisições vindas da sua rede; tente novamente mais \
+tarde.</div>
+"""
+
+
+def soft_block_page(origin: str, destination: str, date: str) -> str:
+    """Render the "soft block": the normal results page with no flights ("0 voos") and a
+    banner saying access is blocked for now. Read without care, it is a search without
+    flights; it is a block (see the demo backend's ``block_markers``)."""
+    return results_page(origin, destination, date, []).replace(
+        "<main>\n", f"<main>\n{_SOFT_BLOCK_BANNER}", 1)
+
+
+def block_page() -> str:
+    """Render the page of a hard block (sent with 403), as a web application firewall does."""
+    return error_page("403 Forbidden", "Acesso negado. Sua solicitação foi bloqueada por "
+                      "motivos de segurança (access denied).")
+
+
+def captcha_page(resume: str) -> str:
+    """Render the captcha page a blocked search is redirected to; ``resume`` is where it was
+    going (the page offers to resume there once solved, as real ones do)."""
+    return (
+        _HEAD.format(title="Verificação de segurança")
+        + '<main>\n<h1>Verificação de segurança</h1>\n'
+        '<p>Confirme que você não é um robô para continuar.</p>\n'
+        '<form method="post" action="/captcha"><div class="captcha" data-sitekey="demo">'
+        '</div>\n'
+        f'<input type="hidden" name="continue" value="{escape(resume)}">\n'
+        '<button type="submit">Continuar</button></form>\n</main>\n'
+        + _FOOTER
+    )
+
+
 _OFFER = """<article class="offer" data-offer="{code}">
 <h3 class="offer-title"><span class="airline">{carrier}</span>
 <span class="code">{flight}</span></h3>

@@ -4,9 +4,10 @@ It is the target of every run, test and benchmark, so it can be slowed down
 (``latency_ms``), made to fail on chosen routes (``fail_routes``), made to answer
 big pages (``flights``) and made hostile (``faults``: 5xx, 429 with Retry-After,
 slow answers, connection resets, truncated or sloppy pages, a redesigned layout, a
-per-client rate limit; see ``voe.demoairline.faults``). ``/stats`` reports what
-tests measure: requests, concurrency (overall and per client address), a sliding
-request rate, answers by status and faults injected.
+per-client rate limit, blocks (403, a redirect to ``/captcha``, a "0 voos" page with a
+block banner), bodies trickled or endless; see ``voe.demoairline.faults``). ``/stats``
+reports what tests measure: requests, concurrency (overall and per client address), a
+sliding request rate, answers by status, faults injected and bodies still streaming.
 """
 
 from __future__ import annotations
@@ -20,22 +21,26 @@ import socket
 import struct
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import gevent
 from gevent.event import Event
 from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
+from voe.demoairline import pagefaults
 from voe.demoairline.fares import UnknownRoute, check_date, drift_prices, fares_for
 from voe.demoairline.faults import Faults
 from voe.demoairline.pages import (
+    block_page,
+    captcha_page,
     error_page,
     js_results_page,
     new_layout_page,
     results_page,
     sloppy,
+    soft_block_page,
 )
 
 logger = logging.getLogger("voe.demoairline")
@@ -51,6 +56,10 @@ PER_SECOND_KEPT = 60
 MAX_TRACKED_URLS = 1_000_000
 # Client addresses tracked for the rate limit and per-client stats before they start over.
 MAX_TRACKED_CLIENTS = 10_000
+# Seconds between two bytes of a trickled body (the "trickle" fault).
+TRICKLE_SECONDS = 1.0
+# Bytes of each write of a body that never ends (the "endless" fault).
+ENDLESS_CHUNK = 64 * 1024
 
 SEARCH_PATHS = ("/search", "/api/search", "/js/search")
 _AIRPORT_CODE = re.compile(r"[A-Z]{3}")
@@ -97,6 +106,8 @@ class Stats:
         self.clients: dict[str, dict[str, int]] = {}
         self.recent: deque[float] = deque()
         self.per_second: dict[int, int] = {}
+        # Trickled or endless bodies still being sent (each stops when its client leaves).
+        self.streaming = 0
 
     def begin(self, client: str) -> None:
         """Count a search request that starts now."""
@@ -140,6 +151,7 @@ class Stats:
                            if second > now - PER_SECOND_KEPT],
             "statuses": dict(sorted(self.statuses.items())),
             "faults": dict(sorted(self.faults.items())),
+            "streaming": self.streaming,
             "clients": self.clients,
         }
 
@@ -181,15 +193,20 @@ class DemoAirline:
         self.seen: Counter[str] = Counter()
         self.rate_limit = _RateLimit(self.faults.rate_limit) if self.faults.rate_limit else None
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any],
+                 start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request (WSGI entry point)."""
         path = environ.get("PATH_INFO", "")
-        if path not in (*SEARCH_PATHS, "/stats"):
+        if path not in (*SEARCH_PATHS, "/stats", "/captcha"):
             return _html(start_response, "404 Not Found", f"no page at {path}")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _html(start_response, "405 Method Not Allowed", "only GET is allowed here")
         if path == "/stats":
             return _json(start_response, "200 OK", self.stats.as_dict())
+        if path == "/captcha":
+            resume = parse_qs(environ.get("QUERY_STRING", "")).get("continue", ["/"])[0]
+            return _respond(start_response, "200 OK", "text/html; charset=utf-8",
+                            captcha_page(resume).encode())
         client = environ.get("REMOTE_ADDR") or "?"
         status = ["reset"]
 
@@ -212,7 +229,7 @@ class DemoAirline:
         return False
 
     def _search(self, environ: dict[str, Any], start_response: StartResponse, path: str,
-                client: str) -> list[bytes]:
+                client: str) -> Iterable[bytes]:
         url = f"{path}?{environ.get('QUERY_STRING', '')}"
         nth = 0
         if self.faults.seeded:
@@ -234,20 +251,55 @@ class DemoAirline:
             return _json(start_response, code, {"error": "internal error (injected)"})
         if self._fault("reset", url, nth):
             raise ResetConnection(url)
+        if self._fault("block", url, nth):
+            return _respond(start_response, "403 Forbidden", "text/html; charset=utf-8",
+                            block_page().encode())
+        if self._fault("captcha", url, nth):
+            return _respond(start_response, "302 Found", "text/html; charset=utf-8", b"",
+                            [("Location", f"/captcha?{urlencode({'continue': url})}")])
         if self._fault("slow", url, nth):
             gevent.sleep(self.faults.slow_ms / 1000)
-        status, content_type, body = self._page(environ, path)
+        status, content_type, body = self._page(environ, path, url, nth)
         if status.startswith("200"):
+            if path == "/search" and self._fault("soft_block", url, nth):
+                body = soft_block_page(*_query(environ)).encode()
             if content_type.startswith("text/html") and path == "/search":
                 if self._fault("malformed", url, nth):
                     body = sloppy(body.decode()).encode()
             if self._fault("truncate", url, nth):
                 cut = 0.1 + 0.8 * (self.faults.number("truncate-at", url, nth) % 1000) / 1000
                 body = body[:int(len(body) * cut)]
+            if self._fault("endless", url, nth):
+                return self._stream(start_response, content_type, _endless(body), None)
+            if self._fault("trickle", url, nth):
+                return self._stream(start_response, content_type, _trickle(body), len(body))
         return _respond(start_response, status, content_type, body)
 
-    def _page(self, environ: dict[str, Any], path: str) -> tuple[str, str, bytes]:
-        """The status, content type and body of a search without faults."""
+    def _stream(self, start_response: StartResponse, content_type: str,
+                pieces: Iterator[bytes], length: int | None) -> Iterator[bytes]:
+        """Answer 200 with a body sent piece by piece (chunked when ``length`` is None)."""
+        headers = [("Content-Type", content_type), ("Cache-Control", "no-store")]
+        if length is not None:
+            headers.append(("Content-Length", str(length)))
+        start_response("200 OK", headers)
+        return self._streaming(pieces)
+
+    def _streaming(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """Yield ``pieces``, counted in ``/stats`` while they flow.
+
+        pywsgi writes each piece before asking for the next, so nothing is buffered; when
+        the client leaves, a write fails and pywsgi closes this generator.
+        """
+        self.stats.streaming += 1
+        try:
+            yield from pieces
+        finally:
+            self.stats.streaming -= 1
+
+    def _page(self, environ: dict[str, Any], path: str, url: str = "",
+              nth: int = 0) -> tuple[str, str, bytes]:
+        """The status, content type and body of a search, with page faults (if any) but no
+        other fault; ``url`` and ``nth`` identify the request for the page faults."""
         try:
             origin, destination, date = _query(environ)
         except BadRequest as error:
@@ -265,14 +317,38 @@ class DemoAirline:
         except ValueError as error:
             return _json_body("400 Bad Request", {"error": str(error)})
         if path == "/api/search":
-            return _json_body("200 OK", {"fares": [fare._asdict() for fare in fares]})
+            search = {"origin": origin, "destination": destination, "date": date}
+            return _json_body("200 OK", {"search": search,
+                                         "fares": [fare._asdict() for fare in fares]})
         if path == "/js/search":
             page = js_results_page(origin, destination, date, fares)
         elif self.faults.layout == "new":
             page = new_layout_page(origin, destination, date, fares)
+        elif pagefaults.active(self.faults):
+            try:
+                page = pagefaults.render(self, environ.get("QUERY_STRING", ""), url, nth,
+                                         origin, destination, date, fares)
+            except pagefaults.NoSuchPage as error:
+                return _json_body("404 Not Found", {"error": str(error)})
         else:
             page = results_page(origin, destination, date, fares)
         return "200 OK", "text/html; charset=utf-8", page.encode()
+
+
+def _trickle(body: bytes) -> Iterator[bytes]:
+    """``body`` one byte at a time, ``TRICKLE_SECONDS`` apart."""
+    for index in range(len(body)):
+        if index:
+            gevent.sleep(TRICKLE_SECONDS)
+        yield body[index:index + 1]
+
+
+def _endless(body: bytes) -> Iterator[bytes]:
+    """The page's start, then the same ``ENDLESS_CHUNK`` bytes of markup forever."""
+    yield body[:len(body) // 2]
+    filler = (b"<!-- " + b"voos " * (ENDLESS_CHUNK // 5))[:ENDLESS_CHUNK - 4] + b" -->"
+    while True:
+        yield filler
 
 
 def _respond(start_response: StartResponse, status: str, content_type: str,

@@ -1,0 +1,394 @@
+"""The fare pipeline: each stage on its own, the runner, the worker, and the page faults.
+
+Against the real demo airline with each page fault at rate 1, every search ends as
+exactly the fares of the airline's JSON API or as a parse error with the page
+kept: never as other fares.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import http_get
+
+from voe.backends.base import ParseError
+from voe.backends.demo import parse_price, parse_results, read_page
+from voe.demoairline.fares import fares_for
+from voe.demoairline.pages import results_page
+from voe.farepipeline import PIPELINES_BASE, FarePipeline, parse_overrides
+from voe.farepipeline.answers import AnswersSearch
+from voe.farepipeline.currency import check_currency
+from voe.farepipeline.duplicates import RefuseDuplicates
+from voe.farepipeline.flight import normalise_flight
+from voe.farepipeline.price import normalise_price
+from voe.farepipeline.times import normalise_time
+from voe.model import OK, PARSE, Answer, Fare, Searched, SearchJob
+
+FARE = Fare("G3 3573", "05:15", "07:40", "1234.56", "BRL")
+
+
+def job(origin: str = "GRU", destination: str = "SSA", date: str = "2026-12-20",
+        backend: str = "demo") -> SearchJob:
+    return SearchJob(id=f"{backend}:{origin}-{destination}:{date}", cycle=1, attempt=1,
+                     backend=backend, origin=origin, destination=destination, date=date)
+
+
+# Stages, one by one ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("G3 3573", "G3 3573"), ("G3\xa03573", "G3 3573"), ("G3\u20093573", "G3 3573"),
+    ("G3\u202f3573", "G3 3573"), ("  G3   3573 ", "G3 3573"), ("Voo G3 3573", "G3 3573"),
+    ("Vôo nº G3 3573", "G3 3573"), ("Flight: LA 1234", "LA 1234"), ("G33573", "G3 3573"),
+    ("g3 3573", "G3 3573"), ("AD 12", "AD 12"), ("TAM 3054", "TAM 3054"), ("LA 123A", "LA 123A"),
+])
+def test_flight_codes_are_normalised(text: str, code: str) -> None:
+    assert normalise_flight(text) == code
+
+
+@pytest.mark.parametrize("text", ["", "G3", "3573", "G3 35731", "Voo", "G3-3573", "G3 35 73",
+                                  "Gol Linhas 3573", "G3 3573 (operado por LA)", "G3 ３５７３"])
+def test_odd_flight_codes_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a flight code"):
+        normalise_flight(text)
+
+
+@pytest.mark.parametrize(("text", "time"), [
+    ("05:15", "05:15"), ("5:15", "05:15"), ("05h15", "05:15"), ("5h15", "05:15"),
+    ("05H15", "05:15"), (" 23:59 ", "23:59"), ("00:00", "00:00"), ("5 h 15", "05:15"),
+])
+def test_times_are_normalised(text: str, time: str) -> None:
+    assert normalise_time(text) == time
+
+
+@pytest.mark.parametrize("text", ["", "24:00", "05:60", "0515", "05:15:00", "5", "08:10+1",
+                                  "05.15", "ontem", "٠٥:١٥"])
+def test_odd_times_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a time of day"):
+        normalise_time(text)
+
+
+def test_prices_are_bounded_decimals_with_cents() -> None:
+    low, high = Decimal(1), Decimal(1_000_000)
+    assert normalise_price("1234.56", low, high) == "1234.56"
+    assert normalise_price("1234.5", low, high) == "1234.50"
+    assert normalise_price("1234", low, high) == "1234.00"
+    assert normalise_price("12.345", low, high) == "12.345"  # three-decimal currencies
+    assert normalise_price("1", low, high) == "1.00"
+    assert normalise_price("1000000", low, high) == "1000000.00"
+    for text in ("0.99", "0", "1000000.01", "99999999"):
+        with pytest.raises(ValueError, match="outside the bounds"):
+            normalise_price(text, low, high)
+    for text in ("", "-5.00", "1e3", "1,234.56", "1.2345", " 12.00", "NaN", "Infinity", "１２"):
+        with pytest.raises(ValueError, match="not a decimal"):
+            normalise_price(text, low, high)
+
+
+def test_currencies_are_iso_4217_codes() -> None:
+    for code in ("BRL", "USD", "EUR", "JPY", "KWD"):
+        assert check_currency(code) == code
+    assert check_currency(" BRL ") == "BRL"
+    for text in ("", "R$", "brl", "BR", "BRLL", "reais", "XXX", "XAU", "ABC", "US$"):
+        with pytest.raises(ValueError, match="ISO 4217"):
+            check_currency(text)
+
+
+def test_a_page_answering_another_search_is_refused_naming_both(make_settings) -> None:
+    stage = AnswersSearch(make_settings())
+    answer = Answer([FARE], Searched("GRU", "POA", "2026-12-21"), b"<page>")
+    with pytest.raises(ParseError) as caught:
+        stage.process(answer, job())
+    assert str(caught.value) == "page answers GRU-POA 2026-12-21, asked GRU-SSA 2026-12-20"
+    assert caught.value.page == b"<page>"
+    same = Answer([FARE], Searched("GRU", "SSA", "2026-12-20"), b"<page>")
+    assert stage.process(same, job()) is same
+    assert stage.process(Answer([FARE]), job()) == [FARE]  # a plain list: nothing to compare
+    round_trip = job()._replace(return_date="2026-12-27")
+    assert stage.process(same, round_trip) is same  # a one-way page answers the outbound leg
+    other_return = Answer([FARE], Searched("GRU", "SSA", "2026-12-20", "2026-12-28"), b"")
+    with pytest.raises(ParseError, match="return 2026-12-28, asked .* return 2026-12-27"):
+        stage.process(other_return, round_trip)
+
+
+def test_duplicate_flights_are_an_error_not_two_rows(make_settings) -> None:
+    stage = RefuseDuplicates(make_settings())
+    other = FARE._replace(departure="09:00")
+    assert stage.process(Answer([FARE, other]), job()) == [FARE, other]
+    with pytest.raises(ParseError, match=r"flight G3 3573 at 05:15 listed twice \(fares 1 and 3\)"):
+        stage.process(Answer([FARE, other, FARE._replace(price="99.00")], page=b"p"), job())
+
+
+# The runner ------------------------------------------------------------------------
+
+def test_the_pipeline_normalises_checks_and_counts_per_field(make_settings) -> None:
+    pipeline = FarePipeline(make_settings(), third_party=False)
+    assert pipeline.names == sorted(PIPELINES_BASE, key=PIPELINES_BASE.get)
+    raw = Fare("Voo G3\xa03573", "5h15", "07:40", "1234.5", "BRL")
+    answer = pipeline.run(Answer([raw], Searched("GRU", "SSA", "2026-12-20"), b"p"), job())
+    assert answer == [FARE._replace(price="1234.50")] and answer.page == b"p"
+    assert pipeline.run([FARE], job()) == [FARE]  # a plain list of fares is checked too
+    with pytest.raises(ParseError) as caught:
+        pipeline.run(Answer([FARE, FARE._replace(flight="G3 1", departure="25:00"),
+                             FARE._replace(flight="??")], page=b"kept"), job())
+    assert str(caught.value) == "fare 3 ('??'): flight '??' is not a flight code (designator " \
+                                "and number)"  # the first failure; the other checks still count
+    assert caught.value.page == b"kept"
+    counts = pipeline.field_counts
+    assert counts.as_dict()["demo"]["flight"] == {"valid": 4, "invalid": 1}
+    assert counts.share("demo", "departure") == pytest.approx(4 / 5)
+    assert counts.share("demo", "price") == 1.0 and counts.share("other", "price") is None
+
+
+def test_price_bounds_come_from_the_settings(make_settings) -> None:
+    pipeline = FarePipeline(make_settings(voe_price_min="100", voe_price_max="200"),
+                            third_party=False)
+    assert pipeline.run([FARE._replace(price="150.00")], job())
+    with pytest.raises(ParseError, match="outside the bounds 100 to 200"):
+        pipeline.run([FARE], job())
+
+
+class Crashing:
+    """A stage with a bug."""
+
+    def __init__(self, settings: object) -> None:
+        self.settings = settings
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        raise ZeroDivisionError("a bug")
+
+
+class Tagging:
+    """A stage that rewrites every price, to show where it runs."""
+
+    order = 50
+
+    def __init__(self, settings: object) -> None:
+        self.settings = settings
+
+    def process(self, answer: Answer, job: SearchJob) -> list[Fare]:
+        return [fare._replace(currency="USD") for fare in answer]
+
+
+def test_overrides_add_move_and_remove_stages(make_settings) -> None:
+    assert parse_overrides("") == {}
+    assert parse_overrides(" a.b:C=10, d:E=none ,") == {"a.b:C": 10, "d:E": None}
+    for bad in ("a.b:C", "a.b=10", "a.b:C=ten", "a b:C=1"):
+        with pytest.raises(ValueError):
+            parse_overrides(bad)
+    settings = make_settings(voe_fare_pipelines=f"{__name__}:Tagging=950,"
+                             "voe.farepipeline.currency:CurrencyCode=none")
+    pipeline = FarePipeline(settings, third_party=False)
+    assert pipeline.names[-1] == f"{__name__}:Tagging"
+    assert "voe.farepipeline.currency:CurrencyCode" not in pipeline.names
+    assert pipeline.run([FARE], job()) == [FARE._replace(currency="USD")]
+
+
+def test_entry_point_stages_run_at_their_order(tmp_path, monkeypatch, make_settings) -> None:
+    (tmp_path / "voe_test_stages.py").write_text(
+        "class Early:\n"
+        "    order = 150\n"
+        "    def __init__(self, settings):\n"
+        "        pass\n"
+        "    def process(self, answer, job):\n"
+        "        return answer\n")
+    dist_info = tmp_path / "voe_test_stages-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: voe-test-stages\n"
+                                        "Version: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[voe.fare_pipelines]\nearly = voe_test_stages:Early\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pipeline = FarePipeline(make_settings())
+    assert pipeline.names[:3] == ["voe.farepipeline.answers:AnswersSearch",
+                                  "voe_test_stages:Early", "voe.farepipeline.flight:FlightCode"]
+
+
+def test_a_crashing_or_missing_stage_fails_the_answer_with_its_page(make_settings) -> None:
+    crashing = FarePipeline(make_settings(voe_fare_pipelines=f"{__name__}:Crashing=10"),
+                            third_party=False)
+    with pytest.raises(ParseError, match=f"stage {__name__}:Crashing crashed: "
+                                         "ZeroDivisionError: a bug") as caught:
+        crashing.run(Answer([FARE], page=b"the page"), job())
+    assert caught.value.page == b"the page"
+    missing = FarePipeline(make_settings(voe_fare_pipelines="voe_no_such_module:Stage=10"),
+                           third_party=False)
+    with pytest.raises(ParseError, match="fare pipeline not loaded: voe_no_such_module:Stage"):
+        missing.run(Answer([FARE], page=b"p"), job())
+
+
+# The worker ------------------------------------------------------------------------
+
+@pytest.fixture
+def make_worker(make_settings, tmp_path) -> Iterator:
+    """Factory: a worker (not running: its ``search`` is called directly) on ``url``."""
+    from voe.worker import Worker
+
+    made = []
+
+    def build(url: str, **overrides: str) -> Worker:
+        settings = make_settings(voe_demo_airline_url=url, voe_data_dir=str(tmp_path),
+                                 voe_curve="off", voe_http_retries=0, **overrides)
+        worker = Worker(settings, concurrency=1, name="test-worker")
+        made.append(worker)
+        return worker
+
+    yield build
+    for worker in made:
+        worker.dealer.close(0)
+        worker.push.close(0)
+        worker.http.close()
+
+
+def kept_page(error: str) -> bytes:
+    assert error.startswith("page kept at "), error
+    return Path(error.removeprefix("page kept at ").split(": ", 1)[0]).read_bytes()
+
+
+def test_a_crashing_stage_fails_the_attempt_and_the_worker_goes_on(airline_url,
+                                                                   make_worker) -> None:
+    worker = make_worker(airline_url, voe_fare_pipelines=f"{__name__}:Crashing=10")
+    first = worker.search(job("GRU", "REC", "2026-12-01"))
+    assert first.status == PARSE and first.fares == ()
+    assert "Crashing crashed: ZeroDivisionError: a bug" in first.error
+    assert b'<table id="results">' in kept_page(first.error)
+    worker.fare_pipeline.stages = [stage for stage in worker.fare_pipeline.stages
+                                   if not stage[1].endswith(":Crashing")]  # the bug fixed
+    second = worker.search(job("GRU", "REC", "2026-12-01"))
+    assert second.status == OK and list(second.fares) == fares_for("GRU", "REC", "2026-12-01")
+
+
+# The parser ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "price"), [
+    ("R$ 3.772,89", "3772.89"), ("R$ 3\xa0772,89", "3772.89"), ("R$ 3\u2009772,89", "3772.89"),
+    ("R$ 3\u202f772,89", "3772.89"), ("BRL 3772.89", "3772.89"), ("R$ 3.773", "3773.00"),
+    ("R$ 3773", "3773.00"), ("R$3.772,89", "3772.89"), ("R$ 1.234.567,89", "1234567.89"),
+    ("BRL 3.772,89", "3772.89"),
+])
+def test_prices_in_common_formats(text: str, price: str) -> None:
+    assert parse_price(text) == price
+
+
+@pytest.mark.parametrize("text", [
+    "R$ 1,234.56", "R$ 12.34,56", "R$ 1.234,5", "R$ 1 234.567,89", "R$ 1.234 567,89",
+    "US$ 1.234,56", "€ 1.234,56", "1.234,56", "R$ 818,41 - R$ 9.999,99", "a partir de R$ 10,00",
+    "R$ -1.234,56", "R$ 0", "R$ 12.3456", "R$ ١٢,٣٤", "BRL 3772.8",
+])
+def test_doubtful_prices_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_price(text)
+
+
+def page_with(row_price: str, **replace: str) -> bytes:
+    page = results_page("GRU", "REC", "2026-12-01", [FARE]).replace(
+        '<td class="price">R$ 1.234,56</td>', f'<td class="price">{row_price}</td>')
+    for old, new in replace.items():
+        page = page.replace(old, new)
+    return page.encode()
+
+
+@pytest.mark.parametrize("cell", [
+    '<s>R$ 1.500,00</s> R$ 1.234,56', "<del>R$ 1.500,00</del> R$ 1.234,56",
+    "<strike>R$ 1.500,00</strike>R$ 1.234,56", '<span class="old-price">R$ 1.500,00</span> '
+    "R$ 1.234,56", 'R$ 1.234,56 <span class="was">R$ 1.500,00</span>',
+    'R$ <span style="display:none">1</span>1.234,56',
+    'R$ <span style="color: red; visibility : hidden">9</span>1.234,56',
+    'R$ <span hidden>9</span>1.234,56', 'R$ <b aria-hidden="true">9</b>1.234,56',
+    'R$ 1.234,56<span style="DISPLAY: NONE"> - R$ 1,00</span>',
+])
+def test_the_parser_reads_the_price_a_person_sees(cell: str) -> None:
+    assert parse_results(page_with(cell)) == [FARE._replace(flight="G3 3573")]
+
+
+def test_the_parser_skips_hidden_rows_tables_and_counts() -> None:
+    decoy = ('<tr class="flight" {}><td class="flight">G3 1</td><td class="departure">06:00'
+             '</td><td class="arrival">07:00</td><td class="price">R$ 1,00</td></tr>')
+    for hiding in ('style="display:none"', "hidden", 'aria-hidden="true"',
+                   'STYLE="visibility:hidden"'):
+        page = page_with("R$ 1.234,56", **{"<tbody>\n": "<tbody>\n" + decoy.format(hiding)})
+        assert parse_results(page) == [FARE]
+    hidden_table = ('<div style="display:none"><p class="summary">1 voos em 2026-12-01</p>'
+                    '<table id="results">' + decoy.format("") + "</table></div>")
+    page = page_with("R$ 1.234,56", **{"<main>": "<main>" + hidden_table})
+    assert parse_results(page) == [FARE]
+    visible_decoy = page_with("R$ 1.234,56", **{"<tbody>\n": "<tbody>\n" + decoy.format("")})
+    with pytest.raises(ParseError, match="announces 1 flights but lists 2"):
+        parse_results(visible_decoy)
+
+
+def test_the_parser_reads_what_the_page_answers() -> None:
+    answer = parse_results(page_with("R$ 1.234,56"))
+    assert answer.answered == Searched("GRU", "REC", "2026-12-01") and answer.page
+    with pytest.raises(ParseError, match="no route heading"):
+        parse_results(page_with("R$ 1.234,56", **{"<h1>": "<h2>", "</h1>": "</h2>"}))
+    with pytest.raises(ParseError, match="does not say the date"):
+        parse_results(page_with("R$ 1.234,56", **{" em <time": " <time"}))
+
+
+def test_a_paginated_page_alone_is_refused() -> None:
+    pager = ('<nav class="pager">Página 1 de 2 <a rel="next" href="/search?origin=GRU&amp;'
+             'destination=REC&amp;date=2026-12-01&amp;page=2">Próxima</a></nav>')
+    page = page_with("R$ 1.234,56", **{"</table>": "</table>" + pager})
+    assert read_page(page).next == ("/search?origin=GRU&destination=REC&date=2026-12-01"
+                                    "&page=2")
+    with pytest.raises(ParseError, match="page 1 of 2"):
+        parse_results(page)
+    with pytest.raises(ParseError, match="over the 20-page limit"):
+        read_page(page.replace(b"1 de 2", b"1 de 21"))
+
+
+# The demo airline's page faults, end to end ------------------------------------------
+
+SEARCHES = [("GRU", "REC", "2026-12-01"), ("MAO", "POA", "2027-03-15"),
+            ("SDU", "CGH", "2026-07-04"), ("GIG", "BSB", "2026-10-10"),
+            ("CWB", "FOR", "2026-09-09"), ("CGH", "SSA", "2026-12-20")]
+# Fault, options, and whether each search must end in fares (True) or a parse error.
+FAULTS = [
+    ("wrong-search", {"wrong_search_rate": 1.0}, False),
+    ("hidden-decoy", {"hidden_decoy_rate": 1.0}, True),
+    ("duplicate-row", {"duplicate_row_rate": 1.0}, False),
+    ("price-format", {"price_format_rate": 1.0}, True),
+    ("field-format", {"field_format_rate": 1.0}, True),
+    ("paginate", {"paginate": 2}, True),
+    ("readable-together", {"hidden_decoy_rate": 1.0, "price_format_rate": 1.0,
+                           "field_format_rate": 1.0, "paginate": 3, "malformed_rate": 1.0},
+     True),
+]
+
+
+def api_fares(url: str, origin: str, destination: str, date: str) -> list[Fare]:
+    status, _, body = http_get(f"{url}/api/search?origin={origin}&destination={destination}"
+                               f"&date={date}")
+    assert status == 200
+    return [Fare(**item) for item in json.loads(body)["fares"]]
+
+
+@pytest.mark.parametrize(("name", "options", "readable"), FAULTS, ids=[f[0] for f in FAULTS])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_page_faults_end_in_the_api_fares_or_a_kept_parse_error(
+        demo_airline, make_worker, name: str, options: dict, readable: bool, seed: int) -> None:
+    url = demo_airline(flights=None, seed=seed, **options)
+    worker = make_worker(url)
+    for origin, destination, date in SEARCHES:
+        result = worker.search(job(origin, destination, date))
+        truth = api_fares(url, origin, destination, date)
+        if result.status == OK:
+            assert list(result.fares) == truth, (name, origin, destination, date)
+        else:
+            assert result.status == PARSE, result.error
+            assert kept_page(result.error)
+        assert (result.status == OK) is readable, (name, result.error)
+    assert worker.fare_pipeline.field_counts.as_dict()["demo"]
+
+
+def test_demo_api_states_the_search_it_answers(airline_url, make_worker) -> None:
+    worker = make_worker(airline_url)
+    result = worker.search(job("GRU", "REC", "2026-12-01", backend="demo-api"))
+    assert result.status == OK and list(result.fares) == fares_for("GRU", "REC", "2026-12-01")
+    status, _, body = http_get(f"{airline_url}/api/search?origin=GRU&destination=REC"
+                               "&date=2026-12-01")
+    assert json.loads(body)["search"] == {"origin": "GRU", "destination": "REC",
+                                          "date": "2026-12-01"}

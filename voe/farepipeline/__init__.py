@@ -1,0 +1,186 @@
+"""The fare pipeline: validators every answer passes between a backend and the store.
+
+Shaped like Scrapy's item pipelines. Each stage is a class built with the settings,
+with ``process(answer, job) -> answer``: it returns the answer (possibly with its
+fares normalised) or raises ``ParseError``. Stages run in ascending order:
+
+- the built-ins in ``PIPELINES_BASE`` ("module:Class" -> order);
+- third-party stages from the entry-point group ``voe.fare_pipelines`` (the entry
+  point's value is the class; its order is its ``order`` attribute, 500 by default);
+- ``VOE_FARE_PIPELINES`` (``dotted.path:Class=ORDER,...``) adds a stage or moves
+  one to another order, and ``dotted.path:Class=none`` removes one.
+
+A wrong fare stored silently is worse than a lost one, so nothing is let through on
+doubt: a stage that fails to load, or crashes while it runs (a bug), fails the
+attempt as a ``ParseError`` carrying the page, like a page that does not parse. The
+page is then kept (``VOE_KEEP_PAGE_BYTES``) and the worker goes on.
+
+Stages that check fields record how many fares had each field valid and invalid, per
+backend (``FarePipeline.field_counts``): the per-field yield of a backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from voe.backends.base import ParseError
+from voe.farepipeline.base import FieldCounts, FieldStage
+from voe.model import Answer, Fare, SearchJob
+from voe.settings import Settings
+
+log = logging.getLogger("voe.farepipeline")
+
+ENTRY_POINT_GROUP = "voe.fare_pipelines"
+# The order of a third-party stage that does not say (the built-ins use 100 to 900).
+DEFAULT_ORDER = 500
+
+PIPELINES_BASE: dict[str, int] = {
+    "voe.farepipeline.answers:AnswersSearch": 100,
+    "voe.farepipeline.flight:FlightCode": 200,
+    "voe.farepipeline.times:Times": 300,
+    "voe.farepipeline.price:PriceBounds": 400,
+    "voe.farepipeline.currency:CurrencyCode": 450,
+    "voe.farepipeline.duplicates:RefuseDuplicates": 900,
+}
+
+_OVERRIDE = re.compile(r"\s*([A-Za-z_][\w.]*:[A-Za-z_]\w*)\s*=\s*(none|-?[0-9]{1,9})\s*",
+                       re.IGNORECASE)
+
+__all__ = ["DEFAULT_ORDER", "ENTRY_POINT_GROUP", "PIPELINES_BASE", "FarePipeline",
+           "FieldCounts", "FieldStage", "Stage", "parse_overrides"]
+
+
+class Stage(Protocol):
+    """What a fare pipeline stage is: built with the settings, it checks one answer."""
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        """Return the answer (its fares possibly normalised) or raise ``ParseError``."""
+        ...
+
+
+def parse_overrides(text: str) -> dict[str, int | None]:
+    """Read ``VOE_FARE_PIPELINES``: ``path:Class=ORDER`` or ``=none``, separated by commas.
+
+    ``ValueError`` says which part is malformed; an empty text changes nothing.
+    """
+    overrides: dict[str, int | None] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        match = _OVERRIDE.fullmatch(part)
+        if match is None:
+            raise ValueError(f"{part.strip()!r} is not dotted.path:Class=ORDER or =none")
+        overrides[match[1]] = None if match[2].lower() == "none" else int(match[2])
+    return overrides
+
+
+def _load_class(path: str) -> type:
+    """Import ``package.module:Class``; raise ``ImportError`` or ``AttributeError``."""
+    module, _, name = path.partition(":")
+    found = getattr(importlib.import_module(module), name)
+    if not isinstance(found, type):
+        raise TypeError(f"{path} is not a class")
+    return found
+
+
+class FarePipeline:
+    """The ordered stages of the fare pipeline, run by the worker on every answer.
+
+    Building it never raises: a stage that cannot be loaded or built makes every
+    ``run`` fail with a ``ParseError`` naming it (the operator fixes it or removes it
+    with ``VOE_FARE_PIPELINES=path:Class=none``), so no fare passes unchecked.
+    """
+
+    def __init__(self, settings: Settings, third_party: bool = True) -> None:
+        self.settings = settings
+        self.stages: list[tuple[int, str, Any]] = []
+        self.broken: list[str] = []
+        self.field_counts = FieldCounts()
+        try:
+            overrides = parse_overrides(settings.voe_fare_pipelines)
+        except ValueError as error:
+            self.broken.append(f"VOE_FARE_PIPELINES: {error}")
+            overrides = {}
+        chosen: dict[str, tuple[int, type | None]] = {
+            path: (order, None) for path, order in PIPELINES_BASE.items()}
+        if third_party:
+            for path, found in self._entry_points():
+                chosen[path] = (int(getattr(found, "order", DEFAULT_ORDER)), found)
+        for path, order in overrides.items():
+            if order is None:
+                chosen.pop(path, None)
+            else:
+                chosen[path] = (order, chosen.get(path, (0, None))[1])
+        for path, (order, found) in sorted(chosen.items(), key=lambda item: (item[1][0],
+                                                                             item[0])):
+            try:
+                stage = (found or _load_class(path))(settings)
+            except Exception as error:  # a broken stage must fail jobs, not the worker
+                log.exception("fare pipeline stage %s failed to load", path)
+                self.broken.append(f"{path}: {type(error).__name__}: {error}")
+                continue
+            if isinstance(stage, FieldStage):
+                stage.counts = self.field_counts
+            self.stages.append((order, path, stage))
+
+    def _entry_points(self) -> Iterable[tuple[str, type]]:
+        """The third-party stages: ``(module:Class, class)`` per entry point of the group."""
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                found = entry_point.load()
+            except Exception as error:  # recorded: every run fails until it is fixed
+                log.exception("fare pipeline entry point %s failed to load", entry_point.name)
+                self.broken.append(f"{entry_point.value}: {type(error).__name__}: {error}")
+                continue
+            yield entry_point.value, found
+
+    @property
+    def names(self) -> list[str]:
+        """The stages in the order they run, as ``module:Class``."""
+        return [path for _, path, _ in self.stages]
+
+    def run(self, fares: Answer | Iterable[Fare], job: SearchJob) -> Answer:
+        """Pass a backend's answer through every stage; ``ParseError`` (with the page) if odd.
+
+        A plain list of fares becomes an ``Answer`` without a search or a page. After
+        the first failure the other field checks still run, so the per-field counts
+        see every fare; the first failure is raised.
+        """
+        answer = fares if isinstance(fares, Answer) else Answer(fares)
+        if self.broken:
+            raise ParseError(f"fare pipeline not loaded: {'; '.join(self.broken)}",
+                             page=answer.page)
+        failure: ParseError | None = None
+        for _, path, stage in self.stages:
+            if failure is not None and not isinstance(stage, FieldStage):
+                continue  # after a failure, only the field checks run, for their counts
+            try:
+                result = stage.process(answer, job)
+            except ParseError as error:
+                if error.page is None:
+                    error.page = answer.page
+                failure = failure or error
+                continue
+            except Exception as error:  # a stage's bug fails the attempt, never the worker
+                log.exception("fare pipeline stage %s crashed on %s", path, job.id)
+                crash = ParseError(f"fare pipeline stage {path} crashed: "
+                                   f"{type(error).__name__}: {error}", page=answer.page)
+                crash.__cause__ = error
+                failure = failure or crash
+                continue
+            if not isinstance(result, Answer):
+                if not isinstance(result, list):
+                    failure = failure or ParseError(
+                        f"fare pipeline stage {path} returned {type(result).__name__}, not an "
+                        "answer", page=answer.page)
+                    continue
+                result = answer.with_fares(result)
+            answer = result
+        if failure is not None:
+            raise failure
+        return answer

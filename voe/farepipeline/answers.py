@@ -1,0 +1,38 @@
+"""The page must answer the job's search: the route and date it states are the job's."""
+
+from __future__ import annotations
+
+from voe.backends.base import ParseError
+from voe.model import Answer, Searched, SearchJob
+from voe.settings import Settings
+
+
+class AnswersSearch:
+    """Refuse an answer whose page says it answers another search than the job's.
+
+    Airlines answer another date, another route or a nearby airport (on purpose,
+    by a cache mix-up, or when the asked date is sold out); its fares are real but
+    not the job's, and stored under the job they would be wrong. The backend reads
+    what the page says it answers (``Answer.answered``); a backend that returns a
+    plain list of fares cannot say, and then there is nothing to compare. The
+    return date is compared only when the page states one: one-way pages (the demo
+    airline's) answer a round-trip job's outbound leg.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        """Return ``answer`` if it answers ``job``'s search, else raise ``ParseError``."""
+        said = answer.answered
+        if said is None:
+            return answer
+        asked = Searched(job.origin.upper(), job.destination.upper(), job.date,
+                         job.return_date)
+        page = Searched(said.origin.upper(), said.destination.upper(), said.date,
+                        said.return_date)
+        if (page.origin, page.destination, page.date) != (asked.origin, asked.destination,
+                                                          asked.date) or (
+                page.return_date is not None and page.return_date != asked.return_date):
+            raise ParseError(f"page answers {page}, asked {asked}", page=answer.page)
+        return answer

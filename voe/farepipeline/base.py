@@ -1,0 +1,86 @@
+"""The base of the stages that check fields one by one, and their per-field counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from voe.backends.base import ParseError
+from voe.model import Answer, SearchJob
+from voe.settings import Settings
+
+# Most problems named in one error message (the count of the rest follows).
+SHOWN_PROBLEMS = 3
+
+
+class FieldCounts:
+    """How many fares had each field valid and invalid, per backend: the per-field yield.
+
+    ``share(backend, field)`` is the share of fares with the field valid (None if
+    none were seen); the worker reads ``as_dict`` to report it.
+    """
+
+    def __init__(self) -> None:
+        self.valid: Counter[tuple[str, str]] = Counter()
+        self.invalid: Counter[tuple[str, str]] = Counter()
+
+    def add(self, backend: str, field: str, valid: int, invalid: int) -> None:
+        """Count ``valid`` and ``invalid`` values of ``field`` in answers of ``backend``."""
+        self.valid[backend, field] += valid
+        self.invalid[backend, field] += invalid
+
+    def share(self, backend: str, field: str) -> float | None:
+        """The share of ``backend``'s fares with ``field`` valid, or None before any fare."""
+        valid, invalid = self.valid[backend, field], self.invalid[backend, field]
+        return valid / (valid + invalid) if valid + invalid else None
+
+    def as_dict(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{backend: {field: {"valid": n, "invalid": n}}}``, JSON-ready."""
+        shown: dict[str, dict[str, dict[str, int]]] = {}
+        for backend, field in sorted({*self.valid, *self.invalid}):
+            shown.setdefault(backend, {})[field] = {"valid": self.valid[backend, field],
+                                                    "invalid": self.invalid[backend, field]}
+        return shown
+
+
+class FieldStage:
+    """A stage that checks and normalises some fields of every fare, each on its own.
+
+    Subclasses name their ``fields`` and define ``check(value) -> normalised value``
+    (``ValueError`` when invalid). Every fare is checked, so the counts say how many
+    fares had each field valid, before the first problem (and the number of others)
+    fails the answer.
+    """
+
+    fields: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.counts = FieldCounts()  # replaced by the pipeline's shared counts
+
+    def check(self, value: str) -> str:
+        """Return ``value`` normalised; raise ``ValueError`` saying why it is invalid."""
+        raise NotImplementedError
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        """Check and normalise the fields of every fare; ``ParseError`` if any is invalid."""
+        problems: list[str] = []
+        fixed = list(answer)
+        for field in self.fields:
+            index = answer[0]._fields.index(field) if answer else 0
+            invalid = 0
+            for number, fare in enumerate(fixed):
+                value = fare[index]
+                try:
+                    normal = self.check(value)
+                except ValueError as error:
+                    invalid += 1
+                    problems.append(f"fare {number + 1} ({fare.flight!r}): {field} {error}")
+                    continue
+                if normal != value:
+                    fixed[number] = fare._replace(**{field: normal})
+            self.counts.add(job.backend, field, len(fixed) - invalid, invalid)
+        if problems:
+            more = len(problems) - SHOWN_PROBLEMS
+            shown = "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; {more} more" if more > 0 else "")
+            raise ParseError(shown, page=answer.page)
+        return answer.with_fares(fixed)

@@ -1,0 +1,31 @@
+"""Duplicate flights in one answer: an error, not two rows."""
+
+from __future__ import annotations
+
+from voe.backends.base import ParseError
+from voe.model import Answer, SearchJob
+from voe.settings import Settings
+
+
+class RefuseDuplicates:
+    """Refuse an answer listing the same flight at the same departure twice.
+
+    A page repeats a row when it is stitched from two responses or pages overlap;
+    which of two prices is right cannot be told, and storing both would make one
+    flight two fares. Runs after the normalising stages, so ``G3\\xa03573`` and
+    ``G3 3573`` are the same flight.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        """Return ``answer`` if no flight and departure repeats, else raise ``ParseError``."""
+        seen: dict[tuple[str, str], int] = {}
+        for number, fare in enumerate(answer, start=1):
+            key = (fare.flight, fare.departure)
+            first = seen.setdefault(key, number)
+            if first != number:
+                raise ParseError(f"flight {fare.flight} at {fare.departure} listed twice "
+                                 f"(fares {first} and {number})", page=answer.page)
+        return answer

@@ -1,0 +1,45 @@
+"""Prices: a positive exact decimal within sane bounds (``VOE_PRICE_MIN``, ``VOE_PRICE_MAX``)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from voe.farepipeline.base import FieldStage
+from voe.settings import Settings
+
+# What a backend hands over: digits, and up to three decimals (a few currencies have
+# three), no sign, no exponent, no separators: reading the page's format is the
+# backend's job.
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,3})?")
+_CENTS = Decimal("0.01")
+
+
+def normalise_price(text: str, low: Decimal, high: Decimal) -> str:
+    """``"1234.5"`` -> ``"1234.50"``; ``ValueError`` unless a decimal between low and high."""
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a decimal amount")
+    amount = Decimal(text)
+    if not low <= amount <= high:
+        raise ValueError(f"{text} is outside the bounds {low.normalize():f} to "
+                         f"{high.normalize():f} (VOE_PRICE_MIN, VOE_PRICE_MAX)")
+    return str(amount.quantize(_CENTS)) if amount.as_tuple().exponent >= -2 else text  # type: ignore[operator]
+
+
+class PriceBounds(FieldStage):
+    """Refuse a price that is not a positive decimal within the bounds; write it with cents.
+
+    The bounds catch misreads (a fare of R$ 0,01 or of a million is a decoy or a
+    digit too many): ``VOE_PRICE_MIN`` (1) and ``VOE_PRICE_MAX`` (1000000).
+    """
+
+    fields = ("price",)
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.low = Decimal(str(settings.voe_price_min))
+        self.high = Decimal(str(settings.voe_price_max))
+
+    def check(self, value: str) -> str:
+        """The price with at least two decimals; ``ValueError`` if invalid or out of bounds."""
+        return normalise_price(value, self.low, self.high)

@@ -1,0 +1,227 @@
+"""The fetch chain: an ordered list of small middlewares around every airline request.
+
+The shape is Scrapy's downloader middleware. Each middleware is a class with any of
+three hooks, and an order number; lower numbers sit nearer the backend, higher
+numbers nearer the network:
+
+- ``process_request(request)`` runs in ascending order before the download. It
+  returns None to go on, or a ``requests.Response`` to answer without downloading
+  (the middlewares after it are skipped), or raises.
+- ``process_response(request, response)`` runs in descending order after the
+  download; it returns the response (the same or another) or raises, e.g.
+  ``BlockedError`` for a block page.
+- ``process_exception(request, error)`` runs, in descending order, for the
+  middlewares nearer the backend than where ``error`` was raised (all of them for
+  an error of the download). It returns None to let the error go on, or a response
+  that then continues through ``process_response`` of the middlewares nearer the
+  backend. So a middleware learns of a block another one detected.
+
+A middleware class is built with ``from_session(session)`` when it has that class
+method (to read ``session.settings`` or share the session's counters), else with no
+arguments. Which classes run, and in which order: the built-ins of
+``MIDDLEWARES_BASE``, then the classes of the ``voe.fetch_middlewares`` entry-point
+group (order: their ``order`` attribute, 500 when absent), then
+``VOE_FETCH_MIDDLEWARES`` (``module:Class=ORDER`` adds or moves one,
+``module:Class=none`` removes one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+log = logging.getLogger("voe.fetch")
+
+ENTRY_POINT_GROUP = "voe.fetch_middlewares"
+# Order of an entry-point middleware whose class has no ``order`` attribute.
+DEFAULT_ORDER = 500
+# The built-in middlewares and their order (see each module's docstring).
+MIDDLEWARES_BASE: dict[str, int] = {
+    "voe.fetch.deadline:Deadline": 100,
+    "voe.fetch.blocks:BlockDetection": 300,
+    "voe.fetch.useragent:UserAgent": 500,
+    "voe.fetch.proxy:Proxy": 750,
+    "voe.fetch.throttle:Throttle": 900,
+}
+
+
+def host_key(url: str) -> str:
+    """The host a URL's requests count against: ``scheme://host:port``, lower case."""
+    parts = urlsplit(url)
+    scheme = (parts.scheme or "http").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port or default}"
+
+
+class FetchRequest:
+    """One request on its way through the chain, with what the middlewares decide about it.
+
+    ``request`` is the prepared request and ``options`` the keyword arguments of the
+    adapter's ``send`` (``timeout``, ``proxies``, ``verify``, ``cert``); ``host`` is its
+    ``scheme://host:port``; ``backend`` the backend object the worker is running in this
+    greenlet (None outside a job). ``deadline`` (a ``time.monotonic`` instant) and
+    ``max_bytes`` bound the download when set; ``meta`` is free for middlewares.
+    """
+
+    __slots__ = ("request", "options", "host", "backend", "deadline", "max_bytes", "meta")
+
+    def __init__(self, request: requests.PreparedRequest, options: dict[str, Any], host: str,
+                 backend: object = None) -> None:
+        self.request = request
+        self.options = options
+        self.host = host
+        self.backend = backend
+        self.deadline: float | None = None
+        self.max_bytes: int | None = None
+        self.meta: dict[str, Any] = {}
+
+
+Download = Callable[[FetchRequest], requests.Response]
+
+
+class Middleware(Protocol):
+    """What a fetch middleware may define; every hook is optional (see the module docstring)."""
+
+    def process_request(self, request: FetchRequest) -> requests.Response | None:
+        """Prepare ``request``, or answer it; raise to fail the fetch."""
+        ...
+
+    def process_response(self, request: FetchRequest,
+                         response: requests.Response) -> requests.Response:
+        """Look at (or replace) the answer; raise to fail the fetch."""
+        ...
+
+    def process_exception(self, request: FetchRequest,
+                          error: Exception) -> requests.Response | None:
+        """Learn of a failure; return a response to recover from it."""
+        ...
+
+
+class FetchChain:
+    """Middlewares in order, run around a download (see the module docstring)."""
+
+    def __init__(self, middlewares: list[Any]) -> None:
+        self.middlewares = middlewares
+        hooks = [(index, middleware) for index, middleware in enumerate(middlewares)]
+        self._requests = [(i, m.process_request) for i, m in hooks
+                          if hasattr(m, "process_request")]
+        self._responses = [(i, m.process_response) for i, m in reversed(hooks)
+                           if hasattr(m, "process_response")]
+        self._exceptions = [(i, m.process_exception) for i, m in reversed(hooks)
+                            if hasattr(m, "process_exception")]
+
+    def fetch(self, request: FetchRequest, download: Download) -> requests.Response:
+        """Run ``request`` through every middleware and ``download``; return the answer."""
+        below = len(self.middlewares)
+        try:
+            for _, hook in self._requests:
+                response = hook(request)
+                if response is not None:
+                    break
+            else:
+                response = download(request)
+        except Exception as error:  # each middleware may recover, else it is raised again
+            response, below = self._recover(request, error, below)
+        while True:
+            raised_at = below
+            try:
+                for index, hook in self._responses:
+                    if index < below:
+                        raised_at = index
+                        response = hook(request, response)
+                return response
+            except Exception as error:  # offered to the middlewares nearer the backend
+                response, below = self._recover(request, error, raised_at)
+
+    def _recover(self, request: FetchRequest, error: Exception,
+                 below: int) -> tuple[requests.Response, int]:
+        """Offer ``error`` to the middlewares under index ``below``; raise it if none answers."""
+        for index, hook in self._exceptions:
+            if index < below:
+                response = hook(request, error)
+                if response is not None:
+                    return response, index
+        raise error
+
+
+def parse_middlewares(text: str) -> list[tuple[str, int | None]]:
+    """Parse ``module:Class=ORDER,...`` (``=none`` removes); ``ValueError`` says what is wrong."""
+    found = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        path, equals, order = item.rpartition("=")
+        module, colon, name = path.strip().partition(":")
+        if not equals or not colon or not module or not name.isidentifier():
+            raise ValueError(f"{item!r} is not module:Class=ORDER or module:Class=none")
+        order = order.strip().lower()
+        if order == "none":
+            found.append((path.strip(), None))
+            continue
+        try:
+            found.append((path.strip(), int(order)))
+        except ValueError:
+            raise ValueError(f"{item!r}: the order is not a whole number or none") from None
+    return found
+
+
+def _import(path: str) -> type:
+    """The class at ``module:Class``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def middleware_classes(setting: str) -> list[tuple[int, str, type]]:
+    """The middleware classes to run, as (order, path, class) in order.
+
+    An entry point that fails to load is logged and skipped (a broken plugin must not
+    stop a worker); a class named in ``setting`` that cannot be imported raises
+    ``ValueError``, since the user asked for it.
+    """
+    orders = dict(MIDDLEWARES_BASE)
+    loaded: dict[str, type] = {}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = entry_point.load()
+        except Exception as error:  # any import-time failure of a plugin must not crash voe
+            log.warning("fetch middleware entry point %s=%s failed to load: %s: %s",
+                        entry_point.name, entry_point.value, type(error).__name__, error)
+            continue
+        loaded[entry_point.value] = cls
+        orders[entry_point.value] = int(getattr(cls, "order", DEFAULT_ORDER))
+    for path, order in parse_middlewares(setting):
+        if order is None:
+            orders.pop(path, None)
+        else:
+            orders[path] = order
+    chosen = []
+    for path, order in orders.items():
+        cls = loaded.get(path)
+        if cls is None:
+            try:
+                cls = _import(path)
+            except (ImportError, AttributeError) as error:
+                raise ValueError(f"fetch middleware {path}: {error}") from None
+        chosen.append((order, path, cls))
+    chosen.sort(key=lambda entry: (entry[0], entry[1]))
+    return chosen
+
+
+def build_chain(session: Any, setting: str) -> FetchChain:
+    """Build the chain of ``session`` (a ``voe.http.Session``) from ``VOE_FETCH_MIDDLEWARES``."""
+    middlewares = []
+    for _, _, cls in middleware_classes(setting):
+        factory = getattr(cls, "from_session", None)
+        middlewares.append(factory(session) if factory is not None else cls())
+    return FetchChain(middlewares)
