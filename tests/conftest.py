@@ -11,6 +11,7 @@ fresh PostgreSQL schema). Helpers importable with ``from conftest import ...``:
 from __future__ import annotations
 
 import http.client
+import importlib.metadata
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +192,38 @@ def make_settings() -> Callable[..., Settings]:
         return Settings(values, sources)
 
     return build
+
+
+PLUGIN = REPO / "tests" / "plugins" / "voe_example_backend"
+
+
+def _plugin_installed() -> bool:
+    """Whether the example plugin is installed from here, with the entry points it declares."""
+    try:
+        found = importlib.metadata.distribution("voe-example-backend")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    direct = found.read_text("direct_url.json")
+    if not direct or json.loads(direct).get("url") != PLUGIN.as_uri():
+        return False
+    declared = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]["entry-points"]
+    wanted = {(group, name, value) for group, names in declared.items()
+              for name, value in names.items()}
+    return wanted == {(entry.group, entry.name, entry.value) for entry in found.entry_points}
+
+
+@pytest.fixture(scope="session")
+def example_backend() -> str:
+    """Install tests/plugins/voe_example_backend in editable mode (once) and return its name.
+
+    It holds the third-party backends ``example`` and ``example-picky``, a fetch
+    middleware and a fare pipeline stage, each through its entry point.
+    """
+    if not _plugin_installed():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation",
+                        "--no-deps", "-e", str(PLUGIN)], check=True, timeout=300,
+                       capture_output=True)
+    return "example"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -3,9 +3,8 @@ collected by `voe run`; plus `voe run`'s airline options."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +14,6 @@ import pytest
 
 from tests.cluster import free_port
 from voe.demoairline.fares import fares_for
-
-PLUGIN = Path(__file__).resolve().parent / "plugins" / "voe_example_backend"
 
 PLAN = """
 [plan]
@@ -33,25 +30,6 @@ step_days = 1
 backend = "example"
 airports = ["GRU", "REC", "SSA"]
 """
-
-
-def _installed_here() -> bool:
-    try:
-        direct = importlib.metadata.distribution("voe-example-backend").read_text(
-            "direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return bool(direct) and json.loads(direct).get("url") == PLUGIN.as_uri()
-
-
-@pytest.fixture(scope="session")
-def example_backend() -> str:
-    """Install tests/plugins/voe_example_backend in editable mode (once) and return its name."""
-    if not _installed_here():
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation",
-                        "--no-deps", "-e", str(PLUGIN)], check=True, timeout=300,
-                       capture_output=True)
-    return "example"
 
 
 def run_env(tmp_path: Path) -> dict[str, str]:
@@ -109,3 +87,38 @@ def test_bad_airline_options_are_usage_errors(tmp_path, option, message):
     result = voe(tmp_path, run_env(tmp_path), "run", "--airline-option", option)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _trace(tmp_path: Path, env: dict[str, str], name: str) -> list[str]:
+    """Run the demo plan's small cousin with the plugin's tracers on; return what they saw."""
+    trace = tmp_path / f"{name}.trace"
+    env = dict(env, VOE_EXAMPLE_TRACE=str(trace), VOE_DATA_DIR=str(tmp_path / name))
+    plan = tmp_path / "demo.toml"
+    plan.write_text(PLAN.replace('backend = "example"', 'backend = "demo"'))
+    result = voe(tmp_path, env, "run", "--workers", "1", "--latency-ms", "0", "--plan", str(plan),
+                 "--airline-option", "field-format-rate=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "12 jobs done, 0 failed" in result.stdout
+    return trace.read_text().splitlines()
+
+
+def test_plugin_middleware_and_pipeline_stage_run_in_the_configured_order(tmp_path,
+                                                                           example_backend):
+    env = run_env(tmp_path)
+    # Their own order: the middleware after voe's Deadline (100), the stage after voe's
+    # flight normalisation (200).
+    lines = _trace(tmp_path, env, "default")
+    fetched = [line for line in lines if line.startswith("fetch ")]
+    flights = [line.removeprefix("fares ") for line in lines if line.startswith("fares ")]
+    assert len(fetched) >= 12 and set(fetched) == {"fetch with a deadline"}
+    assert len(flights) == 12 and all(re.fullmatch(r"[A-Z0-9]{2} [0-9]{1,4}", flight)
+                                      for flight in flights), flights
+    # Moved by the settings before those: no deadline set yet, raw flight codes.
+    env["VOE_FETCH_MIDDLEWARES"] = "voe_example_backend.trace:TraceFetch=50"
+    env["VOE_FARE_PIPELINES"] = "voe_example_backend.trace:TraceFares=150"
+    lines = _trace(tmp_path, env, "moved")
+    fetched = [line for line in lines if line.startswith("fetch ")]
+    flights = [line.removeprefix("fares ") for line in lines if line.startswith("fares ")]
+    assert len(fetched) >= 12 and set(fetched) == {"fetch without a deadline"}
+    assert len(flights) == 12 and not any(re.fullmatch(r"[A-Z0-9]{2} [0-9]{1,4}", flight)
+                                          for flight in flights), flights

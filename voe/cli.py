@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from voe import __version__
@@ -307,6 +308,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reparse(args: argparse.Namespace) -> int:
+    """Re-read the kept pages of dead letters with today's parser; store what now passes."""
+    from voe.reparse import reparse
+    from voe.report import ledger_path, store_target
+
+    settings = _settings()
+    if not ledger_path(settings).is_file():
+        print(f"nothing to re-parse in {settings.data_dir.resolve()}: no ledger yet")
+        return 0
+    pages = Path(args.pages) if args.pages else settings.data_dir
+    outcome = reparse(settings, ledger_path(settings), store_target(settings), pages,
+                      args.cycle, args.backend, args.job)
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+        return 0
+    for backend, why in outcome.cannot.items():
+        print(f"skipped backend {backend}: {why}")
+    for job_id, error in outcome.failing[: args.limit or None]:
+        print(f"still failing: {job_id}: {error}")
+    if args.limit and len(outcome.failing) > args.limit:
+        print(f"... and {len(outcome.failing) - args.limit} more still failing")
+    if outcome.no_page:
+        print(f"{len(outcome.no_page)} dead letter(s) have no kept page in {pages / 'pages'} "
+              "(only failed parses and blocks keep one; `voe failed --retry` searches again)")
+    print(f"re-parsed: {outcome.stored} job(s) stored with {outcome.fares} fares, "
+          f"{len(outcome.failing)} still failing; no request was made to any airline")
+    return 0
+
+
 def cmd_cheapest(args: argparse.Namespace) -> int:
     """Print the cheapest stored fare per route and date."""
     from voe.report import cheapest
@@ -408,13 +438,13 @@ def cmd_settings(args: argparse.Namespace) -> int:
             value = "********"
         mark = ""
         if reading.error is not None:
-            bad.append(setting.name)
+            bad.append(f"{setting.name} ({reading.error})")
             mark = f"  <-- MALFORMED: {reading.error}"
         print(f"{setting.name}={value}  [{reading.source}; "
               f"default {setting.default or '(empty)'}] {setting.help}{mark}")
     if bad:
-        raise UsageError(f"malformed setting(s): {', '.join(bad)} (marked above); every other "
-                         "command refuses to start until they are fixed")
+        raise UsageError(f"malformed setting(s), marked above: {'; '.join(bad)}; other commands "
+                         "refuse to start until they are fixed")
     return 0
 
 
@@ -517,6 +547,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--cycle", type=_at_least_one, help="only the fares of this cycle")
     export.add_argument("--since", type=_at_least_one, metavar="CYCLE",
                         help="only the fares of this cycle and later ones")
+
+    reparse = command("reparse", cmd_reparse, "Run today's parser and fare pipeline over the "
+                      "kept pages of failed jobs, store what now passes (exactly once) and end "
+                      "those dead letters, without a request to the airline.")
+    reparse.add_argument("--backend", help="only this backend's dead letters")
+    reparse.add_argument("--cycle", type=_at_least_one, help="only this cycle's dead letters")
+    reparse.add_argument("--job", metavar="JOB_ID", help="only this job, e.g. "
+                         "demo:GRU-REC:2026-12-20")
+    reparse.add_argument("--pages", metavar="DIR", help="the data dir holding the kept pages "
+                         "(pages/), if not this one (VOE_DATA_DIR)")
+    reparse.add_argument("--limit", type=int, default=20,
+                         help="failures listed (20; 0 for all)")
+    reparse.add_argument("--json", action="store_true", help="print JSON")
 
     cheapest = command("cheapest", cmd_cheapest, "Print the cheapest fare per route and date.")
     cheapest.add_argument("--json", action="store_true", help="print JSON")
