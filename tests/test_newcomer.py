@@ -11,26 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.cluster import Airline, Cluster, free_port, wait_for
+from tests.cluster import SMALL_PLAN, Airline, Cluster, free_port, wait_for
 from tests.test_cli import assert_one_line_error
 from tests.test_run import run_env
 from voe.ledger import Ledger
 from voe.model import Fare, Result, SearchJob
 from voe.settings import SETTINGS
 from voe.store import SqliteStore
-
-SMALL_PLAN = """
-[plan]
-name = "{name}"
-max_attempts = {attempts}
-[dates]
-start_in_days = 1
-days_ahead = {days}
-step_days = 1
-[[routes]]
-backend = "demo"
-airports = ["GRU", "REC", "SSA"]
-"""
 
 
 def voe(cwd: Path, env: dict[str, str], *args: str, timeout: float = 300
@@ -39,9 +26,13 @@ def voe(cwd: Path, env: dict[str, str], *args: str, timeout: float = 300
                           capture_output=True, text=True, timeout=timeout)
 
 
-def write_plan(tmp_path: Path, name: str = "small", attempts: int = 3, days: int = 2) -> Path:
+def write_plan(tmp_path: Path, name: str = "small", attempts: int = 3, days: int = 2,
+               backend: str = "demo") -> Path:
+    """A plan of 6 routes x ``days`` dates, named ``name`` (the test clusters' plan)."""
     plan = tmp_path / f"{name}.toml"
-    plan.write_text(SMALL_PLAN.format(name=name, attempts=attempts, days=days))
+    plan.write_text(SMALL_PLAN.format(max_attempts=attempts, lease_seconds=20, days=days,
+                                      backend=backend, airports='["GRU", "REC", "SSA"]')
+                    .replace('name = "test"', f'name = "{name}"'))
     return plan
 
 
@@ -127,9 +118,7 @@ def test_a_changed_plan_is_explained_and_an_empty_cycle_gives_way(tmp_path):
 
 
 def test_a_plan_naming_an_unknown_backend_is_refused_at_load(tmp_path):
-    plan = tmp_path / "typo.toml"
-    plan.write_text(SMALL_PLAN.format(name="typo", attempts=3, days=2).replace(
-        'backend = "demo"', 'backend = "demoo"'))
+    plan = write_plan(tmp_path, name="typo", backend="demoo")
     for command in ("run", "master"):
         result = voe(tmp_path, run_env(tmp_path), command, "--plan", str(plan), timeout=60)
         assert_one_line_error(result, "typo.toml", "routes[0].backend", "'demoo'", "demo-api")

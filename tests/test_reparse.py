@@ -13,16 +13,22 @@ def airline_requests(airline: Airline) -> int:
         return json.load(answer)["requests"]
 
 
-def test_reparse_recovers_a_cycle_without_asking_the_airline(tmp_path, example_backend):
-    airline = Airline(tmp_path)
-    cluster = Cluster(tmp_path, airline.url, backend="example-picky", max_attempts=2)
+def collect_once(tmp_path, airline: Airline, **plan: object) -> Cluster:
+    """One cycle of a small plan by a sink, a worker and a --once master, all stopped after."""
+    cluster = Cluster(tmp_path, airline.url, **plan)
     try:
         cluster.sink()
         cluster.worker("w1")
         assert cluster.wait_master(cluster.master()) == 0
     finally:
         cluster.stop()
+    return cluster
+
+
+def test_reparse_recovers_a_cycle_without_asking_the_airline(tmp_path, example_backend):
+    airline = Airline(tmp_path)
     try:
+        cluster = collect_once(tmp_path, airline, backend="example-picky", max_attempts=2)
         jobs = cluster.ledger_rows()
         assert len(jobs) == 12 and all(job["state"] == "failed" for job in jobs)
         assert all(job["last_error"].startswith("page kept at ") for job in jobs)
@@ -48,13 +54,9 @@ def test_reparse_recovers_a_cycle_without_asking_the_airline(tmp_path, example_b
 
 def test_reparse_says_what_it_cannot_do(tmp_path):
     airline = Airline(tmp_path, fail_routes=("GRU-REC",))
-    cluster = Cluster(tmp_path, airline.url, max_attempts=1, airports='["GRU", "REC"]')
     try:
-        cluster.sink()
-        cluster.worker("w1")
-        assert cluster.wait_master(cluster.master()) == 0
+        cluster = collect_once(tmp_path, airline, max_attempts=1, airports='["GRU", "REC"]')
     finally:
-        cluster.stop()
         airline.stop()
     text = cluster.voe("reparse").stdout
     # 503 answers keep no page: nothing to re-read, and the user is told what to do instead.

@@ -15,6 +15,21 @@ from voe.model import Fare, SearchJob
 from voe.settings import Settings
 
 
+def get_search(http: requests.Session, url: str, job: SearchJob,
+               timeout: float) -> requests.Response:
+    """GET the airline's JSON answer to ``job``; map failures to the backend's error kinds."""
+    try:
+        answer = http.get(url, timeout=timeout, params={
+            "origin": job.origin, "destination": job.destination, "date": job.date})
+    except requests.RequestException as error:
+        raise TransientError(str(error)) from error
+    if answer.status_code == 404:
+        raise PermanentError("route not flown")
+    if answer.status_code >= 500 or answer.status_code == 429:
+        raise TransientError(f"HTTP {answer.status_code}")
+    return answer
+
+
 class ExampleAirline:
     """Search ``/api/search`` of the airline at ``VOE_DEMO_AIRLINE_URL``."""
 
@@ -26,16 +41,7 @@ class ExampleAirline:
 
     def search(self, job: SearchJob, http: requests.Session) -> list[Fare]:
         """Fetch and check the fares of ``job``."""
-        try:
-            answer = http.get(self.url, timeout=self.timeout,
-                              params={"origin": job.origin, "destination": job.destination,
-                                      "date": job.date})
-        except requests.RequestException as error:
-            raise TransientError(str(error)) from error
-        if answer.status_code == 404:
-            raise PermanentError("route not flown")
-        if answer.status_code >= 500 or answer.status_code == 429:
-            raise TransientError(f"HTTP {answer.status_code}")
+        answer = get_search(http, self.url, job, self.timeout)
         try:
             rows = answer.json()["fares"]
             fares = [Fare(r["flight"], r["departure"], r["arrival"], r["price"], r["currency"])

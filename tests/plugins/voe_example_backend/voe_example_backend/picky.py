@@ -13,9 +13,10 @@ import os
 
 import requests
 
-from voe.backends.base import ParseError, PermanentError, TransientError
+from voe.backends.base import ParseError
 from voe.model import Answer, Fare, Searched, SearchJob
 from voe.settings import Settings
+from voe_example_backend import get_search
 
 
 class PickyAirline:
@@ -29,17 +30,7 @@ class PickyAirline:
 
     def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Fetch the JSON answer of ``job`` and parse it."""
-        try:
-            answer = http.get(self.url, timeout=self.timeout,
-                              params={"origin": job.origin, "destination": job.destination,
-                                      "date": job.date})
-        except requests.RequestException as error:
-            raise TransientError(str(error)) from error
-        if answer.status_code == 404:
-            raise PermanentError("route not flown")
-        if answer.status_code != 200:
-            raise TransientError(f"HTTP {answer.status_code}")
-        return self.parse(job, answer.content)
+        return self.parse(job, get_search(http, self.url, job, self.timeout).content)
 
     def parse(self, job: SearchJob, page: bytes) -> Answer:
         """Read one kept or fresh page; ``ParseError`` until the fix is released."""
