@@ -48,6 +48,8 @@ SHOWN = """JSON.stringify({
     (row) => row.cells[1].textContent),
   errors: [...document.querySelectorAll("#workers tbody tr")].map(
     (row) => Number(row.cells[7].textContent)),
+  identities: [...document.querySelectorAll("#workers tbody tr")].map(
+    (row) => row.cells[10].textContent),
   outbox: Object.fromEntries([...document.querySelectorAll("#outbox tbody tr")].filter(
     (row) => row.dataset.destination).map((row) => [row.dataset.destination,
       [1, 2, 3].map((index) => Number(row.cells[index].textContent))])),
@@ -102,6 +104,7 @@ def test_the_dashboard_shows_status_and_retries_a_dead_letter(tmp_path):
         wait_for(lambda: cluster.jobs() == {"pending": 0, "leased": 0, "done": 5, "failed": 1},
                  90, "the first cycle to end with one dead letter")
         wait_for(lambda: (lambda status: status["workers"] and status["workers"][0]["errors"]
+                          and status["workers"][0]["identities"]
                           and status["outbox"]["destinations"][destination]["backlog"] == 0
                           and status["outbox"]["dead_letters"] == 5)(cluster.status()),
                  30, "the worker's errors and the five events' dead letters in the status")
@@ -132,6 +135,10 @@ def test_the_dashboard_shows_status_and_retries_a_dead_letter(tmp_path):
             assert seen["cycle"] == str(status["cycle"]["number"])
             assert seen["workers"] == [worker["worker"]]
             assert seen["addresses"] == [worker["address"]]
+            # Its identities: no proxies here, so one direct route that met no block.
+            assert [route["route"] for route in worker["identities"]] == ["direct"]
+            assert re.fullmatch(r"direct: 0 blocked, \d+ retired, \d+ jobs",
+                                seen["identities"][0]), seen["identities"]
             assert seen["outbox"] == {destination: [0, 0, 5]} and seen["resend"]
             assert seen["audit"] == "OK"
             [(cycle, job_id, error)] = seen["dead"]

@@ -150,6 +150,33 @@ def test_price_bounds_come_from_the_settings(make_settings) -> None:
         pipeline.run([FARE], job())
 
 
+@pytest.mark.parametrize("fares", [
+    [], [FARE], [FARE] * 3 + [FARE._replace(flight="LA 12")],
+    [FARE._replace(flight="G3\xa03573"), FARE._replace(flight="LA 1", price="0966.64")],
+    [FARE._replace(departure="5h15", arrival="25:00")], [FARE._replace(price="1234.5")],
+    [FARE._replace(price="0.50")], [FARE._replace(price="1000000.01")],
+    [FARE._replace(currency=" BRL")], [FARE._replace(currency="R$")],
+    [FARE._replace(flight="G3 3573\nLA 1")], [FARE._replace(price="1.00\n2.00")],
+    [FARE, FARE._replace(price=None)], [FARE, ("G3 1", "05:15")],
+])
+def test_one_pass_over_the_field_stages_gives_what_each_stage_gives(make_settings,
+                                                                     fares) -> None:
+    """The built-in field stages are checked in one pass when every value is already
+    normal; the answer, the error and the per-field counts are those of each stage's
+    own ``process`` (the pipeline with its one-pass runs undone)."""
+    fused = FarePipeline(make_settings(), third_party=False)
+    staged = FarePipeline(make_settings(), third_party=False)
+    staged._steps, staged._steps_for = list(staged.stages), staged.stages
+    outcomes = []
+    for pipeline in (fused, staged):
+        try:
+            outcomes.append(list(pipeline.run(Answer(fares, page=b"p"), job())))
+        except ParseError as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+    assert fused.field_counts.as_dict() == staged.field_counts.as_dict()
+
+
 class Crashing:
     """A stage with a bug."""
 

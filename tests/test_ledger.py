@@ -1,5 +1,6 @@
 """The ledger's schema migration: a ledger written before the workers' address and errors
-columns opens fine, read-only as it is, and migrated by the first writer."""
+columns (version 1), or before their identities column (version 2), opens fine, read-only
+as it is, and migrated by the first writer."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from voe import ledger as ledger_module
 from voe.ledger import Ledger
 
 V1_WORKER = ("w1@abc123", 4, 1, 2, 5, 40, 1_700_000_000.0, 1)
+IDENTITIES = ",\n    identities TEXT NOT NULL DEFAULT '[]'"
+NO_ROUTES = {"identities": []}
 
 
 def _version_1_ledger(path) -> None:
     """A ledger as voe wrote it at schema version 1 (no address, no errors per worker)."""
     added = (",\n    address TEXT NOT NULL DEFAULT '',\n"
              "    errors INTEGER NOT NULL DEFAULT 0")
-    assert added in ledger_module._SCHEMA
+    assert added + IDENTITIES in ledger_module._SCHEMA
     with sqlite3.connect(path) as db:
-        db.executescript(ledger_module._SCHEMA.replace(added, ""))
+        db.executescript(ledger_module._SCHEMA.replace(added + IDENTITIES, ""))
         db.execute("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", V1_WORKER)
         db.execute("INSERT INTO jobs (cycle, id, backend, origin, destination, date) "
                    "VALUES (1, 'demo:GRU-REC:2026-01-01', 'demo', 'GRU', 'REC', '2026-01-01')")
@@ -40,21 +43,22 @@ def test_a_version_1_ledger_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
 
     reader = Ledger(path, readonly=True)  # `voe status` while an older master runs
     try:
-        assert reader.workers() == [expected | {"address": "", "errors": 0}]
+        assert reader.workers() == [expected | {"address": "", "errors": 0} | NO_ROUTES]
     finally:
         reader.close()
     assert "address" not in _columns(path)
 
     writer = Ledger(path)
     try:
-        assert writer.workers() == [expected | {"address": "", "errors": 0}]
+        assert writer.workers() == [expected | {"address": "", "errors": 0} | NO_ROUTES]
         assert writer.job(1, "demo:GRU-REC:2026-01-01")["state"] == "pending"
         with writer.transaction():
             writer.save_workers([(*V1_WORKER, "127.0.0.1 (host)", 3)])
-        assert writer.workers() == [expected | {"address": "127.0.0.1 (host)", "errors": 3}]
+        assert writer.workers() == [expected | {"address": "127.0.0.1 (host)", "errors": 3}
+                                    | NO_ROUTES]
     finally:
         writer.close()
-    assert _columns(path)[-2:] == ["address", "errors"]
+    assert _columns(path)[-3:] == ["address", "errors", "identities"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == ledger_module.SCHEMA_VERSION
     db.close()
@@ -64,7 +68,36 @@ def test_a_version_1_ledger_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
 def test_a_new_ledger_has_the_columns_at_the_current_version(tmp_path):
     path = tmp_path / "ledger.db"
     Ledger(path).close()
-    assert _columns(path)[-2:] == ["address", "errors"]
+    assert _columns(path)[-3:] == ["address", "errors", "identities"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == ledger_module.SCHEMA_VERSION
     db.close()
+
+
+def test_a_version_2_ledger_gains_the_identities_column(tmp_path):
+    path = tmp_path / "ledger.db"
+    assert IDENTITIES in ledger_module._SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(ledger_module._SCHEMA.replace(IDENTITIES, ""))
+        db.execute("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*V1_WORKER, "127.0.0.1 (host)", 2))
+        db.execute("PRAGMA user_version=2")
+    db.close()
+    reader = Ledger(path, readonly=True)
+    try:
+        assert reader.workers()[0]["identities"] == []
+    finally:
+        reader.close()
+    writer = Ledger(path)
+    try:
+        assert writer.workers()[0]["identities"] == []
+        routes = [("127.0.0.2:3128", 2, 7, 3), ("direct", 0, 1, 0)]
+        with writer.transaction():
+            writer.save_workers([(*V1_WORKER, "127.0.0.1 (host)", 2,
+                                  ledger_module.identities_json(routes))])
+        assert writer.workers()[0]["identities"] == [
+            {"route": "127.0.0.2:3128", "blocks": 2, "jobs": 7, "retired": 3},
+            {"route": "direct", "blocks": 0, "jobs": 1, "retired": 0}]
+    finally:
+        writer.close()
+    assert _columns(path)[-1] == "identities"

@@ -227,6 +227,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  worker {worker['worker']} at {worker['address'] or 'an unknown address'}: "
               f"holds {worker['held']}/{worker['concurrency'] + worker['prefetch']}, "
               f"finished {worker['finished']}, {worker['errors']} error(s)")
+        for route in worker.get("identities", []):
+            print(f"    identities via {route.get('route')}: {route.get('blocks', 0)} "
+                  f"block(s), {route.get('jobs', 0)} job(s) served, "
+                  f"{route.get('retired', 0)} retired")
     return 0
 
 

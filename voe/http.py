@@ -27,6 +27,7 @@ same non-blocking syscall, without yielding to the hub.
 
 from __future__ import annotations
 
+import itertools
 import random
 import select
 import threading
@@ -34,6 +35,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from http.cookiejar import CookieJar
 from typing import Any
 
 import gevent
@@ -41,9 +43,16 @@ import requests
 from gevent.local import local
 from gevent.monkey import get_original
 from requests.adapters import HTTPAdapter
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import (
+    RequestsCookieJar,
+    cookiejar_from_dict,
+    extract_cookies_to_jar,
+    merge_cookies,
+)
 from requests.hooks import dispatch_hook
-from requests.utils import resolve_proxies
+from requests.sessions import merge_hooks
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_netrc_auth, resolve_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import InvalidHeader
@@ -51,6 +60,7 @@ from urllib3.util.retry import Retry
 
 from voe.fetch.chain import FetchChain, FetchRequest, build_chain, host_key
 from voe.fetch.deadline import deadline_error, read_body
+from voe.fetch.environment import Environment, merge_setting
 from voe.fetch.throttle import ThrottleCounter, is_throttling
 from voe.fetch.useragent import USER_AGENT
 from voe.settings import Settings
@@ -280,19 +290,66 @@ class Session(requests.Session):
         self.hosts = hosts
         self.throttled = throttled
         self._running = local()
+        self._runs = itertools.count(1)  # numbers the runs of fetching_for (job keys)
+        # Proxies, NO_PROXY, CA bundle and .netrc as requests reads them, read once (see
+        # voe.fetch.environment): requests would scan os.environ on every request.
+        self.environment = Environment.read()
         self.chain: FetchChain = build_chain(self, settings.voe_fetch_middlewares)
 
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """requests' ``prepare_request``, with ``.netrc`` looked up only if the session found
+        one and plain dictionaries merged without requests' slow type checks."""
+        merged_cookies = merge_cookies(RequestsCookieJar(), self.cookies)
+        cookies = request.cookies
+        if cookies:  # requests merges an empty jar too, which adds nothing
+            if not isinstance(cookies, CookieJar):
+                cookies = cookiejar_from_dict(cookies)
+            merged_cookies = merge_cookies(merged_cookies, cookies)
+        auth = request.auth
+        if self.trust_env and not auth and not self.auth and self.environment.netrc:
+            auth = get_netrc_auth(request.url)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=request.method.upper(), url=request.url, files=request.files,
+            data=request.data, json=request.json,
+            headers=merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict),
+            params=merge_setting(request.params, self.params),
+            auth=merge_setting(auth, self.auth), cookies=merged_cookies,
+            hooks=merge_hooks(request.hooks, self.hooks))
+        return prepared
+
+    def merge_environment_settings(self, url: str, proxies: dict[str, str] | None,
+                                   stream: bool | None, verify: Any, cert: Any) -> dict[str, Any]:
+        """requests' own, from the environment read when the session was made."""
+        if self.trust_env:
+            if proxies is not None:
+                for key, value in self.environment.proxies_for(
+                        url, proxies.get("no_proxy")).items():
+                    proxies.setdefault(key, value)
+            if verify is True or verify is None:
+                verify = self.environment.ca_bundle or verify
+        return {"proxies": merge_setting(proxies, self.proxies),
+                "stream": merge_setting(stream, self.stream),
+                "verify": merge_setting(verify, self.verify),
+                "cert": merge_setting(cert, self.cert)}
+
     @contextmanager
-    def fetching_for(self, name: str, backend: object = None) -> Iterator[None]:
+    def fetching_for(self, name: str, backend: object = None,
+                     job: str | None = None) -> Iterator[None]:
         """Run this greenlet's fetches for ``backend`` (called ``name``): throttling answers
-        count under ``name``, and its ``block_markers`` mark block pages."""
-        previous = getattr(self._running, "backend", None)
-        self._running.backend = backend
+        count under ``name``, and its ``block_markers`` mark block pages. With ``job`` (the
+        job's id) the fetches share one key for this run, so per-job state (an identity)
+        sticks to the job, and the chain's ``job_finished`` is told when the run ends."""
+        previous = (getattr(self._running, "backend", None), getattr(self._running, "job", None))
+        key = None if job is None else f"{job}#{next(self._runs)}"
+        self._running.backend, self._running.job = backend, key
         try:
             with self.throttled.counting_for(name):
                 yield
         finally:
-            self._running.backend = previous
+            self._running.backend, self._running.job = previous
+            if key is not None:
+                self.chain.job_finished(key)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send ``request`` through the fetch chain, then follow its redirects (each one is a
@@ -301,12 +358,14 @@ class Session(requests.Session):
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("cert", self.cert)
         if "proxies" not in kwargs:
-            kwargs["proxies"] = resolve_proxies(request, self.proxies, self.trust_env)
+            kwargs["proxies"] = resolve_proxies(request, self.proxies,
+                                                self.trust_env and self.environment.proxies)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         follow = kwargs.pop("allow_redirects", True)
         fetch = FetchRequest(request, kwargs, host_key(request.url or ""),
-                             getattr(self._running, "backend", None))
+                             getattr(self._running, "backend", None),
+                             getattr(self._running, "job", None))
         response = self.chain.fetch(fetch, self._download)
         if follow and response.is_redirect:
             history = [response, *self.resolve_redirects(response, request, **kwargs)]
@@ -349,7 +408,8 @@ class Session(requests.Session):
         response.elapsed = timedelta(seconds=time.perf_counter() - started)
         _pause_for(self.hosts, fetch.host, response.status_code, response.headers)
         response = dispatch_hook("response", request.hooks, response, **options)
-        extract_cookies_to_jar(self.cookies, request, response.raw)
+        jar = self.cookies if fetch.cookies is None else fetch.cookies  # an identity's own
+        extract_cookies_to_jar(jar, request, response.raw)
         return response
 
 
@@ -369,15 +429,18 @@ def retry_policy(settings: Settings, policy: _Policy | None = None) -> Retry:
     )
 
 
-def new_session(settings: Settings) -> Session:
+def new_session(settings: Settings, concurrency: int | None = None) -> Session:
     """Return a session with voe's HTTP policy and fetch chain; its pools hold
-    ``voe_concurrency`` connections per host (more would only wait for the per-host limit)."""
+    ``concurrency`` (default ``voe_concurrency``: the worker's, which ``voe worker
+    --concurrency`` overrides) connections per host. Fewer would open and drop a
+    connection for every request past them; more would only wait for the per-host limit."""
     hosts = HostLimits(settings.voe_host_concurrency)
     throttled = ThrottleCounter()
     session = Session(settings, hosts, throttled)
+    connections = concurrency or settings.voe_concurrency
     adapter = _Adapter(
-        pool_connections=settings.voe_concurrency,
-        pool_maxsize=settings.voe_concurrency,
+        pool_connections=connections,
+        pool_maxsize=connections,
         max_retries=retry_policy(settings, _Policy(hosts, throttled)),
         pool_block=False,
     )

@@ -10,6 +10,8 @@ The master batches its writes in one transaction per tick; other processes
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -20,9 +22,11 @@ from pathlib import Path
 from voe.dbfile import create_atomically
 from voe.model import SearchJob
 
+log = logging.getLogger("voe.ledger")
+
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 STATES = (PENDING, LEASED, DONE, FAILED)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # How long a writer waits for another process's lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -68,14 +72,36 @@ CREATE TABLE IF NOT EXISTS workers (
     last_seen REAL NOT NULL,
     alive INTEGER NOT NULL,
     address TEXT NOT NULL DEFAULT '',
-    errors INTEGER NOT NULL DEFAULT 0
+    errors INTEGER NOT NULL DEFAULT 0,
+    identities TEXT NOT NULL DEFAULT '[]'
 );
 """
-# Columns added to the workers table since schema version 1, as ALTER TABLE adds them.
-_WORKER_COLUMNS_V2 = {"address": "TEXT NOT NULL DEFAULT ''",
-                      "errors": "INTEGER NOT NULL DEFAULT 0"}
+# Columns added to the workers table since schema version 1, as ALTER TABLE adds them
+# (version 2: address and errors; version 3: identities, a JSON list per route).
+_WORKER_COLUMNS_ADDED = {"address": "TEXT NOT NULL DEFAULT ''",
+                         "errors": "INTEGER NOT NULL DEFAULT 0",
+                         "identities": "TEXT NOT NULL DEFAULT '[]'"}
 _WORKER_COLUMNS = ("worker", "concurrency", "prefetch", "held", "max_held", "finished",
-                   "last_seen", "alive", "address", "errors")
+                   "last_seen", "alive", "address", "errors", "identities")
+# Keys of one route's entry in the workers' identities column.
+_ROUTE_KEYS = ("route", "blocks", "jobs", "retired")
+
+
+def identities_json(routes: Iterable[tuple[str, int, int, int]]) -> str:
+    """The workers' identities column: [{"route", "blocks", "jobs", "retired"}, ...]."""
+    return json.dumps([dict(zip(_ROUTE_KEYS, route, strict=True)) for route in routes])
+
+
+def _identities(text: object) -> list[dict]:
+    """The identities column read back; anything unreadable shows as none (and is logged)."""
+    try:
+        routes = json.loads(text) if isinstance(text, str) else []
+    except ValueError:
+        log.warning("unreadable identities in the workers table: %r", str(text)[:80])
+        return []
+    if not isinstance(routes, list):
+        return []
+    return [route for route in routes if isinstance(route, dict)]
 
 
 class LedgerError(Exception):
@@ -144,7 +170,7 @@ class Ledger:
             if version >= SCHEMA_VERSION:
                 return
             present = {row[1] for row in self.db.execute("PRAGMA table_info(workers)")}
-            for name, definition in _WORKER_COLUMNS_V2.items():
+            for name, definition in _WORKER_COLUMNS_ADDED.items():
                 if name not in present:
                     self.db.execute(f"ALTER TABLE workers ADD COLUMN {name} {definition}")
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -332,17 +358,22 @@ class Ledger:
 
     def save_workers(self, rows: Iterable[tuple]) -> None:
         """Replace the snapshot of workers (name, concurrency, prefetch, held, max_held,
-        finished, last_seen, alive, address, errors)."""
+        finished, last_seen, alive, address, errors[, identities as ``identities_json``];
+        a row without identities saves none)."""
         self.db.execute("DELETE FROM workers")
         self.db.executemany(
             f"INSERT OR REPLACE INTO workers ({', '.join(_WORKER_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_WORKER_COLUMNS))})", rows)
+            f"VALUES ({', '.join('?' * len(_WORKER_COLUMNS))})",
+            (row if len(row) == len(_WORKER_COLUMNS) else (*row, "[]") for row in rows))
 
     def workers(self) -> list[dict]:
-        """The last snapshot of workers the master wrote (a version 1 ledger, read-only and
-        not yet migrated, shows no address and no errors)."""
+        """The last snapshot of workers the master wrote, ``identities`` read as a list (an
+        older ledger, read-only and not yet migrated, shows no address, errors, identities)."""
         cursor = self.db.execute("SELECT * FROM workers ORDER BY worker")
         names = [c[0] for c in cursor.description]
         missing = {name: default for name, default in (("address", ""), ("errors", 0))
                    if name not in names}
-        return [dict(zip(names, row, strict=True)) | missing for row in cursor.fetchall()]
+        workers = [dict(zip(names, row, strict=True)) | missing for row in cursor.fetchall()]
+        for worker in workers:
+            worker["identities"] = _identities(worker.get("identities", "[]"))
+        return workers

@@ -26,7 +26,7 @@ from pathlib import Path
 import zmq
 
 from voe import metrics, protocol
-from voe.ledger import Cycle, Ledger
+from voe.ledger import Cycle, Ledger, identities_json
 from voe.logs import RejectCounter
 from voe.model import BLOCKED, SearchJob
 from voe.pacing import Pacers
@@ -253,6 +253,8 @@ class Master:
         elif isinstance(message, protocol.Throttled):
             for backend, count in message.counts:
                 self.pacers.get(backend).throttled(count)
+            if peer is not None and message.identities:  # totals: the latest replace the last
+                peer.identities = tuple(message.identities)
         elif isinstance(message, protocol.Bye):
             if peer is not None:
                 self._drop_peer(peer, "left")
@@ -532,7 +534,7 @@ class Master:
     def _save_workers(self) -> None:
         rows = [(p.name + "@" + p.identity.hex()[-6:], p.concurrency, p.prefetch, len(p.held),
                  p.max_held, p.finished, time.time() - (time.monotonic() - p.last_seen), 1,
-                 p.address, p.errors)
+                 p.address, p.errors, identities_json(p.identities))
                 for p in self.peers.by_identity.values()]
         with self.ledger.transaction():
             self.ledger.save_workers(rows)

@@ -27,6 +27,8 @@ class Peer:
     max_held: int = 0
     finished: int = 0
     errors: int = 0  # attempts that ended failed (to retry or for good) or expired
+    # Its identities per route as it last reported them: (route, blocks, jobs, retired).
+    identities: tuple[tuple[str, int, int, int], ...] = ()
     last_seen: float = field(default_factory=time.monotonic)
 
     @property

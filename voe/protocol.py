@@ -11,7 +11,9 @@ Message types:
   heartbeat both ways          liveness
   bye       worker -> master   the worker is leaving; its jobs go back at once
             master -> worker   the master finished its collection (--once) and is leaving
-  throttled worker -> master   throttling answers (429, blocks) seen per backend
+  throttled worker -> master   throttling answers (429, blocks) seen per backend, and
+                               optionally its identities' counts per route (older
+                               workers send none)
   jobs      master -> worker   leased jobs
   result    worker -> sink     one attempt's outcome and fares
   results   worker -> sink     several encoded results in one frame (fewer sends)
@@ -38,6 +40,9 @@ MAX_ITEMS = 10_000
 MAX_ERROR = 1000
 # Longest network address a worker tells in its hello ("IP (hostname)").
 MAX_ADDRESS = 300
+# Most routes (proxies) a throttled message counts identities for, and a route name's length.
+MAX_ROUTES = 512
+MAX_ROUTE_NAME = 300
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -85,11 +90,24 @@ class Bye:
     """A worker leaves cleanly."""
 
 
+class RouteCount(NamedTuple):
+    """A worker's identities on one route (``host:port`` of a proxy, or ``direct``) so far:
+    blocks met, jobs served, identities retired."""
+
+    route: str
+    blocks: int
+    jobs: int
+    retired: int
+
+
 @dataclass(frozen=True, slots=True)
 class Throttled:
-    """How many throttling answers a worker saw per backend since its last report."""
+    """How many throttling answers a worker saw per backend since its last report, and the
+    counts of its identities per route (totals since the worker started; empty when the
+    worker sends none, as older ones do)."""
 
     counts: tuple[tuple[str, int], ...]
+    identities: tuple[RouteCount, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +184,15 @@ def encode_bye() -> bytes:
     return _pack(BYE, {})
 
 
-def encode_throttled(counts: dict[str, int]) -> bytes:
-    """Encode the throttling answers seen per backend."""
-    return _pack(THROTTLED, {"c": [[backend, count] for backend, count in counts.items()]})
+def encode_throttled(counts: dict[str, int],
+                     identities: dict[str, tuple[int, int, int]] | None = None) -> bytes:
+    """Encode the throttling answers seen per backend and, when given, the identities'
+    (blocks, jobs, retired) per route (the first ``MAX_ROUTES`` routes by name)."""
+    body: dict[str, Any] = {"c": [[backend, count] for backend, count in counts.items()]}
+    if identities:
+        body["i"] = [[route[:MAX_ROUTE_NAME], *identities[route]]
+                     for route in sorted(identities)[:MAX_ROUTES]]
+    return _pack(THROTTLED, body)
 
 
 def encode_jobs(jobs: list[SearchJob]) -> bytes:
@@ -303,7 +327,17 @@ def _parse_throttled(body: dict[str, Any]) -> Throttled:
         if len(pair) != 2:
             raise ValueError("a count is [backend, n]")
         counts.append((_str(pair[0], 64), _int(pair[1], 1, 10**9)))
-    return Throttled(tuple(counts))
+    routes = _list(body.get("i", []))
+    if len(routes) > MAX_ROUTES:
+        raise ValueError(f"more than {MAX_ROUTES} routes")
+    identities = []
+    for item in routes:
+        row = _list(item)
+        if len(row) != 4:
+            raise ValueError("a route's identities are [route, blocks, jobs, retired]")
+        identities.append(RouteCount(_str(row[0], MAX_ROUTE_NAME), _int(row[1]), _int(row[2]),
+                                     _int(row[3])))
+    return Throttled(tuple(counts), tuple(identities))
 
 
 def _parse_jobs(body: dict[str, Any]) -> Jobs:

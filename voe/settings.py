@@ -87,6 +87,12 @@ def _proxy(value: str) -> str:
     return value
 
 
+def _proxy_list(value: str) -> str:
+    from voe.fetch.identities import parse_proxies  # here: the fetch chain reads the settings
+
+    return ",".join(parse_proxies(value))
+
+
 def _bool(value: str) -> bool:
     lowered = value.lower()
     if lowered in {"true", "yes", "on", "1"}:
@@ -240,6 +246,20 @@ SETTINGS: tuple[Setting, ...] = (
             "environment variables."),
     Setting("VOE_USER_AGENT", "", _text, "a User-Agent header value",
             "User-Agent of airline requests; empty means voe/VERSION."),
+    Setting("VOE_PROXIES", "", _proxy_list, "http(s) proxy URLs separated by commas",
+            "Proxies the fetch identities rotate over (one identity each at a time); empty "
+            "means VOE_PROXIES_FILE, else no proxy of voe's own (VOE_HTTP_PROXY applies)."),
+    Setting("VOE_PROXIES_FILE", "", _text, "a file path or nothing",
+            "File of proxy URLs, one a line (# starts a comment), used when VOE_PROXIES is "
+            "empty."),
+    Setting("VOE_USER_AGENTS", "", _text, "User-Agent values separated by |",
+            "User-Agents the fetch identities take in turn; empty means VOE_USER_AGENT."),
+    Setting("VOE_IDENTITY_MAX_USES", "50", _positive_int, "a positive whole number",
+            "Jobs one identity (proxy, cookies, User-Agent) serves before it is retired; a "
+            "block retires it at once."),
+    Setting("VOE_PROXY_COOLDOWN", "60", _non_negative_float, "a number of seconds",
+            "How long a proxy whose identity met a block (or that failed three connections) "
+            "rests before a new identity may use it."),
     Setting("VOE_FETCH_DEADLINE", "20", _positive_float, "a positive number of seconds",
             "Longest time of one fetch, its retries and its whole body included; a slower "
             "answer (e.g. trickled byte by byte) is abandoned as a transient error."),

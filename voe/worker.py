@@ -45,6 +45,8 @@ RESULTS_HWM = 1000
 MAX_RESULTS_PER_FRAME = 200
 # Seconds between reports of throttling answers (HTTP 429, blocks) to the master.
 THROTTLE_REPORT_SECONDS = 0.5
+# Seconds between reports of the identities' counts when nothing changed.
+IDENTITY_REPORT_SECONDS = 5.0
 # Seconds a frame may wait in ZeroMQ after the socket closes.
 LINGER_MS = 2000
 
@@ -95,7 +97,7 @@ class Worker:
         # Every answer passes the fare pipeline before it becomes a result; its
         # field_counts are the per-field yield of each backend.
         self.fare_pipeline = FarePipeline(settings)
-        self.http = new_session(settings)
+        self.http = new_session(settings, self.concurrency)  # a pooled connection per search
         self.master_epoch = ""
         self.last_master = time.monotonic()
         self.running = 0
@@ -278,13 +280,23 @@ class Worker:
             self.to_master.put(protocol.encode_heartbeat())
 
     def _report_throttling(self) -> None:
-        """Tell the master, per backend, how often airlines throttled us, so it paces the fleet."""
+        """Tell the master, per backend, how often airlines throttled us, so it paces the fleet;
+        with it, the identities' counts per route (blocks, jobs, retired) when they changed,
+        and every ``IDENTITY_REPORT_SECONDS`` anyway (a reconnected worker is a new peer)."""
+        sent_version, sent_at = -1, 0.0
         while True:
             gevent.sleep(THROTTLE_REPORT_SECONDS)
             counts = self.http.throttled.take()
+            pool = getattr(self.http, "identities", None)  # None: the middleware was removed
+            identities = None
+            if pool is not None and (pool.version != sent_version or counts or
+                                     time.monotonic() - sent_at > IDENTITY_REPORT_SECONDS):
+                sent_version, sent_at = pool.version, time.monotonic()
+                identities = pool.counts()
             if counts:
                 log.info("throttled by airlines: %s", counts)
-                self.to_master.put(protocol.encode_throttled(counts))
+            if counts or identities:
+                self.to_master.put(protocol.encode_throttled(counts, identities))
 
     def _runner(self) -> None:
         """Run jobs one at a time, forever."""
@@ -313,7 +325,7 @@ class Worker:
             backend = self.backends.get(job.backend)
             if backend is None:
                 backend = self.backends[job.backend] = get_backend(job.backend, self.settings)
-            with self.http.fetching_for(job.backend, backend):
+            with self.http.fetching_for(job.backend, backend, job.id):
                 answer = backend.search(job, self.http)
             fares = tuple(self.fare_pipeline.run(answer, job))
             status = OK

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import NamedTuple
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 from lxml import etree
@@ -76,8 +76,13 @@ _NOT_TEXT = frozenset({"script", "style", "template", "noscript", "iframe", "obj
 def _may_hide(page: bytes) -> bool:
     """Whether the page may carry a hiding attribute (a superset: false alarms cost time only)."""
     low = page.lower()
-    styles = low.count(b"style") - low.count(b"<style") - low.count(b"</style")
-    return styles > 0 or low.count(b"hidden") > low.count(b'type="hidden"')
+    # A "style" that does not open or close a <style> element (one scan: pages hold few).
+    at = low.find(b"style")
+    while at >= 0:
+        if low[at - 1:at] != b"<" and low[at - 2:at] != b"</":
+            return True
+        at = low.find(b"style", at + 5)
+    return low.count(b"hidden") > low.count(b'type="hidden"')
 
 
 _HIDING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)",
@@ -100,6 +105,8 @@ _AMOUNT_SHAPES = (
     (re.compile(r"[0-9]{1,3}([. ])[0-9]{3}(?:\1[0-9]{3})*|[0-9]+"), ","),
 )
 _CENTS = Decimal("0.01")
+# Whole reais of fewer digits than this are below MAX_PRICE whatever they are.
+_FAST_DIGITS = len(str(int(MAX_PRICE)))
 
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
@@ -136,6 +143,10 @@ def fetch(http: requests.Session, url: str, job: SearchJob,
     """
     if params is None:
         params = {"origin": job.origin, "destination": job.destination, "date": job.date}
+    if params and "?" not in url and "#" not in url:
+        # The query requests would build from ``params`` (the same URL), built here once
+        # instead of through requests' generic parameter encoding.
+        url, params = f"{url}?{urlencode(params, doseq=True)}", None
     try:
         # The response is closed on every path: an error's traceback keeps this frame
         # alive, and it must not hold an open stream.
@@ -167,6 +178,10 @@ def parse_price(text: str) -> str:
     """
     match = _PRICE.fullmatch(text.strip())
     if match is not None:
+        whole = match[1].replace(".", "").lstrip("0")
+        if len(whole) < _FAST_DIGITS and (whole or match[2] != "00"):
+            # Positive and below MAX_PRICE: what the Decimal path below writes, without it.
+            return f"{whole or '0'}.{match[2]}"
         amount = Decimal(f"{match[1].replace('.', '')}.{match[2]}")
     else:
         amount = _library_price(text)
@@ -303,12 +318,15 @@ def read_page(page: bytes) -> ResultsPage:
                     continue
                 if name in cells:
                     raise ParseError(f"row {number}: more than one {name}", page=page)
+                if len(cell) == 0:  # _cell_text's plain case, inline: nearly every cell
+                    cells[name] = (cell.text or "").strip()
+                    continue
                 try:
                     cells[name] = _cell_text(cell)
                 except ValueError as error:
                     raise ParseError(f"row {number}: {error}", page=page) from None
-        missing = [name for name in _FIELDS if not cells.get(name)]
-        if missing:
+        if len(cells) != len(_FIELDS) or not all(cells.values()):
+            missing = [name for name in _FIELDS if not cells.get(name)]
             raise ParseError(f"row {number}: no {', '.join(missing)}", page=page)
         try:
             price = parse_price(cells["price"])

@@ -83,6 +83,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("rate-limit", _non_negative, 0.0,
            "searches per second allowed per client address, beyond which 429 (0: none)",
            "PER_SECOND"),
+    Option("block-after", _non_negative_int, 0,
+           "searches allowed per client address, after which that address gets the block "
+           "page (403) for --block-seconds (0: never)", "N"),
+    Option("block-seconds", _non_negative, 30.0,
+           "seconds an address stays blocked after --block-after, then starts over (30)",
+           "SECONDS"),
     # Blocks and hostile bodies (the fetch chain's faults, see voe.fetch).
     Option("soft-block-rate", _rate, 0.0,
            "share of results pages showing 0 voos and a block banner, in the normal "
@@ -134,6 +140,8 @@ class Faults:
     malformed_rate: float = 0.0
     layout: str = "classic"
     rate_limit: float = 0.0
+    block_after: int = 0
+    block_seconds: float = 30.0
     soft_block_rate: float = 0.0
     block_rate: float = 0.0
     captcha_rate: float = 0.0

@@ -4,8 +4,9 @@ It is the target of every run, test and benchmark, so it can be slowed down
 (``latency_ms``), made to fail on chosen routes (``fail_routes``), made to answer
 big pages (``flights``) and made hostile (``faults``: 5xx, 429 with Retry-After,
 slow answers, connection resets, truncated or sloppy pages, a redesigned layout, a
-per-client rate limit, blocks (403, a redirect to ``/captcha``, a "0 voos" page with a
-block banner), bodies trickled or endless; see ``voe.demoairline.faults``). ``/stats``
+per-client rate limit, a per-client quota then a 403 for a while (``block_after``),
+blocks (403, a redirect to ``/captcha``, a "0 voos" page with a block banner), bodies
+trickled or endless; see ``voe.demoairline.faults``). ``/stats``
 reports what tests measure: requests, concurrency (overall and per client address), a
 sliding request rate, answers by status, faults injected and bodies still streaming.
 """
@@ -176,6 +177,32 @@ class _RateLimit:
         return allowed
 
 
+class _BlockAfter:
+    """Per client address: ``limit`` searches answered, then every request blocked for
+    ``seconds``, after which the address starts over (an airline's anti-bot quota)."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.clients: dict[str, tuple[int, float]] = {}  # address -> (searches, blocked until)
+
+    def blocks(self, client: str) -> bool:
+        """Count a search of ``client``; True when it is (now) blocked."""
+        now = time.monotonic()
+        if client not in self.clients and len(self.clients) >= MAX_TRACKED_CLIENTS:
+            self.clients.clear()
+        searches, until = self.clients.get(client, (0, 0.0))
+        if until:
+            if now < until:
+                return True
+            searches, until = 0, 0.0  # the block is over: a fresh quota
+        searches += 1
+        if searches > self.limit:
+            until = now + self.seconds
+        self.clients[client] = (searches, until)
+        return bool(until)
+
+
 class DemoAirline:
     """The WSGI application; ``stats`` counts search requests (see ``Stats``)."""
 
@@ -192,6 +219,8 @@ class DemoAirline:
         self.stats = Stats()
         self.seen: Counter[str] = Counter()
         self.rate_limit = _RateLimit(self.faults.rate_limit) if self.faults.rate_limit else None
+        self.block_after = (_BlockAfter(self.faults.block_after, self.faults.block_seconds)
+                            if self.faults.block_after else None)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -243,6 +272,10 @@ class DemoAirline:
             return _json(start_response, "429 Too Many Requests",
                          {"error": "too many requests from your address"},
                          [("Retry-After", str(retry))])
+        if self.block_after is not None and self.block_after.blocks(client):
+            self.stats.faults["block_after"] += 1
+            return _respond(start_response, "403 Forbidden", "text/html; charset=utf-8",
+                            block_page().encode())
         if self._fault("throttle", url, nth):
             return _json(start_response, "429 Too Many Requests", {"error": "slow down"},
                          [("Retry-After", str(self.faults.retry_after))])

@@ -26,6 +26,7 @@ import logging
 import re
 from collections.abc import Iterable
 from importlib.metadata import entry_points
+from operator import itemgetter
 from typing import Any, Protocol
 
 from voe.backends.base import ParseError
@@ -127,6 +128,7 @@ class FarePipeline:
             if isinstance(stage, FieldStage):
                 stage.counts = self.field_counts
             self.stages.append((order, path, stage))
+        self._steps, self._steps_for = _steps(self.stages), list(self.stages)
 
     def _entry_points(self) -> Iterable[tuple[str, type]]:
         """The third-party stages: ``(module:Class, class)`` per entry point of the group."""
@@ -155,32 +157,90 @@ class FarePipeline:
         if self.broken:
             raise ParseError(f"fare pipeline not loaded: {'; '.join(self.broken)}",
                              page=answer.page)
+        if self._steps_for != self.stages:  # the stages were changed since
+            self._steps, self._steps_for = _steps(self.stages), list(self.stages)
         failure: ParseError | None = None
-        for _, path, stage in self.stages:
-            if failure is not None and not isinstance(stage, FieldStage):
-                continue  # after a failure, only the field checks run, for their counts
-            try:
-                result = stage.process(answer, job)
-            except ParseError as error:
-                if error.page is None:
-                    error.page = answer.page
-                failure = failure or error
-                continue
-            except Exception as error:  # a stage's bug fails the attempt, never the worker
-                log.exception("fare pipeline stage %s crashed on %s", path, job.id)
-                crash = ParseError(f"fare pipeline stage {path} crashed: "
-                                   f"{type(error).__name__}: {error}", page=answer.page)
-                crash.__cause__ = error
-                failure = failure or crash
-                continue
-            if not isinstance(result, Answer):
-                if not isinstance(result, list):
-                    failure = failure or ParseError(
-                        f"fare pipeline stage {path} returned {type(result).__name__}, not an "
-                        "answer", page=answer.page)
+        for step in self._steps:
+            stages = [step]
+            if isinstance(step, _OnePass):
+                if step.passes(answer, job):
+                    continue  # every value already valid and normal, and counted
+                stages = step.stages
+            for _, path, stage in stages:
+                if failure is not None and not isinstance(stage, FieldStage):
+                    continue  # after a failure, only the field checks run, for their counts
+                try:
+                    result = stage.process(answer, job)
+                except ParseError as error:
+                    if error.page is None:
+                        error.page = answer.page
+                    failure = failure or error
                     continue
-                result = answer.with_fares(result)
-            answer = result
+                except Exception as error:  # a stage's bug fails the attempt, never the worker
+                    log.exception("fare pipeline stage %s crashed on %s", path, job.id)
+                    crash = ParseError(f"fare pipeline stage {path} crashed: "
+                                       f"{type(error).__name__}: {error}", page=answer.page)
+                    crash.__cause__ = error
+                    failure = failure or crash
+                    continue
+                if not isinstance(result, Answer):
+                    if not isinstance(result, list):
+                        failure = failure or ParseError(
+                            f"fare pipeline stage {path} returned {type(result).__name__}, not an "
+                            "answer", page=answer.page)
+                        continue
+                    result = answer.with_fares(result)
+                answer = result
         if failure is not None:
             raise failure
         return answer
+
+
+class _OnePass:
+    """Consecutive field stages with a quick ``all_valid`` test, checked in one pass.
+
+    The usual answer, every value already valid and normal, costs one test per field
+    and leaves the answer as it is; then each stage's fields are counted valid, as its
+    ``process`` would have. Any other value (or an error) sends the answer through
+    each stage's ``process`` instead, so failures, messages and counts are theirs.
+    """
+
+    def __init__(self, stages: list[tuple[int, str, Any]]) -> None:
+        self.stages = stages
+
+    def passes(self, answer: Answer, job: SearchJob) -> bool:
+        """Whether every value passed; if so the stages' fields are counted."""
+        if answer:
+            try:
+                names = answer[0]._fields
+                tests = [(names.index(field), stage.all_valid)
+                         for _, _, stage in self.stages for field in stage.fields]
+                for index, all_valid in tests:
+                    if not all_valid(list(map(itemgetter(index), answer))):
+                        return False
+            except Exception:  # noqa: BLE001 - each stage's process meets it and says what
+                return False
+        for _, _, stage in self.stages:
+            for field in stage.fields:
+                stage.counts.add(job.backend, field, len(answer), 0)
+        return True
+
+
+def _fusable(stage: Any) -> bool:
+    return (isinstance(stage, FieldStage) and type(stage).process is FieldStage.process
+            and getattr(stage, "all_valid", None) is not None)
+
+
+def _steps(stages: list[tuple[int, str, Any]]) -> list[Any]:
+    """The stages in order, runs of consecutive fusable field stages made one ``_OnePass``."""
+    steps: list[Any] = []
+    for entry in stages:
+        if _fusable(entry[2]):
+            if steps and isinstance(steps[-1], _OnePass):
+                steps[-1].stages.append(entry)
+            else:
+                steps.append(_OnePass([entry]))
+        else:
+            steps.append(entry)
+    return steps
+

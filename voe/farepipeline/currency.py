@@ -33,6 +33,7 @@ class CurrencyCode(FieldStage):
     """Refuse a fare whose currency is not an ISO 4217 code (``BRL``, not ``R$`` or ``reais``)."""
 
     fields = ("currency",)
+    all_valid = ISO_4217.issuperset  # each already "BRL"
 
     def check(self, value: str) -> str:
         """The currency code; ``ValueError`` if it is not one."""

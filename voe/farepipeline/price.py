@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from voe.farepipeline.base import FieldStage
+from voe.farepipeline.base import FieldStage, all_match
 from voe.settings import Settings
 
 # What a backend hands over: digits, and up to three decimals (a few currencies have
@@ -13,6 +13,8 @@ from voe.settings import Settings
 # backend's job.
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,3})?")
 _CENTS = Decimal("0.01")
+# Prices already written as normalise_price writes them: no leading zero, two decimals.
+_ALL_NORMAL = all_match(r"(?:0|[1-9][0-9]{0,11})\.[0-9]{2}")
 
 
 def normalise_price(text: str, low: Decimal, high: Decimal) -> str:
@@ -39,6 +41,13 @@ class PriceBounds(FieldStage):
         super().__init__(settings)
         self.low = Decimal(str(settings.voe_price_min))
         self.high = Decimal(str(settings.voe_price_max))
+
+    def all_valid(self, values: list[str]) -> bool:
+        """Whether every value is a price within the bounds already written with cents."""
+        if not values or not _ALL_NORMAL(values):
+            return not values
+        amounts = list(map(Decimal, values))
+        return self.low <= min(amounts) and max(amounts) <= self.high
 
     def check(self, value: str) -> str:
         """The price with at least two decimals; ``ValueError`` if invalid or out of bounds."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from voe.farepipeline.base import FieldStage
+from voe.farepipeline.base import FieldStage, all_match
 
 _CANONICAL = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 # "05:15", "5:15", "05h15", "5 h 15", "05H15"; nothing else (no seconds, no "+1" days).
@@ -25,6 +25,7 @@ class Times(FieldStage):
     """Normalise every fare's departure and arrival to ``HH:MM`` and refuse what is not a time."""
 
     fields = ("departure", "arrival")
+    all_valid = staticmethod(all_match(_CANONICAL.pattern))  # each already "05:15"
 
     def check(self, value: str) -> str:
         """The time as ``HH:MM``; ``ValueError`` if it is none."""

@@ -2,7 +2,8 @@
 
 Every request a backend sends through the worker's session (``voe.http``) passes
 an ordered list of small middlewares, Scrapy's downloader-middleware shape: a
-deadline per fetch and a body cap while it streams (``deadline``), block detection
+deadline per fetch and a body cap while it streams (``deadline``), identities that
+rotate (proxy, cookies, User-Agent, sticky per job: ``identities``), block detection
 (``blocks``), the User-Agent (``useragent``), the proxy (``proxy``) and throttle
 counting (``throttle``). ``chain`` runs them and finds third-party ones. What must
 sit inside urllib3's own loop stays in ``voe.http``: retries with backoff and

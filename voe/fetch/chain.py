@@ -16,6 +16,9 @@ numbers nearer the network:
   that then continues through ``process_response`` of the middlewares nearer the
   backend. So a middleware learns of a block another one detected.
 
+A middleware may also define ``job_finished(job)``: the session calls it when a job's
+run ends (``FetchRequest.job`` is that run's key), for state kept per job.
+
 A middleware class is built with ``from_session(session)`` when it has that class
 method (to read ``session.settings`` or share the session's counters), else with no
 arguments. Which classes run, and in which order: the built-ins of
@@ -30,6 +33,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from http.cookiejar import CookieJar
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -44,6 +48,7 @@ DEFAULT_ORDER = 500
 # The built-in middlewares and their order (see each module's docstring).
 MIDDLEWARES_BASE: dict[str, int] = {
     "voe.fetch.deadline:Deadline": 100,
+    "voe.fetch.identities:Identities": 200,
     "voe.fetch.blocks:BlockDetection": 300,
     "voe.fetch.useragent:UserAgent": 500,
     "voe.fetch.proxy:Proxy": 750,
@@ -69,20 +74,26 @@ class FetchRequest:
     ``request`` is the prepared request and ``options`` the keyword arguments of the
     adapter's ``send`` (``timeout``, ``proxies``, ``verify``, ``cert``); ``host`` is its
     ``scheme://host:port``; ``backend`` the backend object the worker is running in this
-    greenlet (None outside a job). ``deadline`` (a ``time.monotonic`` instant) and
-    ``max_bytes`` bound the download when set; ``meta`` is free for middlewares.
+    greenlet (None outside a job) and ``job`` the key of that job's run (None outside a
+    job; one key per run of ``Session.fetching_for``, so a job's requests share it).
+    ``deadline`` (a ``time.monotonic`` instant) and ``max_bytes`` bound the download when
+    set; ``cookies`` is the jar the answer's cookies go to (None: the session's own, set
+    by an identity so cookies never cross identities); ``meta`` is free for middlewares.
     """
 
-    __slots__ = ("request", "options", "host", "backend", "deadline", "max_bytes", "meta")
+    __slots__ = ("request", "options", "host", "backend", "job", "deadline", "max_bytes",
+                 "cookies", "meta")
 
     def __init__(self, request: requests.PreparedRequest, options: dict[str, Any], host: str,
-                 backend: object = None) -> None:
+                 backend: object = None, job: str | None = None) -> None:
         self.request = request
         self.options = options
         self.host = host
         self.backend = backend
+        self.job = job
         self.deadline: float | None = None
         self.max_bytes: int | None = None
+        self.cookies: CookieJar | None = None
         self.meta: dict[str, Any] = {}
 
 
@@ -142,6 +153,14 @@ class FetchChain:
                 return response
             except Exception as error:  # offered to the middlewares nearer the backend
                 response, below = self._recover(request, error, raised_at)
+
+    def job_finished(self, job: str) -> None:
+        """Tell the middlewares with a ``job_finished(job)`` hook that the run ``job`` (a
+        ``FetchRequest.job`` key) is over, e.g. so an identity counts one more job served."""
+        for middleware in self.middlewares:
+            hook = getattr(middleware, "job_finished", None)
+            if hook is not None:
+                hook(job)
 
     def _recover(self, request: FetchRequest, error: Exception,
                  below: int) -> tuple[requests.Response, int]:

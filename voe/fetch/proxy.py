@@ -2,7 +2,8 @@
 
 requests lets the environment's ``HTTP_PROXY``/``HTTPS_PROXY`` win over a session's
 proxies; here the configured proxy wins, for http and https alike. Empty: requests'
-usual behaviour (the environment's proxies, honouring ``NO_PROXY``).
+usual behaviour (the environment's proxies, honouring ``NO_PROXY``). A request whose
+identity goes through a proxy of ``VOE_PROXIES`` keeps that one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Proxy:
         return cls(session.settings.voe_http_proxy)
 
     def process_request(self, request: FetchRequest) -> None:
-        """Route the request through the configured proxy, if any."""
-        if self.proxies is not None:
+        """Route the request through the configured proxy, unless its identity has its own
+        (``meta["proxy"]``, set by ``voe.fetch.identities`` from ``VOE_PROXIES``)."""
+        if self.proxies is not None and not request.meta.get("proxy"):
             request.options["proxies"] = self.proxies

@@ -73,6 +73,13 @@ SCHEMAS: dict[str, Any] = {
                         "when unknown"},
             "errors": {**_INT, "description": "its attempts that did not end done: failed "
                        "(retried or for good) or lease expired"},
+            "identities": {"type": "array", "description": "its fetch identities per route "
+                           "(proxy host:port, or direct), totals since it started",
+                           "items": _object({"route": {"type": "string"},
+                                             "blocks": {**_INT, "description": "blocks met"},
+                                             "jobs": {**_INT, "description": "jobs served"},
+                                             "retired": {**_INT, "description":
+                                                         "identities retired"}})},
         }, ["worker", "concurrency", "prefetch", "held", "finished", "last_seen", "address",
             "errors"])},
         "outbox": _object({

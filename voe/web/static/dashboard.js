@@ -119,6 +119,12 @@ function workerRate(worker, now, seen) {
   return now > time ? ((worker.finished - finished) / (now - time)).toFixed(1) : "";
 }
 
+// One route of a worker's identities: "127.0.0.2:3128: 1 blocked, 2 retired, 9 jobs".
+function identityText(route) {
+  return `${route.route}: ${route.blocks || 0} blocked, ${route.retired || 0} retired, ` +
+    `${route.jobs || 0} jobs`;
+}
+
 function showWorkers(workers) {
   const body = $("workers").tBodies[0];
   body.replaceChildren();
@@ -138,6 +144,10 @@ function showWorkers(workers) {
     cell(row, worker.errors, worker.errors ? "alert" : "");
     cell(row, rate);
     cell(row, ago(now - worker.last_seen));
+    const routes = worker.identities || [];
+    const blocks = routes.reduce((sum, route) => sum + (route.blocks || 0), 0);
+    cell(row, routes.length ? routes.map(identityText).join("; ") : "none",
+         blocks ? "alert" : (routes.length ? "" : "muted"));
   }
   workerSamples = seen;
   $("worker-count").textContent = `${workers.length} connected`;
