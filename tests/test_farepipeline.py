@@ -17,9 +17,10 @@ from conftest import http_get
 
 from voe.backends.base import ParseError
 from voe.backends.demo import parse_price, parse_results, read_page
+from voe.components import parse_orders
 from voe.demoairline.fares import fares_for
 from voe.demoairline.pages import results_page
-from voe.farepipeline import PIPELINES_BASE, FarePipeline, parse_overrides
+from voe.farepipeline import PIPELINES_BASE, FarePipeline
 from voe.farepipeline.answers import AnswersSearch
 from voe.farepipeline.currency import check_currency
 from voe.farepipeline.duplicates import RefuseDuplicates
@@ -200,11 +201,11 @@ class Tagging:
 
 
 def test_overrides_add_move_and_remove_stages(make_settings) -> None:
-    assert parse_overrides("") == {}
-    assert parse_overrides(" a.b:C=10, d:E=none ,") == {"a.b:C": 10, "d:E": None}
+    assert parse_orders("") == {}
+    assert parse_orders(" a.b:C=10, d:E=none ,") == {"a.b:C": 10, "d:E": None}
     for bad in ("a.b:C", "a.b=10", "a.b:C=ten", "a b:C=1"):
         with pytest.raises(ValueError):
-            parse_overrides(bad)
+            parse_orders(bad)
     settings = make_settings(voe_fare_pipelines=f"{__name__}:Tagging=950,"
                              "voe.farepipeline.currency:CurrencyCode=none")
     pipeline = FarePipeline(settings, third_party=False)

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 from decouple import Config, RepositoryEmpty, RepositoryEnv, UndefinedValueError
 
+from voe.components import normal_orders
+
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message is meant for the user."""
@@ -158,25 +160,11 @@ def _url_list(value: str) -> str:
     return ",".join(urls)
 
 
-def _fetch_middlewares(value: str) -> str:
-    from voe.fetch.chain import parse_middlewares  # here: the chain reads the settings
-
-    return ",".join(f"{path}={'none' if order is None else order}"
-                    for path, order in parse_middlewares(value))
-
-
 def _status_list(value: str) -> str:
     statuses = [int(part) for part in re.split(r"[\s,]+", value) if part]
     if any(not 100 <= status <= 599 for status in statuses):
         raise ValueError("not HTTP statuses")
     return ",".join(str(status) for status in statuses)
-
-
-def _fare_pipelines(value: str) -> str:
-    from voe.farepipeline import parse_overrides  # here: the pipeline imports the settings
-
-    parse_overrides(value)
-    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -270,14 +258,14 @@ SETTINGS: tuple[Setting, ...] = (
             "HTTP statuses separated by commas",
             "Answers that mean the airline blocks us (429: still there after the retries); "
             "the attempt ends as blocked."),
-    Setting("VOE_FETCH_MIDDLEWARES", "", _fetch_middlewares,
+    Setting("VOE_FETCH_MIDDLEWARES", "", normal_orders,
             "module:Class=ORDER items separated by commas",
             "Fetch middlewares to add or move (ORDER), or remove (=none), over the built-in "
             "ones and the voe.fetch_middlewares entry points."),
     Setting("VOE_KEEP_PAGE_BYTES", "1048576", _non_negative_int, "a whole number of bytes",
             "Most bytes kept of each page that failed to parse (in pages/ of the data dir); "
             "0 keeps none."),
-    Setting("VOE_FARE_PIPELINES", "", _fare_pipelines, "path:Class=ORDER or =none, by commas",
+    Setting("VOE_FARE_PIPELINES", "", normal_orders, "path:Class=ORDER or =none, by commas",
             "Fare pipeline stages to add, move or remove (=none), e.g. "
             "mypkg.checks:Fares=550,voe.farepipeline.times:Times=none."),
     Setting("VOE_PRICE_MIN", "1", _positive_float, "a positive number",

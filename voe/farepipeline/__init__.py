@@ -21,15 +21,13 @@ backend (``FarePipeline.field_counts``): the per-field yield of a backend.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import re
 from collections.abc import Iterable
-from importlib.metadata import entry_points
 from operator import itemgetter
 from typing import Any, Protocol
 
 from voe.backends.base import ParseError
+from voe.components import DEFAULT_ORDER, load_class, ordered
 from voe.farepipeline.base import FieldCounts, FieldStage
 from voe.model import Answer, Fare, SearchJob
 from voe.settings import Settings
@@ -37,8 +35,6 @@ from voe.settings import Settings
 log = logging.getLogger("voe.farepipeline")
 
 ENTRY_POINT_GROUP = "voe.fare_pipelines"
-# The order of a third-party stage that does not say (the built-ins use 100 to 900).
-DEFAULT_ORDER = 500
 
 PIPELINES_BASE: dict[str, int] = {
     "voe.farepipeline.answers:AnswersSearch": 100,
@@ -49,11 +45,8 @@ PIPELINES_BASE: dict[str, int] = {
     "voe.farepipeline.duplicates:RefuseDuplicates": 900,
 }
 
-_OVERRIDE = re.compile(r"\s*([A-Za-z_][\w.]*:[A-Za-z_]\w*)\s*=\s*(none|-?[0-9]{1,9})\s*",
-                       re.IGNORECASE)
-
 __all__ = ["DEFAULT_ORDER", "ENTRY_POINT_GROUP", "PIPELINES_BASE", "FarePipeline",
-           "FieldCounts", "FieldStage", "Stage", "parse_overrides"]
+           "FieldCounts", "FieldStage", "Stage"]
 
 
 class Stage(Protocol):
@@ -62,31 +55,6 @@ class Stage(Protocol):
     def process(self, answer: Answer, job: SearchJob) -> Answer:
         """Return the answer (its fares possibly normalised) or raise ``ParseError``."""
         ...
-
-
-def parse_overrides(text: str) -> dict[str, int | None]:
-    """Read ``VOE_FARE_PIPELINES``: ``path:Class=ORDER`` or ``=none``, separated by commas.
-
-    ``ValueError`` says which part is malformed; an empty text changes nothing.
-    """
-    overrides: dict[str, int | None] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        match = _OVERRIDE.fullmatch(part)
-        if match is None:
-            raise ValueError(f"{part.strip()!r} is not dotted.path:Class=ORDER or =none")
-        overrides[match[1]] = None if match[2].lower() == "none" else int(match[2])
-    return overrides
-
-
-def _load_class(path: str) -> type:
-    """Import ``package.module:Class``; raise ``ImportError`` or ``AttributeError``."""
-    module, _, name = path.partition(":")
-    found = getattr(importlib.import_module(module), name)
-    if not isinstance(found, type):
-        raise TypeError(f"{path} is not a class")
-    return found
 
 
 class FarePipeline:
@@ -103,24 +71,14 @@ class FarePipeline:
         self.broken: list[str] = []
         self.field_counts = FieldCounts()
         try:
-            overrides = parse_overrides(settings.voe_fare_pipelines)
+            chosen = ordered(PIPELINES_BASE, ENTRY_POINT_GROUP if third_party else None,
+                             settings.voe_fare_pipelines, self._broken_entry_point)
         except ValueError as error:
             self.broken.append(f"VOE_FARE_PIPELINES: {error}")
-            overrides = {}
-        chosen: dict[str, tuple[int, type | None]] = {
-            path: (order, None) for path, order in PIPELINES_BASE.items()}
-        if third_party:
-            for path, found in self._entry_points():
-                chosen[path] = (int(getattr(found, "order", DEFAULT_ORDER)), found)
-        for path, order in overrides.items():
-            if order is None:
-                chosen.pop(path, None)
-            else:
-                chosen[path] = (order, chosen.get(path, (0, None))[1])
-        for path, (order, found) in sorted(chosen.items(), key=lambda item: (item[1][0],
-                                                                             item[0])):
+            chosen = ordered(PIPELINES_BASE, None, "", self._broken_entry_point)
+        for order, path, found in chosen:
             try:
-                stage = (found or _load_class(path))(settings)
+                stage = (found or load_class(path))(settings)
             except Exception as error:  # a broken stage must fail jobs, not the worker
                 log.exception("fare pipeline stage %s failed to load", path)
                 self.broken.append(f"{path}: {type(error).__name__}: {error}")
@@ -130,16 +88,10 @@ class FarePipeline:
             self.stages.append((order, path, stage))
         self._steps, self._steps_for = _steps(self.stages), list(self.stages)
 
-    def _entry_points(self) -> Iterable[tuple[str, type]]:
-        """The third-party stages: ``(module:Class, class)`` per entry point of the group."""
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                found = entry_point.load()
-            except Exception as error:  # recorded: every run fails until it is fixed
-                log.exception("fare pipeline entry point %s failed to load", entry_point.name)
-                self.broken.append(f"{entry_point.value}: {type(error).__name__}: {error}")
-                continue
-            yield entry_point.value, found
+    def _broken_entry_point(self, path: str, why: str) -> None:
+        """Record an entry point that failed to load: every run fails until it is fixed."""
+        log.error("fare pipeline entry point %s failed to load: %s", path, why)
+        self.broken.append(f"{path}: {why}")
 
     @property
     def names(self) -> list[str]:

@@ -10,8 +10,8 @@ sit inside urllib3's own loop stays in ``voe.http``: retries with backoff and
 Retry-After, per-host limits and pauses, and the connection pools' liveness check.
 """
 
+from voe.components import DEFAULT_ORDER
 from voe.fetch.chain import (
-    DEFAULT_ORDER,
     ENTRY_POINT_GROUP,
     MIDDLEWARES_BASE,
     FetchChain,
@@ -20,9 +20,7 @@ from voe.fetch.chain import (
     build_chain,
     host_key,
     middleware_classes,
-    parse_middlewares,
 )
 
 __all__ = ["DEFAULT_ORDER", "ENTRY_POINT_GROUP", "MIDDLEWARES_BASE", "FetchChain",
-           "FetchRequest", "Middleware", "build_chain", "host_key", "middleware_classes",
-           "parse_middlewares"]
+           "FetchRequest", "Middleware", "build_chain", "host_key", "middleware_classes"]

@@ -30,21 +30,19 @@ group (order: their ``order`` attribute, 500 when absent), then
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from http.cookiejar import CookieJar
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
+from voe.components import load_class, ordered
+
 log = logging.getLogger("voe.fetch")
 
 ENTRY_POINT_GROUP = "voe.fetch_middlewares"
-# Order of an entry-point middleware whose class has no ``order`` attribute.
-DEFAULT_ORDER = 500
 # The built-in middlewares and their order (see each module's docstring).
 MIDDLEWARES_BASE: dict[str, int] = {
     "voe.fetch.deadline:Deadline": 100,
@@ -173,67 +171,27 @@ class FetchChain:
         raise error
 
 
-def parse_middlewares(text: str) -> list[tuple[str, int | None]]:
-    """Parse ``module:Class=ORDER,...`` (``=none`` removes); ``ValueError`` says what is wrong."""
-    found = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        path, equals, order = item.rpartition("=")
-        module, colon, name = path.strip().partition(":")
-        if not equals or not colon or not module or not name.isidentifier():
-            raise ValueError(f"{item!r} is not module:Class=ORDER or module:Class=none")
-        order = order.strip().lower()
-        if order == "none":
-            found.append((path.strip(), None))
-            continue
-        try:
-            found.append((path.strip(), int(order)))
-        except ValueError:
-            raise ValueError(f"{item!r}: the order is not a whole number or none") from None
-    return found
-
-
-def _import(path: str) -> type:
-    """The class at ``module:Class``."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+def _skip_broken(path: str, why: str) -> None:
+    """A middleware entry point that fails to load is skipped: a broken plugin must not stop
+    a worker (the fare pipeline, which guards what is stored, fails jobs instead)."""
+    log.warning("fetch middleware entry point %s failed to load: %s", path, why)
 
 
 def middleware_classes(setting: str) -> list[tuple[int, str, type]]:
     """The middleware classes to run, as (order, path, class) in order.
 
-    An entry point that fails to load is logged and skipped (a broken plugin must not
-    stop a worker); a class named in ``setting`` that cannot be imported raises
-    ``ValueError``, since the user asked for it.
+    An entry point that fails to load is logged and skipped; a class named in
+    ``setting`` that cannot be imported raises ``ValueError``, since the user asked for it.
     """
-    orders = dict(MIDDLEWARES_BASE)
-    loaded: dict[str, type] = {}
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = entry_point.load()
-        except Exception as error:  # any import-time failure of a plugin must not crash voe
-            log.warning("fetch middleware entry point %s=%s failed to load: %s: %s",
-                        entry_point.name, entry_point.value, type(error).__name__, error)
-            continue
-        loaded[entry_point.value] = cls
-        orders[entry_point.value] = int(getattr(cls, "order", DEFAULT_ORDER))
-    for path, order in parse_middlewares(setting):
-        if order is None:
-            orders.pop(path, None)
-        else:
-            orders[path] = order
     chosen = []
-    for path, order in orders.items():
-        cls = loaded.get(path)
-        if cls is None:
+    for order, path, found in ordered(MIDDLEWARES_BASE, ENTRY_POINT_GROUP, setting,
+                                      _skip_broken):
+        if found is None:
             try:
-                cls = _import(path)
-            except (ImportError, AttributeError) as error:
+                found = load_class(path)
+            except (ImportError, AttributeError, TypeError) as error:
                 raise ValueError(f"fetch middleware {path}: {error}") from None
-        chosen.append((order, path, cls))
-    chosen.sort(key=lambda entry: (entry[0], entry[1]))
+        chosen.append((order, path, found))
     return chosen
 
 
