@@ -346,7 +346,8 @@ def parse_results(page: bytes) -> Answer:
     read = read_page(page)
     if read.pages != 1:
         raise ParseError(f"page {read.number} of {read.pages}: the rest of the result is on "
-                         "other pages", page=page)
+                         "other pages (`voe reparse` cannot re-read it alone; `voe failed "
+                         "--retry` searches again)", page=page)
     _check_count(read.count, len(read.fares), page)
     return Answer(read.fares, read.answered, page)
 
@@ -496,12 +497,7 @@ class DemoBackend:
         A result spread over several pages cannot be re-read from one file: that is a
         ``ParseError`` saying so (`voe failed --retry` searches again).
         """
-        read = read_page(page)
-        if read.pages != 1:
-            raise ParseError(f"a kept page of a result spread over {read.pages} pages cannot be "
-                             "re-read alone; `voe failed --retry` searches again", page=page)
-        _check_count(read.count, len(read.fares), page)
-        return Answer(read.fares, read.answered, page)
+        return parse_results(page)
 
     def _next_url(self, href: str, page: bytes) -> str:
         """The absolute URL of a next-page link; ``ParseError`` if it leaves the search page."""
