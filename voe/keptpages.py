@@ -1,6 +1,7 @@
-"""Raw pages of failed parses, kept in the data dir for the backend's author.
+"""Raw pages of failed attempts, kept in the data dir for the backend's author.
 
-A worker writes the page of every ``ParseError`` to ``pages/`` in its data dir,
+A worker writes the page of every failure that carries one (a ``ParseError``, a
+``BlockedError``) to ``pages/`` in its data dir, where `voe reparse` can read it,
 one file per cycle and job (a later attempt replaces an earlier one), cut to
 ``VOE_KEEP_PAGE_BYTES``; the job's error text names the file, so ``voe failed``
 shows where it is.

@@ -26,7 +26,7 @@ import zmq.green as zmq
 
 from voe import protocol
 from voe.backends import get_backend
-from voe.backends.base import BackendError, BlockedError, ParseError
+from voe.backends.base import BackendError
 from voe.farepipeline import FarePipeline
 from voe.http import new_session
 from voe.keptpages import keep_page
@@ -331,7 +331,7 @@ class Worker:
             status = OK
         except BackendError as failure:
             status, error = failure.kind, str(failure) or type(failure).__name__
-            if isinstance(failure, ParseError | BlockedError) and failure.page is not None:
+            if failure.page is not None:
                 kept = keep_page(self.settings.data_dir, job, failure.page,
                                  self.settings.voe_keep_page_bytes)
                 if kept is not None:

@@ -25,9 +25,17 @@ from voe.model import Answer, Fare, SearchJob
 
 
 class BackendError(Exception):
-    """Base of every error a backend may raise on purpose."""
+    """Base of every error a backend may raise on purpose.
+
+    ``page`` holds the raw page that showed the failure, if any (a page that did not
+    parse, a block page): the worker keeps it for the backend's author and the user.
+    """
 
     kind = "error"
+
+    def __init__(self, message: str = "", page: bytes | None = None) -> None:
+        super().__init__(message)
+        self.page = page
 
 
 class TransientError(BackendError):
@@ -47,10 +55,6 @@ class ParseError(TransientError):
 
     kind = "parse"
 
-    def __init__(self, message: str, page: bytes | None = None) -> None:
-        super().__init__(message)
-        self.page = page
-
 
 class BlockedError(TransientError):
     """The airline refused to answer (a blocking status, a captcha, a block banner).
@@ -61,10 +65,6 @@ class BlockedError(TransientError):
     """
 
     kind = "blocked"
-
-    def __init__(self, message: str, page: bytes | None = None) -> None:
-        super().__init__(message)
-        self.page = page
 
 
 class Backend(Protocol):

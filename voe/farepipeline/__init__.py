@@ -86,7 +86,7 @@ class FarePipeline:
             if isinstance(stage, FieldStage):
                 stage.counts = self.field_counts
             self.stages.append((order, path, stage))
-        self._steps, self._steps_for = _steps(self.stages), list(self.stages)
+        self._steps = _steps(self.stages)
 
     def _broken_entry_point(self, path: str, why: str) -> None:
         """Record an entry point that failed to load: every run fails until it is fixed."""
@@ -109,8 +109,6 @@ class FarePipeline:
         if self.broken:
             raise ParseError(f"fare pipeline not loaded: {'; '.join(self.broken)}",
                              page=answer.page)
-        if self._steps_for != self.stages:  # the stages were changed since
-            self._steps, self._steps_for = _steps(self.stages), list(self.stages)
         failure: ParseError | None = None
         for step in self._steps:
             stages = [step]
