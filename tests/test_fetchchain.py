@@ -20,7 +20,7 @@ import pytest
 import requests
 from conftest import REPO
 
-from tests.cluster import Airline, Cluster
+from tests.cluster import Airline, Cluster, wait_for
 from voe import protocol
 from voe.backends.base import BlockedError
 from voe.demoairline.fares import fares_for
@@ -79,11 +79,12 @@ def peak_rss_reset() -> bool:
     return True
 
 
-def memory_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def memory_kib(field: str, pid: int | str = "self") -> int:
+    """A memory figure of a process (this one by default) from /proc, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/self/status")
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 # Deadline and body cap ----------------------------------------------------------------------
@@ -326,6 +327,30 @@ def choose_seed(rate: float) -> int:
         if first >= 3 and always >= 1:
             return seed
     raise AssertionError("no seed fits")
+
+
+def test_a_worker_process_survives_endless_bodies_within_the_cap(tmp_path):
+    cap = 8 * MIB
+    airline = Airline(tmp_path, options=("--endless-rate", "1"))
+    cluster = Cluster(tmp_path, airline.url, max_attempts=1, days=1,
+                      airports='["GRU", "REC"]')  # 2 jobs, both endless
+    cluster.env.update({"VOE_FETCH_MAX_BYTES": str(cap), "VOE_FETCH_DEADLINE": "30"})
+    try:
+        worker = cluster.worker("w1", concurrency=2)
+        wait_for(lambda: "concurrency 2" in cluster.log("worker"), 30, "the worker to start")
+        before = memory_kib("VmRSS", worker.pid)
+        cluster.sink()
+        assert cluster.wait_master(cluster.master(), timeout=60) == 0
+        peak = memory_kib("VmHWM", worker.pid)
+        assert worker.poll() is None  # the worker survives
+        jobs = cluster.ledger_rows()
+    finally:
+        cluster.stop()
+        airline.stop()
+    assert len(jobs) == 2 and all(job["state"] == "failed" for job in jobs)
+    assert all(f"over the {cap}-byte cap" in job["last_error"] for job in jobs), jobs
+    grown = (peak - before) * 1024
+    assert grown < 2 * cap + 32 * MIB, grown  # two bodies at once, each cut at the cap
 
 
 def test_a_cluster_against_soft_blocks_stores_only_right_fares(tmp_path):
