@@ -450,6 +450,7 @@ class VoeCluster:
             VOE_JOBS_PORT=str(free_port()),
             VOE_CONTROL_PORT=str(free_port()),
             VOE_RESULTS_PORT=str(free_port()),
+            VOE_HTTP_PORT=str(free_port()),  # the master's, so two runs never collide
             VOE_SINK_HTTP_PORT=str(free_port()),
             VOE_DEMO_AIRLINE_URL=airline_url,
             **settings,

@@ -51,7 +51,8 @@ def fare_count(store: Path) -> int:
 def run_once(work: Path, latency_ms: int, timeout: float) -> dict[str, float]:
     """One ``voe run`` in ``work``: first and last fare (s from start), fares, results, total."""
     env = clean_env(VOE_JOBS_PORT=str(free_port()), VOE_CONTROL_PORT=str(free_port()),
-                    VOE_RESULTS_PORT=str(free_port()), VOE_SINK_HTTP_PORT=str(free_port()),
+                    VOE_RESULTS_PORT=str(free_port()), VOE_HTTP_PORT=str(free_port()),
+                    VOE_SINK_HTTP_PORT=str(free_port()),
                     VOE_DEMO_AIRLINE_URL=f"http://127.0.0.1:{free_port()}")
     store = work / "fares.db"
     run = Proc("voe run", [sys.executable, "-m", "voe", "run", "--latency-ms", str(latency_ms)],
