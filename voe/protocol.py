@@ -8,7 +8,8 @@ they count and log. Jobs and fares travel as arrays to keep frames small and fas
 Message types:
   hello     worker -> master   name, concurrency, prefetch (sets the worker's credit), address
   finished  worker -> master   jobs the worker no longer holds (returns credit)
-  heartbeat both ways          liveness
+  heartbeat both ways          liveness; the sink's (sink -> master) also says what it
+                               waits for when its store is down ("" when storing)
   bye       worker -> master   the worker is leaving; its jobs go back at once
             master -> worker   the master finished its collection (--once) and is leaving
   throttled worker -> master   throttling answers (429, blocks) seen per backend, and
@@ -80,9 +81,11 @@ class Finished:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Liveness, both ways; the master's carries its epoch (new at every start)."""
+    """Liveness, both ways; the master's carries its epoch (new at every start), the sink's
+    what it is waiting for (empty while it stores normally)."""
 
     epoch: str = ""
+    waiting: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +177,12 @@ def encode_finished(keys: list[tuple[int, str]]) -> bytes:
     return _pack(FINISHED, {"k": [list(key) for key in keys]})
 
 
-def encode_heartbeat(epoch: str = "") -> bytes:
-    """Encode a heartbeat (the master sends its epoch)."""
-    return _pack(HEARTBEAT, {"e": epoch})
+def encode_heartbeat(epoch: str = "", waiting: str = "") -> bytes:
+    """Encode a heartbeat (the master sends its epoch; the sink what it waits for, if any)."""
+    body = {"e": epoch}
+    if waiting:
+        body["s"] = waiting[:MAX_ERROR]
+    return _pack(HEARTBEAT, body)
 
 
 def encode_bye() -> bytes:
@@ -381,7 +387,8 @@ def _parse_acks(body: dict[str, Any]) -> Acks:
 _PARSERS = {
     HELLO: _parse_hello,
     FINISHED: _parse_finished,
-    HEARTBEAT: lambda body: Heartbeat(_str(body["e"], 64, empty=True)),
+    HEARTBEAT: lambda body: Heartbeat(_str(body["e"], 64, empty=True),
+                                      _str(body.get("s", ""), MAX_ERROR, empty=True)),
     BYE: lambda body: Bye(),
     THROTTLED: _parse_throttled,
     JOBS: _parse_jobs,
