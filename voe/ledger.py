@@ -1,6 +1,7 @@
 """The master's durable job state: one SQLite row per job and cycle.
 
-States: ``pending`` (waiting for a lease), ``leased`` (sent to a worker, with a
+States: ``pending`` (waiting for a lease; after a failed attempt, not before its
+``not_before`` time: the retry's backoff, kept as data), ``leased`` (sent to a worker, with a
 deadline and attempt number), ``done`` (the sink stored it and acknowledged) and
 ``failed`` (attempts used up or a permanent error, with the last error). Cycles
 are expanded from the plan in batches, so memory stays bounded for huge plans.
@@ -26,7 +27,7 @@ log = logging.getLogger("voe.ledger")
 
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 STATES = (PENDING, LEASED, DONE, FAILED)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # How long a writer waits for another process's lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker TEXT,
     last_error TEXT,
     updated_at REAL,
+    not_before REAL,
     UNIQUE (cycle, id)
 );
 -- Partial indexes: a job moving from leased to done touches no index at all.
@@ -83,6 +85,8 @@ _WORKER_COLUMNS_ADDED = {"address": "TEXT NOT NULL DEFAULT ''",
                          "identities": "TEXT NOT NULL DEFAULT '[]'"}
 _WORKER_COLUMNS = ("worker", "concurrency", "prefetch", "held", "max_held", "finished",
                    "last_seen", "alive", "address", "errors", "identities")
+# Columns added to the jobs table since (version 4: not_before, when a retry is due).
+_JOB_COLUMNS_ADDED = {"not_before": "REAL"}
 # Keys of one route's entry in the workers' identities column.
 _ROUTE_KEYS = ("route", "blocks", "jobs", "retired")
 
@@ -173,6 +177,10 @@ class Ledger:
             for name, definition in _WORKER_COLUMNS_ADDED.items():
                 if name not in present:
                     self.db.execute(f"ALTER TABLE workers ADD COLUMN {name} {definition}")
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+            for name, definition in _JOB_COLUMNS_ADDED.items():
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -247,12 +255,23 @@ class Ledger:
 
     # Jobs -------------------------------------------------------------------
 
-    def take_pending(self, limit: int) -> list[SearchJob]:
-        """Up to ``limit`` pending jobs, oldest first (they stay pending until leased)."""
+    def take_pending(self, limit: int, now: float | None = None,
+                     horizon: float = 0.0) -> list[SearchJob]:
+        """Up to ``limit`` pending jobs due at ``now`` (wall time), oldest first; they stay
+        pending until leased. A retry due more than ``horizon`` seconds ahead (further than
+        any backoff: the clock stepped back) counts as due."""
+        now = time.time() if now is None else now
         rows = self.db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'pending' ORDER BY seq LIMIT ?",
-            (limit,)).fetchall()
+            f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_pending WHERE state = 'pending' "
+            "AND (not_before IS NULL OR not_before <= ? OR not_before > ?) ORDER BY seq LIMIT ?",
+            (now, now + horizon, limit)).fetchall()
         return [_job(row) for row in rows]
+
+    def next_retry(self) -> float | None:
+        """The wall time the earliest waiting retry is due, or None when none waits."""
+        row = self.db.execute("SELECT MIN(not_before) FROM jobs INDEXED BY jobs_pending "
+                              "WHERE state = 'pending'").fetchone()
+        return row[0]
 
     def leases(self) -> list[Lease]:
         """Every job currently leased (used by a restarted master)."""
@@ -274,12 +293,14 @@ class Ledger:
             f"UPDATE jobs SET state = 'done', deadline = NULL, updated_at = {now!r} "
             "WHERE cycle = ? AND id = ? AND state != 'done'", keys)
 
-    def mark_pending(self, items: Iterable[tuple[str | None, int, str]]) -> None:
-        """Send jobs back to pending as (last error, cycle, id), keeping their attempts."""
+    def mark_pending(self, items: Iterable[tuple[str | None, float | None, int, str]]) -> None:
+        """Send jobs back to pending as (last error, not before (wall time, None: at once),
+        cycle, id), keeping their attempts."""
         now = time.time()
         self.db.executemany(
             "UPDATE jobs SET state = 'pending', deadline = NULL, worker = NULL, last_error = ?, "
-            f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state = 'leased'", items)
+            f"not_before = ?, updated_at = {now!r} WHERE cycle = ? AND id = ? "
+            "AND state = 'leased'", items)
 
     def mark_failed(self, items: Iterable[tuple[str | None, int, str]]) -> None:
         """End jobs as failed with their last error, as (error, cycle, id)."""
@@ -299,7 +320,7 @@ class Ledger:
         with self.transaction():
             cursor = self.db.execute(
                 f"UPDATE jobs SET state = 'pending', attempt = 0, deadline = NULL, worker = NULL, "
-                f"updated_at = {time.time()!r} WHERE {where}", params)
+                f"not_before = NULL, updated_at = {time.time()!r} WHERE {where}", params)
             self.db.execute(
                 "UPDATE cycles SET finished_at = NULL WHERE cycle IN "
                 "(SELECT DISTINCT cycle FROM jobs WHERE state = 'pending')")
@@ -324,10 +345,10 @@ class Ledger:
         total = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0]
         cursor = self.db.execute(
             "SELECT cycle, id, backend, origin, destination, date, return_date, state, attempt, "
-            f"worker, last_error, updated_at FROM jobs {where} ORDER BY cycle DESC, seq "
-            "LIMIT ? OFFSET ?", [*params, limit, offset])
+            f"worker, last_error, updated_at, not_before FROM jobs {where} "
+            "ORDER BY cycle DESC, seq LIMIT ? OFFSET ?", [*params, limit, offset])
         names = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
-                 "state", "attempt", "worker", "error", "updated_at")
+                 "state", "attempt", "worker", "error", "updated_at", "not_before")
         return total, [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def routes(self, cycle: int) -> list[tuple[str, str]]:
@@ -347,6 +368,15 @@ class Ledger:
         if row:
             counts[PENDING] += max(0, row[0] - row[1])
         return counts
+
+    def waiting_to_retry(self, cycle: int | None = None, now: float | None = None) -> int:
+        """Pending jobs (of ``cycle``, or all) whose retry is not due yet at ``now``."""
+        now = time.time() if now is None else now
+        where, params = "state = 'pending' AND not_before > ?", [now]
+        if cycle is not None:
+            where, params = where + " AND cycle = ?", [now, cycle]
+        return self.db.execute(f"SELECT COUNT(*) FROM jobs INDEXED BY jobs_pending WHERE {where}",
+                               params).fetchone()[0]
 
     def job(self, cycle: int, job_id: str) -> dict | None:
         """One job's ledger row as a dict (for status and tests)."""

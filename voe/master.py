@@ -313,7 +313,7 @@ class Master:
             log.warning("job %s (cycle %d) failed after %d attempt(s): %s",
                         job.id, job.cycle, job.attempt, error)
         else:
-            self.writes.append(("pending", key_error))
+            self.writes.append(("pending", (key_error[0], None, job.cycle, job.id)))
             self.stats["retried"] += 1
 
     # Leasing ----------------------------------------------------------------
