@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from voe import report
+from voe.masterlock import MasterRunning
 from voe.plan import Plan
 from voe.processes import Child, child_env
 from voe.settings import Settings
@@ -69,6 +70,7 @@ class LocalRun:
         """Run until the plan's cycle is done; return the exit status."""
         started = time.monotonic()
         try:
+            self._check_master()
             self._check_ports()
             self._before()
             self._start()
@@ -87,6 +89,12 @@ class LocalRun:
         return 0
 
     # Start ------------------------------------------------------------------
+
+    def _check_master(self) -> None:
+        """Refuse to start workers for a master that already runs on this data dir."""
+        pid = report.master_pid(self.settings)
+        if pid is not None:
+            raise RunError(str(MasterRunning(self.data_dir, pid)))
 
     def _check_ports(self) -> None:
         wanted = [(self.settings.voe_bind_ip, self.settings.voe_jobs_port, "VOE_JOBS_PORT"),

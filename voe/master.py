@@ -28,6 +28,7 @@ import zmq
 from voe import metrics, protocol
 from voe.ledger import Cycle, Ledger, identities_json
 from voe.logs import RejectCounter
+from voe.masterlock import MasterLock
 from voe.model import BLOCKED, SearchJob
 from voe.pacing import Pacers
 from voe.peers import Key, Peer, Peers
@@ -556,12 +557,17 @@ def pid_file(settings: Settings) -> Path:
 
 
 def run_master(settings: Settings, plan: Plan, once: bool | None = None) -> int:
-    """Run a master in this process until it finishes or is stopped."""
+    """Run a master in this process until it finishes or is stopped; one per data dir.
+
+    Raises ``MasterRunning`` before touching the ledger, ports or ``master.pid`` when
+    another master holds the data dir's lock.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    master = Master(settings, plan, once)
-    pid_path = pid_file(settings)
-    pid_path.write_text(str(os.getpid()))
-    try:
-        return master.run()
-    finally:
-        pid_path.unlink(missing_ok=True)
+    with MasterLock(settings.data_dir):
+        master = Master(settings, plan, once)
+        pid_path = pid_file(settings)
+        pid_path.write_text(str(os.getpid()))
+        try:
+            return master.run()
+        finally:
+            pid_path.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import gevent.queue
 import zmq.green as zmq
 
 from voe import protocol
-from voe.backends import get_backend
+from voe.backends import UnknownBackend, get_backend
 from voe.backends.base import BackendError
 from voe.farepipeline import FarePipeline
 from voe.http import new_session
@@ -336,10 +336,10 @@ class Worker:
                                  self.settings.voe_keep_page_bytes)
                 if kept is not None:
                     error = f"page kept at {kept}: {error}"
-        except LookupError as failure:
+        except UnknownBackend as failure:  # no backend by this name here: retries cannot help
             status, error = PERMANENT, str(failure)
-        except Exception as failure:  # a backend bug must not kill the worker
-            log.exception("backend %s crashed on %s", job.backend, job.id)
+        except Exception as failure:  # any bug, a KeyError too, may pass: retry, keep the worker
+            log.exception("backend %s or the fare pipeline crashed on %s", job.backend, job.id)
             status, error = TRANSIENT, f"{type(failure).__name__}: {failure}"
         if status != OK:
             log.info("job %s attempt %d: %s: %s", job.id, job.attempt, status, error)
