@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 
 from voe.model import PARSE, PERMANENT, TRANSIENT
-from voe.store.base import DONE
+from voe.store.base import DONE, UNAVAILABLE_KINDS
 
 MASTER = CollectorRegistry()
 SINK = CollectorRegistry()
@@ -85,11 +85,22 @@ SINK_COMMIT = Histogram(
 SINK_LAST_COMMIT = Gauge(
     "voe_sink_last_commit_timestamp_seconds", "Unix time of the last store commit (its age is "
     "the store's lag behind a stalled pipeline).", registry=SINK)
+SINK_STORE_WAITING = Gauge(
+    "voe_sink_store_waiting", "1 while the sink waits for its store (a passing store error: it "
+    "retries one batch with backoff and receives nothing meanwhile), else 0.", registry=SINK)
+SINK_RESULTS_HELD = Gauge(
+    "voe_sink_results_held", "Results the sink holds, not stored nor acknowledged, while it "
+    "waits for its store.", registry=SINK)
+SINK_STORE_ERRORS = Counter(
+    "voe_sink_store_errors", "Store errors that pass (retried, not fatal), by kind: connection "
+    "(lost, terminated, refused), full (disk), locked (busy) or io.", ["kind"], registry=SINK)
 OUTBOX_BACKLOG = Gauge(
     "voe_outbox_backlog", "Events stored but not yet published to a destination (the "
     "sink's outbox drainers update it every few seconds).", ["destination"], registry=SINK)
 for _status in ACK_STATUSES:
     SINK_ACKS.labels(_status)
+for _kind in UNAVAILABLE_KINDS:
+    SINK_STORE_ERRORS.labels(_kind)
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:

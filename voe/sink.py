@@ -5,14 +5,23 @@ in one store transaction (idempotent per job and cycle), committed, and then
 acknowledged to the master, which marks the jobs done. A result that never makes
 it (a killed sink, a lost frame) is not acknowledged, so its lease expires and the
 job runs again; a result stored twice is impossible by the store's design.
+
+A store error that passes (a terminated connection, a full disk, a lock) does not end
+the sink: it keeps the batch, unacknowledged, stops receiving (so it holds one batch at
+most, and ZeroMQ's high-water marks hold the workers back), and retries with capped
+exponential backoff until the store takes it. Meanwhile its heartbeats tell the master
+what it waits for. Any other store error is fatal: one line, exit status 2.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import signal
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -22,7 +31,7 @@ from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
 from voe.sockets import bind, configure
-from voe.store import open_store
+from voe.store import StoreUnavailable, open_store
 from voe.web.server import serve_metrics
 from voe.yieldwatch import YieldWatch
 
@@ -36,6 +45,42 @@ GATHER_SECONDS = 0.005
 PROGRESS_INTERVAL = 10.0
 # Acknowledgements queued for an absent master before new ones are dropped (leases cover them).
 ACKS_HWM = 10_000
+# Seconds before the first retry of a batch the store could not take; doubled per failure.
+RETRY_FIRST_SECONDS = 0.5
+# Longest wait between two retries of the store, in seconds.
+RETRY_MAX_SECONDS = 30.0
+# Share of each wait drawn at random, so sinks sharing a store do not retry in step.
+RETRY_JITTER = 0.5
+# Seconds between reminders in sink.log while the sink waits for its store.
+WAIT_REMINDER_SECONDS = 30.0
+# Longest sleep while waiting, in seconds: how soon a stop request or a due heartbeat is seen.
+WAIT_SLICE_SECONDS = 0.1
+# How the sink names itself to a PostgreSQL store (pg_stat_activity), unless the URL does.
+APPLICATION_NAME = "voe-sink"
+
+
+@dataclass
+class StoreWait:
+    """A batch the store could not take for a passing reason, and when to retry it."""
+
+    batch: list[Result]
+    error: StoreUnavailable
+    since: float = field(default_factory=time.monotonic)
+    backoff: float = RETRY_FIRST_SECONDS
+    retry_at: float = 0.0
+    remind_at: float = 0.0
+
+    def failed(self, error: StoreUnavailable, now: float) -> float:
+        """Note a failed try; schedule the next one, jittered, and return the wait in seconds."""
+        self.error = error
+        delay = self.backoff * (1 - RETRY_JITTER * random.random())
+        self.backoff = min(self.backoff * 2, RETRY_MAX_SECONDS)
+        self.retry_at = now + delay
+        return delay
+
+    def describe(self, now: float) -> str:
+        """What the sink waits for, as its heartbeats tell the master and its dashboard."""
+        return f"its store: {self.error.reason} (for {now - self.since:.0f} s)"
 
 
 class Sink:
@@ -47,7 +92,7 @@ class Sink:
         self.http = serve_metrics(metrics.SINK, settings.voe_http_host,
                                   settings.voe_sink_http_port, settings.voe_http_token)
         store_target = store_path or settings.voe_store_url or settings.data_dir / "fares.db"
-        self.store = open_store(store_target)
+        self.store = open_store(store_target, application_name=APPLICATION_NAME)
         # The outbox's drainers: a thread per destination, each with its own store
         # connection, so publishing never holds up receiving, storing and acknowledging.
         self.publishing = publish.Publishing(settings, store_target)
@@ -56,6 +101,11 @@ class Sink:
         self.rejects = RejectCounter(log)
         self.yields = YieldWatch(self.store)
         self.stopping = False
+        # Set with ``stopping``: a wait for the store wakes at once (no time.sleep, which
+        # also misbehaves under libfaketime's clock steps in the tests).
+        self.stopped = threading.Event()
+        self.wait: StoreWait | None = None
+        self.next_beat = 0.0
         self.stored = 0
         self.received = 0
         self.published_rejects: dict[str, int] = {}
@@ -79,6 +129,7 @@ class Sink:
         self.publishing.start()
         try:
             while not self.stopping:
+                self._beat(time.monotonic())
                 if self.pull.poll(100):
                     self._store(self._receive())
                     metrics.publish_counts(metrics.SINK_REJECTED,
@@ -89,7 +140,12 @@ class Sink:
                     self._log_progress()
                     next_progress = time.monotonic() + PROGRESS_INTERVAL
         finally:
-            self.yields.check(force=True)
+            if self.wait is None:
+                self.yields.check(force=True)
+            else:
+                log.info("stopping while waiting for the store: %d results not stored nor "
+                         "acknowledged (their leases expire and the jobs run again)",
+                         len(self.wait.batch))
             self._log_progress()
             self.publishing.stop()
             self.pull.close(0)
@@ -102,6 +158,7 @@ class Sink:
     def _stop(self, signum: int, frame: object) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
         self.stopping = True
+        self.stopped.set()
 
     def _receive(self) -> list[Result]:
         """Take every waiting result, up to a batch; reject what does not validate."""
@@ -130,17 +187,89 @@ class Sink:
                 self.rejects.reject("sink", "unexpected-type", type(message).__name__)
         return batch
 
+    def _beat(self, now: float) -> None:
+        """Send the master a heartbeat when one is due, saying what the sink waits for, if any."""
+        if now < self.next_beat:
+            return
+        self.next_beat = now + self.settings.voe_heartbeat_seconds
+        waiting = self.wait.describe(now) if self.wait is not None else ""
+        try:
+            self.acks.send(protocol.encode_heartbeat(waiting=waiting), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the master is away or slow: the next beat says the same, and is newer
+
     def _store(self, batch: list[Result]) -> None:
-        """Save a batch (one commit), then acknowledge every result in it."""
+        """Save a batch (one commit), then acknowledge every result in it.
+
+        A passing store error holds the batch until the store takes it (or the sink stops:
+        then it is never acknowledged and comes back when its leases expire).
+        """
         if not batch:
             return
         metrics.SINK_RESULTS.inc(len(batch))
+        try:
+            statuses = self._save(batch)
+        except StoreUnavailable as error:
+            stored = self._wait_for_store(batch, error)
+            if stored is None:
+                return
+            statuses = stored
+        self._acknowledge(batch, statuses)
+
+    def _save(self, batch: list[Result]) -> list[str]:
+        """Store a batch in one transaction, timed and counted; return its acknowledgements."""
         fares_before = self.store.fares_written
         started = time.monotonic()
         statuses = self.store.save(batch)
         metrics.SINK_COMMIT.observe(time.monotonic() - started)
         metrics.SINK_LAST_COMMIT.set_to_current_time()
         metrics.SINK_FARES.inc(self.store.fares_written - fares_before)
+        return statuses
+
+    def _wait_for_store(self, batch: list[Result], error: StoreUnavailable) -> list[str] | None:
+        """Retry ``batch`` on a fresh connection, with capped backoff, until the store takes it.
+
+        Nothing is received meanwhile; heartbeats go on. Returns the acknowledgements, or
+        None when the sink is asked to stop first. A fatal ``StoreError`` propagates.
+        """
+        now = time.monotonic()
+        wait = self.wait = StoreWait(batch, error, now)
+        wait.remind_at = now + WAIT_REMINDER_SECONDS
+        delay = wait.failed(error, now)
+        metrics.SINK_STORE_ERRORS.labels(error.kind).inc()
+        metrics.SINK_STORE_WAITING.set(1)
+        metrics.SINK_RESULTS_HELD.set(len(batch))
+        log.warning("waiting for the store %s: %s; %d results held, retrying in %.1f s",
+                    self.store, error.reason, len(batch), delay)
+        while not self.stopping:
+            now = time.monotonic()
+            self._beat(now)
+            if now >= wait.remind_at:
+                wait.remind_at = now + WAIT_REMINDER_SECONDS
+                log.warning("still waiting for the store %s after %.0f s: %s; %d results held, "
+                            "retrying in %.1f s", self.store, now - wait.since, wait.error.reason,
+                            len(batch), max(0.0, wait.retry_at - now))
+            if now < wait.retry_at:
+                self.stopped.wait(min(WAIT_SLICE_SECONDS, wait.retry_at - now))
+                continue
+            try:
+                self.store.reconnect()
+                statuses = self._save(batch)
+            except StoreUnavailable as again:
+                metrics.SINK_STORE_ERRORS.labels(again.kind).inc()
+                delay = wait.failed(again, time.monotonic())
+                log.debug("store still unavailable (%s); retrying in %.1f s", again.reason, delay)
+                continue
+            log.info("store back after %.1f s; %d results stored",
+                     time.monotonic() - wait.since, len(batch))
+            self.wait = None
+            metrics.SINK_STORE_WAITING.set(0)
+            metrics.SINK_RESULTS_HELD.set(0)
+            return statuses
+        return None
+
+    def _acknowledge(self, batch: list[Result], statuses: list[str]) -> None:
+        """Acknowledge every stored result to the master (after commit), counted by status."""
         for status, count in Counter(statuses).items():
             metrics.SINK_ACKS.labels(status).inc(count)
         self.yields.saw(batch)

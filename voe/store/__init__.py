@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voe.store.base import DONE, FARE_FIELDS, NoStore, Store, StoreError
+from voe.store.base import DONE, FARE_FIELDS, NoStore, Store, StoreError, StoreUnavailable
 from voe.store.sqlite import SqliteStore
 
-__all__ = ["DONE", "FARE_FIELDS", "NoStore", "SqliteStore", "Store", "StoreError", "open_store"]
+__all__ = ["DONE", "FARE_FIELDS", "NoStore", "SqliteStore", "Store", "StoreError",
+           "StoreUnavailable", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgresql+", "postgres://")
 
 
-def open_store(target: str | Path, *, readonly: bool = False) -> Store:
+def open_store(target: str | Path, *, readonly: bool = False,
+               application_name: str = "") -> Store:
     """Open the store named by ``target``; ``readonly`` is for reports and needs an existing store.
 
     ``sqlite:///fares.db`` is relative, ``sqlite:////srv/fares.db`` absolute (as in SQLAlchemy).
+    ``application_name`` names the connection to PostgreSQL (``pg_stat_activity``) unless
+    the URL names it already; SQLite has no use for it.
     """
     if isinstance(target, Path):
         return SqliteStore(target, readonly=readonly)
@@ -29,7 +33,7 @@ def open_store(target: str | Path, *, readonly: bool = False) -> Store:
             raise StoreError("use a plain postgresql:// URL for the store (no +driver)")
         from voe.store.postgres import PostgresStore
 
-        return PostgresStore(target, readonly=readonly)
+        return PostgresStore(target, readonly=readonly, application_name=application_name)
     if target.startswith(_SQLITE_PREFIX):
         path = target.removeprefix(_SQLITE_PREFIX)
         if not path:

@@ -43,6 +43,27 @@ class NoStore(StoreError):
     """A report opened a store that does not exist yet (nothing stored)."""
 
 
+UNAVAILABLE_KINDS = ("connection", "full", "locked", "io")
+"""The kinds of ``StoreUnavailable``: connection lost or refused, disk full, busy, I/O."""
+
+
+class StoreUnavailable(StoreError):
+    """A store error that passes by itself: the same call may succeed later.
+
+    The connection was lost, terminated or refused (the server restarts or was shut
+    down), the database is locked or busy, its disk is full, or the disk failed to
+    read or write. Nothing of the failed call is stored; the store can be used again
+    (``reconnect`` opens a fresh connection). Every other ``StoreError`` is fatal: a
+    schema newer than this voe, bad credentials, a read-only store, a programming error.
+    """
+
+    def __init__(self, message: str, kind: str, reason: str = "") -> None:
+        """``kind`` is one of ``UNAVAILABLE_KINDS``; ``reason`` the store's own short words."""
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason or message
+
+
 class Closing:
     """What makes a store a context manager: ``with open_store(...) as store:`` closes it."""
 
@@ -76,6 +97,14 @@ class Store(Protocol):
 
     def keep_events(self, on: bool) -> None:
         """Write outbox events with each save (the default), or not: no destination reads them."""
+        ...
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a fresh one (before retrying after ``StoreUnavailable``).
+
+        Raises ``StoreUnavailable`` while the store is still away, ``StoreError`` if it
+        cannot be used at all any more.
+        """
         ...
 
     def outbox_prune(self, destinations: Sequence[str], before: float, limit: int) -> int:

@@ -8,6 +8,11 @@ The schema is created on first use and versioned in the ``voe_schema`` table: op
 a store applies every migration above the recorded version (under an advisory lock, so
 two processes never migrate at once); a store newer than this code is refused.
 Tables live in the connection's ``search_path`` (e.g. ``?options=-csearch_path%3Dvoe``).
+
+Errors that pass (the connection terminated, lost or refused while the server restarts,
+a full disk, a lock) raise ``StoreUnavailable``; a lost connection is opened again on
+the next call. Bad credentials, a missing database or role, a read-only server and
+programming errors stay fatal ``StoreError``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ except ImportError:  # the optional extra is missing; open() explains
 
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries
-from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError
+from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError, StoreUnavailable
 from voe.store.rows import (
     EVENTS_PAUSED,
     LATEST_FARES,
@@ -51,6 +56,25 @@ CONNECT_TIMEOUT = 10
 """Seconds to wait for the server before giving up with a one-line error."""
 
 _LOCK_KEY = 0x766F65  # "voe": the advisory lock serializing migrations and saves
+
+_PASSING_STATES = {
+    "57P01": "connection",  # admin_shutdown: the backend was terminated, or the server stops
+    "57P02": "connection",  # crash_shutdown
+    "57P03": "connection",  # cannot_connect_now: the server is starting or shutting down
+    "53300": "connection",  # too_many_connections
+    "53000": "full",  # insufficient_resources
+    "53100": "full",  # disk_full
+    "53200": "full",  # out_of_memory
+    "58030": "io",  # io_error
+    "55P03": "locked",  # lock_not_available
+    "40P01": "locked",  # deadlock_detected
+    "40001": "locked",  # serialization_failure
+}
+"""SQLSTATEs of server errors that pass by themselves, with their kind (class 08 too)."""
+
+_FATAL_CONNECT_WORDS = ("authentication", "password", "pg_hba.conf", "does not exist",
+                        "permission denied", "not permitted to log in")
+"""Words of a failed connection that waiting does not cure (libpq gives no SQLSTATE then)."""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: fares, stored-job markers and every attempt's outcome.
@@ -192,13 +216,38 @@ def _reason(error: Exception, url: str) -> str:
     return text
 
 
+def _names_application(url: str) -> bool:
+    """Whether ``url`` sets ``application_name`` itself (an unreadable one fails to connect)."""
+    try:
+        return "application_name" in conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return False
+
+
+def passing_kind(error: Exception) -> str | None:
+    """The kind of a psycopg error that passes by itself, or None when it is fatal.
+
+    Authentication failures (SQLSTATE class 28, or a refused login) are fatal, although
+    psycopg counts them among its ``OperationalError`` s.
+    """
+    state = getattr(error, "sqlstate", None)
+    if state:
+        return "connection" if state.startswith("08") else _PASSING_STATES.get(state)
+    if psycopg is not None and isinstance(error, psycopg.OperationalError):
+        # No SQLSTATE: the connection is closed or lost, or could not be opened.
+        text = str(error)
+        return None if any(word in text for word in _FATAL_CONNECT_WORDS) else "connection"
+    return None
+
+
 class PostgresStore(Closing):
     """A ``Store`` in a PostgreSQL database; ``readonly=True`` for reports (needs the schema).
 
     Use one instance from one thread at a time (a lock guards the connection).
     """
 
-    def __init__(self, url: str, *, readonly: bool = False) -> None:
+    def __init__(self, url: str, *, readonly: bool = False, application_name: str = "") -> None:
+        """``application_name`` names the connection (``pg_stat_activity``) unless ``url`` does."""
         if psycopg is None:
             raise StoreError("the PostgreSQL store needs psycopg: pip install 'voe[postgres]'")
         self.url = url
@@ -206,14 +255,12 @@ class PostgresStore(Closing):
         self.fares_written = 0
         self.events = True  # outbox events with each save (see keep_events)
         self.where = describe_url(url)
+        self._options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}
+        if application_name and not _names_application(url):
+            self._options["application_name"] = application_name
         self._lock = threading.Lock()
-        self._conn: psycopg.Connection | None = None
-        try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-        except psycopg.Error as error:
-            raise StoreError(
-                f"cannot connect to the PostgreSQL store at {self.where}: {_reason(error, url)}"
-            ) from None
+        self._closed = False
+        self._conn: psycopg.Connection | None = self._connect()
         try:
             with self._errors("prepare the schema"):
                 if readonly:
@@ -228,11 +275,55 @@ class PostgresStore(Closing):
         """The server and database, never the password."""
         return f"postgresql://{self.where}"
 
+    def _connect(self) -> psycopg.Connection:
+        """A new connection (read-only for reports); ``StoreUnavailable`` while the server is
+        away, ``StoreError`` when waiting would not help (credentials, no such database)."""
+        try:
+            conn = psycopg.connect(self.url, **self._options)
+        except psycopg.Error as error:
+            reason = _reason(error, self.url)
+            message = f"cannot connect to the PostgreSQL store at {self.where}: {reason}"
+            kind = passing_kind(error)
+            if kind is None:
+                raise StoreError(message) from None
+            raise StoreUnavailable(message, kind, reason) from None
+        if self.readonly:
+            try:
+                conn.execute("SET default_transaction_read_only = on")
+            except psycopg.Error as error:
+                conn.close()
+                raise self._store_error("open the store read-only", error) from error
+        return conn
+
+    def reconnect(self) -> None:
+        """Replace the connection with a new one (``StoreUnavailable`` while the server is away)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store {self} is closed")
+            self._drop()
+            self._conn = self._connect()
+
+    def _drop(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
     @property
     def _db(self) -> psycopg.Connection:
-        if self._conn is None:
+        if self._closed:
             raise StoreError(f"the store {self} is closed")
+        if self._conn is None or self._conn.closed:  # lost (terminated, server restarted)
+            self._drop()
+            self._conn = self._connect()
         return self._conn
+
+    def _store_error(self, doing: str, error: Exception) -> StoreError:
+        """``StoreUnavailable`` for an error that passes, else a plain (fatal) ``StoreError``."""
+        reason = _reason(error, self.url)
+        message = f"cannot {doing} in the store {self}: {reason}"
+        kind = passing_kind(error)
+        return StoreError(message) if kind is None else StoreUnavailable(message, kind, reason)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -240,9 +331,7 @@ class PostgresStore(Closing):
         try:
             yield
         except psycopg.Error as error:
-            raise StoreError(
-                f"cannot {doing} in the store {self}: {_reason(error, self.url)}"
-            ) from error
+            raise self._store_error(doing, error) from error
 
     def _version(self) -> int:
         """The recorded schema version, 0 when the schema does not exist yet."""
@@ -283,7 +372,6 @@ class PostgresStore(Closing):
         if version != SCHEMA_VERSION:
             raise StoreError(f"the store {self} has schema version {version}, expected "
                              f"{SCHEMA_VERSION} (start the sink once to migrate)")
-        self._db.execute("SET default_transaction_read_only = on")
 
     def save(self, results: Sequence[Result]) -> list[str]:
         """Record every attempt and store each job's fares once per cycle; ack after commit.
@@ -533,6 +621,5 @@ class PostgresStore(Closing):
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
+        self._closed = True
+        self._drop()

@@ -8,11 +8,17 @@ an fsync per batch to cover it).
 
 Concurrency: WAL lets readers run while the sink writes; every connection waits up to
 ``BUSY_TIMEOUT`` seconds for a lock instead of failing with "database is locked".
+
+Errors that pass (a full disk, a lock held too long, a disk I/O error) raise
+``StoreUnavailable``: the transaction was rolled back, and the connection, in doubt, is
+replaced by a fresh one on the next call, which works again once space is free.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -25,7 +31,7 @@ from typing import Any
 from voe.dbfile import create_atomically
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries
-from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError
+from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError, StoreUnavailable
 from voe.store.rows import (
     EVENTS_PAUSED,
     LATEST_FARES,
@@ -44,8 +50,22 @@ from voe.store.rows import (
     result_row,
 )
 
+log = logging.getLogger("voe.store")
+
 BUSY_TIMEOUT = 30.0
 """Seconds a connection waits for another one's lock before giving up."""
+
+_PASSING_CODES = {
+    sqlite3.SQLITE_FULL: "full",
+    sqlite3.SQLITE_BUSY: "locked",
+    sqlite3.SQLITE_LOCKED: "locked",
+    sqlite3.SQLITE_PROTOCOL: "locked",  # a race for the WAL's locks that outlasted its retries
+    sqlite3.SQLITE_IOERR: "io",
+}
+"""SQLite's primary result codes of errors that pass by themselves, with their kind."""
+
+_PASSING_ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EIO: "io"}
+"""File errors (creating or opening the file) that pass by themselves, with their kind."""
 
 _KEY_CHUNK = 500
 """Job ids per ``IN (...)`` lookup, well under SQLite's limit on bound parameters."""
@@ -160,6 +180,24 @@ _UPSERT_PRICES = (
 _BY_PRICE = "CAST(price AS REAL), price"
 
 
+def passing_kind(error: BaseException) -> str | None:
+    """The kind of a SQLite or file error that passes by itself, or None when it is fatal."""
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        return None if code is None else _PASSING_CODES.get(code & 0xFF)
+    if isinstance(error, OSError):
+        return _PASSING_ERRNOS.get(error.errno)
+    return None
+
+
+def _store_error(message: str, error: BaseException) -> StoreError:
+    """``StoreUnavailable`` for an error that passes, else a plain (fatal) ``StoreError``."""
+    kind = passing_kind(error)
+    if kind is None:
+        return StoreError(message)
+    return StoreUnavailable(message, kind, str(error))
+
+
 class SqliteStore(Closing):
     """A ``Store`` in one SQLite file; ``readonly=True`` opens an existing file for reports.
 
@@ -172,21 +210,40 @@ class SqliteStore(Closing):
         self.fares_written = 0
         self.events = True  # outbox events with each save (see keep_events)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None  # None: opened on the next call
+        self._closed = False
         if readonly and not self.path.is_file():
             raise NoStore(f"no store at {self.path}")
+        self._open()
+
+    def _open(self) -> None:
+        """Open the connection and make it ready: WAL, schema (migrated), or its version read."""
         try:
             self._conn = self._connect()
-            if readonly:
+            if self.readonly:
                 self._check_version()
             else:
                 self._prepare()
         except (sqlite3.Error, OSError) as error:
-            self.close()
-            raise StoreError(f"cannot open the store {self.path}: {error}") from error
+            self._drop()
+            raise _store_error(f"cannot open the store {self.path}: {error}", error) from error
         except StoreError:
-            self.close()
+            self._drop()
             raise
+
+    def _drop(self) -> None:
+        """Close the connection; the next call opens a fresh one."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def reconnect(self) -> None:
+        """Replace the connection with a fresh one; ``StoreUnavailable`` while it cannot open."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            self._drop()
+            self._open()
 
     def _connect(self) -> sqlite3.Connection:
         """Open the connection in autocommit mode, so transactions are explicit."""
@@ -238,8 +295,10 @@ class SqliteStore(Closing):
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
+        if self._closed:
             raise StoreError(f"the store {self.path} is closed")
+        if self._conn is None:
+            self._open()
         return self._conn
 
     @contextmanager
@@ -252,16 +311,30 @@ class SqliteStore(Closing):
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
-                conn.rollback()
+                try:
+                    conn.rollback()
+                except sqlite3.Error as error:
+                    # SQLite undoes the unfinished transaction when the file is next used;
+                    # this connection is in doubt, so the next call opens a fresh one.
+                    log.warning("rolling back in the store %s failed (%s); reconnecting",
+                                self.path, error)
+                    self._drop()
             raise
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Turn SQLite's errors into ``StoreError`` naming the store and the operation."""
+        """Turn SQLite's errors into ``StoreError`` naming the store and the operation.
+
+        An error that passes is ``StoreUnavailable`` and drops the connection, so the
+        next call starts from a fresh one.
+        """
         try:
             yield
         except sqlite3.Error as error:
-            raise StoreError(f"cannot {doing} in the store {self.path}: {error}") from error
+            failure = _store_error(f"cannot {doing} in the store {self.path}: {error}", error)
+            if isinstance(failure, StoreUnavailable):
+                self._drop()
+            raise failure from error
 
     def save(self, results: Sequence[Result]) -> list[str]:
         """Record every attempt and store each job's fares once per cycle; ack after commit.
@@ -500,9 +573,8 @@ class SqliteStore(Closing):
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
+        self._closed = True
+        self._drop()
 
 
 _LATEST_PER_ROUTE = (
