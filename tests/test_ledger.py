@@ -8,6 +8,7 @@ import sqlite3
 
 from voe import ledger as ledger_module
 from voe.ledger import Ledger
+from voe.model import SearchJob
 
 V1_WORKER = ("w1@abc123", 4, 1, 2, 5, 40, 1_700_000_000.0, 1)
 IDENTITIES = ",\n    identities TEXT NOT NULL DEFAULT '[]'"
@@ -101,3 +102,47 @@ def test_a_version_2_ledger_gains_the_identities_column(tmp_path):
     finally:
         writer.close()
     assert _columns(path)[-1] == "identities"
+
+
+def _job(number: int) -> SearchJob:
+    return SearchJob(f"demo:GRU-REC:2026-01-{number:02d}", 1, 0, "demo", "GRU", "REC",
+                     f"2026-01-{number:02d}", None)
+
+
+def test_a_version_3_ledger_gains_the_retry_column(tmp_path):
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(ledger_module._SCHEMA.replace("    not_before REAL,\n", ""))
+        db.execute("INSERT INTO jobs (cycle, id, backend, origin, destination, date) "
+                   "VALUES (1, 'demo:GRU-REC:2026-01-01', 'demo', 'GRU', 'REC', '2026-01-01')")
+        db.execute("PRAGMA user_version=3")
+    db.close()
+    ledger = Ledger(path)
+    try:
+        assert [job.id for job in ledger.take_pending(10)] == ["demo:GRU-REC:2026-01-01"]
+        assert ledger.waiting_to_retry() == 0
+    finally:
+        ledger.close()
+
+
+def test_a_retry_waits_in_the_ledger_until_due_or_beyond_any_backoff(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    try:
+        ledger.start_cycle("p", "digest", "2026-01-01", 3, 5)
+        ledger.add_jobs(1, [_job(1), _job(2), _job(3)], 3)
+        now = 1_800_000_000.0
+        with ledger.transaction():
+            ledger.mark_leased([(now + 30, "w", 1, 1, _job(n).id) for n in (1, 2, 3)])
+            ledger.mark_pending([("503", now + 20, 1, _job(1).id),
+                                 ("503", now + 5000, 1, _job(2).id),
+                                 ("timeout", None, 1, _job(3).id)])
+        due = [job.id for job in ledger.take_pending(10, now=now, horizon=600)]
+        # Job 2 waits longer than any backoff allows: the clock stepped back, it is due.
+        assert due == [_job(2).id, _job(3).id]
+        assert ledger.waiting_to_retry(now=now) == 2
+        assert [job.id for job in ledger.take_pending(10, now=now + 21, horizon=600)] == [
+            _job(1).id, _job(2).id, _job(3).id]
+        assert ledger.next_retry() == now + 20
+        assert ledger.job(1, _job(1).id)["attempt"] == 1  # attempts are kept
+    finally:
+        ledger.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 
 from voe.plan import PlanError, load_plan
+from voe.retrying import RetryPolicy
 
 START = dt.date(2026, 12, 1)
 
@@ -91,3 +93,58 @@ backend = "demo"
 airports = ["GRU", "REC"]
 {fragment}
 """))
+
+
+RETRY_PLAN = """
+[plan]
+{head}
+
+[dates]
+days_ahead = 1
+
+[[routes]]
+backend = "demo"
+airports = ["GRU", "REC"]
+{first}
+
+[[routes]]
+backend = "demo"
+airports = ["SSA", "POA"]
+"""
+
+
+def test_retry_policy_defaults_plan_keys_and_route_overrides(tmp_path):
+    default = load_plan(write(tmp_path, RETRY_PLAN.format(head="", first="")))
+    assert default.retry_policy("demo", "GRU", "REC") == RetryPolicy(5, 10.0, 600.0)
+    plan = load_plan(write(tmp_path, RETRY_PLAN.format(
+        head='max_attempts = 4\nretry_delay = "2s"\nretry_delay_max = "1m"',
+        first='max_attempts = 9\nretry_delay = 0.5\nretry_delay_max = "3h"')))
+    assert plan.retry_policy("demo", "GRU", "REC") == RetryPolicy(9, 0.5, 3 * 3600.0)
+    assert plan.retry_policy("demo", "SSA", "POA") == RetryPolicy(4, 2.0, 60.0)
+    # A cycle keeps the max_attempts it started with; a route's own value still wins.
+    assert plan.retry_policy("demo", "POA", "SSA", max_attempts=2).max_attempts == 2
+    assert plan.retry_policy("demo", "REC", "GRU", max_attempts=2).max_attempts == 9
+    assert plan.longest_retry_wait() == 3 * 3600.0
+
+
+@pytest.mark.parametrize(("head", "first", "message"), [
+    ('retry_delay = "soon"', "", "plan.retry_delay: must be a pause"),
+    ("retry_delay = -1", "", "plan.retry_delay: must be a pause"),
+    ('retry_delay_max = "2d"', "", "plan.retry_delay_max: must be a pause"),
+    ("", "max_attempts = 0", "routes[0].max_attempts: must be a whole number"),
+    ("", 'retry_delay = "x"', "routes[0].retry_delay: must be a pause"),
+])
+def test_bad_retry_keys_are_one_line_errors(tmp_path, head, first, message):
+    with pytest.raises(PlanError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        load_plan(write(tmp_path, RETRY_PLAN.format(head=head, first=first)))
+
+
+def test_retry_waits_double_with_jitter_up_to_the_cap():
+    policy = RetryPolicy(max_attempts=6, delay=10.0, delay_max=45.0)
+    rng = random.Random(7)
+    for attempt, nominal in ((1, 10.0), (2, 20.0), (3, 40.0)):
+        waits = [policy.wait(attempt, rng) for _ in range(200)]
+        assert nominal * 0.8 <= min(waits) < max(waits) <= min(nominal * 1.2, 45.0)
+    assert all(policy.wait(attempt, rng) <= 45.0 for attempt in range(4, 80))
+    assert RetryPolicy(3, 0.0, 10.0).wait(2, rng) == 0.0
+    assert not policy.gives_up(5) and policy.gives_up(6)

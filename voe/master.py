@@ -3,10 +3,22 @@
 It expands the plan into the ledger in batches, hands jobs to workers that have
 credit, and marks a job done only when the sink acknowledges that its result is
 committed. Leases that outlive their deadline, or whose worker's heartbeats stop,
-go back to pending until the job's attempts run out, when it ends as failed.
+go back to pending until the job's attempts run out, when it ends as failed; a
+failed attempt waits out its route's backoff first (``voe.retrying``).
 In-memory state is authoritative between ticks; the ledger is written in one
 transaction per tick, so a SIGKILLed master at worst re-issues a few jobs, which
 the sink's idempotent store absorbs.
+
+Time: what the running master compares (lease deadlines, the next cycle) is on the
+monotonic clock, so a wall-clock step neither hangs nor hurries it. The ledger keeps
+wall-clock times (they must outlive the process); a restarted master reads them back
+bounded by the plan (a lease by its length, a cycle by its interval, a retry by its
+longest pause), so a step of the clock while it was down cannot hang it either.
+
+Backpressure: a result a worker finished but the sink has not acknowledged is
+"unstored". At ``VOE_MAX_UNSTORED`` of them the master stops leasing until the sink
+catches up, and while the sink is silent (frozen, or waiting for its store) the
+leases of finished results are held past their deadline instead of searched again.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import datetime as dt
 import itertools
 import logging
 import os
+import random
 import signal
 import time
 import uuid
@@ -33,6 +46,7 @@ from voe.model import BLOCKED, SearchJob
 from voe.pacing import Pacers
 from voe.peers import Key, Peer, Peers
 from voe.plan import Plan
+from voe.retrying import RetryPolicy
 from voe.settings import Settings
 from voe.sockets import bind, configure
 from voe.web.control import Command, CommandRefused, Control
@@ -58,15 +72,57 @@ SCAN_LIMIT = 2000
 PROGRESS_INTERVAL = 10.0
 # Milliseconds a finished (--once) master waits for its goodbyes to reach the workers.
 FAREWELL_LINGER_MS = 500
+# Seconds between two looks at the ledger for due jobs when none was due at the last.
+IDLE_REFILL_INTERVAL = 0.2
 
 
 @dataclass(slots=True)
 class ActiveLease:
-    """A job out with a worker (or, after a restart, with an unknown one)."""
+    """A job out with a worker (or, after a restart, with an unknown one).
+
+    ``deadline`` and the other times are on the monotonic clock."""
 
     job: SearchJob
     deadline: float
     peer: Peer | None = None  # who it was leased to: an attempt that fails counts on it
+    leased_at: float = 0.0
+    finished_at: float | None = None  # the worker sent its result towards the sink
+
+
+class SinkState:
+    """What the master knows of the sink: when it last stored (acknowledged or said it
+    could), and what it says it is waiting for. Times are monotonic."""
+
+    def __init__(self) -> None:
+        self.storing_at: float | None = None  # last ack, or a heartbeat not waiting
+        self.heard_at: float | None = None  # last word of any kind
+        self.waiting = ""
+
+    def acknowledged(self, now: float) -> None:
+        """The sink acknowledged results: it stores."""
+        self.storing_at = self.heard_at = now
+        self.waiting = ""
+
+    def beat(self, now: float, waiting: str) -> None:
+        """A heartbeat from the sink, with what it waits for ("" when it stores)."""
+        self.heard_at = now
+        if waiting and waiting != self.waiting:
+            log.warning("the sink is waiting for %s", waiting)
+        elif self.waiting and not waiting:
+            log.info("the sink stores again")
+        self.waiting = waiting
+        if not waiting:
+            self.storing_at = now
+
+    def stored_since(self, moment: float, grace: float) -> bool:
+        """Whether the sink has stored well after ``moment`` (so a result sent then that is
+        still unacknowledged was lost, not delayed)."""
+        return self.storing_at is not None and self.storing_at > moment + grace
+
+    def snapshot(self, now: float) -> dict:
+        """The dashboard's view: what it waits for and how long it has been silent."""
+        silent = None if self.heard_at is None else round(now - self.heard_at, 1)
+        return {"waiting": self.waiting, "silent_seconds": silent}
 
 
 class Master:
@@ -86,6 +142,17 @@ class Master:
         self.writes: list[tuple[str, tuple]] = []
         self.recently_done: set[Key] = set()
         self.cycles: dict[int, Cycle] = {}
+        self.next_cycle_at: float | None = None  # monotonic; None: no cycle scheduled
+        self.unstored: set[Key] = set()  # finished by a worker, not acknowledged by the sink
+        self.sink = SinkState()
+        # How long after its result left a worker the sink must have stored something
+        # newer before that result counts as lost.
+        self.sink_grace = settings.voe_heartbeat_seconds * settings.voe_heartbeat_liveness
+        self.policies: dict[tuple[str, str, str, int], RetryPolicy] = {}
+        self.random = random.Random()
+        self.idle_until = 0.0  # no due job in the ledger at the last look: wait a little
+        self.waiting_to_retry = 0
+        self.held_for_sink = 0
         self.expanders: dict[int, tuple[Iterator[SearchJob], int]] = {}
         self.pacers = Pacers(plan.budgets())
         self.backend_count = len({routes.backend for routes in plan.routes})
@@ -179,9 +246,16 @@ class Master:
         self.stopping = True
 
     def _resume(self) -> None:
-        """Pick up where the ledger left off, or start the first cycle."""
+        """Pick up where the ledger left off: its leases, its open cycles and the plan's
+        schedule (a restart alone never starts a cycle the schedule has not made due)."""
+        now, wall = time.monotonic(), time.time()
+        # A lease ends no later than one lease length from now (the clock may have stepped
+        # back), and no sooner than the workers need to say they still hold it.
+        patience = min(self.sink_grace, self.plan.lease_seconds)
         for lease in self.ledger.leases():
-            self.leases[(lease.job.cycle, lease.job.id)] = ActiveLease(lease.job, lease.deadline)
+            left = min(max(lease.deadline - wall, patience), self.plan.lease_seconds)
+            self.leases[(lease.job.cycle, lease.job.id)] = ActiveLease(
+                lease.job, now + left, leased_at=now + left - self.plan.lease_seconds)
         open_cycles = self.ledger.open_cycles()
         for cycle in open_cycles:
             self._track(cycle)
@@ -189,8 +263,22 @@ class Master:
             log.info("resumed %d leased jobs from the ledger", len(self.leases))
         if self.cycles:
             log.info("resuming cycle %s", ", ".join(str(number) for number in self.cycles))
-        else:
+        latest = self.ledger.latest_cycle()
+        if self.once:
+            if not self.cycles:
+                self._start_cycle()
+            return
+        if latest is None:
             self._start_cycle()
+            return
+        interval = self.plan.interval or 0.0
+        # Due at started_at + interval, read on the wall clock but never further than one
+        # interval away (a clock stepped back must not postpone it).
+        left = min(max(latest.started_at + interval - wall, 0.0), interval)
+        self.next_cycle_at = now + left
+        if left > 0 and not self.cycles:
+            log.info("cycle %d started %s; the next is due in %.0fs (a cycle every %gs)",
+                     latest.cycle, _ago(wall - latest.started_at), left, interval)
 
     def _track(self, cycle: Cycle) -> None:
         self.cycles[cycle.cycle] = cycle
@@ -220,6 +308,8 @@ class Master:
         cycle = self.ledger.start_cycle(self.plan.name, self.plan.digest, today.isoformat(),
                                         self.plan.job_count(), self.plan.max_attempts)
         log.info("cycle %d started: %d jobs (plan %s)", cycle.cycle, cycle.total, self.plan.name)
+        if self.plan.interval is not None:
+            self.next_cycle_at = time.monotonic() + self.plan.interval
         self._track(cycle)
 
     # Messages ---------------------------------------------------------------
@@ -251,6 +341,12 @@ class Master:
         elif isinstance(message, protocol.Finished):
             if peer is not None:
                 self.peers.release(peer, message.keys)
+            now = time.monotonic()
+            for key in message.keys:
+                lease = self.leases.get(key)
+                if lease is not None and lease.finished_at is None:
+                    lease.finished_at = now
+                    self.unstored.add(key)
         elif isinstance(message, protocol.Throttled):
             for backend, count in message.counts:
                 self.pacers.get(backend).throttled(count)
@@ -274,9 +370,13 @@ class Master:
         self._send(identity, protocol.encode_heartbeat(self.epoch))
 
     def _on_control(self, identity: bytes, message: protocol.Message) -> None:
+        if isinstance(message, protocol.Heartbeat):
+            self.sink.beat(time.monotonic(), message.waiting)
+            return
         if not isinstance(message, protocol.Acks):
             self.rejects.reject("master control port", "unexpected-type", type(message).__name__)
             return
+        self.sink.acknowledged(time.monotonic())
         for ack in message.acks:
             self._on_ack(ack)
 
@@ -286,9 +386,8 @@ class Master:
         if ack.status == "done":
             if lease is not None:
                 del self.leases[key]
-                # Leased at deadline - lease_seconds: the ledger keeps no lease start.
-                metrics.MASTER_JOB_DURATION.observe(
-                    time.time() - lease.deadline + self.plan.lease_seconds)
+                self.unstored.discard(key)
+                metrics.MASTER_JOB_DURATION.observe(time.monotonic() - lease.leased_at)
             self.peers.forget_key(key)
             self.recently_done.add(key)
             self.writes.append(("done", key))
@@ -297,45 +396,66 @@ class Master:
         if lease is None or lease.job.attempt != ack.attempt:
             return  # a stale attempt: the job has moved on since
         del self.leases[key]
+        self.unstored.discard(key)
         self.peers.forget_key(key)
         if lease.peer is not None:  # the worker has usually reported it finished by now
             lease.peer.errors += 1
         if ack.status == BLOCKED:  # retried like a transient failure, and the airline slows us
             self.pacers.get(lease.job.backend).throttled(1)
-        self._retry_or_fail(lease.job, ack.error or ack.status, permanent=ack.status == "permanent")
+        self._retry_or_fail(lease.job, ack.error or ack.status,
+                            permanent=ack.status == "permanent", pause=True)
 
-    def _retry_or_fail(self, job: SearchJob, error: str, permanent: bool = False) -> None:
+    def _policy(self, job: SearchJob) -> RetryPolicy:
+        """The retry policy of ``job``'s route (the cycle's max_attempts unless overridden)."""
         cycle = self.cycles.get(job.cycle)
-        max_attempts = cycle.max_attempts if cycle else self.plan.max_attempts
-        key_error = (error[:protocol.MAX_ERROR], job.cycle, job.id)
-        if permanent or job.attempt >= max_attempts:
-            self.writes.append(("failed", key_error))
+        attempts = cycle.max_attempts if cycle else self.plan.max_attempts
+        key = (job.backend, job.origin, job.destination, attempts)
+        policy = self.policies.get(key)
+        if policy is None:
+            policy = self.policies[key] = self.plan.retry_policy(
+                job.backend, job.origin, job.destination, attempts)
+        return policy
+
+    def _retry_or_fail(self, job: SearchJob, error: str, permanent: bool = False,
+                       pause: bool = False) -> None:
+        """Fail ``job`` for good, or send it back to pending; with ``pause`` (the attempt
+        failed at the airline, not with its worker) not before its backoff has passed."""
+        policy = self._policy(job)
+        error = error[:protocol.MAX_ERROR]
+        if permanent or policy.gives_up(job.attempt):
+            self.writes.append(("failed", (error, job.cycle, job.id)))
             self.stats["failed"] += 1
             log.warning("job %s (cycle %d) failed after %d attempt(s): %s",
                         job.id, job.cycle, job.attempt, error)
-        else:
-            self.writes.append(("pending", (key_error[0], None, job.cycle, job.id)))
-            self.stats["retried"] += 1
+            return
+        wait = policy.wait(job.attempt, self.random) if pause else 0.0
+        not_before = time.time() + wait if wait > 0 else None
+        self.writes.append(("pending", (error, not_before, job.cycle, job.id)))
+        self.stats["retried"] += 1
+        if wait > 0:
+            log.debug("job %s (cycle %d) attempt %d failed (%s); retrying in %.1fs",
+                      job.id, job.cycle, job.attempt, error, wait)
 
     # Leasing ----------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Send jobs to every worker with credit while jobs are available (and not paused)."""
+        """Send jobs to every worker with credit while jobs are available, the sink keeps up
+        (fewer than ``VOE_MAX_UNSTORED`` results unstored) and leasing is not paused."""
         if self.paused:
             return
         for _ in range(1000):
+            room = self.settings.voe_max_unstored - len(self.unstored)
             peers = self.peers.with_credit()
-            if not peers:
+            if not peers or room <= 0:
                 return
-            sent_any = False
             for peer in peers:
-                batch = self._next_jobs(min(peer.free, MAX_JOBS_PER_MESSAGE))
+                batch = self._next_jobs(min(peer.free, MAX_JOBS_PER_MESSAGE, room))
                 if not batch:
                     return
                 self._lease(peer, batch)
-                sent_any = True
-            if not sent_any:
-                return
+                room -= len(batch)
+                if room <= 0:
+                    return
 
     def _next_jobs(self, count: int) -> list[SearchJob]:
         """Up to ``count`` jobs whose airlines' budgets allow a lease now, in ledger order."""
@@ -361,16 +481,20 @@ class Master:
         return batch
 
     def _refill(self) -> bool:
-        """Load pending jobs from the ledger, expanding the plan when it runs dry."""
+        """Load due pending jobs from the ledger, expanding the plan when it runs dry."""
+        if time.monotonic() < self.idle_until and not self.writes:
+            return False  # nothing was due a moment ago, and nothing has changed since
         self._flush()
         self.recently_done.clear()
+        horizon = self.plan.longest_retry_wait()
         for _ in range(100):
-            jobs = [job for job in self.ledger.take_pending(REFILL_BATCH)
+            jobs = [job for job in self.ledger.take_pending(REFILL_BATCH, horizon=horizon)
                     if (job.cycle, job.id) not in self.leases]
             if jobs:
                 self.ready.extend(jobs)
                 return True
             if not self._expand():
+                self.idle_until = time.monotonic() + IDLE_REFILL_INTERVAL
                 return False
         return False
 
@@ -389,14 +513,17 @@ class Master:
         return False
 
     def _lease(self, peer: Peer, jobs: list[SearchJob]) -> None:
-        deadline = time.time() + self.plan.lease_seconds
+        now = time.monotonic()
+        deadline = now + self.plan.lease_seconds
+        wall_deadline = time.time() + self.plan.lease_seconds  # for the ledger and reports
         leased = []
         for job in jobs:
             job = job._replace(attempt=job.attempt + 1)
             key = (job.cycle, job.id)
-            self.leases[key] = ActiveLease(job, deadline, peer)
+            self.leases[key] = ActiveLease(job, deadline, peer, now)
             self.peers.assign(key, peer)
-            self.writes.append(("leased", (deadline, peer.name, job.attempt, job.cycle, job.id)))
+            self.writes.append(("leased", (wall_deadline, peer.name, job.attempt, job.cycle,
+                                           job.id)))
             leased.append(job)
         self.stats["leased"] += len(leased)
         if not self._send(peer.identity, protocol.encode_jobs(leased)):
@@ -416,11 +543,25 @@ class Master:
     # Time -------------------------------------------------------------------
 
     def _sweep(self) -> None:
-        """Take back leases past their deadline and the jobs of silent workers."""
+        """Take back leases past their deadline and the jobs of silent workers; a finished
+        result is held while the sink has stored nothing since (it is delayed, not lost)."""
         for peer in self.peers.silent():
             self._drop_peer(peer, "stopped sending heartbeats")
-        now = time.time()
-        expired = [lease.job for lease in self.leases.values() if lease.deadline < now]
+        now = time.monotonic()
+        expired, held = [], 0
+        for lease in self.leases.values():
+            if lease.deadline >= now:
+                continue
+            if (lease.finished_at is not None
+                    and not self.sink.stored_since(lease.finished_at, self.sink_grace)):
+                held += 1
+            else:
+                expired.append(lease.job)
+        if held and not self.held_for_sink:
+            log.warning("%d finished result(s) are past their lease and not yet stored; holding "
+                        "them while the sink is %s", held,
+                        f"waiting for {self.sink.waiting}" if self.sink.waiting else "silent")
+        self.held_for_sink = held
         for job in expired:
             self._expire(job, "no result before the lease expired")
 
@@ -438,6 +579,7 @@ class Master:
         if lease is None or lease.job.attempt != job.attempt:
             return
         del self.leases[key]
+        self.unstored.discard(key)
         if lease.peer is not None:
             lease.peer.errors += 1
         self.stats["expired"] += 1
@@ -474,6 +616,7 @@ class Master:
         metrics.publish_counts(metrics.MASTER_REJECTED,
                                metrics.reject_reasons(self.rejects.counts), self.published_rejects)
         metrics.MASTER_JOBS_LEASED.set(len(self.leases))
+        metrics.MASTER_UNSTORED.set(len(self.unstored))
         metrics.MASTER_JOBS_READY.set(len(self.ready))
         metrics.MASTER_WORKERS.set(len(self.peers))
 
@@ -496,10 +639,10 @@ class Master:
                 log.info("cycle %d finished: %d done, %d failed", number, counts["done"],
                          counts["failed"])
                 del self.cycles[number]
-        if not self.once:
-            latest = self.ledger.latest_cycle()
-            if latest is None or time.time() >= latest.started_at + (self.plan.interval or 0):
-                self._start_cycle()
+        self.waiting_to_retry = self.ledger.waiting_to_retry()
+        if not self.once and (self.next_cycle_at is None
+                              or time.monotonic() >= self.next_cycle_at):
+            self._start_cycle()
         return not self.cycles
 
     def _on_command(self, command: Command) -> dict:
@@ -530,7 +673,11 @@ class Master:
             "plan": self.plan.name, "interval": self.plan.interval,
             "cycles": sorted(self.cycles), "in_flight": len(self.leases),
             "ready": len(self.ready), "workers": len(self.peers), "stats": dict(self.stats),
-            "rejected": self.rejects.total}, self.stats["done"], self.stats["failed"])
+            "rejected": self.rejects.total, "unstored": len(self.unstored),
+            "unstored_limit": self.settings.voe_max_unstored,
+            "waiting_to_retry": self.waiting_to_retry, "overdue_leases": self.held_for_sink,
+            "sink": self.sink.snapshot(time.monotonic())},
+            self.stats["done"], self.stats["failed"])
 
     def _save_workers(self) -> None:
         rows = [(p.name + "@" + p.identity.hex()[-6:], p.concurrency, p.prefetch, len(p.held),
@@ -549,6 +696,11 @@ class Master:
                  "%d in flight; %d workers; %d rejected messages", self.stats["leased"],
                  self.stats["done"], self.stats["retried"], self.stats["failed"],
                  self.stats["expired"], len(self.leases), len(self.peers), self.rejects.total)
+
+
+def _ago(seconds: float) -> str:
+    """``seconds`` in the past as words ("12s ago"), or "in the future" after a clock step."""
+    return f"{seconds:.0f}s ago" if seconds >= 0 else "in the future (the clock moved back)"
 
 
 def pid_file(settings: Settings) -> Path:

@@ -52,6 +52,9 @@ MASTER_JOBS_LEASED = Gauge(
 MASTER_JOBS_READY = Gauge(
     "voe_master_jobs_ready", "Pending jobs read from the ledger and waiting for a lease.",
     registry=MASTER)
+MASTER_UNSTORED = Gauge(
+    "voe_master_results_unstored", "Results workers finished that the sink has not yet "
+    "acknowledged; leasing stops at VOE_MAX_UNSTORED.", registry=MASTER)
 MASTER_WORKERS = Gauge(
     "voe_master_workers", "Workers connected (sending heartbeats).", registry=MASTER)
 MASTER_REJECTED = Counter(

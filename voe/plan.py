@@ -19,7 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from voe import retrying
 from voe.model import SearchJob, job_id
+from voe.retrying import RetryPolicy
 
 # The plan `voe run` and the master use when none is given.
 DEMO_PLAN = "demo.toml"
@@ -42,6 +44,10 @@ class RouteSet:
     airports: tuple[str, ...]
     blocked: frozenset[tuple[str, str]]
     requests_per_second: float | None = None
+    # Overrides of the plan's retry policy for these routes (None: the plan's).
+    max_attempts: int | None = None
+    retry_delay: float | None = None
+    retry_delay_max: float | None = None
 
     def pairs(self) -> Iterator[tuple[str, str]]:
         """Yield the (origin, destination) pairs to search, in a stable order."""
@@ -70,6 +76,8 @@ class Plan:
     step_days: int
     stay_days: tuple[int, ...]
     routes: tuple[RouteSet, ...]
+    retry_delay: float = retrying.RETRY_DELAY
+    retry_delay_max: float = retrying.RETRY_DELAY_MAX
 
     @property
     def once(self) -> bool:
@@ -94,6 +102,28 @@ class Plan:
                 current = budgets.get(routes.backend, routes.requests_per_second)
                 budgets[routes.backend] = min(current, routes.requests_per_second)
         return budgets
+
+    def retry_policy(self, backend: str, origin: str, destination: str,
+                     max_attempts: int | None = None) -> RetryPolicy:
+        """The retry policy of a search: its route table's keys, else the plan's (with
+        ``max_attempts`` standing for the plan's, as a cycle recorded it)."""
+        attempts = self.max_attempts if max_attempts is None else max_attempts
+        policy = RetryPolicy(attempts, self.retry_delay, self.retry_delay_max)
+        for routes in self.routes:
+            if (routes.backend == backend and origin in routes.airports
+                    and destination in routes.airports
+                    and (origin, destination) not in routes.blocked):
+                return RetryPolicy(
+                    attempts if routes.max_attempts is None else routes.max_attempts,
+                    policy.delay if routes.retry_delay is None else routes.retry_delay,
+                    policy.delay_max if routes.retry_delay_max is None else routes.retry_delay_max)
+        return policy
+
+    def longest_retry_wait(self) -> float:
+        """The longest pause any route's retries take (the ledger's guard against clock steps)."""
+        caps = [self.retry_delay_max, *(r.retry_delay_max for r in self.routes
+                                        if r.retry_delay_max is not None)]
+        return max(caps)
 
     def job_count(self) -> int:
         """How many jobs one cycle holds, computed without expanding them."""
@@ -190,14 +220,34 @@ class _Reader:
             digest=digest,
             trip=trip,
             interval=self.interval(head.get("cycle", "once")),
-            max_attempts=self.integer(head, "plan", "max_attempts", 3, 1, 100),
+            max_attempts=self.integer(head, "plan", "max_attempts", retrying.MAX_ATTEMPTS, 1, 100),
             lease_seconds=float(self.integer(head, "plan", "lease_seconds", 30, 1, 86400)),
             start_in_days=self.integer(dates, "dates", "start_in_days", 1, 0, 3650),
             days_ahead=self.integer(dates, "dates", "days_ahead", None, 1, 3650),
             step_days=self.integer(dates, "dates", "step_days", 1, 1, 3650),
             stay_days=tuple(stays),
             routes=self.routes(),
+            retry_delay=self.duration(head, "plan", "retry_delay", retrying.RETRY_DELAY),
+            retry_delay_max=self.duration(head, "plan", "retry_delay_max",
+                                          retrying.RETRY_DELAY_MAX),
         )
+
+    def duration(self, table: dict[str, Any], prefix: str, key: str,
+                 default: float | None) -> float | None:
+        """A pause like "10s", "5m" or a number of seconds (0 allowed), at most a day."""
+        if key not in table:
+            return default
+        value = table[key]
+        seconds = -1.0
+        if type(value) in (int, float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _INTERVAL.match(value.strip())):
+            seconds = float(match[1]) * _UNITS[match[2]]
+        if not 0 <= seconds <= 86400:
+            raise self.fail(f"{prefix}.{key}",
+                            f'must be a pause like "10s", "5m" or "1h" (at most a day; got '
+                            f"{value!r})")
+        return seconds
 
     def interval(self, value: Any) -> float | None:
         if value == "once":
@@ -242,13 +292,18 @@ class _Reader:
                     raise self.fail(f"{key}.blocked",
                                     f'each entry must be a pair like ["GRU", "GIG"] (got {pair!r})')
                 blocked.add((pair[0], pair[1]))
-            unknown = set(entry) - {"backend", "airports", "blocked", "requests_per_second"}
+            unknown = set(entry) - {"backend", "airports", "blocked", "requests_per_second",
+                                    "max_attempts", "retry_delay", "retry_delay_max"}
             if unknown:
                 raise self.fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
             rps = entry.get("requests_per_second")
             if rps is not None and (type(rps) not in (int, float) or not 0 < rps <= 100_000):
                 raise self.fail(f"{key}.requests_per_second",
                                 f"must be a positive number of requests per second (got {rps!r})")
+            attempts = (None if "max_attempts" not in entry else
+                        self.integer(entry, key, "max_attempts", None, 1, 100))
             result.append(RouteSet(backend, tuple(airports), frozenset(blocked),
-                                   float(rps) if rps is not None else None))
+                                   float(rps) if rps is not None else None, attempts,
+                                   self.duration(entry, key, "retry_delay", None),
+                                   self.duration(entry, key, "retry_delay_max", None)))
         return tuple(result)

@@ -202,6 +202,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Searches a worker runs at once."),
     Setting("VOE_PREFETCH", "2", _non_negative_int, "a whole number of at least 0",
             "Jobs a worker may hold beyond its free concurrency."),
+    Setting("VOE_MAX_UNSTORED", "5000", _positive_int, "a whole number of at least 1",
+            "Results between the workers and the store (finished, not yet acknowledged) at "
+            "which the master stops leasing until the sink catches up."),
     Setting("VOE_HEARTBEAT_SECONDS", "1.0", _positive_float, "a positive number of seconds",
             "Interval of heartbeats between workers and the master."),
     Setting("VOE_HEARTBEAT_LIVENESS", "5", _positive_int, "a whole number of at least 1",
