@@ -160,7 +160,8 @@ class Cluster:
                               capture_output=True, text=True, timeout=60, check=check)
 
     def status(self) -> dict:
-        return json.loads(self.voe("status", "--json").stdout)
+        """`voe status --json`, whatever its exit status (1 while a lease or cycle is stuck)."""
+        return json.loads(self.voe("status", "--json", check=False).stdout)
 
     def jobs(self) -> dict:
         return self.status()["jobs"]

@@ -3,7 +3,7 @@ shows are `voe status --json`'s (workers with their address and errors, the even
 its Retry button re-queues a dead letter, its outbox button re-sends webhook dead letters,
 and a screenshot. Then with a hundred dead letters and a plan changed under an open cycle:
 the cycle's own fares and the change, dead letters one line high and paged, every panel
-within two screens; and workers' jobs/s."""
+within two screens; and workers' jobs/s. And a job waiting to retry, from a real ledger."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.cluster import ROOT, SMALL_PLAN, Airline, Cluster, wait_for
 from tests.test_publish import SECRET, Receiver
 from voe.backends.browser import Browser, Page
 from voe.demoairline.fares import AIRPORTS
+from voe.ledger import Ledger
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("chromium") is None,
@@ -224,6 +226,11 @@ DEAD = """JSON.stringify({
 })"""
 
 
+def status_of(cluster: Cluster) -> dict:
+    """`voe status --json`, whatever its exit status (1 while a cycle waits for a master)."""
+    return json.loads(cluster.voe("status", "--json", check=False).stdout)
+
+
 def http_call(port: int, method: str, path: str) -> tuple[int, dict]:
     """One JSON request to the master's HTTP port."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
@@ -299,7 +306,8 @@ class Hundred:
         worker.popen.wait(10)
         cluster.plan_path.write_text(CHANGED_PLAN)
         cluster.spawn("master-b", "master", "--plan", str(cluster.plan_path))
-        wait_for(lambda: (cluster.status()["master"]["running"]
+        # Until it runs, cycle 2 cannot finish: `voe status` says so and exits 1.
+        wait_for(lambda: (status_of(cluster)["master"]["running"]
                           and self._answers("/api/master")), 30, "the restarted master")
         self.status = cluster.status()
         assert self.status["cycle"]["number"] == 2
@@ -485,6 +493,107 @@ def test_a_workers_jobs_per_second_is_its_current_rate(tmp_path):
             page_reads(page, rate, lambda s: s["rates"] == ["0.0"], "an idle worker's 0.0")
             assert time.monotonic() - started < 10
     finally:
+        browser.stop()
+        cluster.stop()
+        airline.stop()
+
+
+def test_a_job_waiting_to_retry_shows_when_it_is_due(tmp_path):
+    broken = Airline(tmp_path, fail_routes=("GRU-REC",))  # 503: GRU-REC fails, REC-GRU not
+    cluster = Cluster(tmp_path, broken.url, max_attempts=1, days=1, airports='["GRU", "REC"]')
+    url = f"http://127.0.0.1:{cluster.env['VOE_HTTP_PORT']}/"
+    browser = Browser(pages=1)
+    retries = """JSON.stringify({
+      loaded: document.body.dataset.loaded === "true",
+      pending: document.getElementById("jobs-pending").textContent,
+      line: document.getElementById("retry-line").textContent,
+      lineHidden: document.getElementById("retry-line").hidden,
+      rows: [...document.querySelectorAll("#retries tbody tr")].map((row) =>
+        [...row.cells].map((cell) => cell.textContent)),
+      tableHidden: document.getElementById("retries").hidden,
+      alerts: [...document.querySelectorAll("#alerts p")].map((line) => line.textContent),
+    })"""
+    try:
+        cluster.sink()
+        first = cluster.master()
+        cluster.worker("w1")
+        assert cluster.wait_master(first) == 0  # 1 done, 1 failed
+        cluster.stop()
+        [failed] = [row["id"] for row in cluster.ledger_rows() if row["state"] == "failed"]
+        # Sent back, tried again and failed again: its retry is due in ten minutes.
+        ledger = Ledger(cluster.data_dir / "ledger.db")
+        try:
+            assert ledger.retry_failed(1, failed) == 1
+            now = time.time()
+            with ledger.transaction():
+                ledger.mark_leased([(now + 20, "w1", 1, 1, failed)])
+                ledger.mark_pending([("503 from the airline", now + 600, 1, failed)])
+        finally:
+            ledger.close()
+        cluster.master()  # resumes cycle 1; no worker, so nothing is leased
+        with browser.page(TIMEOUT) as page:
+            open_dashboard(page, url)
+            seen = page_reads(page, retries, lambda s: s["loaded"] and not s["lineHidden"],
+                              "the job waiting to retry")
+        assert seen["pending"] == "1"
+        assert re.fullmatch(r"1 pending job waiting to retry, the next in (9|10) min",
+                            seen["line"]), seen["line"]
+        assert not seen["tableHidden"]
+        [(job, attempt, state, error)] = seen["rows"]
+        assert (job, attempt, error) == (failed, "1", "503 from the airline")
+        assert re.fullmatch(r"waiting to retry \(in (9|10) min\)", state), state
+        assert seen["alerts"] == []  # a master runs and no lease is overdue: nothing is stuck
+        assert status_of(cluster)["waiting_to_retry"] == 1
+    finally:
+        browser.stop()
+        cluster.stop()
+        broken.stop()
+
+
+def test_a_silent_sink_and_the_unstored_results_show_until_it_stores(tmp_path):
+    airline = Airline(tmp_path, latency_ms=300)
+    # 36 jobs of 300 ms, one at a time: a cycle that outlasts the freeze below.
+    plan = SMALL_PLAN.replace('cycle = "once"', 'cycle = "1d"').format(
+        max_attempts=2, lease_seconds=60, days=6, backend="demo",
+        airports='["GRU", "REC", "SSA"]')
+    cluster = Cluster(tmp_path, airline.url, plan=plan)
+    cluster.env["VOE_MAX_UNSTORED"] = "2"
+    url = f"http://127.0.0.1:{cluster.env['VOE_HTTP_PORT']}/"
+    browser = Browser(pages=1)
+    shown_sink = """JSON.stringify({
+      loaded: document.body.dataset.loaded === "true",
+      alerts: [...document.querySelectorAll("#alerts p")].map((line) => line.textContent),
+      unstored: document.getElementById("sink-unstored").textContent,
+      unstoredHidden: document.getElementById("sink-unstored").hidden,
+      heard: document.getElementById("sink-heard").textContent,
+      done: Number(document.getElementById("jobs-done").textContent),
+    })"""
+    sink = None
+    try:
+        sink = cluster.sink()
+        cluster.spawn("master", "master", "--plan", str(cluster.plan_path))
+        cluster.worker("w1", concurrency=1)
+        with browser.page(TIMEOUT) as page:
+            open_dashboard(page, url)
+            storing = page_reads(page, shown_sink, lambda s: s["loaded"] and s["done"] >= 1,
+                                 "a result stored")
+            assert not storing["unstoredHidden"] and re.fullmatch(r"\d of 2", storing["unstored"])
+            os.kill(sink.pid, signal.SIGSTOP)  # frozen: connected, silent, storing nothing
+            frozen = page_reads(page, shown_sink,
+                                lambda s: s["alerts"] and "answered for" in s["alerts"][0],
+                                "the sink silent for more than ten seconds")
+            assert re.fullmatch(r"The sink has not answered for 1\d s; leasing has stopped at 2 "
+                                r"unstored results", frozen["alerts"][0]), frozen["alerts"]
+            assert re.fullmatch(r"\d of 2 \(leasing stopped\)", frozen["unstored"]), frozen
+            assert re.fullmatch(r"1\d s ago", frozen["heard"]), frozen["heard"]
+            assert frozen["done"] < 36
+            os.kill(sink.pid, signal.SIGCONT)
+            stored = page_reads(page, shown_sink, lambda s: s["done"] == 36 and not s["alerts"],
+                                "the sink storing every result, the line gone")
+        assert stored["unstored"] == "0 of 2"
+    finally:
+        if sink is not None and sink.poll() is None:
+            os.kill(sink.pid, signal.SIGCONT)
         browser.stop()
         cluster.stop()
         airline.stop()

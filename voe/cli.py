@@ -98,6 +98,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     _require_keys(settings, "master")
     _logs("master", settings, not args.no_console)
     from voe.master import run_master
+    from voe.masterlock import MasterRunning
     from voe.sockets import BindError
     from voe.web.auth import WebError
 
@@ -105,6 +106,9 @@ def cmd_master(args: argparse.Namespace) -> int:
         return run_master(settings, plan, once=True if args.once else None)
     except (WebError, BindError) as error:
         raise UsageError(str(error)) from None
+    except MasterRunning as error:  # not a usage mistake: status 1, one line, no traceback
+        print(f"voe master: error: {error}", file=sys.stderr)
+        return 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -180,13 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Show jobs by state, fares stored and workers."""
-    from voe.report import status
+    """Show jobs by state, fares stored and workers; status 1 if a lease or cycle is stuck."""
+    from voe.report import health_lines, status, stuck
 
     report = status(_settings())
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 1 if stuck(report) else 0
     jobs = report["jobs"]
     cycle = report["cycle"]
     print(f"data dir: {report['data_dir']}")
@@ -194,8 +198,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no cycle yet: start a master (voe master) or run everything (voe run)")
         print(f"fares stored: {report['fares']}")
     else:
+        retries = report["retries"]
+        waiting = (f" ({report['waiting_to_retry']} waiting to retry"
+                   + (f", the next in {retries[0]['due_in']:.0f} s" if retries else "") + ")"
+                   if report["waiting_to_retry"] else "")
         print(f"cycle {cycle['number']} (plan {cycle['plan']}): " + ", ".join(
-            f"{count} {state}" for state, count in jobs.items()) + f" of {sum(jobs.values())}")
+            f"{count} {state}" + (waiting if state == "pending" else "")
+            for state, count in jobs.items()) + f" of {sum(jobs.values())}")
         changed = cycle["plan_changed"]
         if changed is not None:
             print(f"  the plan changed since cycle {cycle['number']} started: "
@@ -231,7 +240,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"    identities via {route.get('route')}: {route.get('blocks', 0)} "
                   f"block(s), {route.get('jobs', 0)} job(s) served, "
                   f"{route.get('retired', 0)} retired")
-    return 0
+    for line in health_lines(report):
+        print(line)
+    return 1 if stuck(report) else 0
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -359,9 +370,10 @@ def cmd_cheapest(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Audit delivery: the ledger against the store; status 1 if anything is lost or doubled."""
+    """Audit delivery: the ledger against the store; status 1 if anything is lost or doubled,
+    a lease is overdue or a cycle cannot finish."""
     from voe.audit import KINDS
-    from voe.report import check, ledger_path
+    from voe.report import check, health_lines, ledger_path
 
     settings = _settings()
     if not ledger_path(settings).is_file():
@@ -384,11 +396,16 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {names[kind]}: {job_id}")
             if args.limit and len(entry[kind]) > args.limit:
                 print(f"  ... and {len(entry[kind]) - args.limit} more {names[kind]}")
+    for line in health_lines(report):
+        print(line)
     totals = report["totals"]
     if report["ok"]:
         print("check: OK, nothing lost or duplicated")
         return 0
-    print(f"check: FAILED, {totals['lost']} lost, {totals['duplicated']} duplicated")
+    overdue, stuck = report["overdue_leases"]["count"], len(report["stuck_cycles"])
+    print(f"check: FAILED, {totals['lost']} lost, {totals['duplicated']} duplicated"
+          + (f", {overdue} overdue lease(s)" if overdue else "")
+          + (f", {stuck} cycle(s) that cannot finish" if stuck else ""))
     return 1
 
 

@@ -407,3 +407,64 @@ class Ledger:
         for worker in workers:
             worker["identities"] = _identities(worker.get("identities", "[]"))
         return workers
+
+    # Health (what voe check and voe status report) ---
+    # An overdue lease (two parameters: the wall time a deadline must be before, the one a
+    # lease must be taken after): a deadline long past, or a lease taken in the future.
+    _OVERDUE = ("state = 'leased' AND (COALESCE(deadline, 0) < ? "
+                "OR COALESCE(updated_at, 0) > ?)")
+
+    def overdue_counts(self, grace: float, now: float | None = None) -> dict[int, dict[str, int]]:
+        """Overdue leases per cycle at ``now`` (wall time), as {"past": n, "ahead": n}: past
+        their deadline by more than ``grace`` seconds, or taken more than ``grace`` seconds
+        after ``now`` (the clock stepped back since, so a deadline compared on it would wait)."""
+        now = time.time() if now is None else now
+        rows = self.db.execute(
+            "SELECT cycle, COUNT(*), SUM(COALESCE(updated_at, 0) > ?) FROM jobs "
+            f"WHERE {self._OVERDUE} GROUP BY cycle", (now + grace, now - grace, now + grace))
+        return {cycle: {"past": count - ahead, "ahead": ahead} for cycle, count, ahead in rows}
+
+    def overdue_leases(self, grace: float, now: float | None = None,
+                       limit: int = 5) -> list[dict]:
+        """Up to ``limit`` overdue leases (as ``overdue_counts`` counts them), the longest
+        overdue first: cycle, job_id, worker, deadline, leased_at and either ``past`` (seconds
+        since the deadline) or ``ahead`` (seconds the lease was taken after ``now``)."""
+        now = time.time() if now is None else now
+        rows = self.db.execute(
+            f"SELECT cycle, id, worker, deadline, updated_at FROM jobs WHERE {self._OVERDUE} "
+            "ORDER BY MAX(? - COALESCE(deadline, 0), COALESCE(updated_at, 0) - ?) DESC, seq "
+            "LIMIT ?", (now - grace, now + grace, now, now, limit)).fetchall()
+        leases = []
+        for cycle, job_id, worker, deadline, leased_at in rows:
+            lease = {"cycle": cycle, "job_id": job_id, "worker": worker, "deadline": deadline,
+                     "leased_at": leased_at}
+            if leased_at is not None and leased_at > now + grace:
+                lease["ahead"] = round(leased_at - now, 1)
+            else:  # a lease without a deadline is taken back at once: overdue since ever
+                lease["past"] = round(now - (deadline or 0.0), 1)
+            leases.append(lease)
+        return leases
+
+    def has_retry_times(self) -> bool:
+        """Whether jobs carry retry times (``not_before``): a ledger older than schema 4, read
+        as it is while an older master runs, has none, so none of its jobs waits to retry."""
+        return any(row[1] == "not_before" for row in self.db.execute("PRAGMA table_info(jobs)"))
+
+    def retries(self, cycle: int | None = None, now: float | None = None,
+                limit: int = 5) -> list[dict]:
+        """Up to ``limit`` pending jobs (of ``cycle``, or all) whose retry is not due yet at
+        ``now``, the soonest first, as ``jobs`` gives them plus ``due_in`` (seconds)."""
+        now = time.time() if now is None else now
+        where, params = "state = 'pending' AND not_before > ?", [now]
+        if cycle is not None:
+            where, params = where + " AND cycle = ?", [now, cycle]
+        cursor = self.db.execute(
+            "SELECT cycle, id, backend, origin, destination, date, return_date, state, attempt, "
+            "worker, last_error, updated_at, not_before FROM jobs INDEXED BY jobs_pending "
+            f"WHERE {where} ORDER BY not_before, seq LIMIT ?", [*params, limit])
+        names = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
+                 "state", "attempt", "worker", "error", "updated_at", "not_before")
+        jobs = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for job in jobs:
+            job["due_in"] = round(job["not_before"] - now, 1)
+        return jobs

@@ -5,17 +5,32 @@ Reads the ledger and the store directly, so it works whether or not a master run
 
 from __future__ import annotations
 
-import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from voe.ledger import STATES, Cycle, Ledger
+from voe.masterlock import holder
 from voe.plan import Plan
 from voe.publish import destinations
 from voe.settings import Settings
 from voe.store import NoStore, Store, open_store
 from voe.yieldwatch import latest_yields
+
+# Seconds past its deadline before a lease counts as overdue: a running master takes a
+# lease back within about a second of its deadline, so this leaves room for a busy tick.
+LEASE_GRACE_SECONDS = 30.0
+# Overdue leases, and jobs waiting to retry, listed by `voe status` and `voe check`.
+LISTED = 5
+# What to do about each stuck state, one line each (see ``health``).
+START_A_MASTER = "start a master (voe master) to take its leases back and finish it"
+START_A_MASTER_TO_FINISH = "start a master (voe master) to finish it"
+CLOCK_MOVED = ("the clock moved back after they were leased; the master re-times leases on its "
+               "monotonic clock")
+MASTER_STUCK = ("a running master keeps a lease past its deadline only while the sink has not "
+                "stored its result: is the sink running and storing (sink.log)? Else see the "
+                "master's ({pid}) master.log")
 
 
 def ledger_path(settings: Settings) -> Path:
@@ -45,13 +60,12 @@ def open_report_store(settings: Settings) -> Store | None:
 
 
 def master_pid(settings: Settings) -> int | None:
-    """The PID of a master running on this data dir, if any."""
-    try:
-        pid = int((settings.data_dir / "master.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+    """The PID of a master running on this data dir, if any: the holder of its master lock.
+
+    The lock, not ``master.pid``, is asked: the kernel drops it when the master dies, even
+    by SIGKILL, so a stale file or a reused PID never shows a master that is gone.
+    """
+    return holder(settings.data_dir)
 
 
 def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
@@ -63,6 +77,10 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
     jobs = dict.fromkeys(STATES, 0)
     cycle = None
     workers: list[dict] = []
+    retries: list[dict] = []
+    waiting = 0
+    pid = master_pid(settings)
+    found = health(None, pid)
     if ledger_path(settings).is_file():
         ledger = Ledger(ledger_path(settings), readonly=True)
         try:
@@ -72,7 +90,12 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
                          "started_at": latest.started_at, "total": latest.total,
                          "finished_at": latest.finished_at}
                 jobs = ledger.counts(latest.cycle)
+                if ledger.has_retry_times():
+                    now = time.time()
+                    waiting = ledger.waiting_to_retry(latest.cycle, now)
+                    retries = ledger.retries(latest.cycle, now, LISTED) if waiting else []
             workers = ledger.workers()
+            pid, found = _health(ledger, settings, pid)
         finally:
             ledger.close()
     fares = 0
@@ -90,12 +113,13 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
             backlog = store.outbox_backlog(configured)
         finally:
             store.close()
-    pid = master_pid(settings)
     if cycle is not None:
         cycle["fares"] = cycle_fares
         cycle["plan_changed"] = _plan_changed(settings, latest, plan)
     return {
         "jobs": jobs,
+        "waiting_to_retry": waiting,
+        "retries": retries,
         "fares": fares,
         "yield": yields,
         "outbox": {"destinations": {name: dict(found, configured=name in configured)
@@ -105,7 +129,91 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
         "master": {"running": pid is not None, "pid": pid},
         "workers": workers if pid is not None else [],
         "data_dir": str(settings.data_dir.resolve()),
+        **found,
     }
+
+
+def health(ledger: Ledger | None, pid: int | None, now: float | None = None) -> dict[str, Any]:
+    """The stuck states of ``ledger`` (None: no ledger yet) at ``now``, with what to do.
+
+    ``pid`` is the running master's (None: none runs). ``overdue_leases`` counts the leases
+    past their deadline by more than ``LEASE_GRACE_SECONDS`` (``past``) or taken more than
+    that after ``now`` (``ahead``: the clock stepped back), listing the first; an open cycle
+    cannot finish (``stuck_cycles``, with a reason) while no master runs or while it holds
+    overdue leases; ``hints`` say what to do, one line each.
+    """
+    overdue: dict[str, Any] = {"count": 0, "past": 0, "ahead": 0, "first": []}
+    found: dict[str, Any] = {"overdue_leases": overdue, "stuck_cycles": [], "hints": []}
+    if ledger is None:
+        return found
+    now = time.time() if now is None else now
+    by_cycle = ledger.overdue_counts(LEASE_GRACE_SECONDS, now)
+    for kind in ("past", "ahead"):
+        overdue[kind] = sum(counts[kind] for counts in by_cycle.values())
+    overdue["count"] = overdue["past"] + overdue["ahead"]
+    if overdue["count"]:
+        overdue["first"] = ledger.overdue_leases(LEASE_GRACE_SECONDS, now, LISTED)
+    for cycle in ledger.open_cycles():
+        held = sum(by_cycle.get(cycle.cycle, {}).values())
+        leases = f"it holds {held} overdue lease(s)"
+        if pid is None:
+            reason = "no master runs on this data dir" + (f" ({leases})" if held else "")
+        elif held:
+            reason = leases
+        else:
+            continue
+        found["stuck_cycles"].append({"cycle": cycle.cycle, "reason": reason})
+    hints = found["hints"]
+    if pid is None and (found["stuck_cycles"] or overdue["count"]):
+        hints.append(START_A_MASTER if overdue["count"] else START_A_MASTER_TO_FINISH)
+    if pid is not None and overdue["past"]:
+        hints.append(MASTER_STUCK.format(pid=f"pid {pid}" if pid else "pid unknown"))
+    if overdue["ahead"]:
+        hints.append(CLOCK_MOVED)
+    return found
+
+
+def _health(ledger: Ledger, settings: Settings, pid: int | None
+            ) -> tuple[int | None, dict[str, Any]]:
+    """The running master (``pid``, asked before the ledger was read) and ``health``.
+
+    When no master seemed to run, it is asked again after the ledger was read: a master
+    stopping has finished its cycle before it let its lock go, but one starting meanwhile
+    may have opened a cycle the ledger showed.
+    """
+    found = health(ledger, pid)
+    if pid is None and found["stuck_cycles"]:
+        pid = master_pid(settings)
+        if pid is not None:
+            found = health(ledger, pid)
+    return pid, found
+
+
+def stuck(report: dict[str, Any]) -> bool:
+    """Whether a report of ``status`` or ``check`` holds an overdue lease or a stuck cycle."""
+    return bool(report["overdue_leases"]["count"] or report["stuck_cycles"])
+
+
+def health_lines(report: dict[str, Any]) -> list[str]:
+    """The stuck states of a report of ``status`` or ``check`` as lines for the terminal."""
+    overdue = report["overdue_leases"]
+    lines = []
+    if overdue["count"]:
+        kinds = [f"{overdue['past']} past their deadline" if overdue["past"] else "",
+                 f"{overdue['ahead']} leased in the future" if overdue["ahead"] else ""]
+        lines.append(f"overdue leases: {overdue['count']} ("
+                     + ", ".join(kind for kind in kinds if kind) + ")")
+        for lease in overdue["first"]:
+            when = (f"leased {lease['ahead']:.0f} s in the future" if "ahead" in lease else
+                    f"{lease['past']:.0f} s past its deadline")
+            lines.append(f"  {lease['job_id']} (cycle {lease['cycle']}, worker "
+                         f"{lease['worker'] or 'unknown'}): {when}")
+        if overdue["count"] > len(overdue["first"]):
+            lines.append(f"  ... and {overdue['count'] - len(overdue['first'])} more")
+    for cycle in report["stuck_cycles"]:
+        lines.append(f"cycle {cycle['cycle']} cannot finish: {cycle['reason']}")
+    lines.extend(f"hint: {hint}" for hint in report["hints"])
+    return lines
 
 
 def _plan_changed(settings: Settings, cycle: Cycle, plan: Plan | None) -> dict[str, Any] | None:
@@ -198,23 +306,29 @@ def retry_failed(settings: Settings) -> int:
 
 
 def check(settings: Settings) -> dict[str, Any]:
-    """The delivery audit: the ledger against the store, per cycle (see ``voe.audit``).
+    """The delivery audit: the ledger against the store, per cycle (see ``voe.audit``), and
+    the stuck states of ``health``; ``ok`` is False when anything is lost or duplicated, a
+    lease is overdue or a cycle cannot finish.
 
     Raises ``LedgerError`` when there is no ledger and ``StoreError`` when the store
     cannot be read.
     """
     from voe.audit import audit
 
+    pid = master_pid(settings)
     ledger = Ledger(ledger_path(settings), readonly=True)
     try:
         store = open_report_store(settings)
         try:
-            return audit(ledger, store)
+            report = audit(ledger, store)
         finally:
             if store is not None:
                 store.close()
+        report.update(_health(ledger, settings, pid)[1])
     finally:
         ledger.close()
+    report["ok"] = report["ok"] and not stuck(report)
+    return report
 
 
 _ROUTE = re.compile(r"[A-Z0-9]{3}-[A-Z0-9]{3}")

@@ -8,6 +8,7 @@ const SLOW_MS = 15000;       // delivery audit (it reads the whole ledger), pric
 const WINDOW_S = 300;        // throughput chart: the last five minutes
 const RATE_S = 6;            // a worker's jobs/s: over the refreshes of the last six seconds
 const DEAD_PAGE = 10;        // dead letters listed per page
+const SINK_SILENT_S = 10;    // a sink unheard for longer, with results unstored, is shown as silent
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"];
 
@@ -59,6 +60,19 @@ function minutes(seconds) {
 function ago(seconds) {
   if (seconds < 1) return "now";
   return seconds < 90 ? `${Math.round(seconds)} s ago` : `${Math.round(seconds / 60)} min ago`;
+}
+
+function span(seconds) {
+  return seconds < 90 ? `${Math.max(0, Math.round(seconds))} s` : `${Math.round(seconds / 60)} min`;
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+// A number the master publishes, or null while it does not (an older master).
+function live(master, key) {
+  return master && typeof master[key] === "number" ? master[key] : null;
 }
 
 // Status: cycle, counts, progress, workers, yield ----------------------------------------
@@ -189,6 +203,110 @@ function showYield(yields) {
   }
 }
 
+// Stuck states, jobs waiting to retry and the sink's health ---------------------------------
+// From `voe status` (the ledger: overdue leases, cycles that cannot finish, retries) and the
+// master's live state (unstored results and their limit, the sink's heartbeat), whose keys
+// an older master does not publish: then only what the ledger says is shown.
+
+// A job's state as the jobs tables show it: a pending job whose retry is not due yet says when.
+function jobState(job, now) {
+  const dueIn = typeof job.due_in === "number" ? job.due_in :
+    (job.not_before ? job.not_before - now : 0);
+  return job.state === "pending" && dueIn > 0 ? `waiting to retry (in ${span(dueIn)})` : job.state;
+}
+
+function showRetries(status, master) {
+  const count = live(master, "waiting_to_retry") ?? status.waiting_to_retry ?? 0;
+  const retries = status.retries || [];
+  const line = $("retry-line");
+  line.hidden = count === 0;
+  line.textContent = count ? `${plural(count, "pending job")} waiting to retry` +
+    (retries.length ? `, the next in ${span(retries[0].due_in)}` : "") : "";
+  const table = $("retries");
+  table.hidden = count === 0 || !retries.length;
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  const now = Date.now() / 1000;
+  for (const job of count ? retries : []) {
+    const row = body.insertRow();
+    row.dataset.jobId = job.job_id;
+    cell(row, job.job_id).title = job.job_id;
+    cell(row, job.attempt);
+    cell(row, jobState(job, now));
+    cell(row, job.error, "error").title = job.error || "";
+  }
+}
+
+// The sink's line: what it says it waits for, or how long it has been silent while results
+// wait to be stored ("" when all is well, or the master does not say).
+function sinkAlert(master) {
+  const sink = master && master.sink;
+  if (!sink) return "";
+  const unstored = live(master, "unstored");
+  const limit = live(master, "unstored_limit");
+  const stops = limit === null || unstored === null ? "" : unstored >= limit ?
+    `; leasing has stopped at ${plural(limit, "unstored result")}` :
+    `; leasing stops at ${plural(limit, "unstored result")} (${unstored} now)`;
+  if (sink.waiting) return `The sink is waiting for ${sink.waiting}${stops}`;
+  if (!unstored) return "";
+  const silent = sink.silent_seconds;
+  if (silent === null || silent === undefined) {
+    return `The sink has not answered since the master started${stops}`;
+  }
+  return silent > SINK_SILENT_S ? `The sink has not answered for ${span(silent)}${stops}` : "";
+}
+
+function showSink(master) {
+  const unstored = live(master, "unstored");
+  const limit = live(master, "unstored_limit");
+  const sink = master && master.sink;
+  for (const node of document.querySelectorAll("#sink-panel .live")) {
+    node.hidden = unstored === null;
+  }
+  if (unstored === null) return;
+  $("sink-unstored").textContent = limit === null ? `${unstored}` :
+    `${unstored} of ${limit}` + (unstored >= limit ? " (leasing stopped)" : "");
+  $("sink-unstored").className = "live" + (limit !== null && unstored >= limit ? " alert" : "");
+  const silent = sink ? sink.silent_seconds : undefined;
+  $("sink-heard").textContent = silent === null ? "never" :
+    typeof silent === "number" ? ago(silent) : "–";
+}
+
+function showAlerts(status, master) {
+  const lines = [];
+  const sink = sinkAlert(master);
+  if (sink) lines.push(["sink", sink]);
+  // The master's own count is of finished jobs it holds for the sink; without it, the
+  // ledger's count (leases long past their deadline, or taken while the clock was ahead).
+  const held = live(master, "overdue_leases");
+  const overdue = held ?? status.overdue_leases.count;
+  if (overdue) {
+    lines.push(["overdue", `${plural(overdue, "lease")} overdue: ` + (held === null ?
+      "past the deadline and not taken back" :
+      "past the deadline, held until the sink stores their results")]);
+  }
+  for (const cycle of status.stuck_cycles || []) {
+    lines.push(["stuck", `Cycle ${cycle.cycle} cannot finish: ${cycle.reason}`]);
+  }
+  for (const hint of status.hints || []) lines.push(["hint", hint]);
+  const said = JSON.stringify(lines);
+  if (said === $("alerts").dataset.said) return;  // unchanged: not read out again
+  $("alerts").dataset.said = said;
+  $("alerts").replaceChildren(...lines.map(([kind, text]) => {
+    const line = document.createElement("p");
+    line.dataset.kind = kind;
+    if (kind === "hint") line.className = "hint";
+    line.textContent = text;
+    return line;
+  }));
+}
+
+function showHealth(status, master) {
+  showRetries(status, master);
+  showSink(master);
+  showAlerts(status, master);
+}
+
 // Master: paused or not, throughput from its counter samples ------------------------------
 
 function showMaster(master) {
@@ -301,9 +419,12 @@ async function retry(job, button) {
 // Audit (with the sink's lag), price history -------------------------------------------------
 
 function showAudit(audit) {
+  // Delivery only: overdue leases and cycles that cannot finish (also in `voe check`'s ok)
+  // are the alerts above the panels.
+  const delivered = audit.totals.lost === 0 && audit.totals.duplicated === 0;
   const badge = $("audit-ok");
-  badge.textContent = audit.ok ? "OK" : "FAILED";
-  badge.className = "badge " + (audit.ok ? "ok" : "bad");
+  badge.textContent = delivered ? "OK" : "FAILED";
+  badge.className = "badge " + (delivered ? "ok" : "bad");
   for (const kind of ["lost", "not_done", "duplicated", "failed"]) {
     $("audit-" + kind).textContent = audit.totals[kind];
   }
@@ -373,6 +494,7 @@ async function refresh() {
       api("/api/status"), api("/api/master"), api(deadLettersPath())]);
     showMaster(master);
     showStatus(status);
+    showHealth(status, master);
     showDeadLetters(dead);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
