@@ -25,6 +25,7 @@ SMALL_PLAN = """
 name = "test"
 cycle = "once"
 max_attempts = {max_attempts}
+retry_delay = "1s"  # quick retries keep the suite fast; tests/test_chaos.py keeps the default
 lease_seconds = {lease_seconds}
 
 [dates]

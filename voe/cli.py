@@ -544,7 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="flights on every results page (default 3 to 8)")
     add_fault_arguments(airline)
 
-    status = command("status", cmd_status, "Show jobs by state, fares stored and workers.")
+    status = command("status", cmd_status, "Show jobs by state, fares stored and workers, and "
+                     "what is stuck; exit status 1 if a lease is overdue or a cycle cannot "
+                     "finish.")
     status.add_argument("--json", action="store_true", help="print JSON")
 
     failed = command("failed", cmd_failed, "List failed jobs (dead letters) or retry them.")
@@ -587,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     cheapest.add_argument("--limit", type=int, default=0, help="print at most this many")
 
     check = command("check", cmd_check, "Audit delivery: compare the ledger with the store, "
-                    "per cycle; exit status 1 if anything is lost or duplicated.")
+                    "per cycle, and look for what is stuck (overdue leases, cycles that "
+                    "cannot finish); exit status 1 if anything is lost, duplicated or stuck.")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.add_argument("--limit", type=int, default=20,
                        help="job ids listed per kind and cycle (20; 0 for all)")
