@@ -164,6 +164,24 @@ def demo_airline(tmp_path: Path) -> Iterator[Callable[..., str]]:
         airline.stop()
 
 
+@pytest.fixture
+def airlines(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: ``airlines(latency_ms=0)`` -> a running ``tests.cluster.Airline`` process,
+    stopped (by PID) after the test."""
+    from tests.cluster import Airline
+
+    started: list[Airline] = []
+
+    def start(latency_ms: int = 0) -> Airline:
+        airline = Airline(tmp_path, latency_ms=latency_ms)
+        started.append(airline)
+        return airline
+
+    yield start
+    for airline in started:
+        airline.stop()
+
+
 @pytest.fixture(scope="session")
 def airline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of one default demo airline shared by the whole session (its stats add up)."""

@@ -40,21 +40,6 @@ airports = {airports}
 """
 
 
-@pytest.fixture
-def airline_factory(tmp_path):
-    """Start demo airlines as real processes; each is stopped (by PID) after the test."""
-    started: list[Airline] = []
-
-    def start(latency_ms: int = 0) -> Airline:
-        airline = Airline(tmp_path, latency_ms=latency_ms)
-        started.append(airline)
-        return airline
-
-    yield start
-    for airline in started:
-        airline.stop()
-
-
 def plan(cycle: str = "once", lease_seconds: int = 30, days: int = 2,
          airports: str = '["GRU", "REC", "SSA"]', extra: str = "") -> str:
     """A plan with the given keys; the retry keys are left at voe's defaults unless ``extra``."""
@@ -89,8 +74,8 @@ def step_clock(clock_file: Path, offset: str) -> None:
 @pytest.mark.skipif(not FAKETIME_LIBRARY.exists(), reason="libfaketime is not installed "
                     "(Debian's faketime package; .ci/run installs it)")
 def test_clock_steps_back_and_forward_with_the_sink_killed_store_every_job_once(
-        tmp_path, airline_factory):
-    airline = airline_factory(latency_ms=250)
+        tmp_path, airlines):
+    airline = airlines(latency_ms=250)
     cluster = Cluster(tmp_path, airline.url,
                       plan=plan(lease_seconds=4, days=4, airports='["GRU", "REC", "SSA", "BSB"]'))
     clock = tmp_path / "clock"
@@ -138,8 +123,8 @@ def test_clock_steps_back_and_forward_with_the_sink_killed_store_every_job_once(
 
 
 def test_a_master_killed_every_few_seconds_runs_only_the_cycles_its_schedule_allows(
-        tmp_path, airline_factory):
-    airline = airline_factory()
+        tmp_path, airlines):
+    airline = airlines()
     interval = 15
     cluster = Cluster(tmp_path, airline.url, plan=plan(cycle=f"{interval}s", days=1))
     try:
@@ -165,8 +150,8 @@ def test_a_master_killed_every_few_seconds_runs_only_the_cycles_its_schedule_all
         cluster.stop()
 
 
-def test_a_frozen_sink_stops_leasing_and_costs_no_search_again(tmp_path, airline_factory):
-    airline = airline_factory(latency_ms=20)
+def test_a_frozen_sink_stops_leasing_and_costs_no_search_again(tmp_path, airlines):
+    airline = airlines(latency_ms=20)
     cluster = Cluster(tmp_path, airline.url, plan=plan(
         lease_seconds=10, days=10, airports='["GRU", "REC", "SSA", "BSB", "POA"]'))
     limit = 40
@@ -196,8 +181,8 @@ def test_a_frozen_sink_stops_leasing_and_costs_no_search_again(tmp_path, airline
         cluster.stop()
 
 
-def test_an_airline_down_for_a_minute_leaves_no_dead_letters(tmp_path, airline_factory):
-    airline = airline_factory(latency_ms=300)
+def test_an_airline_down_for_a_minute_leaves_no_dead_letters(tmp_path, airlines):
+    airline = airlines(latency_ms=300)
     port = airline.port
     # The plan keeps voe's default retries (no max_attempts, no retry keys).
     cluster = Cluster(tmp_path, airline.url, plan=plan(days=10, airports='["GRU", "REC", "SSA"]'))

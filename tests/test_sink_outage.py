@@ -28,7 +28,7 @@ import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster import Airline, Cluster, assert_stored_exactly_once, free_port, wait_for
+from tests.cluster import Cluster, assert_stored_exactly_once, free_port, wait_for
 from tests.postgres import SERVER_URL, fresh_schema
 from voe import protocol, sink
 from voe.keys import server_keys
@@ -45,21 +45,6 @@ TERMINATIONS = 6
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def airlines(tmp_path: Path) -> Iterator[Callable[..., Airline]]:
-    """Factory: ``airlines(latency_ms=0)`` -> a running demo airline, stopped after the test."""
-    started: list[Airline] = []
-
-    def start(latency_ms: int = 0) -> Airline:
-        airline = Airline(tmp_path, latency_ms=latency_ms)
-        started.append(airline)
-        return airline
-
-    yield start
-    for airline in started:
-        airline.stop()
 
 
 @contextmanager
