@@ -92,3 +92,46 @@ def test_every_bound_port_survives_hostile_peers(tmp_path, airline):
     finally:
         cluster.stop()
         context.destroy(linger=0)  # never hangs on a socket a failed test left open
+
+
+FORGED = "w9\n2026-12-04 12:00:00 INFO voe.master worker admin joined"
+
+
+@pytest.mark.parametrize("name", [FORGED, "w9\x1b[2J\x1b[31mred", "w9\rover", "w9\x85"])
+def test_a_name_with_control_characters_is_refused_at_decode(name):
+    for frame in (protocol.encode_hello(name, 1, 1), protocol.encode_hello("w9", 1, 1, (), name),
+                  protocol.encode_throttled({name: 1}), protocol.encode_heartbeat(name)):
+        with pytest.raises(protocol.ProtocolError) as refused:
+            protocol.decode(frame, LIMIT)
+        assert refused.value.reason == "bad-schema"
+    assert protocol.decode(protocol.encode_hello("café-w9 (host)", 1, 1), LIMIT).worker == \
+        "café-w9 (host)"
+
+
+def test_a_forged_worker_name_neither_writes_a_log_line_nor_reaches_the_terminal(tmp_path,
+                                                                                  airline):
+    cluster = Cluster(tmp_path, airline.url)
+    context = zmq.Context()
+    try:
+        cluster.master()
+        wait_for(lambda: "listening" in cluster.log("master"), 30, "the master to listen")
+        peer = cluster.curve_client(context.socket(zmq.DEALER), "master")
+        peer.setsockopt(zmq.LINGER, 2000)
+        peer.connect(f"tcp://127.0.0.1:{cluster.env['VOE_JOBS_PORT']}")
+        for name in (FORGED, "w9\x1b[2J\x1b[31mred"):
+            peer.send(protocol.encode_hello(name, 4, 1))
+        peer.send(protocol.encode_hello("honest-w9", 4, 1))
+        wait_for(lambda: "worker honest-w9 joined" in cluster.log("master"), 30,
+                 "the honest hello to be heard")
+        log = cluster.log("master")
+        assert "bad-schema" in log
+        assert "worker admin joined" not in log and "\x1b" not in log
+        status = cluster.voe("status", check=False)
+        assert "\x1b" not in status.stdout and "admin" not in status.stdout
+        peer.close(0)
+        # The worker command refuses such a name itself: a usage error, exit status 2.
+        refused = cluster.voe("worker", "--name", "w\nforged", check=False)
+        assert refused.returncode == 2 and "control characters" in refused.stderr
+    finally:
+        cluster.stop()
+        context.destroy(linger=0)

@@ -18,6 +18,7 @@ from voe import __version__
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.demoairline.faults import add_arguments as add_fault_arguments
 from voe.ledger import LedgerError
+from voe.protocol import is_label
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
 
@@ -523,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="searches at once (VOE_CONCURRENCY)")
     worker.add_argument("--prefetch", type=int, default=None,
                         help="jobs held beyond the concurrency (VOE_PREFETCH)")
-    worker.add_argument("--name", help="name in logs and status (host-pid)")
+    worker.add_argument("--name", type=_worker_name, help="name in logs and status (host-pid)")
     worker.add_argument("--once", action="store_true",
                         help="leave when the master says its collection is over (a master run "
                              "with --once); without it the worker waits quietly for the next")
@@ -618,6 +619,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _role_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-console", action="store_true",
                         help="log only to the role's log file in the data dir")
+
+
+def _worker_name(text: str) -> str:
+    """A worker's name: shown in logs and on terminals, so printable and at most 200 long."""
+    if not text or len(text) > 200 or not is_label(text):
+        raise argparse.ArgumentTypeError("must be 1 to 200 characters without control "
+                                         "characters (no line breaks, tabs or escapes)")
+    return text
 
 
 def _at_least_one(text: str) -> int:

@@ -23,6 +23,7 @@ Message types:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -180,8 +181,8 @@ def encode_finished(keys: list[tuple[int, str]]) -> bytes:
 def encode_heartbeat(epoch: str = "", waiting: str = "") -> bytes:
     """Encode a heartbeat (the master sends its epoch; the sink what it waits for, if any)."""
     body = {"e": epoch}
-    if waiting:
-        body["s"] = waiting[:MAX_ERROR]
+    if waiting:  # a store's error text may hold tabs or line breaks: one plain line
+        body["s"] = _CONTROL.sub(" ", waiting)[:MAX_ERROR]
     return _pack(HEARTBEAT, body)
 
 
@@ -257,10 +258,27 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise ProtocolError("bad-schema", f"{kind}: {error}"[:200]) from None
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _str(value: Any, limit: int = MAX_STR, empty: bool = False) -> str:
     if not isinstance(value, str) or len(value) > limit or (not value and not empty):
         raise ValueError(f"expected a string, got {type(value).__name__}")
     return value
+
+
+def _label(value: Any, limit: int, empty: bool = False) -> str:
+    """A name shown in logs and on terminals (a worker, an address, a backend): a string
+    without control characters, so a peer cannot forge a log line or drive a terminal."""
+    text = _str(value, limit, empty)
+    if not is_label(text):
+        raise ValueError("control characters in a name")
+    return text
+
+
+def is_label(text: str) -> bool:
+    """Whether ``text`` holds no control character (C0, DEL or C1): safe in a log line."""
+    return not _CONTROL.search(text)
 
 
 def _opt_str(value: Any, limit: int = MAX_STR) -> str | None:
@@ -318,8 +336,9 @@ def _keys(value: Any) -> tuple[tuple[int, str], ...]:
 
 
 def _parse_hello(body: dict[str, Any]) -> Hello:
-    return Hello(_str(body["w"], 200), _int(body["c"], 1, 100_000), _int(body["p"], 0, 100_000),
-                 _keys(body["k"]), _str(body.get("a", ""), MAX_ADDRESS, empty=True))
+    return Hello(_label(body["w"], 200), _int(body["c"], 1, 100_000),
+                 _int(body["p"], 0, 100_000), _keys(body["k"]),
+                 _label(body.get("a", ""), MAX_ADDRESS, empty=True))
 
 
 def _parse_finished(body: dict[str, Any]) -> Finished:
@@ -332,7 +351,7 @@ def _parse_throttled(body: dict[str, Any]) -> Throttled:
         pair = _list(item)
         if len(pair) != 2:
             raise ValueError("a count is [backend, n]")
-        counts.append((_str(pair[0], 64), _int(pair[1], 1, 10**9)))
+        counts.append((_label(pair[0], 64), _int(pair[1], 1, 10**9)))
     routes = _list(body.get("i", []))
     if len(routes) > MAX_ROUTES:
         raise ValueError(f"more than {MAX_ROUTES} routes")
@@ -341,7 +360,7 @@ def _parse_throttled(body: dict[str, Any]) -> Throttled:
         row = _list(item)
         if len(row) != 4:
             raise ValueError("a route's identities are [route, blocks, jobs, retired]")
-        identities.append(RouteCount(_str(row[0], MAX_ROUTE_NAME), _int(row[1]), _int(row[2]),
+        identities.append(RouteCount(_label(row[0], MAX_ROUTE_NAME), _int(row[1]), _int(row[2]),
                                      _int(row[3])))
     return Throttled(tuple(counts), tuple(identities))
 
@@ -387,8 +406,8 @@ def _parse_acks(body: dict[str, Any]) -> Acks:
 _PARSERS = {
     HELLO: _parse_hello,
     FINISHED: _parse_finished,
-    HEARTBEAT: lambda body: Heartbeat(_str(body["e"], 64, empty=True),
-                                      _str(body.get("s", ""), MAX_ERROR, empty=True)),
+    HEARTBEAT: lambda body: Heartbeat(_label(body["e"], 64, empty=True),
+                                      _label(body.get("s", ""), MAX_ERROR, empty=True)),
     BYE: lambda body: Bye(),
     THROTTLED: _parse_throttled,
     JOBS: _parse_jobs,
