@@ -106,7 +106,7 @@ class SinkState:
     def beat(self, now: float, waiting: str) -> None:
         """A heartbeat from the sink, with what it waits for ("" when it stores)."""
         self.heard_at = now
-        if waiting and waiting != self.waiting:
+        if waiting and not self.waiting:  # once per wait: its text counts the seconds
             log.warning("the sink is waiting for %s", waiting)
         elif self.waiting and not waiting:
             log.info("the sink stores again")
