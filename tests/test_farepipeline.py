@@ -25,7 +25,7 @@ from voe.farepipeline.answers import AnswersSearch
 from voe.farepipeline.currency import check_currency
 from voe.farepipeline.duplicates import RefuseDuplicates
 from voe.farepipeline.flight import normalise_flight
-from voe.farepipeline.price import normalise_price
+from voe.farepipeline.price import PriceBounds, normalise_price
 from voe.farepipeline.times import normalise_time
 from voe.model import OK, PARSE, Answer, Fare, Searched, SearchJob
 
@@ -176,6 +176,27 @@ def test_one_pass_over_the_field_stages_gives_what_each_stage_gives(make_setting
             outcomes.append(str(error))
     assert outcomes[0] == outcomes[1]
     assert fused.field_counts.as_dict() == staged.field_counts.as_dict()
+
+
+@pytest.mark.parametrize(("low", "high"), [("1", "1000000"), ("100", "200"), ("0.5", "99.99"),
+                                           ("0.001", "10.005"), ("0.01", "999999999999")])
+def test_the_one_pass_price_test_agrees_with_the_price_check_at_the_bounds(make_settings, low,
+                                                                           high) -> None:
+    """Prices at, just inside and just outside each bound (and bounds with no two-decimal
+    form) are judged by the one-pass test as by the stage's own check."""
+    stage = PriceBounds(make_settings(voe_price_min=low, voe_price_max=high))
+    edges = [Decimal(low), Decimal(high)]
+    prices = {f"{edge + step:.2f}" for edge in edges for step in
+              (Decimal("-0.01"), 0, Decimal("0.01"), Decimal(-1), 1, Decimal(10))
+              if edge + step >= 0} | {"0.00", "1.00", "9.99", "10.00", "150.00"}
+    for price in sorted(prices):
+        try:
+            valid = stage.check(price) == price
+        except ValueError:
+            valid = False
+        assert stage.all_valid((price,)) is valid, (price, low, high)
+        assert stage.all_valid(("150.00", price, "10.00")) is (
+            valid and stage.all_valid(("150.00", "10.00"))), (price, low, high)
 
 
 class Crashing:

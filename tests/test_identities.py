@@ -226,6 +226,29 @@ def test_a_session_keeps_cookies_per_identity_and_never_in_its_own_jar(cookie_si
         session.close()
 
 
+def test_a_job_run_without_a_fetch_serves_no_identity_and_runs_nest(cookie_site,
+                                                                      make_settings):
+    """A run that fetched nothing tells the chain nothing (no identity served a job); a run
+    inside another gives the outer one back, its identity and throttle label with it."""
+    session = new_session(make_settings(voe_identity_max_uses=1, voe_user_agents="UA-1|UA-2",
+                                        voe_http_retries=0))
+    try:
+        with session.fetching_for("demo", None, "idle"):
+            pass
+        assert set(session.identities.counts().values()) <= {(0, 0, 0)}
+        with session.fetching_for("demo", None, "outer"):
+            first = session.get(cookie_site + "/search", timeout=5).json()
+            with session.fetching_for("other", None, "inner"):
+                inner = session.get(cookie_site + "/search", timeout=5).json()
+            again = session.get(cookie_site + "/search", timeout=5).json()
+        assert (first["agent"], inner["agent"], again["agent"]) == ("UA-1", "UA-2", "UA-1")
+        assert inner["cookie"] == "" and again["cookie"].startswith("visitor=")  # outer's jar
+        assert session.identities.counts() == {"direct": (0, 2, 2)}
+        assert session.throttled.swap_label(None) is None  # no label left behind
+    finally:
+        session.close()
+
+
 def test_a_user_agent_the_backend_chose_is_kept(cookie_site, make_settings):
     session = new_session(make_settings(voe_user_agents="UA-1|UA-2", voe_http_retries=0))
     try:

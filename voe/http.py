@@ -333,23 +333,14 @@ class Session(requests.Session):
                 "verify": merge_setting(verify, self.verify),
                 "cert": merge_setting(cert, self.cert)}
 
-    @contextmanager
     def fetching_for(self, name: str, backend: object = None,
-                     job: str | None = None) -> Iterator[None]:
-        """Run this greenlet's fetches for ``backend`` (called ``name``): throttling answers
-        count under ``name``, and its ``block_markers`` mark block pages. With ``job`` (the
-        job's id) the fetches share one key for this run, so per-job state (an identity)
-        sticks to the job, and the chain's ``job_finished`` is told when the run ends."""
-        previous = (getattr(self._running, "backend", None), getattr(self._running, "job", None))
-        key = None if job is None else f"{job}#{next(self._runs)}"
-        self._running.backend, self._running.job = backend, key
-        try:
-            with self.throttled.counting_for(name):
-                yield
-        finally:
-            self._running.backend, self._running.job = previous
-            if key is not None:
-                self.chain.job_finished(key)
+                     job: str | None = None) -> _JobRun:
+        """Run this greenlet's fetches for ``backend`` (called ``name``) in a ``with`` block:
+        throttling answers count under ``name``, and its ``block_markers`` mark block pages.
+        With ``job`` (the job's id) the fetches share one key for this run, so per-job state
+        (an identity) sticks to the job, and the chain's ``job_finished`` is told when a run
+        that fetched anything ends."""
+        return _JobRun(self, name, backend, None if job is None else f"{job}#{next(self._runs)}")
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send ``request`` through the fetch chain, then follow its redirects (each one is a
@@ -363,9 +354,13 @@ class Session(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         follow = kwargs.pop("allow_redirects", True)
-        fetch = FetchRequest(request, kwargs, host_key(request.url or ""),
-                             getattr(self._running, "backend", None),
-                             getattr(self._running, "job", None))
+        run = getattr(self._running, "run", None)
+        if run is None:
+            fetch = FetchRequest(request, kwargs, host_key(request.url or ""))
+        else:
+            run.fetched = True
+            fetch = FetchRequest(request, kwargs, host_key(request.url or ""), run.backend,
+                                 run.key)
         response = self.chain.fetch(fetch, self._download)
         if follow and response.is_redirect:
             history = [response, *self.resolve_redirects(response, request, **kwargs)]
@@ -411,6 +406,34 @@ class Session(requests.Session):
         jar = self.cookies if fetch.cookies is None else fetch.cookies  # an identity's own
         extract_cookies_to_jar(jar, request, response.raw)
         return response
+
+
+class _JobRun:
+    """One run of ``Session.fetching_for``: what this greenlet's fetches belong to meanwhile.
+
+    A plain context manager class: it is entered once per job on the worker's hot path.
+    """
+
+    __slots__ = ("session", "name", "backend", "key", "fetched", "_previous", "_label")
+
+    def __init__(self, session: Session, name: str, backend: object, key: str | None) -> None:
+        self.session = session
+        self.name = name
+        self.backend = backend
+        self.key = key
+        self.fetched = False
+
+    def __enter__(self) -> None:
+        running = self.session._running
+        self._previous = getattr(running, "run", None)
+        running.run = self
+        self._label = self.session.throttled.swap_label(self.name)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.session._running.run = self._previous
+        self.session.throttled.swap_label(self._label)
+        if self.key is not None and self.fetched:
+            self.session.chain.job_finished(self.key)
 
 
 def retry_policy(settings: Settings, policy: _Policy | None = None) -> Retry:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from operator import itemgetter
 from typing import Any, Protocol
 
 from voe.backends.base import ParseError
@@ -111,11 +110,12 @@ class FarePipeline:
                              page=answer.page)
         failure: ParseError | None = None
         for step in self._steps:
-            stages = [step]
-            if isinstance(step, _OnePass):
+            if step.__class__ is _OnePass:
                 if step.passes(answer, job):
                     continue  # every value already valid and normal, and counted
                 stages = step.stages
+            else:
+                stages = (step,)
             for _, path, stage in stages:
                 if failure is not None and not isinstance(stage, FieldStage):
                     continue  # after a failure, only the field checks run, for their counts
@@ -150,29 +150,49 @@ class _OnePass:
     """Consecutive field stages with a quick ``all_valid`` test, checked in one pass.
 
     The usual answer, every value already valid and normal, costs one test per field
-    and leaves the answer as it is; then each stage's fields are counted valid, as its
-    ``process`` would have. Any other value (or an error) sends the answer through
-    each stage's ``process`` instead, so failures, messages and counts are theirs.
+    (over the answer's columns, taken in one ``zip``) and leaves the answer as it is;
+    then each stage's fields are counted valid, as its ``process`` would have. Any
+    other value (or an error) sends the answer through each stage's ``process``
+    instead, so failures, messages and counts are theirs.
     """
 
     def __init__(self, stages: list[tuple[int, str, Any]]) -> None:
         self.stages = stages
+        self._tests: dict[tuple[str, ...], list[tuple[int, Any]]] = {}
+        self._counted: list[tuple[FieldCounts, tuple[str, ...]]] = []
+
+    def add(self, entry: tuple[int, str, Any]) -> None:
+        """Join the stage of ``entry`` (its counts are set) to the pass."""
+        self.stages.append(entry)
+        stage = entry[2]
+        for index, (counts, fields) in enumerate(self._counted):
+            if counts is stage.counts:
+                self._counted[index] = (counts, fields + stage.fields)
+                break
+        else:
+            self._counted.append((stage.counts, stage.fields))
+
+    def _tests_for(self, names: tuple[str, ...]) -> list[tuple[int, Any]]:
+        """(column, test) of every field, for fares whose fields are ``names`` (made once)."""
+        tests = self._tests.get(names)
+        if tests is None:
+            tests = self._tests[names] = [(names.index(field), stage.all_valid)
+                                          for _, _, stage in self.stages
+                                          for field in stage.fields]
+        return tests
 
     def passes(self, answer: Answer, job: SearchJob) -> bool:
         """Whether every value passed; if so the stages' fields are counted."""
         if answer:
             try:
-                names = answer[0]._fields
-                tests = [(names.index(field), stage.all_valid)
-                         for _, _, stage in self.stages for field in stage.fields]
-                for index, all_valid in tests:
-                    if not all_valid(list(map(itemgetter(index), answer))):
+                columns = list(zip(*answer, strict=True))
+                for index, all_valid in self._tests_for(answer[0]._fields):
+                    if not all_valid(columns[index]):
                         return False
             except Exception:  # noqa: BLE001 - each stage's process meets it and says what
                 return False
-        for _, _, stage in self.stages:
-            for field in stage.fields:
-                stage.counts.add(job.backend, field, len(answer), 0)
+        for counts, fields in self._counted:
+            counts.add_all_valid(job.backend, fields, len(answer))
         return True
 
 
@@ -186,10 +206,9 @@ def _steps(stages: list[tuple[int, str, Any]]) -> list[Any]:
     steps: list[Any] = []
     for entry in stages:
         if _fusable(entry[2]):
-            if steps and isinstance(steps[-1], _OnePass):
-                steps[-1].stages.append(entry)
-            else:
-                steps.append(_OnePass([entry]))
+            if not steps or not isinstance(steps[-1], _OnePass):
+                steps.append(_OnePass([]))
+            steps[-1].add(entry)
         else:
             steps.append(entry)
     return steps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from voe.backends.base import ParseError
 from voe.model import Answer, SearchJob
@@ -14,14 +14,14 @@ from voe.settings import Settings
 SHOWN_PROBLEMS = 3
 
 
-def all_match(pattern: str) -> Callable[[list[str]], bool]:
+def all_match(pattern: str) -> Callable[[Sequence[str]], bool]:
     """An ``all_valid`` test: every value fully matches ``pattern``, which must not match a
     line break. One regular expression over the values joined by line breaks (none of
     them holding one) instead of one call per value."""
     one = f"(?:{pattern})"
     every = re.compile(f"{one}(?:\n{one})*")
 
-    def test(values: list[str]) -> bool:
+    def test(values: Sequence[str]) -> bool:
         joined = "\n".join(values)
         return (not values or joined.count("\n") == len(values) - 1
                 and every.fullmatch(joined) is not None)
@@ -37,13 +37,29 @@ class FieldCounts:
     """
 
     def __init__(self) -> None:
-        self.valid: Counter[tuple[str, str]] = Counter()
+        self._valid: Counter[tuple[str, str]] = Counter()
         self.invalid: Counter[tuple[str, str]] = Counter()
+        # Answers whose every field was valid, counted by (backend, fields) in one step
+        # (the usual case, on the worker's hot path) and spread over the fields when read.
+        self._all_valid: Counter[tuple[str, tuple[str, ...]]] = Counter()
 
     def add(self, backend: str, field: str, valid: int, invalid: int) -> None:
         """Count ``valid`` and ``invalid`` values of ``field`` in answers of ``backend``."""
-        self.valid[backend, field] += valid
+        self._valid[backend, field] += valid
         self.invalid[backend, field] += invalid
+
+    def add_all_valid(self, backend: str, fields: tuple[str, ...], fares: int) -> None:
+        """Count ``fares`` valid values of each of ``fields`` in answers of ``backend``."""
+        self._all_valid[backend, fields] += fares
+
+    @property
+    def valid(self) -> Counter[tuple[str, str]]:
+        """Valid values by (backend, field)."""
+        valid = Counter(self._valid)
+        for (backend, fields), fares in self._all_valid.items():
+            for field in fields:
+                valid[backend, field] += fares
+        return valid
 
     def share(self, backend: str, field: str) -> float | None:
         """The share of ``backend``'s fares with ``field`` valid, or None before any fare."""
@@ -53,8 +69,9 @@ class FieldCounts:
     def as_dict(self) -> dict[str, dict[str, dict[str, int]]]:
         """``{backend: {field: {"valid": n, "invalid": n}}}``, JSON-ready."""
         shown: dict[str, dict[str, dict[str, int]]] = {}
-        for backend, field in sorted({*self.valid, *self.invalid}):
-            shown.setdefault(backend, {})[field] = {"valid": self.valid[backend, field],
+        valid = self.valid
+        for backend, field in sorted({*valid, *self.invalid}):
+            shown.setdefault(backend, {})[field] = {"valid": valid[backend, field],
                                                     "invalid": self.invalid[backend, field]}
         return shown
 
@@ -70,11 +87,11 @@ class FieldStage:
 
     fields: tuple[str, ...] = ()
     # Optional: ``all_valid(values) -> bool``, a quick test that every value of a field (a
-    # list of the answer's values, one per fare) is valid and already in normal form, so
+    # sequence of the answer's values, one per fare) is valid and already in normal form, so
     # ``check`` would return each unchanged. When it says so for every field, the
     # pipeline counts them all valid without ``process`` (consecutive such stages in one
     # pass); otherwise ``process`` runs as usual. False when unsure: it only costs time.
-    all_valid: Callable[[list[str]], bool] | None = None
+    all_valid: Callable[[Sequence[str]], bool] | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -21,6 +21,8 @@ class RefuseDuplicates:
 
     def process(self, answer: Answer, job: SearchJob) -> Answer:
         """Return ``answer`` if no flight and departure repeats, else raise ``ParseError``."""
+        if len({(fare.flight, fare.departure) for fare in answer}) == len(answer):
+            return answer  # the usual case, told by one set; the loop below names the pair
         seen: dict[tuple[str, str], int] = {}
         for number, fare in enumerate(answer, start=1):
             key = (fare.flight, fare.departure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 
 from voe.farepipeline.base import FieldStage, all_match
@@ -28,6 +29,15 @@ def normalise_price(text: str, low: Decimal, high: Decimal) -> str:
     return str(amount.quantize(_CENTS)) if amount.as_tuple().exponent >= -2 else text  # type: ignore[operator]
 
 
+def _normal_key(bound: Decimal) -> tuple[int, str] | None:
+    """``bound`` as the (length, text) of its normal form, or None if it has none (more
+    than two decimals, or beyond twelve digits)."""
+    if bound < 0 or bound != bound.quantize(_CENTS):
+        return None
+    text = f"{bound:.2f}"
+    return (len(text), text) if _ALL_NORMAL([text]) else None
+
+
 class PriceBounds(FieldStage):
     """Refuse a price that is not a positive decimal within the bounds; write it with cents.
 
@@ -41,13 +51,23 @@ class PriceBounds(FieldStage):
         super().__init__(settings)
         self.low = Decimal(str(settings.voe_price_min))
         self.high = Decimal(str(settings.voe_price_max))
+        # The bounds as (length, text) of their normal form, when they have one: prices
+        # in normal form (no leading zero, two decimals) compare as those pairs do.
+        self._low_key = _normal_key(self.low)
+        self._high_key = _normal_key(self.high)
 
-    def all_valid(self, values: list[str]) -> bool:
+    def all_valid(self, values: Sequence[str]) -> bool:
         """Whether every value is a price within the bounds already written with cents."""
         if not values or not _ALL_NORMAL(values):
             return not values
-        amounts = list(map(Decimal, values))
-        return self.low <= min(amounts) and max(amounts) <= self.high
+        if self._low_key is None or self._high_key is None:
+            amounts = list(map(Decimal, values))
+            return self.low <= min(amounts) and max(amounts) <= self.high
+        lengths = list(map(len, values))
+        if self._low_key[0] < min(lengths) and max(lengths) < self._high_key[0]:
+            return True  # every price has more digits than the low bound, fewer than the high
+        keys = list(zip(lengths, values, strict=True))
+        return self._low_key <= min(keys) and max(keys) <= self._high_key
 
     def check(self, value: str) -> str:
         """The price with at least two decimals; ``ValueError`` if invalid or out of bounds."""

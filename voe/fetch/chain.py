@@ -17,7 +17,8 @@ numbers nearer the network:
   backend. So a middleware learns of a block another one detected.
 
 A middleware may also define ``job_finished(job)``: the session calls it when a job's
-run ends (``FetchRequest.job`` is that run's key), for state kept per job.
+run that fetched anything ends (``FetchRequest.job`` is that run's key), for state kept
+per job.
 
 A middleware class is built with ``from_session(session)`` when it has that class
 method (to read ``session.settings`` or share the session's counters), else with no
@@ -128,6 +129,7 @@ class FetchChain:
                            if hasattr(m, "process_response")]
         self._exceptions = [(i, m.process_exception) for i, m in reversed(hooks)
                             if hasattr(m, "process_exception")]
+        self._job_finished = [m.job_finished for m in middlewares if hasattr(m, "job_finished")]
 
     def fetch(self, request: FetchRequest, download: Download) -> requests.Response:
         """Run ``request`` through every middleware and ``download``; return the answer."""
@@ -155,10 +157,8 @@ class FetchChain:
     def job_finished(self, job: str) -> None:
         """Tell the middlewares with a ``job_finished(job)`` hook that the run ``job`` (a
         ``FetchRequest.job`` key) is over, e.g. so an identity counts one more job served."""
-        for middleware in self.middlewares:
-            hook = getattr(middleware, "job_finished", None)
-            if hook is not None:
-                hook(job)
+        for hook in self._job_finished:
+            hook(job)
 
     def _recover(self, request: FetchRequest, error: Exception,
                  below: int) -> tuple[requests.Response, int]:

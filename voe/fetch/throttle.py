@@ -40,12 +40,18 @@ class ThrottleCounter:
     @contextmanager
     def counting_for(self, label: str) -> Iterator[None]:
         """Count what this greenlet's requests meet under ``label`` (e.g. a backend's name)."""
-        previous = getattr(self._label, "value", None)
-        self._label.value = label
+        previous = self.swap_label(label)
         try:
             yield
         finally:
             self._label.value = previous
+
+    def swap_label(self, label: str | None) -> str | None:
+        """Count this greenlet's requests under ``label`` from now on; return the label before
+        (``counting_for`` as two calls, for a caller that keeps its own context)."""
+        previous = getattr(self._label, "value", None)
+        self._label.value = label
+        return previous
 
     def add(self, host: str, count: int = 1) -> None:
         """Count ``count`` throttling answers from ``host``."""
