@@ -110,6 +110,16 @@ def test_bad_field_counts_are_rejected(counts):
     assert caught.value.reason in {"bad-schema", "undecodable"}
 
 
+def test_a_remembered_field_count_lets_no_look_alike_pass():
+    """Validated rows are remembered; 1.0 and True equal 1 in Python, but are no count."""
+    good = protocol.decode(msgpack.packb(_result_body(c=[["price", 1, 0]])))
+    assert good.field_counts == (FieldCount("price", 1, 0),)
+    for look_alike in ([["price", 1.0, 0]], [["price", True, 0]], [["price", 1, False]],
+                       [["price", 1, 0], ["price", 1, 0]]):
+        with pytest.raises(protocol.ProtocolError, match="bad-schema"):
+            protocol.decode(msgpack.packb(_result_body(c=look_alike)))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(st.one_of(st.sampled_from([*Fare._fields, "seat", "Price"]),
                                    st.integers(-5, protocol.MAX_FIELD_COUNT + 5), st.none(),

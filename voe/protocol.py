@@ -51,6 +51,8 @@ MAX_ROUTE_NAME = 300
 MAX_FIELD_COUNT = 1_000_000
 # The fields a result may count, each at most once: a fare's (the fare pipeline checks no other).
 FIELD_NAMES = frozenset(Fare._fields)
+# Field counts ([field, valid, invalid]) remembered once validated: answers repeat a few.
+KNOWN_FIELD_COUNTS = 4096
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -335,23 +337,36 @@ def _fares(value: Any) -> tuple[Fare, ...]:
     return tuple(map(Fare._make, value))
 
 
+_known_counts: dict[tuple[str, int, int], FieldCount] = {}
+
+
 def _field_counts(value: Any) -> tuple[FieldCount, ...]:
     """Validate a result's per-field counts: each a fare's field, named once, with counts in
-    [0, ``MAX_FIELD_COUNT``]. Per result on the sink's hot path, so the checks are inlined."""
+    [0, ``MAX_FIELD_COUNT``]. Per result on the sink's hot path: a row validated before
+    (up to ``KNOWN_FIELD_COUNTS`` of them) costs a lookup once its counts are integers (so
+    that ``1.0`` or ``True`` never pass for a remembered ``1``)."""
     if type(value) is not list or len(value) > len(FIELD_NAMES):
         raise ValueError(f"field counts are an array of at most {len(FIELD_NAMES)}")
-    named = set()
+    counts = []
     for row in value:
         if type(row) is not list or len(row) != 3:
             raise ValueError("a field count is [field, valid, invalid]")
         field, valid, invalid = row
-        if type(field) is not str or field not in FIELD_NAMES or field in named:
-            raise ValueError("a field count names a fare's field, once")
-        if (type(valid) is not int or type(invalid) is not int
-                or not 0 <= valid <= MAX_FIELD_COUNT or not 0 <= invalid <= MAX_FIELD_COUNT):
-            raise ValueError(f"a field's counts are integers in [0, {MAX_FIELD_COUNT}]")
-        named.add(field)
-    return tuple(map(FieldCount._make, value))
+        if type(valid) is not int or type(invalid) is not int:
+            raise ValueError("a field's counts are integers")
+        count = _known_counts.get((field, valid, invalid))
+        if count is None:
+            if type(field) is not str or field not in FIELD_NAMES:
+                raise ValueError("a field count names a fare's field")
+            if not 0 <= valid <= MAX_FIELD_COUNT or not 0 <= invalid <= MAX_FIELD_COUNT:
+                raise ValueError(f"a field's counts are in [0, {MAX_FIELD_COUNT}]")
+            count = FieldCount(field, valid, invalid)
+            if len(_known_counts) < KNOWN_FIELD_COUNTS:
+                _known_counts[count] = count
+        counts.append(count)
+    if len({count.field for count in counts}) != len(counts):
+        raise ValueError("a field is counted once")
+    return tuple(counts)
 
 
 def _keys(value: Any) -> tuple[tuple[int, str], ...]:
