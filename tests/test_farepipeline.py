@@ -27,7 +27,7 @@ from voe.farepipeline.duplicates import RefuseDuplicates
 from voe.farepipeline.flight import normalise_flight
 from voe.farepipeline.price import PriceBounds, normalise_price
 from voe.farepipeline.times import normalise_time
-from voe.model import OK, PARSE, Answer, Fare, Searched, SearchJob
+from voe.model import OK, PARSE, Answer, Fare, FieldCount, Searched, SearchJob
 
 FARE = Fare("G3 3573", "05:15", "07:40", "1234.56", "BRL")
 
@@ -168,14 +168,60 @@ def test_one_pass_over_the_field_stages_gives_what_each_stage_gives(make_setting
     fused = FarePipeline(make_settings(), third_party=False)
     staged = FarePipeline(make_settings(), third_party=False)
     staged._steps = list(staged.stages)  # each stage on its own, no one-pass runs
-    outcomes = []
+    outcomes, answered = [], []
     for pipeline in (fused, staged):
         try:
-            outcomes.append(list(pipeline.run(Answer(fares, page=b"p"), job())))
+            answer = pipeline.run(Answer(fares, page=b"p"), job())
         except ParseError as error:
             outcomes.append(str(error))
+            answered.append(error.field_counts)
+        else:
+            outcomes.append(list(answer))
+            answered.append(pipeline.passed_counts(len(answer)))
     assert outcomes[0] == outcomes[1]
     assert fused.field_counts.as_dict() == staged.field_counts.as_dict()
+    # The answer's own counts (what its result carries) are its part of the pipeline's
+    # counts; a field whose stage crashed on the answer is left out.
+    assert answered[0] == answered[1]
+    shared = {field: (found["valid"], found["invalid"])
+              for field, found in fused.field_counts.as_dict().get("demo", {}).items()
+              if found["valid"] + found["invalid"]}
+    own = {count.field: (count.valid, count.invalid) for count in answered[0]}
+    if "crashed" in str(outcomes[0]):
+        assert own.items() <= shared.items()
+    else:
+        assert own == shared
+
+
+def test_each_answer_carries_its_own_field_counts(make_settings) -> None:
+    pipeline = FarePipeline(make_settings(), third_party=False)
+    assert pipeline.fields == ("flight", "departure", "arrival", "price", "currency")
+    assert pipeline.passed_counts(2) == tuple(FieldCount(field, 2, 0)
+                                              for field in pipeline.fields)
+    assert pipeline.passed_counts(2) is pipeline.passed_counts(2)  # built once per size
+    assert pipeline.passed_counts(0) == ()
+    with pytest.raises(ParseError, match="flight") as caught:
+        pipeline.run(Answer([FARE, FARE._replace(flight="??"),
+                             FARE._replace(flight="LA 1", price="0.10")]), job())
+    assert {count.field: count[1:] for count in caught.value.field_counts} == {
+        "flight": (2, 1), "departure": (3, 0), "arrival": (3, 0), "price": (2, 1),
+        "currency": (3, 0)}
+    with pytest.raises(ParseError, match="page answers") as caught:  # not a field's fault
+        pipeline.run(Answer([FARE], Searched("GRU", "REC", "2026-12-20")), job())
+    assert caught.value.field_counts == pipeline.passed_counts(1)
+    with pytest.raises(ParseError, match="listed twice") as caught:
+        pipeline.run(Answer([FARE, FARE]), job())
+    assert caught.value.field_counts == pipeline.passed_counts(2)
+    broken = FarePipeline(make_settings(voe_fare_pipelines="voe_no_such_module:Stage=10"),
+                          third_party=False)
+    with pytest.raises(ParseError, match="not loaded") as caught:  # nothing ran, nothing counted
+        broken.run(Answer([FARE]), job())
+    assert caught.value.field_counts == ()
+    crashing = FarePipeline(make_settings(voe_fare_pipelines=f"{__name__}:Crashing=10"),
+                            third_party=False)
+    with pytest.raises(ParseError, match="crashed") as caught:  # not a field stage: fields valid
+        crashing.run(Answer([FARE]), job())
+    assert caught.value.field_counts == crashing.passed_counts(1)
 
 
 @pytest.mark.parametrize(("low", "high"), [("1", "1000000"), ("100", "200"), ("0.5", "99.99"),
@@ -429,7 +475,27 @@ def test_page_faults_end_in_the_api_fares_or_a_kept_parse_error(
             assert result.status == PARSE, result.error
             assert kept_page(result.error)
         assert (result.status == OK) is readable, (name, result.error)
+        # Each result carries its answer's counts: refused for another reason than a
+        # field (another search, a flight twice), its fares still had every field valid.
+        assert result.field_counts and not any(count.invalid for count in result.field_counts)
+        if result.status == OK:
+            assert result.field_counts == worker.fare_pipeline.passed_counts(len(truth))
     assert worker.fare_pipeline.field_counts.as_dict()["demo"]
+
+
+def test_a_result_counts_the_fields_its_answer_had_valid(airline_url, make_worker) -> None:
+    truth = fares_for("GRU", "REC", "2026-12-01")
+    prices = sorted(Decimal(fare.price) for fare in truth)
+    bound = prices[len(prices) // 2]  # the dearer fares are "misread": out of bounds
+    dearer = sum(price > bound for price in prices)
+    worker = make_worker(airline_url, voe_price_max=str(bound))
+    refused = worker.search(job("GRU", "REC", "2026-12-01"))
+    assert refused.status == PARSE and "outside the bounds" in refused.error
+    assert {count.field: count[1:] for count in refused.field_counts} == {
+        "flight": (len(truth), 0), "departure": (len(truth), 0), "arrival": (len(truth), 0),
+        "price": (len(truth) - dearer, dearer), "currency": (len(truth), 0)}
+    timeout = make_worker("http://127.0.0.1:9").search(job("GRU", "REC", "2026-12-01"))
+    assert timeout.status != OK and timeout.field_counts == ()  # no answer, nothing counted
 
 
 def test_demo_api_states_the_search_it_answers(airline_url, make_worker) -> None:

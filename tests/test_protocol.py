@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
-from voe.model import Fare, Result, SearchJob
+from voe.model import Fare, FieldCount, Result, SearchJob
 
 JOB = SearchJob("demo:GRU-REC:2026-12-01", 3, 2, "demo", "GRU", "REC", "2026-12-01", None)
 FARE = Fare("G3 1234", "07:15", "09:40", "1234.56", "BRL")
@@ -66,6 +66,85 @@ def test_results_join_encoded_results_without_reencoding():
 
 def _frame(**body):
     return msgpack.packb({"v": protocol.VERSION, **body})
+
+
+# Per-field counts of a result (issue 12) -------------------------------------------
+
+COUNTS = (FieldCount("flight", 2, 1), FieldCount("price", 3, 0))
+
+
+def _result_body(**extra):
+    return {"v": protocol.VERSION, "t": "result", "j": list(JOB), "s": "parse", "f": [],
+            "e": "fare 3: flight '??' is not a flight code", "w": "w1", "d": 0.2, **extra}
+
+
+def test_a_result_carries_its_field_counts_and_an_older_one_without_them_stays_valid():
+    counted = Result(JOB, "parse", (), "refused", "w1", 0.2, COUNTS)
+    assert protocol.decode(protocol.encode_result(counted)) == counted
+    assert protocol.decode(protocol.encode_result(counted)).field_counts[0].field == "flight"
+    plain = Result(JOB, "ok", (FARE,), None, "w1", 0.2)
+    assert "c" not in msgpack.unpackb(protocol.encode_result(plain))  # no counts, no key
+    older = msgpack.packb(_result_body())  # a worker of before the field
+    assert protocol.decode(older).field_counts == ()
+    every = tuple(FieldCount(field, protocol.MAX_FIELD_COUNT, 0) for field in Fare._fields)
+    assert protocol.decode(msgpack.packb(_result_body(c=[list(c) for c in every]))
+                           ).field_counts == every
+    joined = protocol.encode_results([protocol.encode_result(counted),
+                                      protocol.encode_result(plain)])
+    assert protocol.decode(joined) == protocol.Results((counted, plain))
+
+
+@pytest.mark.parametrize("counts", [
+    None, 3, "flight", {"flight": [1, 0]}, [["flight", 1]], [["flight", 1, 0, 0]],
+    [("flight", 1, 0)] * 2,  # a field counted twice
+    [["seat", 1, 0]], [["Flight", 1, 0]], [["", 1, 0]], [["flight\n", 1, 0]],
+    [["\x1b[2Jflight", 1, 0]], [["x" * 5000, 1, 0]], [[["flight"], 1, 0]],
+    [["flight", -1, 0]], [["flight", 0, -1]], [["flight", protocol.MAX_FIELD_COUNT + 1, 0]],
+    [["flight", 1.0, 0]], [["flight", True, 0]], [["flight", None, 0]], [["flight", "1", 0]],
+    [["flight", 2**64 - 1, 0]],
+    [[name, 1, 0] for name in Fare._fields] + [["flight", 1, 0]],  # more rows than fields
+])
+def test_bad_field_counts_are_rejected(counts):
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode(msgpack.packb(_result_body(c=counts)))
+    assert caught.value.reason in {"bad-schema", "undecodable"}
+
+
+def test_a_remembered_field_count_lets_no_look_alike_pass():
+    """Validated rows are remembered; 1.0 and True equal 1 in Python, but are no count."""
+    good = protocol.decode(msgpack.packb(_result_body(c=[["price", 1, 0]])))
+    assert good.field_counts == (FieldCount("price", 1, 0),)
+    for look_alike in ([["price", 1.0, 0]], [["price", True, 0]], [["price", 1, False]],
+                       [["price", 1, 0], ["price", 1, 0]]):
+        with pytest.raises(protocol.ProtocolError, match="bad-schema"):
+            protocol.decode(msgpack.packb(_result_body(c=look_alike)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.sampled_from([*Fare._fields, "seat", "Price"]),
+                                   st.integers(-5, protocol.MAX_FIELD_COUNT + 5), st.none(),
+                                   st.text(max_size=4)), max_size=4), max_size=7))
+def test_random_field_counts_are_rejected_or_valid(counts):
+    try:
+        result = protocol.decode(msgpack.packb(_result_body(c=counts)))
+    except protocol.ProtocolError:
+        return
+    fields = [count.field for count in result.field_counts]
+    assert len(set(fields)) == len(fields) and set(fields) <= set(Fare._fields)
+    assert all(0 <= n <= protocol.MAX_FIELD_COUNT for count in result.field_counts
+               for n in count[1:])
+
+
+def test_mutated_results_with_field_counts_decode_or_are_rejected():
+    rng = random.Random(SEED)
+    frame = protocol.encode_result(Result(JOB, "parse", (FARE,), "x", "w1", 0.1, COUNTS))
+    for _ in range(20_000):
+        try:
+            message = protocol.decode(mutate(rng, frame))
+        except protocol.ProtocolError:
+            continue
+        if isinstance(message, Result):
+            assert all(count.field in Fare._fields for count in message.field_counts)
 
 
 @pytest.mark.parametrize("frame, reason", [

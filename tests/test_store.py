@@ -18,7 +18,7 @@ import pytest
 import voe
 from tests.postgres import fresh_schema
 from voe.export import export_fares
-from voe.model import Fare, Result, SearchJob
+from voe.model import Fare, FieldCount, Result, SearchJob
 from voe.store import SqliteStore, StoreError, open_store
 
 REPO = Path(voe.__file__).resolve().parents[1]
@@ -440,3 +440,109 @@ def test_export_of_one_cycle_or_since_a_cycle(store: SqliteStore) -> None:
     assert cycles(since=3) == [3]
     assert cycles(since=2, cycle=1) == []
     assert cycles(cycle=9) == []
+
+
+# Per-field counts (issue 12) ---------------------------------------------------------
+
+def _counted(result: Result, **counts: tuple[int, int]) -> Result:
+    """``result`` carrying per-field counts, e.g. ``flight=(2, 1)``."""
+    return result._replace(field_counts=tuple(
+        FieldCount(field, valid, invalid) for field, (valid, invalid) in counts.items()))
+
+
+def test_field_counts_are_added_once_per_stored_answer_and_refused_attempt(store) -> None:
+    assert store.field_counts(1) == {} and store.field_cycle() is None
+    ok = _counted(_ok(_job(0), "1.00", "2.00"), flight=(2, 0), price=(2, 0))
+    refused = _counted(_failed(_job(1), "parse"), flight=(1, 2), price=(3, 0))
+    assert store.save([ok, ok, refused, refused]) == ["done", "done", "parse", "parse"]
+    assert store.save([ok, refused]) == ["done", "parse"]  # redelivered: counted already
+    # Another ok attempt of a stored job stores nothing, so counts nothing; another attempt
+    # of a refused job is another answer; an older worker's result counts nothing.
+    again = _counted(_ok(_job(0, attempt=2), "1.00", worker="w2"), flight=(1, 0))
+    retried = _counted(_failed(_job(1, attempt=2), "parse"), flight=(0, 3))
+    older = _ok(_job(2), "5.00")
+    assert store.save([again, retried, older, _failed(_job(3))]) == [
+        "done", "parse", "done", "transient"]
+    other = _counted(_ok(_job(0, cycle=2)._replace(backend="demo-api"), "1.00"), flight=(1, 0))
+    store.save([other, retried])
+    assert store.field_counts(1) == {"demo": {"flight": (3, 5), "price": (5, 0)}}
+    assert store.field_counts(2) == {"demo-api": {"flight": (1, 0)}}
+    assert store.field_counts(3) == {}
+    assert store.field_cycle() == 2 and store.field_cycle(before=2) == 1
+    assert store.field_cycle(before=1) is None
+    assert store.fare_count() == 4  # fares as ever: 2 + 1 (older) + 1 (cycle 2)
+
+
+def test_many_refused_answers_in_one_batch_count_once_each(store) -> None:
+    batch = [_counted(_failed(_job(n, attempt=1 + n % 3), "parse", worker=f"w{n % 2}"),
+                      price=(n, 1)) for n in range(1200)]  # more than one lookup chunk
+    store.save(batch[:700])
+    store.save(batch)
+    total = sum(range(1200))
+    assert store.field_counts(1) == {"demo": {"price": (total, 1200)}}
+
+
+def test_field_counts_are_saved_in_the_results_transaction(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "fares.db"
+    with SqliteStore(path) as store:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON field_counts"
+                       " BEGIN SELECT RAISE(ABORT, 'no counts today'); END")
+        ok = _counted(_ok(_job(0), "1.00"), flight=(1, 0))
+        with pytest.raises(StoreError, match="no counts today"):
+            store.save([ok])
+        assert store.result_count() == 0 and store.fare_count() == 0  # nothing half-stored
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TRIGGER refuse")
+        assert store.save([ok]) == ["done"]
+        assert store.field_counts(1) == {"demo": {"flight": (1, 0)}}
+
+
+def test_an_older_sqlite_store_is_migrated_with_its_data(tmp_path: Path) -> None:
+    import sqlite3
+
+    from voe.store import sqlite as sqlite_store
+
+    path = tmp_path / "fares.db"
+    with sqlite3.connect(path) as db:  # a store of schema version 2, before field counts
+        db.executescript(";".join((sqlite_store._SCHEMA, *sqlite_store._MIGRATIONS[:1])))
+        db.execute("INSERT INTO results VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
+                   " 1, 'w1', 0)")
+        db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
+                   " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
+        db.execute("PRAGMA user_version = 2")
+    assert sqlite_store.SCHEMA_VERSION == 3
+    with pytest.raises(StoreError, match="schema version 2, expected 3"):
+        SqliteStore(path, readonly=True)  # reports never migrate
+    with SqliteStore(path) as store:
+        assert store.fare_count() == 1 and store.result_count() == 1
+        assert store.field_counts(1) == {}
+        store.save([_counted(_ok(_job(0), "1.00"), flight=(1, 0))])
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+    with SqliteStore(path, readonly=True) as report:
+        assert report.field_counts(1) == {"demo": {"flight": (1, 0)}}
+        assert report.fare_count() == 2
+
+
+def test_an_older_postgres_store_gains_field_counts() -> None:
+    from voe.store import postgres
+
+    psycopg = pytest.importorskip("psycopg")
+    with fresh_schema() as url:
+        with open_store(url) as store:
+            store.save([_ok(_job(0), "1.00")])
+        with psycopg.connect(url, autocommit=True) as db:  # back to version 3
+            db.execute("DELETE FROM voe_schema WHERE version > 3")
+            db.execute("DROP TABLE field_counts")
+        with pytest.raises(StoreError, match="schema version 3, expected 4"):
+            open_store(url, readonly=True)
+        with open_store(url) as store:
+            assert store.fare_count() == 1
+            store.save([_counted(_ok(_job(1), "1.00"), flight=(1, 0))])
+            assert store.field_counts(1) == {"demo": {"flight": (1, 0)}}
+        with psycopg.connect(url, autocommit=True) as db:
+            assert db.execute("SELECT MAX(version) FROM voe_schema").fetchone() == (
+                postgres.SCHEMA_VERSION,)

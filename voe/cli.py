@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show jobs by state, fares stored and workers; status 1 if a lease or cycle is stuck."""
-    from voe.report import health_lines, status, stuck
+    from voe.report import field_yield_lines, health_lines, status, stuck
 
     report = status(_settings())
     if args.json:
@@ -223,6 +223,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f" (cycle {found['previous_cycle']}: {previous})" if previous is not None else "")
               + (" DROPPED by more than half: did the airline change its pages?"
                  if found["dropped"] else ""))
+    for line in field_yield_lines(report["field_yield"]):
+        print(line)
     outbox = report["outbox"]
     if not outbox["destinations"]:
         print("outbox: no publisher configured (VOE_AMQP_URL, VOE_NATS_URL, VOE_WEBHOOK_URLS)")

@@ -9,7 +9,8 @@ observed one by one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +24,9 @@ from prometheus_client import (
 
 from voe.model import PARSE, PERMANENT, TRANSIENT
 from voe.store.base import DONE, UNAVAILABLE_KINDS
+
+if TYPE_CHECKING:
+    from voe.yieldwatch import FieldYield
 
 MASTER = CollectorRegistry()
 SINK = CollectorRegistry()
@@ -100,6 +104,10 @@ SINK_STORE_ERRORS = Counter(
 OUTBOX_BACKLOG = Gauge(
     "voe_outbox_backlog", "Events stored but not yet published to a destination (the "
     "sink's outbox drainers update it every few seconds).", ["destination"], registry=SINK)
+SINK_FIELD_YIELD = Gauge(
+    "voe_sink_field_yield", "Share of the fares the fare pipeline judged with the field valid, "
+    "per backend, in the newest cycle the sink's yield watch checked (0 to 1).",
+    ["backend", "field"], registry=SINK)
 for _status in ACK_STATUSES:
     SINK_ACKS.labels(_status)
 for _kind in UNAVAILABLE_KINDS:
@@ -123,6 +131,12 @@ def publish_counts(counter: Counter, counts: Mapping[str, int], published: dict[
         if gained > 0:
             counter.labels(label).inc(gained)
             published[label] = count
+
+
+def publish_field_yields(found: Iterable[FieldYield]) -> None:
+    """Set ``voe_sink_field_yield`` from the per-field yields of a cycle the watch checked."""
+    for field_yield in found:
+        SINK_FIELD_YIELD.labels(field_yield.backend, field_yield.field).set(field_yield.share)
 
 
 def reject_reasons(counts: Mapping[str, int]) -> dict[str, int]:

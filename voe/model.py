@@ -88,12 +88,23 @@ def job_id(backend: str, origin: str, destination: str, date: str, return_date: 
     return f"{base}:{return_date}" if return_date else base
 
 
+class FieldCount(NamedTuple):
+    """How many fares of one answer had ``field`` valid and invalid, as the fare pipeline saw."""
+
+    field: str
+    valid: int
+    invalid: int
+
+
 class Result(NamedTuple):
     """What a worker reports for one attempt of a job.
 
     ``status`` is ``"ok"`` (``fares`` holds what was found, possibly nothing) or the
     kind of the error: ``"transient"``, ``"parse"``, ``"permanent"`` or ``"blocked"``
     (the airline refused to answer: retried like a transient error, never "no flights").
+    ``field_counts`` are the fare pipeline's per-field counts of the answer (every field
+    valid for an ok one), the per-field yield's data; empty when the pipeline did not
+    run on an answer (no page, a page that did not parse) or an older worker sent none.
     """
 
     job: SearchJob
@@ -102,6 +113,7 @@ class Result(NamedTuple):
     error: str | None
     worker: str
     duration: float
+    field_counts: tuple[FieldCount, ...] = ()
 
 
 OK = "ok"

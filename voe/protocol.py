@@ -16,7 +16,9 @@ Message types:
                                optionally its identities' counts per route (older
                                workers send none)
   jobs      master -> worker   leased jobs
-  result    worker -> sink     one attempt's outcome and fares
+  result    worker -> sink     one attempt's outcome and fares, and optionally the fare
+                               pipeline's per-field counts of its answer (older workers
+                               send none)
   results   worker -> sink     several encoded results in one frame (fewer sends)
   acks      sink -> master     stored (or failed) attempts, after commit
 """
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import RESULT_STATUSES, Fare, Result, SearchJob
+from voe.model import RESULT_STATUSES, Fare, FieldCount, Result, SearchJob
 
 VERSION = 1
 # Default cap on one frame; sockets enforce it too (zmq.MAXMSGSIZE).
@@ -45,6 +47,12 @@ MAX_ADDRESS = 300
 # Most routes (proxies) a throttled message counts identities for, and a route name's length.
 MAX_ROUTES = 512
 MAX_ROUTE_NAME = 300
+# Largest count of fares with a field valid (or invalid) one result may report.
+MAX_FIELD_COUNT = 1_000_000
+# The fields a result may count, each at most once: a fare's (the fare pipeline checks no other).
+FIELD_NAMES = frozenset(Fare._fields)
+# Field counts ([field, valid, invalid]) remembered once validated: answers repeat a few.
+KNOWN_FIELD_COUNTS = 4096
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -208,15 +216,19 @@ def encode_jobs(jobs: list[SearchJob]) -> bytes:
 
 
 def encode_result(result: Result) -> bytes:
-    """Encode one attempt's result (errors are clipped to ``MAX_ERROR``)."""
-    return _pack(RESULT, {
+    """Encode one attempt's result (errors are clipped to ``MAX_ERROR``); its per-field
+    counts go as ``"c"``, ``[[field, valid, invalid], ...]``, only when there are some."""
+    body = {
         "j": _job_row(result.job),
         "s": result.status,
         "f": [list(fare) for fare in result.fares],
         "e": _clip(result.error),
         "w": result.worker,
         "d": float(result.duration),
-    })
+    }
+    if result.field_counts:
+        body["c"] = result.field_counts
+    return _pack(RESULT, body)
 
 
 def encode_results(frames: list[bytes]) -> bytes:
@@ -325,6 +337,38 @@ def _fares(value: Any) -> tuple[Fare, ...]:
     return tuple(map(Fare._make, value))
 
 
+_known_counts: dict[tuple[str, int, int], FieldCount] = {}
+
+
+def _field_counts(value: Any) -> tuple[FieldCount, ...]:
+    """Validate a result's per-field counts: each a fare's field, named once, with counts in
+    [0, ``MAX_FIELD_COUNT``]. Per result on the sink's hot path: a row validated before
+    (up to ``KNOWN_FIELD_COUNTS`` of them) costs a lookup once its counts are integers (so
+    that ``1.0`` or ``True`` never pass for a remembered ``1``)."""
+    if type(value) is not list or len(value) > len(FIELD_NAMES):
+        raise ValueError(f"field counts are an array of at most {len(FIELD_NAMES)}")
+    counts = []
+    for row in value:
+        if type(row) is not list or len(row) != 3:
+            raise ValueError("a field count is [field, valid, invalid]")
+        field, valid, invalid = row
+        if type(valid) is not int or type(invalid) is not int:
+            raise ValueError("a field's counts are integers")
+        count = _known_counts.get((field, valid, invalid))
+        if count is None:
+            if type(field) is not str or field not in FIELD_NAMES:
+                raise ValueError("a field count names a fare's field")
+            if not 0 <= valid <= MAX_FIELD_COUNT or not 0 <= invalid <= MAX_FIELD_COUNT:
+                raise ValueError(f"a field's counts are in [0, {MAX_FIELD_COUNT}]")
+            count = FieldCount(field, valid, invalid)
+            if len(_known_counts) < KNOWN_FIELD_COUNTS:
+                _known_counts[count] = count
+        counts.append(count)
+    if len({count.field for count in counts}) != len(counts):
+        raise ValueError("a field is counted once")
+    return tuple(counts)
+
+
 def _keys(value: Any) -> tuple[tuple[int, str], ...]:
     keys = []
     for item in _list(value):
@@ -380,6 +424,7 @@ def _parse_result(body: dict[str, Any]) -> Result:
         job=_job(body["j"]), status=status, fares=_fares(body["f"]),
         error=_opt_str(body["e"], MAX_ERROR), worker=_str(body["w"], 200),
         duration=float(duration),
+        field_counts=_field_counts(body["c"]) if "c" in body else (),
     )
 
 

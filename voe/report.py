@@ -16,7 +16,7 @@ from voe.plan import Plan
 from voe.publish import destinations
 from voe.settings import Settings
 from voe.store import NoStore, Store, open_store
-from voe.yieldwatch import latest_yields
+from voe.yieldwatch import latest_field_yields, latest_yields
 
 # Seconds past its deadline before a lease counts as overdue: a running master takes a
 # lease back within about a second of its deadline, so this leaves room for a busy tick.
@@ -69,7 +69,8 @@ def master_pid(settings: Settings) -> int | None:
 
 
 def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
-    """Jobs by state (latest cycle), fares stored, workers and where things are.
+    """Jobs by state (latest cycle), fares stored, parse and per-field yields, workers and
+    where things are.
 
     ``plan`` is the plan a master would run (else the one the settings name): an open
     cycle started with another plan is reported as ``plan_changed``.
@@ -101,6 +102,7 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
     fares = 0
     cycle_fares = 0
     yields: list[dict] = []
+    field_yields: list[dict] = []
     configured = destinations(settings)
     backlog = {name: {"backlog": 0, "dead": 0, "retrying": 0} for name in configured}
     store = open_report_store(settings)
@@ -110,6 +112,7 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
             if cycle is not None:
                 cycle_fares = store.fare_count(cycle["number"])
             yields = [found.as_dict() for found in latest_yields(store)]
+            field_yields = [found.as_dict() for found in latest_field_yields(store)]
             backlog = store.outbox_backlog(configured)
         finally:
             store.close()
@@ -122,6 +125,7 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
         "retries": retries,
         "fares": fares,
         "yield": yields,
+        "field_yield": field_yields,
         "outbox": {"destinations": {name: dict(found, configured=name in configured)
                                     for name, found in backlog.items()},
                    "dead_letters": sum(found["dead"] for found in backlog.values())},
@@ -213,6 +217,27 @@ def health_lines(report: dict[str, Any]) -> list[str]:
     for cycle in report["stuck_cycles"]:
         lines.append(f"cycle {cycle['cycle']} cannot finish: {cycle['reason']}")
     lines.extend(f"hint: {hint}" for hint in report["hints"])
+    return lines
+
+
+def field_yield_lines(field_yields: list[dict[str, Any]]) -> list[str]:
+    """The per-field yields of ``status`` as one short line per backend and cycle: each field's
+    share of valid fares, a drop marked with the previous cycle's share."""
+    by_backend: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for found in field_yields:
+        by_backend.setdefault((found["backend"], found["cycle"]), []).append(found)
+    lines = []
+    for (backend, cycle), fields in by_backend.items():
+        fares = max(found["valid"] + found["invalid"] for found in fields)
+        shown = []
+        for found in fields:
+            text = f"{found['field']} {found['share']:.1%}"
+            if found["dropped"]:
+                previous = found["previous_share"]
+                text += " DROPPED" + (f" (cycle {found['previous_cycle']}: {previous:.1%})"
+                                      if previous is not None else "")
+            shown.append(text)
+        lines.append(f"field yield {backend} cycle {cycle} ({fares} fares): " + ", ".join(shown))
     return lines
 
 

@@ -99,7 +99,7 @@ class Sink:
         # Events only when something publishes them: none would pile up unread.
         self.store.keep_events(bool(self.publishing.drainers))
         self.rejects = RejectCounter(log)
-        self.yields = YieldWatch(self.store)
+        self.yields = YieldWatch(self.store, on_field_yields=metrics.publish_field_yields)
         self.stopping = False
         # Set with ``stopping``: a wait for the store wakes at once (no time.sleep, which
         # also misbehaves under libfaketime's clock steps in the tests).

@@ -26,12 +26,12 @@ import zmq.green as zmq
 
 from voe import protocol
 from voe.backends import UnknownBackend, get_backend
-from voe.backends.base import BackendError
+from voe.backends.base import BackendError, ParseError
 from voe.farepipeline import FarePipeline
 from voe.http import new_session
 from voe.keptpages import keep_page
 from voe.logs import RejectCounter
-from voe.model import OK, PARSE, PERMANENT, TRANSIENT, Result, SearchJob
+from voe.model import OK, PARSE, PERMANENT, TRANSIENT, FieldCount, Result, SearchJob
 from voe.settings import Settings
 from voe.sockets import configure
 
@@ -95,7 +95,8 @@ class Worker:
         self.stopping = gevent.event.Event()
         self.backends: dict[str, Any] = {}
         # Every answer passes the fare pipeline before it becomes a result; its
-        # field_counts are the per-field yield of each backend.
+        # field_counts are the per-field yield of each backend (each result carries its
+        # answer's share of them to the sink).
         self.fare_pipeline = FarePipeline(settings)
         self.http = new_session(settings, self.concurrency)  # a pooled connection per search
         self.master_epoch = ""
@@ -317,10 +318,12 @@ class Worker:
             self.to_sink.put((frame, (job.cycle, job.id)))
 
     def search(self, job: SearchJob) -> Result:
-        """Run one job's backend and turn whatever happens into a result."""
+        """Run one job's backend and turn whatever happens into a result (with the fare
+        pipeline's per-field counts of the answer, when the pipeline ran on one)."""
         started = time.perf_counter()
         fares: tuple = ()
         error = None
+        counts: tuple[FieldCount, ...] = ()
         try:
             backend = self.backends.get(job.backend)
             if backend is None:
@@ -328,9 +331,12 @@ class Worker:
             with self.http.fetching_for(job.backend, backend, job.id):
                 answer = backend.search(job, self.http)
             fares = tuple(self.fare_pipeline.run(answer, job))
+            counts = self.fare_pipeline.passed_counts(len(fares))
             status = OK
         except BackendError as failure:
             status, error = failure.kind, str(failure) or type(failure).__name__
+            if isinstance(failure, ParseError):
+                counts = failure.field_counts
             if failure.page is not None:
                 kept = keep_page(self.settings.data_dir, job, failure.page,
                                  self.settings.voe_keep_page_bytes)
@@ -343,4 +349,5 @@ class Worker:
             status, error = TRANSIENT, f"{type(failure).__name__}: {failure}"
         if status != OK:
             log.info("job %s attempt %d: %s: %s", job.id, job.attempt, status, error)
-        return Result(job, status, fares, error, self.name, time.perf_counter() - started)
+        return Result(job, status, fares, error, self.name, time.perf_counter() - started,
+                      counts)

@@ -1,11 +1,15 @@
-"""The parse-yield watch: fares per successful page, per backend and cycle.
+"""The yield watch: fares per successful page, and fares with each field valid, per backend
+and cycle.
 
 Airlines change their sites without notice; a scraper then often still "works"
-but finds fewer fares. The yield of a backend in a cycle is its fares divided by
-its stored results (pages that parsed); a yield under half the previous cycle's
-is a drop. The sink logs each drop once per backend and cycle, and ``voe status``
-shows the latest yields. Both read the store's results, so nothing is lost when
-the sink restarts.
+but finds fewer fares. The parse yield of a backend in a cycle is its fares divided
+by its stored results (pages that parsed); a yield under half the previous cycle's
+is a drop. The per-field yield is the share of the fares the fare pipeline judged
+(stored or refused) with a field valid (flight, times, price, currency): a share
+under ``FIELD_DROP_SHARE`` of the previous cycle's, or under ``FIELD_FLOOR`` at
+all, is a drop, once ``MIN_FARES`` fares were judged. The sink logs each drop once
+per backend and cycle (and field), and ``voe status`` shows the latest yields. Both
+read the store, so nothing is lost when the sink restarts.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from voe.model import OK, Result
+from voe.model import OK, Fare, Result
 from voe.store.base import Store, StoreError
 
 log = logging.getLogger("voe.sink")
@@ -27,6 +31,15 @@ DROP_SHARE = 0.5
 MIN_PAGES = 5
 # Seconds between two checks by the sink.
 CHECK_INTERVAL = 2.0
+# A field's share of valid fares below this share of the previous cycle's is a drop
+# (from 100% valid, under 90%): a field breaks for many fares at once when a site changes.
+FIELD_DROP_SHARE = 0.9
+# A field valid in less than this share of a cycle's fares is a drop whatever came before
+# (a first cycle, or a slow slide of several cycles).
+FIELD_FLOOR = 0.5
+# Fares a field needs judged in a cycle (and in the previous one, to compare) before its
+# share is judged: a few odd fares say little.
+MIN_FARES = 50
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,95 @@ class Yield:
         return line + (" - DROPPED by more than half" if self.dropped else "")
 
 
+@dataclass(frozen=True)
+class FieldYield:
+    """A backend's fares with one field valid and invalid in one cycle, beside the previous
+    cycle's."""
+
+    backend: str
+    cycle: int
+    field: str
+    valid: int
+    invalid: int
+    previous_cycle: int | None = None
+    previous_valid: int = 0
+    previous_invalid: int = 0
+
+    @property
+    def fares(self) -> int:
+        """Fares judged for this field in this cycle."""
+        return self.valid + self.invalid
+
+    @property
+    def share(self) -> float:
+        """The share of this cycle's fares with the field valid."""
+        return self.valid / self.fares if self.fares else 0.0
+
+    @property
+    def previous_share(self) -> float | None:
+        """The share in the previous cycle, if it judged any fare."""
+        judged = self.previous_valid + self.previous_invalid
+        return self.previous_valid / judged if judged else None
+
+    @property
+    def dropped(self) -> bool:
+        """True when, with ``MIN_FARES`` judged, the share is under ``FIELD_FLOOR`` or under
+        ``FIELD_DROP_SHARE`` of the previous cycle's (with ``MIN_FARES`` judged there too)."""
+        if self.fares < MIN_FARES:
+            return False
+        if self.share < FIELD_FLOOR:
+            return True
+        previous = self.previous_share
+        return (previous is not None and self.previous_valid + self.previous_invalid >= MIN_FARES
+                and self.share < FIELD_DROP_SHARE * previous)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as ``voe status --json`` shows it."""
+        previous = self.previous_share
+        return {"backend": self.backend, "cycle": self.cycle, "field": self.field,
+                "valid": self.valid, "invalid": self.invalid, "share": round(self.share, 4),
+                "previous_cycle": self.previous_cycle,
+                "previous_share": None if previous is None else round(previous, 4),
+                "dropped": self.dropped}
+
+    def describe(self) -> str:
+        """One line for logs."""
+        line = (f"{self.backend} cycle {self.cycle}: {self.field} valid in {self.share:.1%} of "
+                f"{self.fares} fares")
+        previous = self.previous_share
+        if previous is not None:
+            line += f", cycle {self.previous_cycle}: {previous:.1%}"
+        return line + (" - DROPPED" if self.dropped else "")
+
+
+def _field_order(found: FieldYield) -> tuple[str, int, str]:
+    """Backends by name, then a fare's fields in their order (others after, by name)."""
+    known = Fare._fields.index(found.field) if found.field in Fare._fields else len(Fare._fields)
+    return found.backend, known, found.field
+
+
+def cycle_field_yields(store: Store, cycle: int) -> list[FieldYield]:
+    """The per-field yields of every backend judged in ``cycle``, beside the previous cycle's."""
+    current = store.field_counts(cycle)
+    previous_cycle = store.field_cycle(before=cycle)
+    previous = store.field_counts(previous_cycle) if previous_cycle is not None else {}
+    found = []
+    for backend, fields in current.items():
+        before = previous.get(backend, {})
+        for field, (valid, invalid) in fields.items():
+            old_valid, old_invalid = before.get(field, (0, 0))
+            found.append(FieldYield(backend, cycle, field, valid, invalid,
+                                    previous_cycle if field in before else None,
+                                    old_valid, old_invalid))
+    return sorted(found, key=_field_order)
+
+
+def latest_field_yields(store: Store) -> list[FieldYield]:
+    """The per-field yields of the latest cycle with field counts (none if nothing counted)."""
+    cycle = store.field_cycle()
+    return [] if cycle is None else cycle_field_yields(store, cycle)
+
+
 def cycle_yields(store: Store, cycle: int) -> list[Yield]:
     """The yield of every backend with pages in ``cycle``, beside the previous cycle's."""
     current = store.cycle_yields(cycle)
@@ -98,30 +200,42 @@ def latest_yields(store: Store) -> list[Yield]:
 
 
 class YieldWatch:
-    """The sink's watch: after stored batches, warn once per backend and cycle of a drop."""
+    """The sink's watch: after stored batches, warn once per backend and cycle of a parse-yield
+    drop, and once per backend, cycle and field of a per-field yield drop.
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
+    ``on_field_yields``, if given, is called with a cycle's per-field yields when it checks
+    that cycle and no later one was checked before (the sink publishes them as metrics).
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic,
+                 on_field_yields: Callable[[list[FieldYield]], None] | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.on_field_yields = on_field_yields
         self.cycles: set[int] = set()
         self.warned: set[tuple[str, int]] = set()
+        self.warned_fields: set[tuple[str, int, str]] = set()
+        self.newest_checked = 0
         self.next_check = 0.0
 
     def saw(self, results: Iterable[Result]) -> None:
-        """Note the cycles of stored results, to be checked at the next ``check``."""
-        self.cycles.update(result.job.cycle for result in results if result.status == OK)
+        """Note the cycles of stored results and of answers with field counts (a cycle whose
+        answers were all refused has counts but no stored result), for the next ``check``."""
+        self.cycles.update(result.job.cycle for result in results
+                           if result.status == OK or result.field_counts)
 
-    def check(self, force: bool = False) -> list[Yield]:
+    def check(self, force: bool = False) -> list[Yield | FieldYield]:
         """Every ``CHECK_INTERVAL`` (or now if ``force``): log new drops and return them."""
         now = self.clock()
         if not self.cycles or (now < self.next_check and not force):
             return []
         self.next_check = now + CHECK_INTERVAL
         cycles, self.cycles = sorted(self.cycles), set()
-        drops = []
+        drops: list[Yield | FieldYield] = []
         for cycle in cycles:
             try:
                 yields = cycle_yields(self.store, cycle)
+                fields = cycle_field_yields(self.store, cycle)
             except StoreError as error:
                 log.warning("yield watch: %s", error)
                 continue
@@ -132,4 +246,24 @@ class YieldWatch:
                                 "(did the airline change its pages?)", found.backend,
                                 found.describe())
                     drops.append(found)
+            drops.extend(self._field_drops(fields))
+            if self.on_field_yields is not None and fields and cycle >= self.newest_checked:
+                self.newest_checked = cycle
+                try:
+                    self.on_field_yields(fields)
+                except Exception:  # a reporting hook's bug must not stop the sink
+                    log.exception("yield watch: publishing the per-field yields failed")
+        return drops
+
+    def _field_drops(self, fields: list[FieldYield]) -> list[FieldYield]:
+        """Log the per-field drops not logged yet; return them."""
+        drops = []
+        for found in fields:
+            key = (found.backend, found.cycle, found.field)
+            if found.dropped and key not in self.warned_fields:
+                self.warned_fields.add(key)
+                log.warning("field yield of backend %s fell for %s: %s (did the airline change "
+                            "how its pages write it?)", found.backend, found.field,
+                            found.describe())
+                drops.append(found)
         return drops

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import requests
 
-from voe.model import Answer, Fare, SearchJob
+from voe.model import Answer, Fare, FieldCount, SearchJob
 
 
 class BackendError(Exception):
@@ -51,9 +51,14 @@ class PermanentError(BackendError):
 
 
 class ParseError(TransientError):
-    """The page came back but did not yield fares; ``page`` holds the raw bytes."""
+    """The page came back but did not yield fares; ``page`` holds the raw bytes.
+
+    When the fare pipeline refused the answer, ``field_counts`` says how many of its
+    fares had each field valid and invalid (the worker sends them with the result).
+    """
 
     kind = "parse"
+    field_counts: tuple[FieldCount, ...] = ()
 
 
 class BlockedError(TransientError):

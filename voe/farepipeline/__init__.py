@@ -16,7 +16,10 @@ attempt as a ``ParseError`` carrying the page, like a page that does not parse. 
 page is then kept (``VOE_KEEP_PAGE_BYTES``) and the worker goes on.
 
 Stages that check fields record how many fares had each field valid and invalid, per
-backend (``FarePipeline.field_counts``): the per-field yield of a backend.
+backend (``FarePipeline.field_counts``): the per-field yield of a backend. Each answer's
+own counts travel with its result to the sink, which keeps them per cycle: an answer
+that passed has every field valid (``passed_counts``), one refused carries its counts on
+the ``ParseError`` (``field_counts``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from typing import Any, Protocol
 from voe.backends.base import ParseError
 from voe.components import DEFAULT_ORDER, load_class, ordered
 from voe.farepipeline.base import FieldCounts, FieldStage
-from voe.model import Answer, Fare, SearchJob
+from voe.model import Answer, Fare, FieldCount, SearchJob
 from voe.settings import Settings
 
 log = logging.getLogger("voe.farepipeline")
 
 ENTRY_POINT_GROUP = "voe.fare_pipelines"
+# Answer sizes (fares) whose all-valid per-field counts are kept built, one tuple each.
+PASSED_COUNTS_KEPT = 1024
 
 PIPELINES_BASE: dict[str, int] = {
     "voe.farepipeline.answers:AnswersSearch": 100,
@@ -86,6 +91,11 @@ class FarePipeline:
                 stage.counts = self.field_counts
             self.stages.append((order, path, stage))
         self._steps = _steps(self.stages)
+        # The fields the field stages check, each once, in the order they run.
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(
+            field for _, _, stage in self.stages if isinstance(stage, FieldStage)
+            for field in stage.fields))
+        self._passed: dict[int, tuple[FieldCount, ...]] = {}
 
     def _broken_entry_point(self, path: str, why: str) -> None:
         """Record an entry point that failed to load: every run fails until it is fixed."""
@@ -97,18 +107,30 @@ class FarePipeline:
         """The stages in the order they run, as ``module:Class``."""
         return [path for _, path, _ in self.stages]
 
+    def passed_counts(self, fares: int) -> tuple[FieldCount, ...]:
+        """The per-field counts of an answer that passed with ``fares`` fares: every field
+        valid (none for an answer without fares). Per job, so built once per answer size."""
+        counts = self._passed.get(fares)
+        if counts is None:
+            counts = tuple(FieldCount(field, fares, 0) for field in self.fields) if fares else ()
+            if len(self._passed) < PASSED_COUNTS_KEPT:
+                self._passed[fares] = counts
+        return counts
+
     def run(self, fares: Answer | Iterable[Fare], job: SearchJob) -> Answer:
         """Pass a backend's answer through every stage; ``ParseError`` (with the page) if odd.
 
         A plain list of fares becomes an ``Answer`` without a search or a page. After
         the first failure the other field checks still run, so the per-field counts
-        see every fare; the first failure is raised.
+        see every fare; the first failure is raised, with this answer's per-field
+        counts as ``field_counts`` (none when the pipeline is not loaded).
         """
         answer = fares if isinstance(fares, Answer) else Answer(fares)
         if self.broken:
             raise ParseError(f"fare pipeline not loaded: {'; '.join(self.broken)}",
                              page=answer.page)
         failure: ParseError | None = None
+        told: dict[str, FieldCount | None] = {}  # what refusing or crashing field stages said
         for step in self._steps:
             if step.__class__ is _OnePass:
                 if step.passes(answer, job):
@@ -124,10 +146,12 @@ class FarePipeline:
                 except ParseError as error:
                     if error.page is None:
                         error.page = answer.page
+                    _tell(told, stage, error.field_counts)
                     failure = failure or error
                     continue
                 except Exception as error:  # a stage's bug fails the attempt, never the worker
                     log.exception("fare pipeline stage %s crashed on %s", path, job.id)
+                    _tell(told, stage, ())
                     crash = ParseError(f"fare pipeline stage {path} crashed: "
                                        f"{type(error).__name__}: {error}", page=answer.page)
                     crash.__cause__ = error
@@ -142,6 +166,7 @@ class FarePipeline:
                     result = answer.with_fares(result)
                 answer = result
         if failure is not None:
+            failure.field_counts = _refused_counts(self.fields, len(answer), told)
             raise failure
         return answer
 
@@ -194,6 +219,31 @@ class _OnePass:
         for counts, fields in self._counted:
             counts.add_all_valid(job.backend, fields, len(answer))
         return True
+
+
+def _tell(told: dict[str, FieldCount | None], stage: Any,
+          counts: tuple[FieldCount, ...]) -> None:
+    """Note what a field stage that refused an answer counted of its fields (None for a
+    field it did not count, e.g. when it crashed); the more invalid count of a field wins."""
+    if not isinstance(stage, FieldStage):
+        return
+    for field in stage.fields:
+        said = next((count for count in counts if count.field == field), None)
+        known = told.get(field)
+        if known is None or (said is not None and said.invalid > known.invalid):
+            told[field] = said
+
+
+def _refused_counts(fields: tuple[str, ...], fares: int,
+                    told: dict[str, FieldCount | None]) -> tuple[FieldCount, ...]:
+    """The per-field counts of a refused answer of ``fares`` fares: what the field stages
+    that refused it counted, every other field valid; a field nobody counted is left out."""
+    counts = []
+    for field in fields:
+        count = told[field] if field in told else FieldCount(field, fares, 0)
+        if count is not None and count.valid + count.invalid:
+            counts.append(count)
+    return tuple(counts)
 
 
 def _fusable(stage: Any) -> bool:

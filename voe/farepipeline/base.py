@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from voe.backends.base import ParseError
-from voe.model import Answer, SearchJob
+from voe.model import Answer, FieldCount, SearchJob
 from voe.settings import Settings
 
 # Most problems named in one error message (the count of the rest follows).
@@ -102,8 +102,10 @@ class FieldStage:
         raise NotImplementedError
 
     def process(self, answer: Answer, job: SearchJob) -> Answer:
-        """Check and normalise the fields of every fare; ``ParseError`` if any is invalid."""
+        """Check and normalise the fields of every fare; ``ParseError`` (with its
+        ``field_counts``, this answer's) if any is invalid."""
         problems: list[str] = []
+        counted: list[FieldCount] = []
         fixed = list(answer)
         for field in self.fields:
             index = answer[0]._fields.index(field) if answer else 0
@@ -119,8 +121,11 @@ class FieldStage:
                 if normal != value:
                     fixed[number] = fare._replace(**{field: normal})
             self.counts.add(job.backend, field, len(fixed) - invalid, invalid)
+            counted.append(FieldCount(field, len(fixed) - invalid, invalid))
         if problems:
             more = len(problems) - SHOWN_PROBLEMS
             shown = "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; {more} more" if more > 0 else "")
-            raise ParseError(shown, page=answer.page)
+            error = ParseError(shown, page=answer.page)
+            error.field_counts = tuple(counted)
+            raise error
         return answer.with_fares(fixed)

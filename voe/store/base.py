@@ -90,6 +90,8 @@ class Store(Protocol):
     def save(self, results: Sequence[Result]) -> list[str]:
         """Store ``results`` in one transaction, commit, then return one acknowledgement each.
 
+        Their per-field counts are added in the same transaction (see ``field_counts``).
+
         An acknowledgement is ``"done"`` when the job's fares of that cycle are stored
         (by this batch or an earlier one), else the result's own status.
         """
@@ -142,6 +144,18 @@ class Store(Protocol):
 
     def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
         """Return, per backend, the stored results (successful pages) and fares of ``cycle``."""
+        ...
+
+    def field_counts(self, cycle: int) -> dict[str, dict[str, tuple[int, int]]]:
+        """Return, per backend and field, the fares of ``cycle`` with it valid and invalid.
+
+        Each answer the fare pipeline judged counts once: a stored one (ok) once per job
+        and cycle, like its fares; a refused one once per attempt, like its outcome.
+        """
+        ...
+
+    def field_cycle(self, before: int | None = None) -> int | None:
+        """Return the latest cycle with field counts (before ``before`` if given), or None."""
         ...
 
     def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:

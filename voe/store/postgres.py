@@ -45,10 +45,13 @@ from voe.store.rows import (
     decode_prices,
     event_from_row,
     fare_rows,
+    field_count_rows,
     last_prices_rows,
     new_results,
     outbox_rows,
+    outcome_key,
     outcome_row,
+    refused_results,
     result_row,
 )
 
@@ -158,6 +161,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE IF NOT EXISTS outbox_paused (since DOUBLE PRECISION NOT NULL)
     """,
+    # 4: the per-field yield: fares with each field valid and invalid per cycle and backend.
+    """
+    CREATE TABLE IF NOT EXISTS field_counts (
+        cycle INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        field TEXT NOT NULL,
+        valid BIGINT NOT NULL,
+        invalid BIGINT NOT NULL,
+        PRIMARY KEY (cycle, backend, field)
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _OUTBOX_MIGRATION = 3
@@ -182,6 +196,7 @@ _UPSERT_PRICES = (
     " DO UPDATE SET cycle = excluded.cycle, prices = excluded.prices"
     " WHERE excluded.cycle > last_prices.cycle"
 )
+_ADD_FIELD_COUNTS = queries.add_field_counts("%s")
 _BY_PRICE = "CAST(price AS NUMERIC), price"
 _LATEST_PER_ROUTE = (
     "SELECT f.* FROM fares AS f JOIN ("
@@ -390,6 +405,10 @@ class PostgresStore(Closing):
             db = self._db
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
+            refused = refused_results(results)
+            if refused:  # counted once per attempt: only those whose outcome is new
+                known = self._stored_outcomes({outcome_key(r) for r in refused})
+                refused = [r for r in refused if outcome_key(r) not in known]
             fares = 0
             with db.cursor() as cursor:
                 cursor.executemany(_INSERT_OUTCOME, [outcome_row(r, now) for r in results])
@@ -401,6 +420,9 @@ class PostgresStore(Closing):
                             for row in fare_rows(result):
                                 copy.write_row(row)
                                 fares += 1
+                counts = field_count_rows((*fresh, *refused))
+                if counts:
+                    cursor.executemany(_ADD_FIELD_COUNTS, counts)
                 if fresh and self.events:
                     events, prices = outbox_rows(fresh, self._last_prices(fresh), now)
                     cursor.executemany(_INSERT_EVENT, events)
@@ -443,6 +465,20 @@ class PostgresStore(Closing):
                 "SELECT job_id FROM results WHERE cycle = %s AND job_id = ANY(%s)", (cycle, jobs))
             stored.update((cycle, job) for (job,) in rows)
         return stored
+
+    def _stored_outcomes(self, keys: set[tuple[int, str, int, str]]
+                         ) -> set[tuple[int, str, int, str]]:
+        """Return which of ``keys`` (``outcome_key``) have their outcome stored already."""
+        by_cycle: dict[int, set[str]] = defaultdict(set)
+        for cycle, job, _, _ in keys:
+            by_cycle[cycle].add(job)
+        found: set[tuple[int, str, int, str]] = set()
+        for cycle, jobs in by_cycle.items():
+            rows = self._db.execute(
+                "SELECT job_id, attempt, worker FROM outcomes WHERE cycle = %s"
+                " AND job_id = ANY(%s)", (cycle, sorted(jobs)))
+            found.update((cycle, job, attempt, worker) for job, attempt, worker in rows)
+        return found & keys
 
     def _one(self, sql: str, params: tuple[Any, ...] = (), doing: str = "read") -> Any:
         with self._lock, self._errors(doing):
@@ -518,6 +554,20 @@ class PostgresStore(Closing):
         with self._lock, self._errors("count fares per page"):
             rows = self._db.execute(sql, (cycle,)).fetchall()
         return {backend: (pages, int(fares)) for backend, pages, fares in rows}
+
+    def field_counts(self, cycle: int) -> dict[str, dict[str, tuple[int, int]]]:
+        """Return, per backend and field, the fares of ``cycle`` with it valid and invalid."""
+        with self._lock, self._errors("read the field counts"):
+            rows = self._db.execute(queries.field_counts_of_cycle("%s"), (cycle,)).fetchall()
+        found: dict[str, dict[str, tuple[int, int]]] = {}
+        for backend, field, valid, invalid in rows:
+            found.setdefault(backend, {})[field] = (valid, invalid)
+        return found
+
+    def field_cycle(self, before: int | None = None) -> int | None:
+        """Return the latest cycle with field counts (before ``before`` if given), or None."""
+        return self._one(queries.field_cycle("%s", before is not None),
+                         () if before is None else (before,), "find a cycle")
 
     def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:
         """Per job of ``cycle`` with a marker or fares: (fares it recorded or None, fare rows)."""

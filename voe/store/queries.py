@@ -104,3 +104,29 @@ def prune(mark: str) -> str:
 def fares_of_cycle(mark: str) -> str:
     """How many fares one cycle stored, from the per-job counts (``results`` is keyed by cycle)."""
     return f"SELECT COALESCE(SUM(fare_count), 0) FROM results WHERE cycle = {mark}"
+
+
+# Per-field yields -----------------------------------------------------------------
+
+FIELD_COUNT_COLUMNS = ("cycle", "backend", "field", "valid", "invalid")
+
+
+def add_field_counts(mark: str) -> str:
+    """Add an answer's valid and invalid fares to a (cycle, backend, field) total
+    (cycle, backend, field, valid, invalid)."""
+    return (f"INSERT INTO field_counts ({', '.join(FIELD_COUNT_COLUMNS)})"
+            f" VALUES ({', '.join([mark] * len(FIELD_COUNT_COLUMNS))})"
+            " ON CONFLICT (cycle, backend, field) DO UPDATE SET"
+            " valid = field_counts.valid + excluded.valid,"
+            " invalid = field_counts.invalid + excluded.invalid")
+
+
+def field_counts_of_cycle(mark: str) -> str:
+    """The valid and invalid fares per backend and field of one cycle (the cycle)."""
+    return f"SELECT backend, field, valid, invalid FROM field_counts WHERE cycle = {mark}"
+
+
+def field_cycle(mark: str, before: bool) -> str:
+    """The latest cycle with field counts (before a cycle, the parameter, if asked)."""
+    return "SELECT MAX(cycle) FROM field_counts" + (f" WHERE cycle < {mark}" if before else "")
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -50,6 +51,37 @@ def outcome_row(result: Result, now: float) -> tuple[Any, ...]:
         job.cycle, job.id, job.attempt, result.worker, result.status,
         result.duration, result.error, now,
     )
+
+
+def outcome_key(result: Result) -> tuple[int, str, int, str]:
+    """What names one attempt's outcome, stored once: (cycle, job id, attempt, worker)."""
+    job = result.job
+    return (job.cycle, job.id, job.attempt, result.worker)
+
+
+def refused_results(results: Sequence[Result]) -> list[Result]:
+    """The batch's results that are not ok but carry per-field counts (answers the fare
+    pipeline refused), the first of each attempt: counted once per attempt, like outcomes."""
+    refused: dict[tuple[int, str, int, str], Result] = {}
+    for result in results:
+        if result.status != OK and result.field_counts:
+            refused.setdefault(outcome_key(result), result)
+    return list(refused.values())
+
+
+def field_count_rows(counted: Iterable[Result]) -> list[tuple[int, str, str, int, int]]:
+    """The ``field_counts`` rows a batch adds: per (cycle, backend, field), the valid and
+    invalid fares of the ``counted`` answers. Results with the same counts are summed
+    together first (most answers of a backend have one of a few sizes, all valid)."""
+    groups = Counter((r.job.cycle, r.job.backend, r.field_counts) for r in counted
+                     if r.field_counts)
+    totals: dict[tuple[int, str, str], list[int]] = {}
+    for (cycle, backend, counts), times in groups.items():
+        for field, valid, invalid in counts:
+            total = totals.setdefault((cycle, backend, field), [0, 0])
+            total[0] += valid * times
+            total[1] += invalid * times
+    return [(*key, valid, invalid) for key, (valid, invalid) in totals.items()]
 
 
 def check_statuses(results: Sequence[Result]) -> None:

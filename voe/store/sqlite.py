@@ -43,10 +43,13 @@ from voe.store.rows import (
     decode_prices,
     event_from_row,
     fare_rows,
+    field_count_rows,
     last_prices_rows,
     new_results,
     outbox_rows,
+    outcome_key,
     outcome_row,
+    refused_results,
     result_row,
 )
 
@@ -154,6 +157,17 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS outbox_paused (since REAL NOT NULL)
     """,
+    # 3: the per-field yield: fares with each field valid and invalid per cycle and backend.
+    """
+    CREATE TABLE IF NOT EXISTS field_counts (
+        cycle INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        field TEXT NOT NULL,
+        valid INTEGER NOT NULL,
+        invalid INTEGER NOT NULL,
+        PRIMARY KEY (cycle, backend, field)
+    ) WITHOUT ROWID
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 
@@ -177,6 +191,7 @@ _UPSERT_PRICES = (
     " DO UPDATE SET cycle = excluded.cycle, prices = excluded.prices"
     " WHERE excluded.cycle > last_prices.cycle"
 )
+_ADD_FIELD_COUNTS = queries.add_field_counts("?")
 _BY_PRICE = "CAST(price AS REAL), price"
 
 
@@ -350,6 +365,10 @@ class SqliteStore(Closing):
         fares = 0
         with self._lock, self._errors("save results"), self._transaction("BEGIN IMMEDIATE") as db:
             stored = self._stored_keys({(r.job.cycle, r.job.id) for r in results})
+            refused = refused_results(results)
+            if refused:  # counted once per attempt: only those whose outcome is new
+                known = self._stored_outcomes({outcome_key(r) for r in refused})
+                refused = [r for r in refused if outcome_key(r) not in known]
             db.executemany(_INSERT_OUTCOME, (outcome_row(r, now) for r in results))
             fresh = new_results(results, stored)
             if fresh:
@@ -357,6 +376,9 @@ class SqliteStore(Closing):
                 rows = [row for result in fresh for row in fare_rows(result)]
                 db.executemany(_INSERT_FARE, rows)
                 fares = len(rows)
+            counts = field_count_rows((*fresh, *refused))
+            if counts:
+                db.executemany(_ADD_FIELD_COUNTS, counts)
             if fresh and self.events:
                 events, prices = outbox_rows(fresh, self._last_prices(fresh), now)
                 db.executemany(_INSERT_EVENT, events)
@@ -403,6 +425,23 @@ class SqliteStore(Closing):
                 )
                 stored.update((cycle, job) for (job,) in rows)
         return stored
+
+    def _stored_outcomes(self, keys: set[tuple[int, str, int, str]]
+                         ) -> set[tuple[int, str, int, str]]:
+        """Return which of ``keys`` (``outcome_key``) have their outcome stored already."""
+        by_cycle: dict[int, set[str]] = defaultdict(set)
+        for cycle, job, _, _ in keys:
+            by_cycle[cycle].add(job)
+        found: set[tuple[int, str, int, str]] = set()
+        for cycle, jobs in by_cycle.items():
+            ordered = sorted(jobs)
+            for start in range(0, len(ordered), _KEY_CHUNK):
+                chunk = ordered[start : start + _KEY_CHUNK]
+                rows = self._db.execute(
+                    "SELECT job_id, attempt, worker FROM outcomes WHERE cycle = ? AND job_id IN"
+                    f" ({', '.join('?' * len(chunk))})", (cycle, *chunk))
+                found.update((cycle, job, attempt, worker) for job, attempt, worker in rows)
+        return found & keys
 
     def fare_count(self, cycle: int | None = None) -> int:
         """Return how many fares are stored (in ``cycle`` only, when given)."""
@@ -473,6 +512,21 @@ class SqliteStore(Closing):
         with self._errors("count fares per page"):
             rows = self._db.execute(sql, (cycle,)).fetchall()
         return {backend: (pages, fares) for backend, pages, fares in rows}
+
+    def field_counts(self, cycle: int) -> dict[str, dict[str, tuple[int, int]]]:
+        """Return, per backend and field, the fares of ``cycle`` with it valid and invalid."""
+        with self._errors("read the field counts"):
+            rows = self._db.execute(queries.field_counts_of_cycle("?"), (cycle,)).fetchall()
+        found: dict[str, dict[str, tuple[int, int]]] = {}
+        for backend, field, valid, invalid in rows:
+            found.setdefault(backend, {})[field] = (valid, invalid)
+        return found
+
+    def field_cycle(self, before: int | None = None) -> int | None:
+        """Return the latest cycle with field counts (before ``before`` if given), or None."""
+        sql = queries.field_cycle("?", before is not None)
+        with self._errors("find a cycle"):
+            return self._db.execute(sql, () if before is None else (before,)).fetchone()[0]
 
     def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:
         """Per job of ``cycle`` with a marker or fares: (fares it recorded or None, fare rows)."""

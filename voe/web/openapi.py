@@ -50,6 +50,14 @@ SCHEMAS: dict[str, Any] = {
         "jobs": _object({state: _INT for state in STATES}),
         "fares": {**_INT, "description": "fares stored in every cycle"},
         "yield": {"type": "array", "items": {"type": "object"}},
+        "field_yield": {"type": "array", "items": _object({
+            "backend": {"type": "string"}, "cycle": _INT, "field": {"type": "string"},
+            "valid": _INT, "invalid": _INT,
+            "share": {"type": "number", "description": "share of the fares judged with the "
+                      "field valid"},
+            "previous_cycle": _NULLABLE_INT, "previous_share": _NULLABLE_NUMBER,
+            "dropped": {"type": "boolean"}}),
+            "description": "per-field yields of the latest cycle with field counts"},
         "cycle": {**_object({"number": _INT, "plan": {"type": "string"},
                              "started_at": {"type": "number"}, "total": _INT,
                              "finished_at": _NULLABLE_NUMBER,
