@@ -28,6 +28,7 @@ from voe.farepipeline.flight import normalise_flight
 from voe.farepipeline.price import PriceBounds, normalise_price
 from voe.farepipeline.times import normalise_time
 from voe.model import OK, PARSE, Answer, Fare, FieldCount, Searched, SearchJob
+from voe.store.rows import all_valid_counts
 
 FARE = Fare("G3 3573", "05:15", "07:40", "1234.56", "BRL")
 
@@ -177,7 +178,7 @@ def test_one_pass_over_the_field_stages_gives_what_each_stage_gives(make_setting
             answered.append(error.field_counts)
         else:
             outcomes.append(list(answer))
-            answered.append(pipeline.passed_counts(len(answer)))
+            answered.append(all_valid_counts(len(answer)) if answer else ())
     assert outcomes[0] == outcomes[1]
     assert fused.field_counts.as_dict() == staged.field_counts.as_dict()
     # The answer's own counts (what its result carries) are its part of the pipeline's
@@ -196,10 +197,7 @@ def test_one_pass_over_the_field_stages_gives_what_each_stage_gives(make_setting
 def test_each_answer_carries_its_own_field_counts(make_settings) -> None:
     pipeline = FarePipeline(make_settings(), third_party=False)
     assert pipeline.fields == ("flight", "departure", "arrival", "price", "currency")
-    assert pipeline.passed_counts(2) == tuple(FieldCount(field, 2, 0)
-                                              for field in pipeline.fields)
-    assert pipeline.passed_counts(2) is pipeline.passed_counts(2)  # built once per size
-    assert pipeline.passed_counts(0) == ()
+    assert all_valid_counts(2) == tuple(FieldCount(field, 2, 0) for field in pipeline.fields)
     with pytest.raises(ParseError, match="flight") as caught:
         pipeline.run(Answer([FARE, FARE._replace(flight="??"),
                              FARE._replace(flight="LA 1", price="0.10")]), job())
@@ -208,10 +206,10 @@ def test_each_answer_carries_its_own_field_counts(make_settings) -> None:
         "currency": (3, 0)}
     with pytest.raises(ParseError, match="page answers") as caught:  # not a field's fault
         pipeline.run(Answer([FARE], Searched("GRU", "REC", "2026-12-20")), job())
-    assert caught.value.field_counts == pipeline.passed_counts(1)
+    assert caught.value.field_counts == all_valid_counts(1)
     with pytest.raises(ParseError, match="listed twice") as caught:
         pipeline.run(Answer([FARE, FARE]), job())
-    assert caught.value.field_counts == pipeline.passed_counts(2)
+    assert caught.value.field_counts == all_valid_counts(2)
     broken = FarePipeline(make_settings(voe_fare_pipelines="voe_no_such_module:Stage=10"),
                           third_party=False)
     with pytest.raises(ParseError, match="not loaded") as caught:  # nothing ran, nothing counted
@@ -221,7 +219,7 @@ def test_each_answer_carries_its_own_field_counts(make_settings) -> None:
                             third_party=False)
     with pytest.raises(ParseError, match="crashed") as caught:  # not a field stage: fields valid
         crashing.run(Answer([FARE]), job())
-    assert caught.value.field_counts == crashing.passed_counts(1)
+    assert caught.value.field_counts == all_valid_counts(1)
 
 
 @pytest.mark.parametrize(("low", "high"), [("1", "1000000"), ("100", "200"), ("0.5", "99.99"),
@@ -475,11 +473,14 @@ def test_page_faults_end_in_the_api_fares_or_a_kept_parse_error(
             assert result.status == PARSE, result.error
             assert kept_page(result.error)
         assert (result.status == OK) is readable, (name, result.error)
-        # Each result carries its answer's counts: refused for another reason than a
-        # field (another search, a flight twice), its fares still had every field valid.
-        assert result.field_counts and not any(count.invalid for count in result.field_counts)
+        # A refused result carries its answer's counts: refused for another reason than
+        # a field (another search, a flight twice), its fares still had every field valid.
+        # An ok one carries none: every field of every fare is valid.
         if result.status == OK:
-            assert result.field_counts == worker.fare_pipeline.passed_counts(len(truth))
+            assert result.field_counts == ()
+        else:
+            assert result.field_counts
+            assert not any(count.invalid for count in result.field_counts)
     assert worker.fare_pipeline.field_counts.as_dict()["demo"]
 
 

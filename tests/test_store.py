@@ -457,7 +457,8 @@ def test_field_counts_are_added_once_per_stored_answer_and_refused_attempt(store
     assert store.save([ok, ok, refused, refused]) == ["done", "done", "parse", "parse"]
     assert store.save([ok, refused]) == ["done", "parse"]  # redelivered: counted already
     # Another ok attempt of a stored job stores nothing, so counts nothing; another attempt
-    # of a refused job is another answer; an older worker's result counts nothing.
+    # of a refused job is another answer; an ok result without counts (as workers send
+    # them) counts every field of its fares valid.
     again = _counted(_ok(_job(0, attempt=2), "1.00", worker="w2"), flight=(1, 0))
     retried = _counted(_failed(_job(1, attempt=2), "parse"), flight=(0, 3))
     older = _ok(_job(2), "5.00")
@@ -465,7 +466,9 @@ def test_field_counts_are_added_once_per_stored_answer_and_refused_attempt(store
         "done", "parse", "done", "transient"]
     other = _counted(_ok(_job(0, cycle=2)._replace(backend="demo-api"), "1.00"), flight=(1, 0))
     store.save([other, retried])
-    assert store.field_counts(1) == {"demo": {"flight": (3, 5), "price": (5, 0)}}
+    assert store.field_counts(1) == {"demo": {
+        "flight": (4, 5), "price": (6, 0), "departure": (1, 0), "arrival": (1, 0),
+        "currency": (1, 0)}}
     assert store.field_counts(2) == {"demo-api": {"flight": (1, 0)}}
     assert store.field_counts(3) == {}
     assert store.field_cycle() == 2 and store.field_cycle(before=2) == 1

@@ -102,9 +102,11 @@ class Result(NamedTuple):
     ``status`` is ``"ok"`` (``fares`` holds what was found, possibly nothing) or the
     kind of the error: ``"transient"``, ``"parse"``, ``"permanent"`` or ``"blocked"``
     (the airline refused to answer: retried like a transient error, never "no flights").
-    ``field_counts`` are the fare pipeline's per-field counts of the answer (every field
-    valid for an ok one), the per-field yield's data; empty when the pipeline did not
-    run on an answer (no page, a page that did not parse) or an older worker sent none.
+    ``field_counts`` are the fare pipeline's per-field counts of an answer it refused,
+    the per-field yield's data; empty for an ok result (its counts are implied: every
+    field of every fare valid, see ``voe.store.rows.all_valid_counts``), when the
+    pipeline did not run on an answer (no page, a page that did not parse), or when an
+    older worker sent none.
     """
 
     job: SearchJob

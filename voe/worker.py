@@ -319,7 +319,8 @@ class Worker:
 
     def search(self, job: SearchJob) -> Result:
         """Run one job's backend and turn whatever happens into a result (with the fare
-        pipeline's per-field counts of the answer, when the pipeline ran on one)."""
+        pipeline's per-field counts of an answer it refused; an ok answer's are implied:
+        every field of every fare valid)."""
         started = time.perf_counter()
         fares: tuple = ()
         error = None
@@ -331,7 +332,6 @@ class Worker:
             with self.http.fetching_for(job.backend, backend, job.id):
                 answer = backend.search(job, self.http)
             fares = tuple(self.fare_pipeline.run(answer, job))
-            counts = self.fare_pipeline.passed_counts(len(fares))
             status = OK
         except BackendError as failure:
             status, error = failure.kind, str(failure) or type(failure).__name__

@@ -18,8 +18,8 @@ page is then kept (``VOE_KEEP_PAGE_BYTES``) and the worker goes on.
 Stages that check fields record how many fares had each field valid and invalid, per
 backend (``FarePipeline.field_counts``): the per-field yield of a backend. Each answer's
 own counts travel with its result to the sink, which keeps them per cycle: an answer
-that passed has every field valid (``passed_counts``), one refused carries its counts on
-the ``ParseError`` (``field_counts``).
+that passed has every field valid (implied, not sent), one refused carries its counts
+on the ``ParseError`` (``field_counts``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from voe.settings import Settings
 log = logging.getLogger("voe.farepipeline")
 
 ENTRY_POINT_GROUP = "voe.fare_pipelines"
-# Answer sizes (fares) whose all-valid per-field counts are kept built, one tuple each.
-PASSED_COUNTS_KEPT = 1024
 
 PIPELINES_BASE: dict[str, int] = {
     "voe.farepipeline.answers:AnswersSearch": 100,
@@ -95,7 +93,6 @@ class FarePipeline:
         self.fields: tuple[str, ...] = tuple(dict.fromkeys(
             field for _, _, stage in self.stages if isinstance(stage, FieldStage)
             for field in stage.fields))
-        self._passed: dict[int, tuple[FieldCount, ...]] = {}
 
     def _broken_entry_point(self, path: str, why: str) -> None:
         """Record an entry point that failed to load: every run fails until it is fixed."""
@@ -106,16 +103,6 @@ class FarePipeline:
     def names(self) -> list[str]:
         """The stages in the order they run, as ``module:Class``."""
         return [path for _, path, _ in self.stages]
-
-    def passed_counts(self, fares: int) -> tuple[FieldCount, ...]:
-        """The per-field counts of an answer that passed with ``fares`` fares: every field
-        valid (none for an answer without fares). Per job, so built once per answer size."""
-        counts = self._passed.get(fares)
-        if counts is None:
-            counts = tuple(FieldCount(field, fares, 0) for field in self.fields) if fares else ()
-            if len(self._passed) < PASSED_COUNTS_KEPT:
-                self._passed[fares] = counts
-        return counts
 
     def run(self, fares: Answer | Iterable[Fare], job: SearchJob) -> Answer:
         """Pass a backend's answer through every stage; ``ParseError`` (with the page) if odd.

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import OK, RESULT_STATUSES, Fare, Result
+from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result
 from voe.store.base import DONE
 
 FARES_COLLECTED = "fares.collected"
@@ -69,14 +69,26 @@ def refused_results(results: Sequence[Result]) -> list[Result]:
     return list(refused.values())
 
 
+def all_valid_counts(fares: int) -> tuple[FieldCount, ...]:
+    """The per-field counts of an ok answer of ``fares`` fares: every fare field valid (the
+    fare pipeline passed it; workers send counts only with the answers it refused)."""
+    return tuple(FieldCount(field, fares, 0) for field in Fare._fields)
+
+
 def field_count_rows(counted: Iterable[Result]) -> list[tuple[int, str, str, int, int]]:
     """The ``field_counts`` rows a batch adds: per (cycle, backend, field), the valid and
     invalid fares of the ``counted`` answers. Results with the same counts are summed
     together first (most answers of a backend have one of a few sizes, all valid)."""
-    groups = Counter((r.job.cycle, r.job.backend, r.field_counts) for r in counted
-                     if r.field_counts)
+    groups: Counter[tuple[int, str, tuple[FieldCount, ...] | int]] = Counter()
+    for r in counted:
+        if r.field_counts:
+            groups[r.job.cycle, r.job.backend, r.field_counts] += 1
+        elif r.status == OK and r.fares:  # an ok answer's counts are implied: all valid
+            groups[r.job.cycle, r.job.backend, len(r.fares)] += 1
     totals: dict[tuple[int, str, str], list[int]] = {}
     for (cycle, backend, counts), times in groups.items():
+        if isinstance(counts, int):
+            counts = all_valid_counts(counts)
         for field, valid, invalid in counts:
             total = totals.setdefault((cycle, backend, field), [0, 0])
             total[0] += valid * times
