@@ -38,7 +38,7 @@ from pathlib import Path
 
 import zmq
 
-from voe import metrics, protocol
+from voe import gcpolicy, metrics, protocol
 from voe.ledger import Cycle, Ledger, identities_json
 from voe.logs import RejectCounter
 from voe.masterlock import MasterLock
@@ -717,6 +717,7 @@ def run_master(settings: Settings, plan: Plan, once: bool | None = None) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with MasterLock(settings.data_dir):
         master = Master(settings, plan, once)
+        gcpolicy.settle()
         pid_path = pid_file(settings)
         pid_path.write_text(str(os.getpid()))
         try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import zmq
 
-from voe import metrics, protocol, publish
+from voe import gcpolicy, metrics, protocol, publish
 from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
@@ -127,6 +127,7 @@ class Sink:
                  self.settings.master_ip, self.settings.voe_control_port)
         next_progress = time.monotonic() + PROGRESS_INTERVAL
         self.publishing.start()
+        gcpolicy.settle()
         try:
             while not self.stopping:
                 self._beat(time.monotonic())

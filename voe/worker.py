@@ -24,7 +24,7 @@ import gevent.event
 import gevent.queue
 import zmq.green as zmq
 
-from voe import protocol
+from voe import gcpolicy, protocol
 from voe.backends import UnknownBackend, get_backend
 from voe.backends.base import BackendError, ParseError
 from voe.farepipeline import FarePipeline
@@ -123,6 +123,7 @@ class Worker:
                  "sink tcp://%s:%d", self.name, self.address, self.concurrency, self.prefetch,
                  self.settings.master_ip, self.settings.voe_jobs_port, self.settings.sink_ip,
                  self.settings.voe_results_port)
+        gcpolicy.settle()
         self._hello()
         runners = [gevent.spawn(self._runner) for _ in range(self.concurrency)]
         self.receiver = gevent.spawn(self._receive, self.dealer)
