@@ -322,7 +322,8 @@ def test_session_pools_fit_concurrency_and_retry_by_settings(make_settings) -> N
     assert {429, 500, 502, 503, 504} <= set(retry.status_forcelist)
     assert retry.respect_retry_after_header and not retry.raise_on_status
     assert http.headers["User-Agent"] == f"voe/{__version__}"
-    assert http.timeout == (5.0, 10.0)
+    (timeouts,) = [m for m in http.chain.middlewares if type(m).__name__ == "Timeouts"]
+    assert timeouts.timeout == (5.0, 10.0)
     http.close()
 
 

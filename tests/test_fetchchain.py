@@ -265,7 +265,7 @@ def test_plugin_middlewares_run_in_their_order(airline_url, make_settings, demo_
     SEEN.clear()
     http = new_session(make_settings(
         voe_demo_airline_url=airline_url, voe_user_agent="FareBot/3",
-        voe_fetch_middlewares=f"{module}:Early=50, {module}:Late=950, "
+        voe_fetch_middlewares=f"{module}:Early=10, {module}:Late=950, "
                               "voe.fetch.proxy:Proxy=none"))
     names = [type(middleware).__name__ for middleware in http.chain.middlewares]
     assert names[0] == "Early" and names[-1] == "Late" and "Proxy" not in names

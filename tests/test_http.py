@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from conftest import REPO, http_get
 
 from voe.backends.base import BlockedError, ParseError, TransientError
@@ -76,6 +77,24 @@ def test_read_timeouts_are_retried(demo_airline, policy):
     for date in DATES[:6]:
         assert backend.search(job(date), session) == fares_for("GRU", "REC", date)
     assert stats(url)["faults"]["slow"] >= 1
+
+
+def test_a_request_without_a_timeout_gets_the_settings_timeouts(demo_airline, make_settings):
+    url = demo_airline(slow_rate=1.0, slow_ms=1000)
+    search = f"{url}/api/search?origin=GRU&destination=REC&date=2026-12-01"
+    session = new_session(make_settings(voe_http_timeout=0.3, voe_http_retries=0))
+    started = time.monotonic()
+    # The backend gave no timeout: VOE_HTTP_TIMEOUT is the read timeout.
+    with pytest.raises(requests.RequestException, match=r"Read timed out. \(read timeout=0.3\)"):
+        session.get(search)
+    assert time.monotonic() - started < 0.9
+    assert session.get(search, timeout=5).status_code == 200  # one it gives is kept
+    session.close()
+    session = new_session(make_settings(  # without the middleware: the deadline's alone
+        voe_http_timeout=0.3, voe_http_retries=0,
+        voe_fetch_middlewares="voe.fetch.timeouts:Timeouts=none"))
+    assert session.get(search).status_code == 200
+    session.close()
 
 
 def test_a_request_fails_after_its_retries_with_backoff(demo_airline, policy):

@@ -3,10 +3,9 @@
 ``new_session`` returns a requests ``Session`` (backends use it as one) whose every
 request, redirects included, is one fetch through the fetch chain (``voe.fetch``):
 a deadline and a body cap (the body is always read here, in chunks, never more than
-the cap), block detection, User-Agent, proxy and throttle counting are middlewares
-there. What stays here has to sit inside urllib3's own request loop:
+the cap), default timeouts, block detection, User-Agent, proxy and throttle counting
+are middlewares there. What stays here has to sit inside urllib3's own request loop:
 
-- connect and read timeouts when the backend gives none;
 - retries of transient failures (connection errors, timeouts, resets, 5xx and 429)
   with urllib3's ``Retry``: exponential backoff with jitter, or the airline's
   ``Retry-After`` (capped at ``MAX_RETRY_AFTER``) when it gives one. A request fails
@@ -277,8 +276,7 @@ class Session(requests.Session):
     """A requests session whose requests pass the fetch chain (see the module docstring).
 
     ``settings`` are the worker's; ``throttled`` counts throttling answers for the
-    worker; ``hosts`` holds the per-host gates; ``timeout`` is the (connect, read)
-    timeout used when a request gives none; ``chain`` is the fetch chain, built from
+    worker; ``hosts`` holds the per-host gates; ``chain`` is the fetch chain, built from
     ``VOE_FETCH_MIDDLEWARES``. Every body is read by the session (within the chain's
     limits), so ``stream=True`` gives a response whose content is already there.
     """
@@ -286,7 +284,6 @@ class Session(requests.Session):
     def __init__(self, settings: Settings, hosts: HostLimits, throttled: ThrottleCounter) -> None:
         super().__init__()
         self.settings = settings
-        self.timeout = (settings.voe_http_connect_timeout, settings.voe_http_timeout)
         self.hosts = hosts
         self.throttled = throttled
         self._running = local()
@@ -360,8 +357,6 @@ class Session(requests.Session):
         if "proxies" not in kwargs:
             kwargs["proxies"] = resolve_proxies(request, self.proxies,
                                                 self.trust_env and self.environment.proxies)
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
         follow = kwargs.pop("allow_redirects", True)
         fetch = FetchRequest(request, kwargs, host_key(request.url or ""),
                              getattr(self._running, "backend", None),

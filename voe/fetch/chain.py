@@ -61,6 +61,7 @@ log = logging.getLogger("voe.fetch")
 ENTRY_POINT_GROUP = "voe.fetch_middlewares"
 # The built-in middlewares and their order (see each module's docstring).
 MIDDLEWARES_BASE: dict[str, int] = {
+    "voe.fetch.timeouts:Timeouts": 50,
     "voe.fetch.deadline:Deadline": 100,
     "voe.fetch.identities:Identities": 200,
     "voe.fetch.blocks:BlockDetection": 300,
