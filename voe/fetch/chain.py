@@ -26,15 +26,16 @@ chain then sends it again from that middleware toward the network: the
 ``process_response`` or ``process_exception``; the answer (or error) then comes back
 to the middleware that sent it again, as if for the first time, which may send it
 once more. The middlewares nearer the backend see only the last answer; those nearer
-the network see every try. That is how a middleware retries (Scrapy's middlewares
+the network see every try. That is how ``retry`` retries (Scrapy's middlewares
 return a new ``Request`` to the scheduler; here the fetch goes on in place, within
 its deadline).
 
 A middleware may also define ``fetch_finished(request)``: called once when a fetch
 ends, however it ends (an answer, an error, or an interruption that is no
 ``Exception``, such as ``gevent.Timeout`` or ``GreenletExit``), for what must never
-leak. And ``job_finished(job)``: the session calls it when a job's run ends
-(``FetchRequest.job`` is that run's key), for state kept per job.
+leak (``hosts`` gives back its host slot there). And ``job_finished(job)``: the
+session calls it when a job's run ends (``FetchRequest.job`` is that run's key), for
+state kept per job.
 
 A middleware class is built with ``from_session(session)`` when it has that class
 method (to read ``session.settings`` or share the session's counters), else with no
@@ -59,14 +60,18 @@ from voe.components import load_class, ordered
 log = logging.getLogger("voe.fetch")
 
 ENTRY_POINT_GROUP = "voe.fetch_middlewares"
-# The built-in middlewares and their order (see each module's docstring).
+# The built-in middlewares and their order (see each module's docstring). Retries sit
+# nearer the network than block detection (a block is never retried in the fetch) and
+# nearer the backend than host limits and throttle counting (which see every try).
 MIDDLEWARES_BASE: dict[str, int] = {
     "voe.fetch.timeouts:Timeouts": 50,
     "voe.fetch.deadline:Deadline": 100,
     "voe.fetch.identities:Identities": 200,
     "voe.fetch.blocks:BlockDetection": 300,
     "voe.fetch.useragent:UserAgent": 500,
+    "voe.fetch.retry:Retries": 550,
     "voe.fetch.proxy:Proxy": 750,
+    "voe.fetch.hosts:HostLimit": 800,
     "voe.fetch.throttle:Throttle": 900,
 }
 
