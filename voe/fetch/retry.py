@@ -5,8 +5,8 @@ A connection refused or reset, a timeout, a body cut short, or an answer 429, 50
 ``VOE_HTTP_RETRIES`` times, waiting ``VOE_HTTP_BACKOFF`` seconds before the first
 retry and twice as long before each next one, plus random jitter of up to
 ``VOE_HTTP_BACKOFF`` (so workers that failed together do not retry together), never
-more than ``MAX_BACKOFF``. A 429, 503 or 413 with a ``Retry-After`` is waited out
-instead (at most ``MAX_RETRY_AFTER``; a malformed or zero one counts as absent).
+more than ``MAX_BACKOFF``. A 429 or 503 with a ``Retry-After`` is waited out instead
+(at most ``MAX_RETRY_AFTER``; a malformed or zero one counts as absent).
 When the retries are spent the fetch ends with the last answer (block detection then
 calls a 429 still there a block) or the last error.
 
@@ -19,9 +19,10 @@ retried answer's body was already read by the session: it is dropped.
 
 The middleware sends again through the chain's re-send (``voe.fetch.chain``): it
 returns the request from ``process_response`` or ``process_exception``. At order
-550 it sits nearer the network than block detection (300), so a block (a 403, a page
-with its markers, an identity's trouble) is never retried here: the master tries the
-job again, maybe as another identity. And it sits nearer the backend than per-host
+550 it sits nearer the network than block detection (300) and identities (200), so a
+block (a 403, a page with its markers) is never retried here, nor a fetch refused
+because every proxy cools down: the master tries the job again, maybe as another
+identity. And it sits nearer the backend than per-host
 limits (800) and throttle counting (900), so every try waits for its host's slot and
 pause, holds no slot while it waits to retry, and every throttling answer is counted.
 """
