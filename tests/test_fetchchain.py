@@ -265,7 +265,7 @@ def test_plugin_middlewares_run_in_their_order(airline_url, make_settings, demo_
     SEEN.clear()
     http = new_session(make_settings(
         voe_demo_airline_url=airline_url, voe_user_agent="FareBot/3",
-        voe_fetch_middlewares=f"{module}:Early=50, {module}:Late=950, "
+        voe_fetch_middlewares=f"{module}:Early=10, {module}:Late=950, "
                               "voe.fetch.proxy:Proxy=none"))
     names = [type(middleware).__name__ for middleware in http.chain.middlewares]
     assert names[0] == "Early" and names[-1] == "Late" and "Proxy" not in names
@@ -284,6 +284,121 @@ def test_plugin_middlewares_run_in_their_order(airline_url, make_settings, demo_
         http.get(f"{blocking}/search?origin=GRU&destination=REC&date=2026-12-01", timeout=5)
     # Late saw the 403 before block detection; Early, nearer the backend, learns of the block.
     assert SEEN[2:] == [("Late", "response", 403), ("Early", "exception", "blocked")]
+    http.close()
+
+
+class Nearest:
+    """Runs nearest the network: sees every try of a fetch."""
+
+    def process_request(self, request: FetchRequest) -> None:
+        SEEN.append(("Nearest", "request", request.meta.get("again", False)))
+
+    def process_response(self, request: FetchRequest,
+                         response: requests.Response) -> requests.Response:
+        SEEN.append(("Nearest", "response", response.status_code))
+        return response
+
+    def process_exception(self, request: FetchRequest, error: Exception) -> None:
+        SEEN.append(("Nearest", "exception", type(error).__name__))
+
+
+class Again:
+    """Sends a request once more after a 5xx or a connection error, through the chain."""
+
+    def process_response(self, request: FetchRequest,
+                         response: requests.Response) -> requests.Response | FetchRequest:
+        if response.status_code >= 500 and not request.meta.get("again"):
+            request.meta["again"] = True
+            return request
+        return response
+
+    def process_exception(self, request: FetchRequest, error: Exception) -> FetchRequest | None:
+        if isinstance(error, requests.ConnectionError) and not request.meta.get("again"):
+            request.meta["again"] = True
+            return request
+        return None
+
+
+class Impostor:
+    """Asks the chain to send a request that is not the one it was given."""
+
+    def process_response(self, request: FetchRequest,
+                         response: requests.Response) -> FetchRequest:
+        return FetchRequest(request.request, dict(request.options), request.host)
+
+
+class Interrupted(BaseException):
+    """What a fetch may be cut short by that is no ``Exception`` (as gevent.Timeout)."""
+
+
+class Interrupting:
+    """Cuts the fetch short once its answer is back."""
+
+    def process_response(self, request: FetchRequest,
+                         response: requests.Response) -> requests.Response:
+        raise Interrupted
+
+
+class Finished:
+    """Records every fetch that ends."""
+
+    def fetch_finished(self, request: FetchRequest) -> None:
+        SEEN.append(("Finished", "fetch", request.request.url))
+
+
+def chain_session(make_settings: Callable[..., Any], orders: str) -> Any:
+    """A session without retries whose chain adds this module's middlewares, as ``orders``
+    says (``Class=ORDER`` pairs)."""
+    named = ",".join(f"{__name__}:{pair.strip()}" for pair in orders.split(","))
+    return new_session(make_settings(voe_http_retries=0, voe_fetch_middlewares=named))
+
+
+def test_a_middleware_sends_a_request_again_through_the_chain(demo_airline, make_settings):
+    url = demo_airline(error_rate=1.0)
+    http = chain_session(make_settings, "Early=10, Again=600, Nearest=990")
+    SEEN.clear()
+    answer = http.get(f"{url}/api/search?origin=GRU&destination=REC&date=2026-12-01",
+                      timeout=5)
+    assert answer.status_code >= 500
+    # Nearer the network every try is seen; nearer the backend only the last answer.
+    assert [(who, what) for who, what, _ in SEEN] == [
+        ("Early", "request"), ("Nearest", "request"), ("Nearest", "response"),
+        ("Nearest", "request"), ("Nearest", "response"), ("Early", "response")]
+    assert SEEN[3][2] is True  # the try sent again carries what the middleware set
+    assert airline_stats(url)["requests"] == 2
+    SEEN.clear()
+    from conftest import free_port
+
+    with pytest.raises(requests.ConnectionError):  # nothing listens: the error, sent again
+        http.get(f"http://127.0.0.1:{free_port()}/", timeout=5)
+    assert [(who, what) for who, what, _ in SEEN] == [
+        ("Early", "request"), ("Nearest", "request"), ("Nearest", "exception"),
+        ("Nearest", "request"), ("Nearest", "exception"), ("Early", "exception")]
+    http.close()
+
+
+def test_only_the_request_given_can_be_sent_again(airline_url, make_settings):
+    http = chain_session(make_settings, "Impostor=600")
+    with pytest.raises(TypeError, match="only the one it was given can be sent again"):
+        http.get(f"{airline_url}/stats", timeout=5)
+    http.close()
+
+
+def test_fetch_finished_is_told_once_however_a_fetch_ends(airline_url, make_settings):
+    http = chain_session(make_settings, "Finished=10, Again=600, Interrupting=990")
+    SEEN.clear()
+    with pytest.raises(Interrupted):
+        http.get(f"{airline_url}/stats", timeout=5)
+    assert SEEN == [("Finished", "fetch", f"{airline_url}/stats")]
+    http.close()
+    http = chain_session(make_settings, "Finished=10, Again=600")
+    SEEN.clear()
+    assert http.get(f"{airline_url}/stats", timeout=5).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        from conftest import free_port
+
+        http.get(f"http://127.0.0.1:{free_port()}/", timeout=5)
+    assert [what for _, what, _ in SEEN] == ["fetch", "fetch"]
     http.close()
 
 

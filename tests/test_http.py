@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from conftest import REPO, http_get
 
 from voe.backends.base import BlockedError, ParseError, TransientError
 from voe.backends.demo import DemoBackend
 from voe.backends.demo_api import DemoApiBackend
 from voe.demoairline.fares import fares_for
-from voe.fetch.deadline import BodyTooLarge
+from voe.fetch.chain import FetchRequest
+from voe.fetch.deadline import BodyTooLarge, DeadlinePassed
+from voe.fetch.retry import never_sent
 from voe.http import HostLimits, ThrottleCounter, host_key, new_session
 from voe.model import SearchJob
 
@@ -76,6 +79,24 @@ def test_read_timeouts_are_retried(demo_airline, policy):
     for date in DATES[:6]:
         assert backend.search(job(date), session) == fares_for("GRU", "REC", date)
     assert stats(url)["faults"]["slow"] >= 1
+
+
+def test_a_request_without_a_timeout_gets_the_settings_timeouts(demo_airline, make_settings):
+    url = demo_airline(slow_rate=1.0, slow_ms=1000)
+    search = f"{url}/api/search?origin=GRU&destination=REC&date=2026-12-01"
+    session = new_session(make_settings(voe_http_timeout=0.3, voe_http_retries=0))
+    started = time.monotonic()
+    # The backend gave no timeout: VOE_HTTP_TIMEOUT is the read timeout.
+    with pytest.raises(requests.RequestException, match=r"Read timed out. \(read timeout=0.3\)"):
+        session.get(search)
+    assert time.monotonic() - started < 0.9
+    assert session.get(search, timeout=5).status_code == 200  # one it gives is kept
+    session.close()
+    session = new_session(make_settings(  # without the middleware: the deadline's alone
+        voe_http_timeout=0.3, voe_http_retries=0,
+        voe_fetch_middlewares="voe.fetch.timeouts:Timeouts=none"))
+    assert session.get(search).status_code == 200
+    session.close()
 
 
 def test_a_request_fails_after_its_retries_with_backoff(demo_airline, policy):
@@ -141,6 +162,14 @@ def test_a_per_client_rate_limit_is_waited_out(demo_airline, policy):
     assert stats(url)["faults"]["rate_limit"] >= 1
 
 
+def test_retries_are_a_middleware_a_user_can_remove(demo_airline, policy):
+    url = demo_airline(error_rate=1.0)
+    backend, session = policy(url, voe_fetch_middlewares="voe.fetch.retry:Retries=none")
+    with pytest.raises(TransientError, match=r"\(HTTP 50[023]\)"):
+        backend.search(job(), session)
+    assert stats(url)["requests"] == 1
+
+
 def test_host_pause_holds_back_new_requests() -> None:
     hosts = HostLimits(limit=0)
     hosts.pause("http://a:80", 0.3)
@@ -150,6 +179,19 @@ def test_host_pause_holds_back_new_requests() -> None:
         assert time.monotonic() - started < 0.1  # other hosts are not held back
     with hosts.slot("http://a:80"):
         assert time.monotonic() - started >= 0.3
+    hosts.pause("http://a:80", 5)  # a pause past the deadline: given up at once
+    assert not hosts.enter("http://a:80", deadline=time.monotonic() + 1)
+    assert time.monotonic() - started < 1.0 and hosts.in_flight("http://a:80") == 0
+
+
+def test_a_slot_wait_ends_at_the_deadline() -> None:
+    hosts = HostLimits(limit=1)
+    assert hosts.enter("http://a:80")
+    started = time.monotonic()
+    assert not hosts.enter("http://a:80", deadline=started + 0.2)
+    assert 0.15 <= time.monotonic() - started < 1.0
+    hosts.leave("http://a:80")
+    assert hosts.in_flight("http://a:80") == 0 and hosts.enter("http://a:80", deadline=started)
 
 
 def test_throttle_counter_labels_per_greenlet_and_resets() -> None:
@@ -230,6 +272,10 @@ def recorder() -> Iterator[Recorder]:
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.do_GET()
+
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             """Keep the test output quiet."""
 
@@ -269,6 +315,134 @@ def test_odd_retry_after_and_blocks(recorder, policy):
         backend.search(job(), session)
     # 429s and the 403 count as throttling; a 503 without Retry-After is just an error.
     assert session.throttled.take() == {host_key(recorder.url): 3}
+
+
+def test_a_retry_never_waits_past_the_deadline(recorder, policy):
+    _, session = policy(recorder.url, voe_http_retries=3, voe_http_backoff=2.0,
+                        voe_fetch_deadline=1.5)
+    started = time.monotonic()
+    recorder.replies = [(503, {}, b"busy")]
+    answer = session.get(recorder.url, timeout=5)  # a backoff of 2 s would pass the deadline
+    assert answer.status_code == 503 and answer.content == b"busy"  # the last answer
+    from conftest import free_port
+
+    with pytest.raises(requests.ConnectionError):  # the last error, not "deadline passed"
+        session.get(f"http://127.0.0.1:{free_port()}/", timeout=5)
+    recorder.replies = [(429, {"Retry-After": "5"}, b"slow down")]
+    with pytest.raises(BlockedError, match="HTTP 429"):  # a 429 still there is a block
+        session.get(recorder.url, timeout=5)
+    assert time.monotonic() - started < 1.0 and len(recorder.requests) == 2
+    with pytest.raises(DeadlinePassed):  # the host's 5 s pause would outlast the deadline
+        session.get(recorder.url, timeout=5)
+    assert time.monotonic() - started < 1.0 and len(recorder.requests) == 2
+
+
+def test_a_request_that_reached_the_airline_is_sent_again_only_if_idempotent(recorder,
+                                                                              policy):
+    _, session = policy(recorder.url, voe_http_retries=2, voe_http_backoff=0.2)
+    recorder.replies = [(503, {}, b"busy"), (200, {}, b"fares")]
+    started = time.monotonic()
+    assert session.post(recorder.url, data=b"q=GRU", timeout=5).status_code == 503
+    assert time.monotonic() - started < 0.2 and len(recorder.requests) == 1  # not sent twice
+    assert session.get(recorder.url, timeout=5).content == b"fares"
+    from conftest import free_port
+
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError) as refused:  # never sent: tried again
+        session.post(f"http://127.0.0.1:{free_port()}/", data=b"q=GRU", timeout=5)
+    assert never_sent(refused.value)
+    assert time.monotonic() - started >= 0.2 + 0.4  # two retries, their backoff doubled
+
+
+class Interrupted(BaseException):
+    """What may cut a fetch short that is no ``Exception``, as ``gevent.Timeout`` does."""
+
+
+class Interrupting:
+    """Nearest the network: cuts short the fetch of ``/interrupt`` once its answer is back."""
+
+    def process_response(self, request: FetchRequest,
+                         response: requests.Response) -> requests.Response:
+        if request.request.url.endswith("/interrupt"):
+            raise Interrupted
+        return response
+
+
+class Failing:
+    """Between the host limit and the network: fails ``/fail`` before it leaves."""
+
+    def process_request(self, request: FetchRequest) -> None:
+        if request.request.url.endswith("/fail"):
+            raise RuntimeError("a middleware failed")
+
+
+def test_a_host_slot_is_given_back_on_every_path(recorder, demo_airline, make_settings):
+    from conftest import free_port
+
+    trickled = demo_airline(trickle_rate=1.0)
+    session = new_session(make_settings(
+        voe_host_concurrency=1, voe_http_retries=1, voe_http_backoff=0.01,
+        voe_fetch_deadline=1.5, voe_fetch_max_bytes=10_000,
+        voe_fetch_middlewares=f"{__name__}:Failing=850,{__name__}:Interrupting=990"))
+    site, busy, fine = recorder.url, (503, {}, b"busy"), (200, {}, b"ok")
+    paths = [  # (URL, the airline's answers, what the fetch ends with)
+        (site, [busy, busy], None),  # retried, then the last answer
+        (site, [(403, {}, b"no")], BlockedError),
+        (site, [(200, {}, b"x" * 20_000)], BodyTooLarge),
+        (f"{site}/interrupt", [fine], Interrupted),
+        (f"{site}/fail", [], RuntimeError),
+        (f"{trickled}/search?origin=GRU&destination=REC&date=2026-12-01", [], DeadlinePassed),
+        (f"http://127.0.0.1:{free_port()}/", [], requests.ConnectionError),
+    ]
+    for url, answers, ending in paths:
+        recorder.replies = list(answers)
+        if ending is None:
+            assert session.get(url, timeout=5).status_code == 503
+        else:
+            with pytest.raises(ending):
+                session.get(url, timeout=5)
+        assert session.hosts.in_flight(host_key(url)) == 0, (url, ending)
+        assert recorder.replies == []
+    recorder.replies = [fine]  # one slot per host: a leaked one would hold this past its deadline
+    assert session.get(site, timeout=5).content == b"ok"
+    session.close()
+
+
+HOST_SLOT_CUT = """
+from gevent import monkey; monkey.patch_all()
+import json, sys, gevent
+from voe.fetch.chain import host_key
+from voe.http import new_session
+from voe.settings import load
+
+url = sys.argv[1]
+http = new_session(load("/nonexistent/.env"))
+search = f"{url}/api/search?origin=GRU&destination=REC&date=2026-12-01"
+def get(cut):
+    try:
+        with gevent.Timeout(cut):
+            return http.get(search).status_code
+    except gevent.Timeout:
+        return "cut"
+first = gevent.spawn(get, 10)  # holds the host's one slot for 0.5 s
+gevent.sleep(0.05)
+waiting = gevent.spawn(get, 0.2)  # cut while waiting for the slot
+gevent.joinall([first, waiting])
+sent = gevent.spawn(get, 0.2)  # cut while its answer is on the way
+sent.join()
+held = http.hosts.in_flight(host_key(url))
+last = gevent.spawn(get, 10)  # a leaked slot would hold it
+last.join(timeout=15)
+print(json.dumps([first.value, waiting.value, sent.value, held, last.value]))
+"""
+
+
+def test_a_fetch_cut_short_under_gevent_gives_its_slot_back(demo_airline):
+    url = demo_airline(latency_ms=500)
+    env = {"VOE_HOST_CONCURRENCY": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", HOST_SLOT_CUT, url], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(result.stdout) == [200, "cut", "cut", 0, 200]
 
 
 def test_a_compressed_body_is_capped_by_what_it_decodes_to(recorder, make_settings):

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 
-# Order of an entry-point class without an ``order`` attribute (built-ins use 100 to 900).
+# Order of an entry-point class without an ``order`` attribute (built-ins use 50 to 900).
 DEFAULT_ORDER = 500
 
 _ITEM = re.compile(r"\s*([A-Za-z_][\w.]*:[A-Za-z_]\w*)\s*=\s*(none|-?[0-9]{1,9})\s*",

@@ -132,7 +132,7 @@ def fetch(http: requests.Session, url: str, job: SearchJob,
           timeout: float | tuple[float, float], params: dict[str, str] | None = None) -> bytes:
     """GET one search of the demo airline and return the page, mapping failures to error kinds.
 
-    The session retries transient failures first (see ``voe.http``), and its fetch
+    The session retries transient failures first (see ``voe.fetch.retry``), and its fetch
     chain raises ``BlockedError`` for a block (403, a 429 still there, a page with the
     backend's ``block_markers``) and a transient error for a fetch past its deadline or
     body cap (see ``voe.fetch``); what is left here (connection errors, timeouts, 429

@@ -1,13 +1,15 @@
 """The fetch chain: what stands between a backend's request and the airline.
 
 Every request a backend sends through the worker's session (``voe.http``) passes
-an ordered list of small middlewares, Scrapy's downloader-middleware shape: a
+an ordered list of small middlewares, Scrapy's downloader-middleware shape, each in
+its own module, nearest the backend first: default timeouts (``timeouts``), a
 deadline per fetch and a body cap while it streams (``deadline``), identities that
 rotate (proxy, cookies, User-Agent, sticky per job: ``identities``), block detection
-(``blocks``), the User-Agent (``useragent``), the proxy (``proxy``) and throttle
-counting (``throttle``). ``chain`` runs them and finds third-party ones. What must
-sit inside urllib3's own loop stays in ``voe.http``: retries with backoff and
-Retry-After, per-host limits and pauses, and the connection pools' liveness check.
+(``blocks``), the User-Agent (``useragent``), retries with backoff and Retry-After
+(``retry``), the proxy (``proxy``), per-host limits and pauses (``hosts``) and
+throttle counting (``throttle``). ``chain`` runs them, lets a middleware send a
+request again, and finds third-party ones. ``voe.http`` keeps only the sending: the
+connection pools (with their gevent-friendly liveness check) and the body's reading.
 """
 
 from voe.components import DEFAULT_ORDER

@@ -1,7 +1,7 @@
 """Block detection: an airline that refuses to answer is a ``blocked`` outcome, never "no flights".
 
 Airlines block scrapers two ways. Some say it with a status: 403, or 429 still there
-after the session's retries (``VOE_FETCH_BLOCK_STATUSES``). Others answer 200 with
+after the fetch's retries (``VOE_FETCH_BLOCK_STATUSES``). Others answer 200 with
 a captcha, or with their normal results page showing no flights and a banner; read
 by a parser, that page is a plausible empty result, the worst kind of wrong. So
 each backend declares the words of its airline's block pages in a class attribute,

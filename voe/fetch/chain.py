@@ -12,13 +12,30 @@ numbers nearer the network:
   ``BlockedError`` for a block page.
 - ``process_exception(request, error)`` runs, in descending order, for the
   middlewares nearer the backend than where ``error`` was raised (all of them for
-  an error of the download). It returns None to let the error go on, or a response
-  that then continues through ``process_response`` of the middlewares nearer the
-  backend. So a middleware learns of a block another one detected.
+  an error of the download or of a ``process_request``). It returns None to let the
+  error go on, or a response that then continues through ``process_response`` of the
+  middlewares nearer the backend. So a middleware learns of a block another one
+  detected. A ``process_response`` or ``process_exception`` that raises hands its
+  error on the same way.
 
-A middleware may also define ``job_finished(job)``: the session calls it when a job's
-run that fetched anything ends (``FetchRequest.job`` is that run's key), for state kept
-per job.
+Sending again: ``process_response`` and ``process_exception`` may also return the
+``FetchRequest`` they were given (changed or not; never another one, since it carries
+what the middlewares nearer the backend set on it: deadline, identity, cookies). The
+chain then sends it again from that middleware toward the network: the
+``process_request`` of the middlewares after it, the download, and their
+``process_response`` or ``process_exception``; the answer (or error) then comes back
+to the middleware that sent it again, as if for the first time, which may send it
+once more. The middlewares nearer the backend see only the last answer; those nearer
+the network see every try. That is how ``retry`` retries (Scrapy's middlewares
+return a new ``Request`` to the scheduler; here the fetch goes on in place, within
+its deadline).
+
+A middleware may also define ``fetch_finished(request)``: called once when a fetch
+ends, however it ends (an answer, an error, or an interruption that is no
+``Exception``, such as ``gevent.Timeout`` or ``GreenletExit``), for what must never
+leak (``hosts`` gives back its host slot there). And ``job_finished(job)``: the
+session calls it when a job's run that fetched anything ends (``FetchRequest.job`` is
+that run's key), for state kept per job.
 
 A middleware class is built with ``from_session(session)`` when it has that class
 method (to read ``session.settings`` or share the session's counters), else with no
@@ -28,7 +45,6 @@ group (order: their ``order`` attribute, 500 when absent), then
 ``VOE_FETCH_MIDDLEWARES`` (``module:Class=ORDER`` adds or moves one,
 ``module:Class=none`` removes one).
 """
-
 from __future__ import annotations
 
 import logging
@@ -44,13 +60,18 @@ from voe.components import load_class, ordered
 log = logging.getLogger("voe.fetch")
 
 ENTRY_POINT_GROUP = "voe.fetch_middlewares"
-# The built-in middlewares and their order (see each module's docstring).
+# The built-in middlewares and their order (see each module's docstring). Retries sit
+# nearer the network than block detection (a block is never retried in the fetch) and
+# nearer the backend than host limits and throttle counting (which see every try).
 MIDDLEWARES_BASE: dict[str, int] = {
+    "voe.fetch.timeouts:Timeouts": 50,
     "voe.fetch.deadline:Deadline": 100,
     "voe.fetch.identities:Identities": 200,
     "voe.fetch.blocks:BlockDetection": 300,
     "voe.fetch.useragent:UserAgent": 500,
+    "voe.fetch.retry:Retries": 550,
     "voe.fetch.proxy:Proxy": 750,
+    "voe.fetch.hosts:HostLimit": 800,
     "voe.fetch.throttle:Throttle": 900,
 }
 
@@ -107,13 +128,19 @@ class Middleware(Protocol):
         ...
 
     def process_response(self, request: FetchRequest,
-                         response: requests.Response) -> requests.Response:
-        """Look at (or replace) the answer; raise to fail the fetch."""
+                         response: requests.Response) -> requests.Response | FetchRequest:
+        """Look at (or replace) the answer, or return ``request`` to send it again; raise to
+        fail the fetch."""
         ...
 
     def process_exception(self, request: FetchRequest,
-                          error: Exception) -> requests.Response | None:
-        """Learn of a failure; return a response to recover from it."""
+                          error: Exception) -> requests.Response | FetchRequest | None:
+        """Learn of a failure; return a response to recover from it, or ``request`` to send
+        it again."""
+        ...
+
+    def fetch_finished(self, request: FetchRequest) -> None:
+        """The fetch of ``request`` is over, however it ended: let go of what it held."""
         ...
 
 
@@ -122,37 +149,21 @@ class FetchChain:
 
     def __init__(self, middlewares: list[Any]) -> None:
         self.middlewares = middlewares
-        hooks = [(index, middleware) for index, middleware in enumerate(middlewares)]
-        self._requests = [(i, m.process_request) for i, m in hooks
-                          if hasattr(m, "process_request")]
-        self._responses = [(i, m.process_response) for i, m in reversed(hooks)
-                           if hasattr(m, "process_response")]
-        self._exceptions = [(i, m.process_exception) for i, m in reversed(hooks)
-                            if hasattr(m, "process_exception")]
+        self._requests = [getattr(m, "process_request", None) for m in middlewares]
+        self._responses = [getattr(m, "process_response", None) for m in middlewares]
+        self._exceptions = [getattr(m, "process_exception", None) for m in middlewares]
+        self._finished = [m.fetch_finished for m in middlewares if hasattr(m, "fetch_finished")]
         self._job_finished = [m.job_finished for m in middlewares if hasattr(m, "job_finished")]
 
     def fetch(self, request: FetchRequest, download: Download) -> requests.Response:
         """Run ``request`` through every middleware and ``download``; return the answer."""
-        below = len(self.middlewares)
+        if not self._finished:
+            return self._exchange(request, download, 0)
         try:
-            for _, hook in self._requests:
-                response = hook(request)
-                if response is not None:
-                    break
-            else:
-                response = download(request)
-        except Exception as error:  # each middleware may recover, else it is raised again
-            response, below = self._recover(request, error, below)
-        while True:
-            raised_at = below
-            try:
-                for index, hook in self._responses:
-                    if index < below:
-                        raised_at = index
-                        response = hook(request, response)
-                return response
-            except Exception as error:  # offered to the middlewares nearer the backend
-                response, below = self._recover(request, error, raised_at)
+            return self._exchange(request, download, 0)
+        finally:
+            for hook in self._finished:
+                hook(request)
 
     def job_finished(self, job: str) -> None:
         """Tell the middlewares with a ``job_finished(job)`` hook that the run ``job`` (a
@@ -160,15 +171,57 @@ class FetchChain:
         for hook in self._job_finished:
             hook(job)
 
-    def _recover(self, request: FetchRequest, error: Exception,
-                 below: int) -> tuple[requests.Response, int]:
-        """Offer ``error`` to the middlewares under index ``below``; raise it if none answers."""
-        for index, hook in self._exceptions:
-            if index < below:
-                response = hook(request, error)
-                if response is not None:
-                    return response, index
-        raise error
+    def _exchange(self, request: FetchRequest, download: Download,
+                  first: int) -> requests.Response:
+        """Send ``request`` from middleware number ``first`` toward the network and bring its
+        answer back down to ``first``; return it, or raise the error none of them answered."""
+        error: Exception | None = None
+        response: Any = None
+        try:
+            for hook in self._requests[first:]:
+                if hook is not None:
+                    response = hook(request)
+                    if response is not None:
+                        break
+            else:
+                response = download(request)
+        except Exception as raised:  # offered to every process_exception below
+            error = raised
+        index = len(self.middlewares) - 1  # the next middleware to hear, going down
+        while index >= first:
+            try:
+                if error is None:
+                    hook = self._responses[index]
+                    outcome = response if hook is None else hook(request, response)
+                else:
+                    hook = self._exceptions[index]
+                    outcome = None if hook is None else hook(request, error)
+            except Exception as raised:  # offered to the middlewares nearer the backend
+                error, index = raised, index - 1
+                continue
+            if outcome is request:  # the answer to this try comes back to the same middleware
+                response, error = self._resend(request, download, index + 1)
+                continue
+            if isinstance(outcome, FetchRequest):
+                raise TypeError(f"{type(self.middlewares[index]).__name__} returned another "
+                                "FetchRequest; only the one it was given can be sent again")
+            if error is None:
+                response = outcome
+            elif outcome is not None:  # process_exception answered: the error is over
+                response, error = outcome, None
+            index -= 1
+        if error is not None:
+            raise error
+        return response
+
+    def _resend(self, request: FetchRequest, download: Download,
+                first: int) -> tuple[requests.Response | None, Exception | None]:
+        """Send ``request`` again from middleware number ``first``: (answer, None) or (None,
+        the error the middlewares from ``first`` up did not answer)."""
+        try:
+            return self._exchange(request, download, first), None
+        except Exception as error:  # handed to the middleware that sent it again
+            return None, error
 
 
 def _skip_broken(path: str, why: str) -> None:

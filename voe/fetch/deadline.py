@@ -3,15 +3,18 @@
 A read timeout bounds each read, not the answer: an airline that trickles one byte
 a second, or sends a body that never ends, holds a plain ``requests`` call (and its
 memory) forever. Here every fetch has ``VOE_FETCH_DEADLINE`` seconds for its whole
-answer (connection, urllib3's retries and their waits, headers, body) and may bring
+answer (connection, every retry and its wait, headers, body) and may bring
 at most ``VOE_FETCH_MAX_BYTES`` bytes of body (after decoding). The session
 (``voe.http``) reads every body in chunks with ``read_body`` and abandons the fetch,
 closing its connection, as soon as either is passed; a Content-Length above the cap
 fails before anything is read. So memory never holds more than the cap per fetch.
 
-The deadline is kept three ways: a ``gevent.Timeout`` over the whole download (under
-gevent, as in workers, it interrupts any wait), a check of the clock between chunks,
-and each read's socket timeout cut to the time left (so it holds without gevent too).
+The deadline is kept three ways for each try: a ``gevent.Timeout`` over its download
+(under gevent, as in workers, it interrupts any wait), a check of the clock between
+chunks, and each read's socket timeout cut to the time left (so it holds without
+gevent too). Between tries nothing waits past it either: a retry that would
+(``voe.fetch.retry``) is given up, and so is a wait for a host's slot or pause
+(``voe.fetch.hosts``).
 """
 
 from __future__ import annotations

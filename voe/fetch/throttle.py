@@ -2,9 +2,9 @@
 
 The worker reads and resets the session's ``ThrottleCounter`` every half second and
 tells the master, which slows the leasing of that backend's jobs for the whole fleet
-(``voe.pacing``). This middleware counts the answer a fetch ends with; the answers
-urllib3 retries inside the fetch are counted by ``voe.http``'s retry policy, which
-sees them first.
+(``voe.pacing``). At order 900, nearer the network than retries (``voe.fetch.retry``,
+550), this middleware sees every answer of a fetch, the retried ones too, and counts
+each throttling one once.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class ThrottleCounter:
 
 
 class Throttle:
-    """Count the final answer of every fetch that says we ask too much (``is_throttling``)."""
+    """Count every answer that says we ask too much (``is_throttling``), every try's."""
 
     def __init__(self, counter: ThrottleCounter) -> None:
         self.counter = counter
