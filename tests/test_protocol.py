@@ -168,6 +168,30 @@ def test_rejections_name_their_reason(frame, reason):
     assert caught.value.reason == reason
 
 
+@pytest.mark.parametrize("job", [
+    JOB._replace(backend="demo\nINFO forged"), JOB._replace(id="demo:GRU-REC:\x1b[2J"),
+    JOB._replace(origin="GRU\r"), JOB._replace(date="2026-12-01\x85"),
+    JOB._replace(return_date="2026-12-09\x00"),
+])
+@pytest.mark.parametrize("encode", [
+    lambda job: protocol.encode_jobs([job]),
+    lambda job: protocol.encode_result(Result(job, "ok", (FARE,), None, "w1", 0.25)),
+])
+def test_a_job_with_control_characters_is_rejected_from_master_and_worker(job, encode):
+    """A job's texts reach logs and terminals (the sink's yield lines, voe status, voe
+    failed): none may carry a control character, whoever sent it."""
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode(encode(job))
+    assert caught.value.reason == "bad-schema"
+
+
+def test_a_result_from_a_worker_named_with_control_characters_is_rejected():
+    frame = protocol.encode_result(Result(JOB, "ok", (FARE,), None, "w1\x1b[31m", 0.25))
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode(frame)
+    assert caught.value.reason == "bad-schema"
+
+
 def test_deeply_nested_frame_is_rejected():
     nested = b"\x91" * 5000 + b"\xc0"
     with pytest.raises(protocol.ProtocolError):

@@ -313,11 +313,17 @@ def _job(row: Any) -> SearchJob:
     row = _list(row)
     if len(row) != 8:
         raise ValueError("a job has 8 fields")
-    return SearchJob(
+    job = SearchJob(
         id=_str(row[0], 200), cycle=_int(row[1]), attempt=_int(row[2]),
         backend=_str(row[3], 64), origin=_str(row[4], 16), destination=_str(row[5], 16),
         date=_str(row[6], 32), return_date=_opt_str(row[7], 32),
     )
+    # Every text of a job reaches logs and terminals (voe status, voe failed): one search
+    # over them all for control characters, on the hot path of workers and the sink.
+    if _CONTROL.search(f"{job.id}{job.backend}{job.origin}{job.destination}{job.date}"
+                       f"{job.return_date or ''}"):
+        raise ValueError("control characters in a job")
+    return job
 
 
 def _fares(value: Any) -> tuple[Fare, ...]:
@@ -422,7 +428,7 @@ def _parse_result(body: dict[str, Any]) -> Result:
         raise ValueError("bad duration")
     return Result(
         job=_job(body["j"]), status=status, fares=_fares(body["f"]),
-        error=_opt_str(body["e"], MAX_ERROR), worker=_str(body["w"], 200),
+        error=_opt_str(body["e"], MAX_ERROR), worker=_label(body["w"], 200),
         duration=float(duration),
         field_counts=_field_counts(body["c"]) if "c" in body else (),
     )

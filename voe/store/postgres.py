@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +45,7 @@ from voe.store.rows import (
     event_from_row,
     fare_rows,
     field_count_rows,
+    jobs_by_cycle,
     last_prices_rows,
     new_results,
     outbox_rows,
@@ -456,9 +456,7 @@ class PostgresStore(Closing):
 
     def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
         """Return which of ``keys`` already have their fares stored, one query per cycle."""
-        by_cycle: dict[int, list[str]] = defaultdict(list)
-        for cycle, job in keys:
-            by_cycle[cycle].append(job)
+        by_cycle = jobs_by_cycle(keys)
         stored: set[tuple[int, str]] = set()
         for cycle, jobs in by_cycle.items():
             rows = self._db.execute(
@@ -469,14 +467,12 @@ class PostgresStore(Closing):
     def _stored_outcomes(self, keys: set[tuple[int, str, int, str]]
                          ) -> set[tuple[int, str, int, str]]:
         """Return which of ``keys`` (``outcome_key``) have their outcome stored already."""
-        by_cycle: dict[int, set[str]] = defaultdict(set)
-        for cycle, job, _, _ in keys:
-            by_cycle[cycle].add(job)
+        by_cycle = jobs_by_cycle(keys)
         found: set[tuple[int, str, int, str]] = set()
         for cycle, jobs in by_cycle.items():
             rows = self._db.execute(
                 "SELECT job_id, attempt, worker FROM outcomes WHERE cycle = %s"
-                " AND job_id = ANY(%s)", (cycle, sorted(jobs)))
+                " AND job_id = ANY(%s)", (cycle, jobs))
             found.update((cycle, job, attempt, worker) for job, attempt, worker in rows)
         return found & keys
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -51,6 +51,15 @@ def outcome_row(result: Result, now: float) -> tuple[Any, ...]:
         job.cycle, job.id, job.attempt, result.worker, result.status,
         result.duration, result.error, now,
     )
+
+
+def jobs_by_cycle(keys: Iterable[tuple[Any, ...]]) -> dict[int, list[str]]:
+    """The job ids of ``keys`` (each starting ``(cycle, job id, ...)``) by cycle, each id
+    once and sorted: what the stores look up one cycle at a time."""
+    grouped: dict[int, set[str]] = defaultdict(set)
+    for key in keys:
+        grouped[key[0]].add(key[1])
+    return {cycle: sorted(jobs) for cycle, jobs in grouped.items()}
 
 
 def outcome_key(result: Result) -> tuple[int, str, int, str]:

@@ -22,7 +22,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +43,7 @@ from voe.store.rows import (
     event_from_row,
     fare_rows,
     field_count_rows,
+    jobs_by_cycle,
     last_prices_rows,
     new_results,
     outbox_rows,
@@ -411,9 +411,7 @@ class SqliteStore(Closing):
 
     def _stored_keys(self, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
         """Return which of ``keys`` already have their fares stored, a few queries per cycle."""
-        by_cycle: dict[int, list[str]] = defaultdict(list)
-        for cycle, job in keys:
-            by_cycle[cycle].append(job)
+        by_cycle = jobs_by_cycle(keys)
         stored: set[tuple[int, str]] = set()
         for cycle, jobs in by_cycle.items():
             for start in range(0, len(jobs), _KEY_CHUNK):
@@ -429,14 +427,11 @@ class SqliteStore(Closing):
     def _stored_outcomes(self, keys: set[tuple[int, str, int, str]]
                          ) -> set[tuple[int, str, int, str]]:
         """Return which of ``keys`` (``outcome_key``) have their outcome stored already."""
-        by_cycle: dict[int, set[str]] = defaultdict(set)
-        for cycle, job, _, _ in keys:
-            by_cycle[cycle].add(job)
+        by_cycle = jobs_by_cycle(keys)
         found: set[tuple[int, str, int, str]] = set()
         for cycle, jobs in by_cycle.items():
-            ordered = sorted(jobs)
-            for start in range(0, len(ordered), _KEY_CHUNK):
-                chunk = ordered[start : start + _KEY_CHUNK]
+            for start in range(0, len(jobs), _KEY_CHUNK):
+                chunk = jobs[start : start + _KEY_CHUNK]
                 rows = self._db.execute(
                     "SELECT job_id, attempt, worker FROM outcomes WHERE cycle = ? AND job_id IN"
                     f" ({', '.join('?' * len(chunk))})", (cycle, *chunk))
