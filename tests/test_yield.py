@@ -5,6 +5,7 @@ with each field valid), a drop logged once per backend, cycle and field."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import urllib.request
 
 import pytest
@@ -72,20 +73,27 @@ def test_a_drop_is_logged_once_per_backend_and_cycle(tmp_path, caplog):
         store.close()
 
 
+def two_cycles(cluster: Cluster, changed_url: str) -> subprocess.CompletedProcess[str]:
+    """Run a cycle against the cluster's airline, then one whose worker searches the
+    airline at ``changed_url``; return ``voe status`` as it was between the two."""
+    cluster.sink()
+    master = cluster.master()
+    worker = cluster.worker("w1")
+    assert cluster.wait_master(master, timeout=60) == 0
+    worker.stop()
+    first = cluster.status()
+    master = cluster.master()
+    cluster.worker("w2", airline_url=changed_url)
+    assert cluster.wait_master(master, timeout=90) == 0
+    return first
+
+
 def test_the_sink_and_status_report_a_yield_drop_across_cycles(tmp_path):
     rich = Airline(tmp_path, options=("--flights", "6"))
     poor = Airline(tmp_path, options=("--flights", "2"))
     cluster = Cluster(tmp_path, rich.url)  # 12 jobs a cycle
     try:
-        cluster.sink()
-        master = cluster.master()
-        worker = cluster.worker("w1")
-        assert cluster.wait_master(master, timeout=60) == 0
-        worker.stop()
-        first = cluster.status()
-        master = cluster.master()
-        cluster.worker("w2", airline_url=poor.url)  # the airline "changed its pages"
-        assert cluster.wait_master(master, timeout=60) == 0
+        first = two_cycles(cluster, poor.url)  # the airline "changed its pages"
         wait_for(lambda: "fell by more than half" in cluster.log("sink"), 20,
                  "the sink to warn of the yield drop")
         second = cluster.status()
@@ -191,15 +199,7 @@ def test_the_sink_and_status_report_a_field_yield_drop(tmp_path):
     cluster = Cluster(tmp_path, steady.url)  # 12 jobs a cycle, 72 fares
     cluster.env.update(VOE_PRICE_MIN="150", VOE_PRICE_MAX="5000")
     try:
-        cluster.sink()
-        master = cluster.master()
-        worker = cluster.worker("w1")
-        assert cluster.wait_master(master, timeout=60) == 0
-        worker.stop()
-        first = cluster.status()
-        master = cluster.master()
-        cluster.worker("w2", airline_url=drifted.url)
-        assert cluster.wait_master(master, timeout=90) == 0
+        first = two_cycles(cluster, drifted.url)
         wait_for(lambda: "field yield of backend demo fell for price" in cluster.log("sink"), 20,
                  "the sink to warn of the price field's drop")
         second = cluster.status()
