@@ -21,10 +21,12 @@ from voe.backends.base import BlockedError, ParseError, TransientError
 from voe.backends.demo import DemoBackend
 from voe.backends.demo_api import DemoApiBackend
 from voe.demoairline.fares import fares_for
-from voe.fetch.chain import FetchRequest
+from voe.fetch.chain import FetchRequest, host_key
 from voe.fetch.deadline import BodyTooLarge, DeadlinePassed
+from voe.fetch.hosts import HostLimits
 from voe.fetch.retry import never_sent
-from voe.http import HostLimits, ThrottleCounter, host_key, new_session
+from voe.fetch.throttle import ThrottleCounter
+from voe.http import new_session
 from voe.model import SearchJob
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,13 +49,7 @@ def test_a_drop_is_logged_once_per_backend_and_cycle(tmp_path, caplog):
                                                            for n in range(1, 9)]
         second += [result(2, n, 0, status=PARSE) for n in range(10, 20)]  # failures: no pages
         store.save(second)
-        clock[0] += 10
-        with caplog.at_level(logging.WARNING, logger="voe.sink"):
-            watch.saw(second)
-            drops = watch.check()
-            watch.saw(second)
-            clock[0] += 10
-            assert watch.check() == []  # once per backend and cycle
+        drops = drops_once(watch, second, clock, caplog)  # once per backend and cycle
         assert [(d.backend, d.cycle, d.per_page, d.previous_per_page) for d in drops] == [
             ("demo", 2, 2.0, 6.0)]  # demo-api went from 4 to 3: not a drop
         assert caplog.text.count("parse yield of backend demo fell by more than half") == 1
@@ -71,6 +66,20 @@ def test_a_drop_is_logged_once_per_backend_and_cycle(tmp_path, caplog):
         assert watch.check(force=True) == []
     finally:
         store.close()
+
+
+def drops_once(watch: YieldWatch, stored: list[Result], clock: list[float],
+               caplog: pytest.LogCaptureFixture) -> list[Any]:
+    """The drops the watch reports for ``stored`` at its next check (its warnings captured),
+    after checking that seeing the same results again later reports nothing more."""
+    clock[0] += 10
+    with caplog.at_level(logging.WARNING, logger="voe.sink"):
+        watch.saw(stored)
+        drops = watch.check()
+        watch.saw(stored)
+        clock[0] += 10
+        assert watch.check() == []
+    return drops
 
 
 def two_cycles(cluster: Cluster, changed_url: str) -> subprocess.CompletedProcess[str]:
@@ -143,13 +152,7 @@ def test_a_field_yield_drop_is_logged_once_per_backend_cycle_and_field(store, ca
     second += [counted(2, n, 6, "demo-api", invalid={"price": 1}) for n in range(8, 11)]
     store.save(second)
     store.save(second)  # redelivered: counted once
-    clock[0] += 10
-    with caplog.at_level(logging.WARNING, logger="voe.sink"):
-        watch.saw(second)
-        drops = watch.check()
-        watch.saw(second)
-        clock[0] += 10
-        assert watch.check() == []  # once per backend, cycle and field
+    drops = drops_once(watch, second, clock, caplog)  # once per backend, cycle and field
     assert [(d.backend, d.cycle, d.field, d.valid, d.invalid) for d in drops] == [
         ("demo", 2, "price", 36 + 16, 32)]
     assert drops[0].previous_share == 1.0 and drops[0].share == pytest.approx(52 / 84)

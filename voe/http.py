@@ -50,15 +50,10 @@ from voe.fetch.chain import FetchChain, FetchRequest, build_chain, host_key
 from voe.fetch.deadline import deadline_error, read_body
 from voe.fetch.environment import Environment, merge_setting
 from voe.fetch.hosts import HostLimits
-from voe.fetch.retry import MAX_BACKOFF, MAX_RETRY_AFTER, RETRY_STATUSES, retry_after
-from voe.fetch.throttle import ThrottleCounter, is_throttling
-from voe.fetch.useragent import USER_AGENT
+from voe.fetch.throttle import ThrottleCounter
 from voe.settings import Settings
 
-# Also importable from here, where they lived before the fetch chain held them.
-__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "RETRY_STATUSES", "USER_AGENT", "HostLimits",
-           "Session", "ThrottleCounter", "host_key", "is_throttling", "new_session",
-           "retry_after"]
+__all__ = ["Session", "new_session"]
 
 _poll = get_original("select", "poll")
 
