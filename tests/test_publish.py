@@ -689,3 +689,42 @@ def test_a_redirecting_receiver_gets_dead_letters_and_its_target_nothing(
         assert [entry["method"] for entry in posts] == ["POST"] * 4  # 2 attempts per event
         assert all(SIGNATURE_FORMAT.fullmatch(entry["signature"]) for entry in posts)
     assert _hook_log(target_log) == [{"listening": target_port}]  # not even a connection
+
+
+def test_a_redirect_error_masks_the_url_token_and_escapes_the_receivers_text(
+        tmp_path: Path) -> None:
+    answers = [(301, "http://127.0.0.2/x?token=abc123\x1b[2J" + "a" * 300), (303, None)]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status, location = answers[0]
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: the test reads the publisher's outcome."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with SqliteStore(tmp_path / "fares.db") as store:
+        store.save([Result(_job(0), "ok", (), None, "w", 0)])
+        events = store.outbox_pending("test", 10)
+    publisher = WebhookPublisher(f"http://127.0.0.1:{server.server_address[1]}/h?token=abc123",
+                                 SECRET, 1, 0.01, 5)
+    try:
+        first = publisher.publish(events, threading.Event())
+        answers.pop(0)
+        second = publisher.publish(events, threading.Event())
+    finally:
+        publisher.close()
+        server.shutdown()
+        server.server_close()
+    [(_, _, error)] = first.dead
+    assert error.startswith("HTTP 301 redirect to http://127.0.0.2/x?********\\x1b[2Jaaa")
+    assert error.endswith("a... (not followed)") and "\x1b" not in error and len(error) < 250
+    assert second.dead == [(events[0].seq, 1, "HTTP 303 redirect without a Location "
+                                               "(not followed)")]
