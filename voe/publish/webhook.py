@@ -34,7 +34,7 @@ log = logging.getLogger("voe.publish")
 # Seconds to connect to the receiver (VOE_WEBHOOK_TIMEOUT is the wait for its answer).
 CONNECT_TIMEOUT = 3.0
 # Seconds between a signature's timestamp and a receiver's clock beyond which the
-# receiver should refuse it (README, "Events": what receivers check; voe only signs).
+# receiver should refuse it (README, "Verifying a webhook"; voe only signs, receivers check).
 SIGNATURE_TOLERANCE = 300
 # Characters of a redirect's Location kept in the error (it is the receiver's text).
 LOCATION_CHARS = 200
@@ -60,7 +60,8 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 def _printable(text: str) -> str:
     """``text`` clipped, its control characters escaped: it reaches logs and terminals."""
     clipped = text[:LOCATION_CHARS] + ("..." if len(text) > LOCATION_CHARS else "")
-    return "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in clipped)
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode()
+                   for char in clipped)
 
 
 class WebhookPublisher:
