@@ -8,11 +8,12 @@ them. A broker connection is cut by a TCP proxy of the test's own between sink a
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import functools
 import http.server
+import inspect
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ from tests.cluster import Airline, Cluster, free_port, wait_for
 from tests.postgres import fresh_schema
 from voe.model import Fare, Result, SearchJob
 from voe.publish import Publishing
+from voe.publish.outbox import Drainer
+from voe.publish.webhook import SIGNATURE_TOLERANCE, WebhookPublisher, signature
 from voe.settings import load
 from voe.store import SqliteStore
 from voe.store.rows import FARES_COLLECTED, PRICE_CHANGED, event_id
@@ -37,6 +40,11 @@ AMQP_URL = os.environ.get("VOE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:567
 NATS_HOST, NATS_PORT = "127.0.0.1", 4222
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 SECRET = "test-secret"
+ROOT = Path(__file__).resolve().parent.parent
+# The comment that marks README's verification example, the python block right after it.
+VERIFY_MARK = "<!-- tests/test_publish.py executes the python block below"
+# An X-Voe-Signature as voe sends it: the signing time, then the hex HMAC-SHA256.
+SIGNATURE_FORMAT = re.compile(r"t=(\d+),v1=[0-9a-f]{64}")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -144,23 +152,42 @@ class NatsStream:
 # ---- a webhook receiver ------------------------------------------------------------------
 
 
+@functools.cache
+def readme_verify() -> Callable[..., bool]:
+    """README's ``verify`` (section "Verifying a webhook"), run from the README's own text."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(VERIFY_MARK):].split("```python\n", 1)[1].split("\n```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "README.md (Verifying a webhook)", "exec"), namespace)
+    return namespace["verify"]
+
+
 class Receiver:
-    """A loopback HTTP server counting signed POSTs; ``failing`` makes it answer 500."""
+    """A loopback HTTP server counting POSTs signed as README's example checks them (at
+    ``clock``'s time); ``failing`` makes it answer 500; ``signed_at`` keeps each event's
+    signature times, one per attempt."""
 
     def __init__(self, secret: str = SECRET, port: int = 0) -> None:
         self.secret = secret
         self.failing = False
+        self.clock: Callable[[], float] = time.time
         self.bodies: list[dict] = []
+        self.signed_at: dict[str, list[int]] = {}
         self.bad_signatures = 0
         self.refused = 0
         receiver = self
+        verify = readme_verify()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (the http.server name)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(receiver.secret.encode(), body,
-                                                hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(self.headers.get("X-Voe-Signature", ""), expected):
+                header = self.headers.get("X-Voe-Signature", "")
+                sent = SIGNATURE_FORMAT.fullmatch(header)
+                if sent:
+                    receiver.signed_at.setdefault(self.headers["X-Voe-Event-Id"], []).append(
+                        int(sent.group(1)))
+                if not sent or not verify(receiver.secret, header, body,
+                                          now=receiver.clock()):
                     receiver.bad_signatures += 1
                     self.send_response(401)
                 elif receiver.failing:
@@ -482,6 +509,7 @@ def test_webhook_dead_letters_and_their_retry(tmp_path: Path, receiver: Receiver
             "backlog": 0, "dead": 3, "retrying": 0, "configured": True}
         assert "3 dead letter" in _voe(tmp_path, env, "status").stdout
         receiver.failing = False
+        time.sleep(1.1)  # the next second: a re-sent dead letter is signed anew, not replayed
         retried = _voe(tmp_path, env, "outbox", "retry")
         assert retried.returncode == 0 and "3 dead letter(s)" in retried.stdout
         wait_for(lambda: len(receiver.bodies) == 3, 30, "the retried events")
@@ -491,6 +519,8 @@ def test_webhook_dead_letters_and_their_retry(tmp_path: Path, receiver: Receiver
         publishing.stop()
     assert {body["job"]["id"] for body in receiver.bodies} == {_job(n).id for n in range(3)}
     assert receiver.bad_signatures == 0
+    for stamps in receiver.signed_at.values():  # 5 refused attempts, then the re-sent one
+        assert len(stamps) == 6 and stamps[-1] > max(stamps[:-1]), stamps
     usage = _voe(tmp_path, env, "outbox", "resend")
     assert usage.returncode == 2 and "invalid choice" in usage.stderr
     assert _voe(tmp_path, env, "outbox", "--help").returncode == 0
@@ -529,3 +559,172 @@ def test_webhooks_without_a_secret_keep_the_sink_from_starting(tmp_path: Path) -
     assert result.returncode == 2, result
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "VOE_WEBHOOK_SECRET" in result.stderr
+
+
+def test_the_signature_signs_the_time_and_the_body() -> None:
+    header = signature(SECRET, b'{"id": "e1"}', 1767225600)
+    assert SIGNATURE_FORMAT.fullmatch(header) and header.startswith("t=1767225600,v1=")
+    assert signature(SECRET, b'{"id": "e1"}', 1767225601) != header
+    assert signature(SECRET, b'{"id": "e2"}', 1767225600) != header
+    assert signature("another secret", b'{"id": "e1"}', 1767225600) != header
+
+
+def test_the_readme_verification_example_accepts_fresh_signatures_only() -> None:
+    readme = (ROOT / "README.md").read_text()
+    events = readme.index("\n## Events\n")
+    assert events < readme.index(VERIFY_MARK) < readme.index("\n## ", events + 1)
+    verify = readme_verify()
+    assert inspect.signature(verify).parameters["tolerance"].default == SIGNATURE_TOLERANCE
+    body, now = b'{"id": "e1", "kind": "fares.collected"}', time.time()
+    fresh = signature(SECRET, body, int(now))
+    assert verify(SECRET, fresh, body)  # as sent: its own clock
+    assert verify(SECRET, fresh, body, now=now + SIGNATURE_TOLERANCE - 1)
+    assert not verify(SECRET, fresh, body.replace(b"e1", b"e2"), now=now)  # tampered body
+    assert not verify("another secret", fresh, body, now=now)
+    assert not verify(SECRET, fresh, body, now=now + SIGNATURE_TOLERANCE + 1)  # a late replay
+    assert not verify(SECRET, fresh, body, now=now + 86400)
+    assert verify(SECRET, fresh, body, now=now + 3600, tolerance=7200)
+    assert not verify(SECRET, signature(SECRET, body, int(now) + 3600), body, now=now)  # future
+    stamp, digest = fresh.split(",")
+    replayed = f"t={int(now) + 3600},{digest}"  # an old signature given a new time
+    assert not verify(SECRET, replayed, body, now=now + 3600)
+    for malformed in ("", "sha256=" + digest.removeprefix("v1="), digest, stamp,
+                      f"t=soon,{digest}", f"{stamp},v1=", f"{stamp},v1=é{digest[4:]}"):
+        assert not verify(SECRET, malformed, body, now=now), malformed
+    example = re.search(r"^X-Voe-Signature: (\S+)$", readme, re.MULTILINE)
+    assert example and verify("s3cret", example.group(1), b"{}", now=1767225600)
+
+
+def test_a_dead_letter_sent_again_later_is_signed_at_its_new_attempt(
+        tmp_path: Path, receiver: Receiver) -> None:
+    clock = [time.time()]  # the sink's and the receiver's, moved on by the test
+    receiver.clock = lambda: clock[0]
+    receiver.failing = True
+    with SqliteStore(tmp_path / "fares.db") as store:
+        store.save([Result(_job(n), "ok", (), None, "w", 0) for n in range(2)])
+    publisher = WebhookPublisher(receiver.url, SECRET, 2, 0.01, 5, clock=lambda: clock[0])
+    stop = threading.Event()
+    drainer = Drainer(publisher, lambda: SqliteStore(tmp_path / "fares.db"), stop, 0.2)
+    drainer.start()
+    try:
+        wait_for(lambda: drainer.dead == 2, 10, "two dead letters")
+        clock[0] += 3600  # an hour on: the first signatures are far outside the tolerance
+        receiver.failing = False
+        with SqliteStore(tmp_path / "fares.db") as store:
+            assert store.retry_dead_letters(None) == 2  # what `voe outbox retry` does
+        wait_for(lambda: len(receiver.bodies) == 2, 10, "the re-sent dead letters")
+    finally:
+        stop.set()
+        drainer.join(10)
+    assert receiver.bad_signatures == 0 and receiver.refused == 4
+    assert (drainer.published, drainer.dead) == (2, 2)
+    first = int(clock[0]) - 3600
+    assert list(receiver.signed_at.values()) == [[first, first, first + 3600]] * 2
+
+
+def _hook_server(tmp_path: Path, name: str, host: str, status: int,
+                 location: str | None = None) -> tuple[subprocess.Popen, Path, int]:
+    """Start ``tests/hookserver.py`` on ``host``; return its process, log and port."""
+    log = tmp_path / f"{name}.jsonl"
+    with open(tmp_path / f"{name}.err", "ab") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.hookserver", host, str(log), str(status),
+             *([location] if location else [])], cwd=ROOT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=stderr)
+    found = wait_for(lambda: log.exists() and _hook_log(log), 10, f"{name} listening")
+    return process, log, found[0]["listening"]
+
+
+def _hook_log(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_redirecting_receiver_gets_dead_letters_and_its_target_nothing(
+        tmp_path: Path) -> None:
+    servers: list[subprocess.Popen] = []
+    cluster = None
+    try:
+        target, target_log, target_port = _hook_server(tmp_path, "target", "127.0.0.2", 200)
+        servers.append(target)
+        elsewhere = f"http://127.0.0.2:{target_port}/stolen"
+        redirectors = {}
+        for status in (307, 302):
+            process, log, port = _hook_server(tmp_path, f"r{status}", "127.0.0.1", status,
+                                              elsewhere)
+            servers.append(process)
+            redirectors[status] = (f"http://127.0.0.1:{port}/hooks/voe", log)
+        cluster = Cluster(tmp_path, "http://127.0.0.1:9")
+        cluster.env.update({
+            "VOE_WEBHOOK_URLS": ",".join(url for url, _ in redirectors.values()),
+            "VOE_WEBHOOK_SECRET": SECRET, "VOE_WEBHOOK_MAX_ATTEMPTS": "2",
+            "VOE_WEBHOOK_BACKOFF": "0.01"})
+        with SqliteStore(cluster.data_dir / "fares.db") as store:
+            store.save([Result(_job(n), "ok", (), None, "w", 0) for n in range(2)])
+        cluster.sink()
+
+        def dead_letters() -> list[dict]:
+            return json.loads(cluster.voe("outbox", "--json").stdout)
+
+        wait_for(lambda: len(dead_letters()) == 4 or len(_hook_log(target_log)) > 1, 30,
+                 "two dead letters per redirector (or a request at their target)")
+        dead = dead_letters()
+        status = cluster.status()["outbox"]
+        cluster.stop()
+        sink_log = cluster.log("sink")
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        for process in servers:
+            process.terminate()
+            process.wait(10)
+    for code, (url, log) in redirectors.items():
+        destination = f"webhook:{url}"
+        errors = {letter["error"] for letter in dead if letter["destination"] == destination}
+        assert errors == {f"HTTP {code} redirect to {elsewhere} (not followed)"}
+        assert status["destinations"][destination] == {
+            "backlog": 0, "dead": 2, "retrying": 0, "configured": True}
+        assert f"stopped publishing to {destination}: 0 events published, 2 dead letters" \
+            in sink_log
+        posts = [entry for entry in _hook_log(log) if "method" in entry]
+        assert [entry["method"] for entry in posts] == ["POST"] * 4  # 2 attempts per event
+        assert all(SIGNATURE_FORMAT.fullmatch(entry["signature"]) for entry in posts)
+    assert _hook_log(target_log) == [{"listening": target_port}]  # not even a connection
+
+
+def test_a_redirect_error_masks_the_url_token_and_escapes_the_receivers_text(
+        tmp_path: Path) -> None:
+    answers = [(301, "http://127.0.0.2/x?token=abc123\x1b[2J" + "a" * 300), (303, None)]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status, location = answers[0]
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: the test reads the publisher's outcome."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with SqliteStore(tmp_path / "fares.db") as store:
+        store.save([Result(_job(0), "ok", (), None, "w", 0)])
+        events = store.outbox_pending("test", 10)
+    publisher = WebhookPublisher(f"http://127.0.0.1:{server.server_address[1]}/h?token=abc123",
+                                 SECRET, 1, 0.01, 5)
+    try:
+        first = publisher.publish(events, threading.Event())
+        answers.pop(0)
+        second = publisher.publish(events, threading.Event())
+    finally:
+        publisher.close()
+        server.shutdown()
+        server.server_close()
+    [(_, _, error)] = first.dead
+    assert error.startswith("HTTP 301 redirect to http://127.0.0.2/x?********\\x1b[2Jaaa")
+    assert error.endswith("a... (not followed)") and "\x1b" not in error and len(error) < 250
+    assert second.dead == [(events[0].seq, 1, "HTTP 303 redirect without a Location "
+                                               "(not followed)")]

@@ -358,8 +358,8 @@ SETTINGS: tuple[Setting, ...] = (
             "URLs the sink POSTs every event to, as signed JSON; empty means none.",
             secret=True),
     Setting("VOE_WEBHOOK_SECRET", "", _text, "a shared secret",
-            "Key of the X-Voe-Signature HMAC-SHA256 of every webhook body; required with "
-            "VOE_WEBHOOK_URLS.", secret=True),
+            "Key of the X-Voe-Signature HMAC-SHA256 of every webhook's time and body; "
+            "required with VOE_WEBHOOK_URLS.", secret=True),
     Setting("VOE_WEBHOOK_MAX_ATTEMPTS", "5", _positive_int, "a whole number of at least 1",
             "Attempts of a webhook event answered with an error before it is a dead letter "
             "(voe outbox)."),

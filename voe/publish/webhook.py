@@ -1,11 +1,16 @@
 """HTTP webhooks: each event POSTed as JSON, signed, retried, and dead-lettered after a while.
 
-The body is the event's JSON; ``X-Voe-Signature: sha256=HEX`` is the HMAC-SHA256 of the
-body with ``VOE_WEBHOOK_SECRET``, ``X-Voe-Event`` the kind and ``X-Voe-Event-Id`` the id.
-A 2xx answer delivers the event. Any other answer, or no answer in time, is a failed
-attempt: it is tried again after a backoff, and after ``VOE_WEBHOOK_MAX_ATTEMPTS`` it
-becomes a dead letter (``voe outbox`` lists them, ``voe outbox retry`` sends them again).
-A receiver that cannot be reached at all is an outage, not an attempt: events wait.
+The body is the event's JSON; ``X-Voe-Signature: t=UNIX_SECONDS,v1=HEX`` signs it with
+``VOE_WEBHOOK_SECRET`` (HEX is the HMAC-SHA256 of ``t.body``, Stripe's scheme), so a
+receiver that refuses a ``t`` more than ``SIGNATURE_TOLERANCE`` seconds from its clock
+cannot be fed a replayed event; ``X-Voe-Event`` is the kind and ``X-Voe-Event-Id`` the
+id. The signature is made at each attempt, never stored, so a re-sent dead letter
+carries a fresh one. A 2xx answer delivers the event. Any other answer (a redirect too:
+it is never followed, since that would hand the signed event to another host), or no
+answer in time, is a failed attempt: it is tried again after a backoff, and after
+``VOE_WEBHOOK_MAX_ATTEMPTS`` it becomes a dead letter (``voe outbox`` lists them,
+``voe outbox retry`` sends them again). A receiver that cannot be reached at all is an
+outage, not an attempt: events wait.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import hashlib
 import hmac
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -27,6 +33,11 @@ log = logging.getLogger("voe.publish")
 
 # Seconds to connect to the receiver (VOE_WEBHOOK_TIMEOUT is the wait for its answer).
 CONNECT_TIMEOUT = 3.0
+# Seconds between a signature's timestamp and a receiver's clock beyond which the
+# receiver should refuse it (README, "Verifying a webhook"; voe only signs, receivers check).
+SIGNATURE_TOLERANCE = 300
+# Characters of a redirect's Location kept in the error (it is the receiver's text).
+LOCATION_CHARS = 200
 
 
 def destination_name(url: str) -> str:
@@ -40,21 +51,30 @@ def destination_name(url: str) -> str:
     return name
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The ``X-Voe-Signature`` header of ``body``: ``sha256=`` and the hex HMAC-SHA256."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """``X-Voe-Signature``: ``t=TIMESTAMP,v1=`` the HMAC of ``TIMESTAMP.body``, time signed too."""
+    signed = f"{timestamp}.".encode() + body
+    return f"t={timestamp},v1={hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()}"
+
+
+def _printable(text: str) -> str:
+    """``text`` clipped, its control characters escaped: it reaches logs and terminals."""
+    clipped = text[:LOCATION_CHARS] + ("..." if len(text) > LOCATION_CHARS else "")
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode()
+                   for char in clipped)
 
 
 class WebhookPublisher:
     """POSTs events to one URL."""
 
     def __init__(self, url: str, secret: str, max_attempts: int, backoff: float,
-                 timeout: float) -> None:
+                 timeout: float, clock: Callable[[], float] = time.time) -> None:
         self.url = url
         self.secret = secret
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.timeout = timeout
+        self.clock = clock  # Unix time of each signature (tests pass their own)
         self.name = destination_name(url)
         self._session = requests.Session()
 
@@ -65,12 +85,18 @@ class WebhookPublisher:
         """
         headers = {"Content-Type": "application/json", "X-Voe-Event": event.kind,
                    "X-Voe-Event-Id": event.id, "User-Agent": f"voe/{__version__}",
-                   "X-Voe-Signature": signature(self.secret, event.body)}
+                   "X-Voe-Signature": signature(self.secret, event.body, int(self.clock()))}
         try:
             with self._session.post(self.url, data=event.body, headers=headers,
-                                    timeout=(CONNECT_TIMEOUT, self.timeout)) as answer:
+                                    timeout=(CONNECT_TIMEOUT, self.timeout),
+                                    allow_redirects=False) as answer:
                 if 200 <= answer.status_code < 300:
                     return None
+                if 300 <= answer.status_code < 400:
+                    location = answer.headers.get("Location")
+                    where = f" to {_printable(location)}" if location else " without a Location"
+                    return self._without_secrets(
+                        f"HTTP {answer.status_code} redirect{where} (not followed)")
                 return f"HTTP {answer.status_code}"
         except requests.ReadTimeout:
             return f"no answer within {self.timeout} s"
