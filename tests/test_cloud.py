@@ -284,6 +284,34 @@ def test_ssh_that_never_comes_up_fails_in_bounded_time(lab, tmp_path):
     assert_ok(product(lab, tmp_path, "nossh", "down", "--yes"))
 
 
+def ingress(lab: Lab, cluster: str) -> tuple[str, set[tuple]]:
+    """The cluster group's id and its rules as (port, member groups, CIDRs) triples."""
+    group = lab.moto.client().describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [f"voe-cluster-{cluster}"]}])[
+        "SecurityGroups"][0]
+    return group["GroupId"], {
+        (rule["FromPort"], tuple(pair["GroupId"] for pair in rule["UserIdGroupPairs"]),
+         tuple(r["CidrIp"] for r in rule["IpRanges"])) for rule in group["IpPermissions"]}
+
+
+def test_a_changed_operator_cidr_takes_ssh_away_from_the_old_one(lab, tmp_path):
+    cluster = "cidr"
+    lab.assign(cluster, "master", "off")    # SSH never answers: the group is what counts
+    first = product(lab, tmp_path, cluster, "up", "master", VOE_SSH_TIMEOUT="1",
+                    VOE_OPERATOR_CIDR="203.0.113.7/32")
+    assert first.returncode == 1 and "Traceback" not in first.stdout + first.stderr
+    group_id, before = ingress(lab, cluster)
+    cluster_rules = {(port, (group_id,), ()) for port in lab.ports.values()}
+    assert before == cluster_rules | {(22, (), ("203.0.113.7/32",))}
+
+    second = product(lab, tmp_path, cluster, "up", "master", VOE_SSH_TIMEOUT="1",
+                     VOE_OPERATOR_CIDR="198.51.100.0/24")
+    assert second.returncode == 1 and "Traceback" not in second.stdout + second.stderr
+    assert "revoked SSH access from 203.0.113.7/32" in second.stdout
+    assert ingress(lab, cluster) == (group_id, cluster_rules | {(22, (), ("198.51.100.0/24",))})
+    assert_ok(product(lab, tmp_path, cluster, "down", "--yes"))
+
+
 @pytest.mark.parametrize("env, fragments", [
     ({"AWS_ACCESS_KEY": "", "AWS_SECRET_KEY": ""}, ["no AWS credentials"]),
     ({"VOE_SSH_KEY_FILE": "/nonexistent/voe-key.pem"}, ["/nonexistent/voe-key.pem",

@@ -97,7 +97,11 @@ def up(settings: Settings, role: str, count: int | None, plan: str | None,
         existing, names = _plan_launch(config, role, count or 1, machines, console)
         if names:
             fleet.check_launch()
-        group_id = fleet.ensure_security_group(list(config.ports.values()))
+        group_id, revoked = fleet.ensure_security_group(list(config.ports.values()))
+        if revoked:
+            console.print(f"revoked SSH access from {', '.join(revoked)} in security group "
+                          f"{config.group_name}: only {config.operator_cidr} "
+                          "(VOE_OPERATOR_CIDR) may SSH in")
         launched: list[Machine] = []
         if names:
             console.print(f"launching {len(names)} {role} instance(s) of cluster "
