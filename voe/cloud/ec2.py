@@ -51,6 +51,10 @@ CREDENTIAL_ERRORS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientE
                      "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken",
                      "RequestExpired"}
 
+# Error codes of GetConsoleOutput asked for the latest output of an instance without it.
+LATEST_UNSUPPORTED = {"UnsupportedOperation", "InvalidParameterCombination",
+                      "InvalidParameterValue"}
+
 
 class Fleet:
     """The instances and the security group of one cluster, through the EC2 API."""
@@ -262,6 +266,18 @@ class Fleet:
             self.client.create_tags(Resources=[machine.instance_id],
                                     Tags=[{"Key": TAG_ADDRESS, "Value": address}])
         machine.address = address
+
+    def console_output(self, instance_id: str) -> str:
+        """The instance's console output (the latest where EC2 has it), or "" if none yet."""
+        with self._errors(f"read the console output of {instance_id}"):
+            try:
+                answer = self.client.get_console_output(InstanceId=instance_id, Latest=True)
+            except ClientError as error:
+                # Only Nitro instances give the latest output; the others give the buffered one.
+                if error.response.get("Error", {}).get("Code") not in LATEST_UNSUPPORTED:
+                    raise
+                answer = self.client.get_console_output(InstanceId=instance_id)
+        return str(answer.get("Output") or "")
 
     def terminate(self, machines: list[Machine]) -> list[str]:
         """Terminate these machines, each checked again to carry this cluster's tag."""
