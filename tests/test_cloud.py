@@ -306,11 +306,23 @@ def test_a_changed_operator_cidr_takes_ssh_away_from_the_old_one(lab, tmp_path):
     cluster_rules = {(port, (group_id,), ()) for port in lab.ports.values()}
     assert before == cluster_rules | {(22, (), ("203.0.113.7/32",))}
 
+    # Rules someone added by hand that also let SSH in go too; others stay.
+    lab.moto.client().authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/32"}]},
+        {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 1024,
+         "IpRanges": [{"CidrIp": "192.0.2.0/24"}]},
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+         "IpRanges": [{"CidrIp": "192.0.2.0/24"}]}])
     second = product(lab, tmp_path, cluster, "up", "master", VOE_SSH_TIMEOUT="1",
                      VOE_OPERATOR_CIDR="198.51.100.0/24")
     assert second.returncode == 1 and "Traceback" not in second.stdout + second.stderr
-    assert "revoked SSH access from 203.0.113.7/32" in second.stdout
-    assert ingress(lab, cluster) == (group_id, cluster_rules | {(22, (), ("198.51.100.0/24",))})
+    revoked = re.search(r"revoked SSH access from (.+) in security group", second.stdout)
+    assert revoked, second.stdout
+    assert sorted(revoked.group(1).split(", ")) == ["192.0.2.0/24", "2001:db8::/32",
+                                                     "203.0.113.7/32"]
+    assert ingress(lab, cluster) == (group_id, cluster_rules | {
+        (22, (), ("198.51.100.0/24",)), (443, (), ("192.0.2.0/24",))})
     assert_ok(product(lab, tmp_path, cluster, "down", "--yes"))
 
 
