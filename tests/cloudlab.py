@@ -8,8 +8,11 @@ contacted: a watcher maps every new instance of a cluster, by its role tag, to o
 the lab's hosts in an OpenSSH client config file (``Host <moto private ip>`` ->
 ``HostName``, ``User``, ``Port``, ``IdentityFile``), the way a user maps names to
 reachable hosts; ``Host *`` points at a lab address where nothing listens. That file
-is the product's VOE_SSH_CONFIG. Where namespaces are not permitted, the hosts are sshd
-on distinct loopback addresses instead (a warning says so).
+is the product's VOE_SSH_CONFIG. At the same moment the watcher writes the instance's
+console output as cloud-init would print it on that host (its host key's fingerprint and
+public key, from ``ssh-keygen``), which moto then returns (tests/motoconsole.py).
+Where namespaces are not permitted, the hosts are sshd on distinct loopback addresses
+instead (a warning says so).
 
 Everything is started here and stopped by PID; every namespace, link and user made is
 removed at the end.
@@ -79,17 +82,23 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 class Moto:
-    """moto's server mode on a loopback port: the EC2 API of the tests."""
+    """moto's server mode on a loopback port: the EC2 API of the tests.
+
+    Its console output is what the lab wrote in ``workdir/console`` for the instance.
+    """
 
     def __init__(self, workdir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"moto-{self.port}.log"
+        self.console_dir = workdir / "console"
+        self.console_dir.mkdir(exist_ok=True)
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        environment.update(env)
+        environment.update(env, VOE_LAB_CONSOLE_DIR=str(self.console_dir))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, str(REPO / "tests" / "motoconsole.py"), "-H", "127.0.0.1",
+                 "-p", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=environment, start_new_session=True)
         try:
@@ -123,6 +132,7 @@ class Host:
     user: str | None = None
     uid: int | None = None
     home: Path | None = None
+    host_key: Path | None = None
     sshd: subprocess.Popen | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
 
@@ -282,6 +292,7 @@ class Lab:
         self.hosts: dict[str, Host] = {}
         self.users: list[str] = []
         self.plans: dict[tuple[str, str], list[Host]] = {}
+        self.consoles: dict[tuple[str, str], str] = {}
         self.mapping: dict[str, tuple[str, Host]] = {}
         self.ssh_config = root / "ssh_config"
         self.key = root / "id_voe"
@@ -336,6 +347,7 @@ class Lab:
         folder = self.root / "hosts" / name
         folder.mkdir(parents=True)
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key"))
+        host.host_key = folder / "host_key.pub"
         config = folder / "sshd_config"
         config.write_text(f"""ListenAddress {host.address}:{host.port}
 HostKey {folder / 'host_key'}
@@ -370,10 +382,17 @@ LogLevel VERBOSE
         wait_for(listening, START_TIMEOUT, f"sshd of {name}")
         return host
 
-    def assign(self, cluster: str, role: str, *hosts: str) -> None:
-        """Map the next instances of ``cluster`` with ``role`` to these hosts, in launch order."""
+    def assign(self, cluster: str, role: str, *hosts: str, console: str = "host key") -> None:
+        """Map the next instances of ``cluster`` with ``role`` to these hosts, in launch order.
+
+        ``console`` is what their console output shows: ``host key`` (the host's own, as
+        cloud-init prints it), ``other key`` (another key's fingerprint: a machine that is
+        not the one SSH reaches) or ``nothing`` (moto's boot log, no fingerprints).
+        """
+        assert console in ("host key", "other key", "nothing"), console
         with self._lock:
             self.plans[(cluster, role)] = [self.hosts[name] for name in hosts]
+            self.consoles[(cluster, role)] = console
 
     def _watch(self) -> None:
         client = self.moto.client()
@@ -393,12 +412,35 @@ LogLevel VERBOSE
                             "PrivateIpAddress"):
                         continue
                     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-                    queue = self.plans.get((tags.get("voe:cluster"), tags.get("voe:role")), [])
+                    plan = (tags.get("voe:cluster"), tags.get("voe:role"))
+                    queue = self.plans.get(plan, [])
                     host = queue.pop(0) if queue else self.hosts["off"]
+                    self._write_console(instance["InstanceId"], host,
+                                        self.consoles.get(plan, "nothing"))
                     self.mapping[instance["InstanceId"]] = (instance["PrivateIpAddress"], host)
                     changed = True
                 if changed:
                     self._write_ssh_config()
+
+    def _write_console(self, instance_id: str, host: Host, console: str) -> None:
+        """Write the console output cloud-init would print on ``host`` (see ``assign``)."""
+        if console == "nothing" or host.host_key is None:
+            return
+        key = host.host_key if console == "host key" else self.key.with_suffix(".pub")
+        fingerprint = sh("ssh-keygen", "-l", "-f", str(key)).stdout.strip()
+        text = ("Cloud-init v. 24.1 running 'modules:final'\n"
+                "ec2: #############################################################\n"
+                "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+                f"ec2: {fingerprint}\n"
+                "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n"
+                "ec2: #############################################################\n"
+                "-----BEGIN SSH HOST KEY KEYS-----\n"
+                f"{key.read_text().strip()}\n"
+                "-----END SSH HOST KEY KEYS-----\n"
+                "Cloud-init v. 24.1 finished\n")
+        temporary = self.moto.console_dir / f"{instance_id}.tmp"
+        temporary.write_text(text)
+        temporary.replace(self.moto.console_dir / instance_id)
 
     def _write_ssh_config(self) -> None:
         blocks = ["# The lab's hosts, by the made-up addresses moto gave the instances."]

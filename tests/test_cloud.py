@@ -109,6 +109,8 @@ def test_fleet_is_launched_deployed_run_and_torn_down(lab, tmp_path):
     workers_run = product(lab, tmp_path, cluster, "setup_instances.py", "workers", "2",
                           "--set", f"VOE_DEMO_AIRLINE_URL={airline}")
     assert_ok(workers_run)
+    # Every first host key was checked against the console output's fingerprints.
+    assert "on first use" not in workers_run.stderr
 
     launched = instances(lab, voe_cluster=cluster)
     roles = sorted(tags_of(i)["voe:role"] for i in launched)
@@ -282,6 +284,95 @@ def test_ssh_that_never_comes_up_fails_in_bounded_time(lab, tmp_path):
     assert "refused" in line.lower()
     assert [i["State"]["Name"] for i in instances(lab, voe_cluster="nossh")] == ["running"]
     assert_ok(product(lab, tmp_path, "nossh", "down", "--yes"))
+
+
+def ingress(lab: Lab, cluster: str) -> tuple[str, set[tuple]]:
+    """The cluster group's id and its rules as (port, member groups, CIDRs) triples."""
+    group = lab.moto.client().describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [f"voe-cluster-{cluster}"]}])[
+        "SecurityGroups"][0]
+    return group["GroupId"], {
+        (rule["FromPort"], tuple(pair["GroupId"] for pair in rule["UserIdGroupPairs"]),
+         tuple(r["CidrIp"] for r in rule["IpRanges"])) for rule in group["IpPermissions"]}
+
+
+def test_a_changed_operator_cidr_takes_ssh_away_from_the_old_one(lab, tmp_path):
+    cluster = "cidr"
+    lab.assign(cluster, "master", "off")    # SSH never answers: the group is what counts
+    first = product(lab, tmp_path, cluster, "up", "master", VOE_SSH_TIMEOUT="1",
+                    VOE_OPERATOR_CIDR="203.0.113.7/32")
+    assert first.returncode == 1 and "Traceback" not in first.stdout + first.stderr
+    group_id, before = ingress(lab, cluster)
+    cluster_rules = {(port, (group_id,), ()) for port in lab.ports.values()}
+    assert before == cluster_rules | {(22, (), ("203.0.113.7/32",))}
+
+    # Rules someone added by hand that also let SSH in go too; others stay.
+    lab.moto.client().authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/32"}]},
+        {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 1024,
+         "IpRanges": [{"CidrIp": "192.0.2.0/24"}]},
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+         "IpRanges": [{"CidrIp": "192.0.2.0/24"}]}])
+    second = product(lab, tmp_path, cluster, "up", "master", VOE_SSH_TIMEOUT="1",
+                     VOE_OPERATOR_CIDR="198.51.100.0/24")
+    assert second.returncode == 1 and "Traceback" not in second.stdout + second.stderr
+    revoked = re.search(r"revoked SSH access from (.+) in security group", second.stdout)
+    assert revoked, second.stdout
+    assert sorted(revoked.group(1).split(", ")) == ["192.0.2.0/24", "2001:db8::/32",
+                                                     "203.0.113.7/32"]
+    assert ingress(lab, cluster) == (group_id, cluster_rules | {
+        (22, (), ("198.51.100.0/24",)), (443, (), ("192.0.2.0/24",))})
+    assert_ok(product(lab, tmp_path, cluster, "down", "--yes"))
+
+
+def fingerprint(public_key: Path) -> str:
+    """The SHA256 fingerprint of a public key file, as ssh-keygen prints it."""
+    line = subprocess.run(["ssh-keygen", "-l", "-f", str(public_key)], capture_output=True,
+                          text=True, check=True, timeout=30).stdout
+    return line.split()[1]
+
+
+def test_a_host_key_the_console_does_not_list_is_refused_before_login(lab, tmp_path):
+    cluster = "impostor"
+    host = lab.hosts["w2"]
+    sshd_log = lab.root / "hosts" / "w2" / "sshd.log"
+    seen = sshd_log.read_text()
+    lab.assign(cluster, "master", "w2", console="other key")
+    result = product(lab, tmp_path, cluster, "up", "master")
+    instance = instances(lab, voe_cluster=cluster)[0]["InstanceId"]
+    line = assert_one_line_error(result, 1, "1 of 1 machine(s) failed", instance,
+                                 "waiting for SSH", "not one its EC2 console output lists",
+                                 "nothing was sent")
+    presented, listed = fingerprint(host.host_key), fingerprint(lab.key.with_suffix(".pub"))
+    assert f"it presented {presented}, the console lists {listed}" in line
+    # sshd saw the connection end before any login: no command, no file, no key reached it.
+    appended = sshd_log.read_text()[len(seen):]
+    assert "Connection from" in appended and "[preauth]" in appended, appended
+    assert "Accepted" not in appended and "session opened" not in appended, appended
+    known_hosts = lab.root / "known_hosts"
+    assert not known_hosts.exists() or instance not in known_hosts.read_text()
+    assert_ok(product(lab, tmp_path, cluster, "down", "--yes"))
+
+
+def test_without_fingerprints_in_the_console_the_first_key_is_trusted_with_a_warning(
+        lab, tmp_path):
+    cluster = "unlisted"
+    host = lab.hosts["w2"]
+    lab.assign(cluster, "master", "w2", console="nothing")
+    # A Python that is not there stops the deploy right after the login it needs.
+    result = product(lab, tmp_path, cluster, "up", "master", VOE_SSH_CONSOLE_WAIT="2",
+                     VOE_REMOTE_PYTHON="/nonexistent/python3")
+    instance = instances(lab, voe_cluster=cluster)[0]["InstanceId"]
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "at probing: no usable /nonexistent/python3" in result.stderr
+    assert (f"warning: the EC2 console output lists no SSH host key fingerprints 2 s after "
+            f"SSH answered (VOE_SSH_CONSOLE_WAIT); trusting the SSH host key of "
+            f"{cluster}-master ({instance}) on first use: {fingerprint(host.host_key)}"
+            ) in result.stderr
+    known = (lab.root / "known_hosts").read_text()
+    assert f"{instance} {' '.join(host.host_key.read_text().split()[:2])}" in known
+    assert_ok(product(lab, tmp_path, cluster, "down", "--yes"))
 
 
 @pytest.mark.parametrize("env, fragments", [

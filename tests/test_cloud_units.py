@@ -13,7 +13,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from voe.cloud import services
+from voe.cloud import fingerprints, services
 from voe.cloud.cluster import CloudConfigError, CloudSettings, parse_sets
 from voe.cloud.deploy import env_file
 from voe.cloud.package import build_wheel, deploy_package, source_root
@@ -109,6 +109,31 @@ def test_host_keys_are_remembered_per_instance_and_forgotten(tmp_path):
     assert reloaded.known("i-0abc").asbytes() == key.asbytes()
     reloaded.forget(["i-0abc"])
     assert HostKeys(path).known("i-0abc") is None
+
+
+def test_console_output_fingerprints_are_read_as_cloud_init_prints_them(tmp_path):
+    public = _keygen(tmp_path / "host").with_suffix(".pub")
+    key = paramiko.Ed25519Key.from_private_key_file(str(tmp_path / "host"))
+    printed = subprocess.run(["ssh-keygen", "-l", "-f", str(public)], capture_output=True,
+                             text=True, check=True, timeout=30).stdout.strip()
+    assert printed.split()[1] == fingerprints.sha256(key)
+    listing = ("boot noise SHA256:" + "A" * 43 + "\n"
+               "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+               f"ec2: {printed}\n"
+               "ec2: 2048 AA:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99 root@h (RSA)\n"
+               "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n")
+    assert fingerprints.listed(listing) == {
+        fingerprints.sha256(key), "MD5:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"}
+    assert fingerprints.matches(key, fingerprints.listed(listing))
+    # The keys themselves are as good as their fingerprints; a cut line is no key.
+    keys_only = (f"-----BEGIN SSH HOST KEY KEYS-----\n{public.read_text()}"
+                 "ssh-rsa AAAAB3Nz=x\n-----END SSH HOST KEY KEYS-----\n")
+    assert fingerprints.listed(keys_only) == {fingerprints.sha256(key)}
+    other = paramiko.Ed25519Key.from_private_key_file(str(_keygen(tmp_path / "other")))
+    assert not fingerprints.matches(other, fingerprints.listed(listing))
+    # Outside the markers nothing counts: moto's boot log, an empty console.
+    assert fingerprints.listed(listing.split("ec2: -----BEGIN")[0]) == frozenset()
+    assert fingerprints.listed("") == frozenset()
 
 
 def test_launch_needs_its_settings(tmp_path):

@@ -317,9 +317,13 @@ SETTINGS: tuple[Setting, ...] = (
             "private (from inside the VPC or through a VPN)."),
     Setting("VOE_SSH_TIMEOUT", "300", _positive_float, "a positive number of seconds",
             "Longest wait for a machine to answer SSH before its deploy fails."),
+    Setting("VOE_SSH_CONSOLE_WAIT", "120", _non_negative_float, "a number of seconds, 0 or more",
+            "Longest wait, once a new machine answers SSH, for its EC2 console output to list "
+            "its host key fingerprints; after it the key is trusted on first use, with a "
+            "warning."),
     Setting("VOE_SSH_KNOWN_HOSTS", "~/.voe/known_hosts", _text, "a path",
-            "Where voe keeps each machine's SSH host key: trusted on first use, a changed key "
-            "is refused."),
+            "Where voe keeps each machine's SSH host key: checked against the fingerprints of "
+            "its EC2 console output on first use, a changed key is refused."),
     Setting("VOE_REMOTE_PYTHON", "python3", _text, "a command or path",
             "Python 3.11+ on the machines, from which voe makes its venv (~/voe-env)."),
     Setting("VOE_REMOTE_PIP_OPTIONS", "", _text, "pip install options",

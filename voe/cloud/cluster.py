@@ -33,8 +33,8 @@ OPERATOR_ONLY = ("REGION", "DEFAULT_INSTANCE_ID", "INSTANCE_SIZE", "DEFAULT_SECU
                  "KEY_NAME", "KEY_PASS", "SSH_USER", "AWS_ACCESS_KEY", "AWS_SECRET_KEY",
                  "AWS_ENDPOINT_URL", "PARAMIKO_DEBUG", "VOE_CLUSTER", "VOE_OPERATOR_CIDR",
                  "VOE_SSH_KEY_FILE", "VOE_SSH_CONFIG", "VOE_SSH_ADDRESS", "VOE_SSH_TIMEOUT",
-                 "VOE_SSH_KNOWN_HOSTS", "VOE_REMOTE_PYTHON", "VOE_REMOTE_PIP_OPTIONS",
-                 "VOE_DEPLOY_PACKAGE")
+                 "VOE_SSH_CONSOLE_WAIT", "VOE_SSH_KNOWN_HOSTS", "VOE_REMOTE_PYTHON",
+                 "VOE_REMOTE_PIP_OPTIONS", "VOE_DEPLOY_PACKAGE")
 
 
 class CloudError(Exception):
@@ -70,6 +70,7 @@ class CloudSettings:
     ssh_config: Path
     ssh_address: str
     ssh_timeout: float
+    console_wait: float
     known_hosts: Path
     remote_python: str
     pip_options: str
@@ -93,6 +94,7 @@ class CloudSettings:
             paramiko_debug=settings.paramiko_debug, operator_cidr=settings.voe_operator_cidr,
             ssh_config=Path(settings.voe_ssh_config).expanduser(),
             ssh_address=settings.voe_ssh_address, ssh_timeout=settings.voe_ssh_timeout,
+            console_wait=settings.voe_ssh_console_wait,
             known_hosts=Path(settings.voe_ssh_known_hosts).expanduser(),
             remote_python=settings.voe_remote_python,
             pip_options=settings.voe_remote_pip_options,

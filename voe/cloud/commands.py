@@ -85,19 +85,23 @@ def up(settings: Settings, role: str, count: int | None, plan: str | None,
         created = keys.init(config.keys)
         if created:
             console.print(f"made the cluster's CURVE keys in {config.keys}: {', '.join(created)}")
-    host_keys = HostKeys(config.known_hosts)
+    fleet = Fleet(config)
+    host_keys = HostKeys(config.known_hosts, console=fleet.console_output)
     if config.paramiko_debug:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         paramiko.util.log_to_file(str(config.data_dir / "paramiko.log"))
     with tempfile.TemporaryDirectory(prefix="voe-package-") as scratch:
         package = deploy_package(config.deploy_package, Path(scratch))
-        fleet = Fleet(config)
         machines = fleet.machines()
         values = _machine_values(config, role, machines) | extra
         existing, names = _plan_launch(config, role, count or 1, machines, console)
         if names:
             fleet.check_launch()
-        group_id = fleet.ensure_security_group(list(config.ports.values()))
+        group_id, revoked = fleet.ensure_security_group(list(config.ports.values()))
+        if revoked:
+            console.print(f"revoked SSH access from {', '.join(revoked)} in security group "
+                          f"{config.group_name}: only {config.operator_cidr} "
+                          "(VOE_OPERATOR_CIDR) may SSH in")
         launched: list[Machine] = []
         if names:
             console.print(f"launching {len(names)} {role} instance(s) of cluster "

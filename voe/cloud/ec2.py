@@ -43,11 +43,17 @@ START_TIMEOUT = 600.0
 # How long terminated instances may take to be gone, before their group is deleted.
 TERMINATE_TIMEOUT = 300.0
 POLL_INTERVAL = 2.0
+# The port the operator's SSH comes in on.
+SSH_PORT = 22
 
 # Error codes that mean the credentials themselves were refused.
 CREDENTIAL_ERRORS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException",
                      "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken",
                      "RequestExpired"}
+
+# Error codes of GetConsoleOutput asked for the latest output of an instance without it.
+LATEST_UNSUPPORTED = {"UnsupportedOperation", "InvalidParameterCombination",
+                      "InvalidParameterValue"}
 
 
 class Fleet:
@@ -128,8 +134,13 @@ class Fleet:
         with self._errors(f"find key pair {self.config.key_name}"):
             self.client.describe_key_pairs(KeyNames=[self.config.key_name])
 
-    def ensure_security_group(self, ports: list[int]) -> str:
-        """Create or update the cluster's group: voe ports from members, SSH from the operator."""
+    def ensure_security_group(self, ports: list[int]) -> tuple[str, list[str]]:
+        """Create or update the cluster's group: voe ports from members, SSH from the operator.
+
+        SSH is then open to ``VOE_OPERATOR_CIDR`` alone: a rule letting port 22 in from any
+        other address range (an operator CIDR of before) is revoked, so a changed setting
+        takes access away. Returns the group's id and the ranges revoked.
+        """
         name = self.config.group_name
         with self._errors(f"find security group {name}"):
             groups = self.client.describe_security_groups(
@@ -152,7 +163,7 @@ class Fleet:
                         {"Key": TAG_CLUSTER, "Value": self.config.cluster}]}])["GroupId"]
         rules = [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                   "UserIdGroupPairs": [{"GroupId": group_id}]} for port in sorted(set(ports))]
-        rules.append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+        rules.append({"IpProtocol": "tcp", "FromPort": SSH_PORT, "ToPort": SSH_PORT,
                       "IpRanges": [{"CidrIp": self.config.operator_cidr,
                                     "Description": "voe operator (VOE_OPERATOR_CIDR)"}]})
         for rule in rules:
@@ -164,7 +175,31 @@ class Fleet:
                     code = error.response.get("Error", {}).get("Code")
                     if code != "InvalidPermission.Duplicate":
                         raise
-        return group_id
+        return group_id, self._revoke_other_ssh(group_id)
+
+    def _revoke_other_ssh(self, group_id: str) -> list[str]:
+        """Revoke every address range but the operator's that the group lets reach SSH."""
+        name = self.config.group_name
+        with self._errors(f"read security group {name}"):
+            group = self.client.describe_security_groups(GroupIds=[group_id])[
+                "SecurityGroups"][0]
+        revoked: list[str] = []
+        for permission in group.get("IpPermissions", []):
+            if not _admits_ssh(permission):
+                continue
+            ipv4 = [{"CidrIp": r["CidrIp"]} for r in permission.get("IpRanges", [])
+                    if r["CidrIp"] != self.config.operator_cidr]
+            ipv6 = [{"CidrIpv6": r["CidrIpv6"]} for r in permission.get("Ipv6Ranges", [])]
+            if not ipv4 and not ipv6:
+                continue
+            stale = {key: permission[key] for key in ("IpProtocol", "FromPort", "ToPort")
+                     if key in permission}
+            stale.update(IpRanges=ipv4, Ipv6Ranges=ipv6)
+            with self._errors(f"revoke old SSH access in security group {name}"):
+                self.client.revoke_security_group_ingress(GroupId=group_id,
+                                                          IpPermissions=[stale])
+            revoked += [r["CidrIp"] for r in ipv4] + [r["CidrIpv6"] for r in ipv6]
+        return revoked
 
     def _extra_group_id(self) -> list[str]:
         extra = self.config.extra_group
@@ -232,6 +267,18 @@ class Fleet:
                                     Tags=[{"Key": TAG_ADDRESS, "Value": address}])
         machine.address = address
 
+    def console_output(self, instance_id: str) -> str:
+        """The instance's console output (the latest where EC2 has it), or "" if none yet."""
+        with self._errors(f"read the console output of {instance_id}"):
+            try:
+                answer = self.client.get_console_output(InstanceId=instance_id, Latest=True)
+            except ClientError as error:
+                # Only Nitro instances give the latest output; the others give the buffered one.
+                if error.response.get("Error", {}).get("Code") not in LATEST_UNSUPPORTED:
+                    raise
+                answer = self.client.get_console_output(InstanceId=instance_id)
+        return str(answer.get("Output") or "")
+
     def terminate(self, machines: list[Machine]) -> list[str]:
         """Terminate these machines, each checked again to carry this cluster's tag."""
         ids = [machine.instance_id for machine in machines
@@ -272,6 +319,15 @@ class Fleet:
         with self._errors(f"delete security group {self.config.group_name}"):
             self.client.delete_security_group(GroupId=group_id)
         return group_id
+
+
+def _admits_ssh(permission: dict) -> bool:
+    """True when an ingress permission lets TCP port 22 in (all protocols count)."""
+    protocol = str(permission.get("IpProtocol"))
+    if protocol == "-1":
+        return True
+    return protocol in ("tcp", "6") and (
+        permission.get("FromPort", 0) <= SSH_PORT <= permission.get("ToPort", 65535))
 
 
 def _natural(name: str) -> list[int | str]:

@@ -3,21 +3,29 @@
 Where a machine is reached is the user's OpenSSH client config (VOE_SSH_CONFIG), looked
 up by the machine's address like ``ssh`` would: ``Host``, ``HostName``, ``User``, ``Port``
 and ``IdentityFile`` are honoured. It is read again at every attempt, so a config that
-changes while machines boot is seen. Host keys are trusted on first use and remembered
+changes while machines boot is seen. An instance's first host key is checked against the
+fingerprints its EC2 console output lists (waiting up to VOE_SSH_CONSOLE_WAIT for them
+once SSH answers), refused before anything is sent if it is not one of them, and trusted
+on first use, with a warning, only when the console lists none. It is then remembered
 per instance id; a machine whose key changes is refused before any login.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
+from voe.cloud import fingerprints
 from voe.cloud.cluster import CloudConfigError, CloudError, CloudSettings, Machine
+
+log = logging.getLogger(__name__)
 
 # Pause between two connection attempts while a machine boots.
 RETRY_INTERVAL = 1.0
@@ -25,13 +33,20 @@ RETRY_INTERVAL = 1.0
 CONNECT_TIMEOUT = 10.0
 # Longest run of one remote command unless the caller says otherwise.
 COMMAND_TIMEOUT = 600.0
+# Least pause between two reads of a booting machine's console output (an EC2 API call).
+CONSOLE_POLL_INTERVAL = 5.0
 
 
 class HostKeys:
-    """Host keys trusted on first use, remembered per instance id in a known_hosts file."""
+    """Host keys remembered per instance id in a known_hosts file, and where to check new ones.
 
-    def __init__(self, path: Path) -> None:
+    ``console`` gives an instance's EC2 console output (by instance id), whose listed
+    fingerprints a first key must match; without it, first keys are trusted with a warning.
+    """
+
+    def __init__(self, path: Path, console: Callable[[str], str] | None = None) -> None:
         self.path = path
+        self.console = console
         self._lock = threading.Lock()
         self._keys = paramiko.HostKeys()
         if path.is_file():
@@ -69,16 +84,39 @@ class HostKeys:
         temporary.replace(self.path)
 
 
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Accept an instance's first key and remember it under the instance id."""
+class HostKeyMismatch(paramiko.SSHException):
+    """The host key presented is not one the instance's console output lists."""
 
-    def __init__(self, keys: HostKeys, instance_id: str) -> None:
+
+class _NotListedYet(paramiko.SSHException):
+    """The console output lists no fingerprints yet; the key can be neither checked nor trusted."""
+
+
+class _FirstUse(paramiko.MissingHostKeyPolicy):
+    """Check an instance's first key against its listed fingerprints, then remember it."""
+
+    def __init__(self, keys: HostKeys, machine: Machine, expected: frozenset[str],
+                 unchecked: str | None) -> None:
         self.keys = keys
-        self.instance_id = instance_id
+        self.machine = machine
+        self.expected = expected
+        self.unchecked = unchecked
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
-        self.keys.remember(self.instance_id, key)
+        presented = fingerprints.sha256(key)
+        if self.expected:
+            if not fingerprints.matches(key, self.expected):
+                raise HostKeyMismatch(
+                    f"the SSH host key of {self.machine.label} is not one its EC2 console "
+                    f"output lists: it presented {presented}, the console lists "
+                    f"{', '.join(sorted(self.expected))}; nothing was sent to it")
+        elif self.unchecked is None:
+            raise _NotListedYet(presented)
+        else:
+            log.warning("warning: %s; trusting the SSH host key of %s on first use: %s",
+                        self.unchecked, self.machine.label, presented)
+        self.keys.remember(self.machine.instance_id, key)
 
 
 @dataclass(frozen=True)
@@ -215,19 +253,31 @@ def last_line(output: str) -> str:
 
 
 def connect(config: CloudSettings, machine: Machine, host_keys: HostKeys) -> Remote:
-    """Log in to ``machine``, retrying until VOE_SSH_TIMEOUT while it boots."""
+    """Log in to ``machine``, retrying until VOE_SSH_TIMEOUT while it boots.
+
+    An unknown host key must be one the console output lists; while it lists none, SSH
+    is tried again until VOE_SSH_CONSOLE_WAIT has passed since the machine first answered.
+    """
     address = machine.ssh_address(config.ssh_address)
     deadline = time.monotonic() + config.ssh_timeout
     last_error = "no attempt made"
     attempts = 0
+    expected: frozenset[str] = frozenset()
+    next_read = time.monotonic()
+    answered: float | None = None
     while True:
         target = resolve(config, address)
         key = load_key(target.key_file, config.key_pass)
         attempts += 1
+        known = host_keys.known(machine.instance_id)
+        if known is None and not expected and host_keys.console is not None and (
+                time.monotonic() >= next_read):
+            expected = fingerprints.listed(host_keys.console(machine.instance_id))
+            next_read = time.monotonic() + CONSOLE_POLL_INTERVAL
         remaining = deadline - time.monotonic()
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(_TrustOnFirstUse(host_keys, machine.instance_id))
-        known = host_keys.known(machine.instance_id)
+        client.set_missing_host_key_policy(_FirstUse(
+            host_keys, machine, expected, _unchecked(config, host_keys, answered)))
         if known is not None:
             name = target.hostname if target.port == 22 else (
                 f"[{target.hostname}]:{target.port}")
@@ -244,6 +294,18 @@ def connect(config: CloudSettings, machine: Machine, host_keys: HostKeys) -> Rem
                 f"the SSH host key of {machine.label} at {target} is not the one voe saw "
                 f"first; if the machine was rebuilt, remove its line ({machine.instance_id}) "
                 f"from {config.known_hosts}") from None
+        except HostKeyMismatch as error:
+            client.close()
+            raise CloudError(f"{error} at {target}") from None
+        except _NotListedYet:
+            client.close()
+            if answered is None:
+                answered = time.monotonic()
+                next_read = answered
+            # Not counted against VOE_SSH_TIMEOUT: the machine answers, and the wait for its
+            # console output is bounded by VOE_SSH_CONSOLE_WAIT.
+            time.sleep(RETRY_INTERVAL)
+            continue
         except paramiko.AuthenticationException as error:
             client.close()
             last_error = f"authentication as {target.user} failed ({error})"
@@ -254,6 +316,19 @@ def connect(config: CloudSettings, machine: Machine, host_keys: HostKeys) -> Rem
             raise CloudError(f"SSH to {machine.label} at {target} did not come up within "
                              f"{config.ssh_timeout:g} s ({attempts} attempt(s)): {last_error}")
         time.sleep(RETRY_INTERVAL)
+
+
+def _unchecked(config: CloudSettings, host_keys: HostKeys, answered: float | None
+               ) -> str | None:
+    """Why a first key may now be trusted unchecked (said in the warning), or None."""
+    if host_keys.console is None:
+        return "no console output to check host keys against"
+    if config.console_wait <= 0:
+        return "VOE_SSH_CONSOLE_WAIT is 0"
+    if answered is not None and time.monotonic() >= answered + config.console_wait:
+        return (f"the EC2 console output lists no SSH host key fingerprints "
+                f"{config.console_wait:g} s after SSH answered (VOE_SSH_CONSOLE_WAIT)")
+    return None
 
 
 def _describe(error: BaseException) -> str:
