@@ -626,8 +626,9 @@ def _role_options(parser: argparse.ArgumentParser) -> None:
 def _worker_name(text: str) -> str:
     """A worker's name: shown in logs and on terminals, so printable and at most 200 long."""
     if not text or len(text) > 200 or not is_label(text):
-        raise argparse.ArgumentTypeError("must be 1 to 200 characters without control "
-                                         "characters (no line breaks, tabs or escapes)")
+        raise argparse.ArgumentTypeError("must be 1 to 200 printable characters, without "
+                                         "control characters (no line breaks, tabs, "
+                                         "escapes or Unicode separators and format marks)")
     return text
 
 
