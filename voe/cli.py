@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from voe import __version__
+from voe import __version__, private
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.demoairline.faults import add_arguments as add_fault_arguments
 from voe.ledger import LedgerError
@@ -136,7 +136,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from voe.store import StoreError
     from voe.web.auth import WebError
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private.make_dir(settings.data_dir)
     try:
         sink = Sink(settings)
     except (StoreError, WebError, PublishError, BindError) as error:

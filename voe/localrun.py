@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from voe import report
+from voe import private, report
 from voe.masterlock import MasterRunning
 from voe.plan import Plan
 from voe.processes import Child, child_env
@@ -126,7 +126,7 @@ class LocalRun:
         return child
 
     def _start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private.make_dir(self.data_dir)
         self._ensure_keys()
         if not self.args.no_airline:
             url = urlsplit(self.settings.voe_demo_airline_url)

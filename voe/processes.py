@@ -9,6 +9,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from voe import private
+
 # Seconds a child gets to stop after SIGTERM before SIGKILL.
 STOP_TIMEOUT = 15.0
 
@@ -20,7 +22,7 @@ class Child:
                  stderr_path: Path) -> None:
         self.name = name
         self.stderr_path = stderr_path
-        with open(stderr_path, "ab") as stderr:
+        with open(stderr_path, "ab", opener=private.opener) as stderr:  # 0600
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "voe", *args], env=dict(env), cwd=cwd,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
