@@ -120,7 +120,7 @@ class LocalRun:
                                    f"Stop it or choose another port with {name}.") from None
 
     def _spawn(self, name: str, *args: str) -> Child:
-        env = child_env(self.settings.as_env(), VOE_DATA_DIR=str(self.data_dir))
+        env = child_env(self.settings.as_env(), args[0], VOE_DATA_DIR=str(self.data_dir))
         child = Child(name, args, env, Path.cwd(), self.data_dir / "run.err")
         self.children.append(child)
         return child
