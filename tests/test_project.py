@@ -32,3 +32,14 @@ def test_readme_commands_are_the_ones_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = "pip install -e '.[test]' && python3 -m pytest"
     assert test_command in readme and test_command in ci
+
+
+def test_requirements_txt_declares_the_floors_of_pyproject():
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    listed = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert listed == declared
+    floors = dict(requirement.split(">=") for requirement in declared)
+    assert floors["requests"] == "2.33.0"  # past CVE-2024-35195, CVE-2024-47081, CVE-2026-25645
