@@ -153,6 +153,7 @@ def test_launch_needs_its_settings(tmp_path):
 def test_service_definitions_restart_on_failure_and_log_to_the_home():
     unit = services.systemd_unit("worker", "ubuntu", "/home/ubuntu")
     assert "Restart=on-failure" in unit
+    assert "\nLimitNOFILE=65536\n" in unit.split("[Service]")[1].split("[Install]")[0]
     assert "ExecStart=/home/ubuntu/voe-env/bin/voe worker --no-console" in unit
     assert "StandardOutput=append:/home/ubuntu/worker.log" in unit
     script = services.supervisor_script("sink")

@@ -97,7 +97,8 @@ def test_every_bound_port_survives_hostile_peers(tmp_path, airline):
 FORGED = "w9\n2026-12-04 12:00:00 INFO voe.master worker admin joined"
 
 
-@pytest.mark.parametrize("name", [FORGED, "w9\x1b[2J\x1b[31mred", "w9\rover", "w9\x85"])
+@pytest.mark.parametrize("name", [FORGED, "w9\x1b[2J\x1b[31mred", "w9\rover", "w9\x85",
+                                  "w9\u2028forged", "w9\u202egnp.exe", "w9\u200b", "w9\ue000"])
 def test_a_name_with_control_characters_is_refused_at_decode(name):
     for frame in (protocol.encode_hello(name, 1, 1), protocol.encode_hello("w9", 1, 1, (), name),
                   protocol.encode_throttled({name: 1}), protocol.encode_heartbeat(name)):
@@ -118,7 +119,7 @@ def test_a_forged_worker_name_neither_writes_a_log_line_nor_reaches_the_terminal
         peer = cluster.curve_client(context.socket(zmq.DEALER), "master")
         peer.setsockopt(zmq.LINGER, 2000)
         peer.connect(f"tcp://127.0.0.1:{cluster.env['VOE_JOBS_PORT']}")
-        for name in (FORGED, "w9\x1b[2J\x1b[31mred"):
+        for name in (FORGED, "w9\x1b[2J\x1b[31mred", "w9\u2028" + FORGED[3:]):
             peer.send(protocol.encode_hello(name, 4, 1))
         peer.send(protocol.encode_hello("honest-w9", 4, 1))
         wait_for(lambda: "worker honest-w9 joined" in cluster.log("master"), 30,
@@ -130,8 +131,10 @@ def test_a_forged_worker_name_neither_writes_a_log_line_nor_reaches_the_terminal
         assert "\x1b" not in status.stdout and "admin" not in status.stdout
         peer.close(0)
         # The worker command refuses such a name itself: a usage error, exit status 2.
-        refused = cluster.voe("worker", "--name", "w\nforged", check=False)
-        assert refused.returncode == 2 and "control characters" in refused.stderr
+        for name in ("w\nforged", "w\u2028forged", "w\x1b[31mred"):
+            refused = cluster.voe("worker", "--name", name, check=False)
+            assert refused.returncode == 2 and "control characters" in refused.stderr
+            assert "forged" not in refused.stderr and "\x1b" not in refused.stderr
     finally:
         cluster.stop()
         context.destroy(linger=0)

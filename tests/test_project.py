@@ -32,3 +32,21 @@ def test_readme_commands_are_the_ones_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = "pip install -e '.[test]' && python3 -m pytest"
     assert test_command in readme and test_command in ci
+
+
+def test_requirements_txt_declares_the_floors_of_pyproject():
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    listed = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert listed == declared
+    floors = dict(requirement.split(">=") for requirement in declared)
+    fixed = {"requests": "2.32.4", "urllib3": "2.6.0", "cryptography": "44.0.1",
+             "paramiko": "3.4", "gevent": "23.9"}  # the fixes pyproject.toml's comment names
+    for name, version in fixed.items():
+        assert _version(floors[name]) >= _version(version), name
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))

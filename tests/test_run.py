@@ -88,3 +88,51 @@ def test_ctrl_c_stops_everything_and_the_next_run_resumes(tmp_path):
     assert stored_jobs(data_dir) == (280, 280)
     status = json.loads(voe(tmp_path, env, "status", "--json").stdout)
     assert status["jobs"]["done"] == 280 and status["cycle"]["number"] == 1
+
+
+def test_each_child_of_voe_run_holds_only_the_secrets_of_its_role(tmp_path):
+    import psutil
+
+    from tests.test_newcomer import write_plan
+
+    secrets = {"AWS_ACCESS_KEY": "AKIAVOECHILDENV01", "AWS_SECRET_KEY": "aws-secret-5d1c",
+               "AWS_SECRET_ACCESS_KEY": "sdk-secret-77ab", "KEY_PASS": "key-pass-0e2f",
+               "VOE_WEBHOOK_SECRET": "webhook-secret-9a4b", "VOE_HTTP_TOKEN": "http-token-3c8d"}
+    env = run_env(tmp_path) | secrets
+    plan = write_plan(tmp_path)
+    run = subprocess.Popen([sys.executable, "-m", "voe", "run", "--plan", str(plan),
+                            "--latency-ms", "3000"], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def children() -> dict[str, dict[str, str]]:
+            """The environment of each child of the run by role (the word after -m voe)."""
+            found = {}
+            for child in psutil.Process(run.pid).children():
+                try:
+                    command = child.cmdline()
+                    environ = child.environ()  # /proc/PID/environ
+                except psutil.NoSuchProcess:
+                    continue
+                found[command[command.index("voe") + 1]] = environ
+            return found
+
+        wait_for(lambda: {"demo-airline", "master", "sink", "worker"} <= set(children()), 60,
+                 "every child of the run to start")
+        roles = children()
+        for role in ("worker", "demo-airline"):
+            environ = roles[role]
+            leaked = [name for name, value in environ.items()
+                      if any(secret in value for secret in secrets.values())]
+            assert leaked == [], f"{role} holds {leaked}"
+            assert environ["KEY_PASS"] == "" and environ["VOE_HTTP_TOKEN"] == ""  # not from .env
+        assert roles["master"]["VOE_HTTP_TOKEN"] == secrets["VOE_HTTP_TOKEN"]
+        assert "webhook-secret-9a4b" not in roles["master"].values()
+        assert roles["sink"]["VOE_WEBHOOK_SECRET"] == secrets["VOE_WEBHOOK_SECRET"]
+        for environ in roles.values():
+            assert not {"aws-secret-5d1c", "sdk-secret-77ab", "key-pass-0e2f"} & set(
+                environ.values())
+        assert run.wait(timeout=120) == 0
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGINT)
+            run.wait(timeout=60)

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,84 @@ def test_a_key_removed_from_the_authorized_folder_is_refused_at_the_next_handsha
     assert not authorized.callback("global", public)
     shared = zmq.auth.load_certificate(str(folder / "client.key"))[0]
     assert authorized.callback("global", shared)
+
+
+def test_refusal_bookkeeping_is_bounded_in_memory_and_lines(caplog):
+    from voe.sockets import Refusals
+
+    now = [0.0]
+    refusals = Refusals(remembered=10, interval=5.0, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="voe.security"):
+        for n in range(1000):
+            refusals.refuse("with client key", f"key-{n} from 10.0.0.{n % 7}", "not authorized")
+        assert len(refusals.peers) == 10 and refusals.total == 1000
+        assert refusals.peers.popitem(last=False)[0][1].startswith("key-990 ")
+        refusals.timer.cancel()
+        refusals.summarize()
+        refusals.refuse("without CURVE", "on the master's tcp://0.0.0.0:1", "failed handshake")
+        assert refusals.timer is None
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0].startswith("refused peer with client key key-0 from 10.0.0.0: "
+                               "not authorized (1 refusals in all)")
+    assert lines[1].startswith("refused 999 more connection(s) in the last 5 s "
+                               "(999 with client key); 1000 refusals in all")
+    # Another kind of refusal has its own line even within the interval.
+    assert lines[2].startswith("refused peer without CURVE on the master's")
+    assert len(lines) == 3
+
+
+def test_a_thousand_random_keys_leave_master_memory_and_log_bounded(tmp_path):
+    import psutil
+
+    cluster = Cluster(tmp_path, "http://127.0.0.1:9")  # no worker ever asks the airline
+    context = zmq.Context()
+    try:
+        master = cluster.master()
+        wait_for(lambda: "listening" in cluster.log("master"), 30, "the master to listen")
+        server_public = zmq.auth.load_certificate(str(cluster.data_dir / "keys/master.key"))[0]
+        process = psutil.Process(master.pid)
+
+        def flood(count: int) -> None:
+            """``count`` connections, each with a fresh random client key, 200 at a time.
+
+            Each batch is held open 1.5 s, for its handshakes, then closed; nobody
+            reconnects, so every key is refused once.
+            """
+            for start in range(0, count, 200):
+                peers = []
+                for _ in range(min(200, count - start)):
+                    peer = context.socket(zmq.DEALER)
+                    peer.linger = 0
+                    peer.reconnect_ivl = -1
+                    peer.curve_serverkey = server_public
+                    peer.curve_publickey, peer.curve_secretkey = zmq.curve_keypair()
+                    peer.connect(f"tcp://127.0.0.1:{cluster.env['VOE_CONTROL_PORT']}")
+                    peers.append(peer)
+                time.sleep(1.5)
+                for peer in peers:
+                    peer.close(0)
+
+        def refused(log: str) -> int:
+            return max(map(int, re.findall(r"(\d+) refusals in all", log)), default=0)
+
+        # A first thousand warms ZeroMQ's and the allocator's pools up and fills the
+        # memory of refused peers; the second must not grow the master any further.
+        flood(1000)
+        wait_for(lambda: refused(cluster.log("master")) >= 900, 20, "900 refusals counted")
+        baseline, refused_before = process.memory_info().rss, refused(cluster.log("master"))
+        started = time.monotonic()
+        flood(1000)
+        # A loaded machine may close a few connections before their handshake.
+        wait_for(lambda: refused(cluster.log("master")) >= refused_before + 900, 20,
+                 "at least 900 of the 1,000 keys refused")
+        assert time.monotonic() - started < 40
+        growth = process.memory_info().rss - baseline
+        log = cluster.log("master")
+        lines = [line for line in log.splitlines() if "refused" in line]
+        assert len(lines) < 30, lines[:40]
+        assert "from 127.0.0.1" in log  # the peer's address, not the master's endpoint
+        assert growth < 4 * 1024 * 1024, f"master RSS grew by {growth} bytes"
+        assert master.poll() is None
+    finally:
+        cluster.stop()
+        context.destroy(linger=0)

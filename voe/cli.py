@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from voe import __version__
+from voe import __version__, private
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.demoairline.faults import add_arguments as add_fault_arguments
 from voe.ledger import LedgerError
@@ -136,7 +136,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from voe.store import StoreError
     from voe.web.auth import WebError
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private.make_dir(settings.data_dir)
     try:
         sink = Sink(settings)
     except (StoreError, WebError, PublishError, BindError) as error:
@@ -626,8 +626,9 @@ def _role_options(parser: argparse.ArgumentParser) -> None:
 def _worker_name(text: str) -> str:
     """A worker's name: shown in logs and on terminals, so printable and at most 200 long."""
     if not text or len(text) > 200 or not is_label(text):
-        raise argparse.ArgumentTypeError("must be 1 to 200 characters without control "
-                                         "characters (no line breaks, tabs or escapes)")
+        raise argparse.ArgumentTypeError("must be 1 to 200 printable characters, without "
+                                         "control characters (no line breaks, tabs, "
+                                         "escapes or Unicode separators and format marks)")
     return text
 
 

@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from voe import private
 from voe.model import SearchJob
 
 log = logging.getLogger("voe.worker")
@@ -31,7 +32,7 @@ def page_path(data_dir: Path, job: SearchJob) -> Path:
 def keep_page(data_dir: Path, job: SearchJob, page: bytes, limit: int) -> Path | None:
     """Write the first ``limit`` bytes of ``page``; return the file, or None if not kept.
 
-    The file is replaced atomically, so a reader never sees half a page. A disk
+    The file (mode 0600) is replaced atomically, so a reader never sees half a page. A disk
     error is logged and only costs the page, never the job's result.
     """
     if limit <= 0:
@@ -39,8 +40,9 @@ def keep_page(data_dir: Path, job: SearchJob, page: bytes, limit: int) -> Path |
     path = page_path(data_dir, job)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(page[:limit])
+        private.make_dir(path.parent)
+        partial.unlink(missing_ok=True)  # a stale one would keep its mode
+        private.write_file(partial, page[:limit])
         os.replace(partial, path)
     except OSError as error:
         log.warning("could not keep the page of %s in %s: %s", job.id, path, error)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import zmq.auth
 
+from voe import private
 from voe.settings import Settings
 
 SERVERS = ("master", "sink")
@@ -39,8 +40,8 @@ def keys_dir(settings: Settings) -> Path:
 
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    private.make_dir(path)
+    path.chmod(0o700)  # also an existing folder: it holds secret keys
 
 
 def _make_pair(directory: Path, name: str) -> None:

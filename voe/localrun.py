@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from voe import report
+from voe import private, report
 from voe.masterlock import MasterRunning
 from voe.plan import Plan
 from voe.processes import Child, child_env
@@ -120,13 +120,13 @@ class LocalRun:
                                    f"Stop it or choose another port with {name}.") from None
 
     def _spawn(self, name: str, *args: str) -> Child:
-        env = child_env(self.settings.as_env(), VOE_DATA_DIR=str(self.data_dir))
+        env = child_env(self.settings.as_env(), args[0], VOE_DATA_DIR=str(self.data_dir))
         child = Child(name, args, env, Path.cwd(), self.data_dir / "run.err")
         self.children.append(child)
         return child
 
     def _start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private.make_dir(self.data_dir)
         self._ensure_keys()
         if not self.args.no_airline:
             url = urlsplit(self.settings.voe_demo_airline_url)

@@ -10,13 +10,14 @@ import logging
 import sys
 from pathlib import Path
 
+from voe import private
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
 
 
 def setup(role: str, data_dir: Path, level: str = "INFO", console: bool = True) -> Path:
-    """Send the ``voe`` loggers to ``data_dir/<role>.log`` (and stderr if ``console``)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / f"{role}.log"
+    """Send the ``voe`` loggers to ``data_dir/<role>.log`` (0600), and stderr if ``console``."""
+    path = private.create_file(private.make_dir(data_dir) / f"{role}.log")
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

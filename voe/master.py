@@ -38,7 +38,7 @@ from pathlib import Path
 
 import zmq
 
-from voe import gcpolicy, metrics, protocol
+from voe import gcpolicy, metrics, private, protocol
 from voe.ledger import Cycle, Ledger, identities_json
 from voe.logs import RejectCounter
 from voe.masterlock import MasterLock
@@ -714,12 +714,12 @@ def run_master(settings: Settings, plan: Plan, once: bool | None = None) -> int:
     Raises ``MasterRunning`` before touching the ledger, ports or ``master.pid`` when
     another master holds the data dir's lock.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private.make_dir(settings.data_dir)
     with MasterLock(settings.data_dir):
         master = Master(settings, plan, once)
         gcpolicy.settle()
         pid_path = pid_file(settings)
-        pid_path.write_text(str(os.getpid()))
+        private.write_file(pid_path, str(os.getpid()).encode())
         try:
             return master.run()
         finally:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from voe import private
+
 # The lock's file name in the data dir.
 LOCK_FILE = "master.lock"
 # Seconds a starting master retries a lock held only by someone asking who holds it.
@@ -89,7 +91,7 @@ class MasterLock:
 
     def acquire(self) -> None:
         """Take the lock and write our PID in it; raise ``MasterRunning`` if a master holds it."""
-        fd = os.open(lock_path(self.data_dir), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path(self.data_dir), os.O_RDWR | os.O_CREAT, private.FILE_MODE)
         deadline = time.monotonic() + ACQUIRE_PATIENCE
         while True:
             try:

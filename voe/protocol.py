@@ -25,7 +25,6 @@ Message types:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -190,7 +189,7 @@ def encode_heartbeat(epoch: str = "", waiting: str = "") -> bytes:
     """Encode a heartbeat (the master sends its epoch; the sink what it waits for, if any)."""
     body = {"e": epoch}
     if waiting:  # a store's error text may hold tabs or line breaks: one plain line
-        body["s"] = _CONTROL.sub(" ", waiting)[:MAX_ERROR]
+        body["s"] = printable(waiting)[:MAX_ERROR]
     return _pack(HEARTBEAT, body)
 
 
@@ -270,9 +269,6 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise ProtocolError("bad-schema", f"{kind}: {error}"[:200]) from None
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
 def _str(value: Any, limit: int = MAX_STR, empty: bool = False) -> str:
     if not isinstance(value, str) or len(value) > limit or (not value and not empty):
         raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -281,7 +277,7 @@ def _str(value: Any, limit: int = MAX_STR, empty: bool = False) -> str:
 
 def _label(value: Any, limit: int, empty: bool = False) -> str:
     """A name shown in logs and on terminals (a worker, an address, a backend): a string
-    without control characters, so a peer cannot forge a log line or drive a terminal."""
+    of printable characters, so a peer cannot forge a log line or drive a terminal."""
     text = _str(value, limit, empty)
     if not is_label(text):
         raise ValueError("control characters in a name")
@@ -289,8 +285,20 @@ def _label(value: Any, limit: int, empty: bool = False) -> str:
 
 
 def is_label(text: str) -> bool:
-    """Whether ``text`` holds no control character (C0, DEL or C1): safe in a log line."""
-    return not _CONTROL.search(text)
+    """Whether ``text`` is safe in a log line and on a terminal: printable characters only.
+
+    Refused: control characters (C0, DEL, C1: line breaks, escapes), Unicode line and
+    paragraph separators (a line break to many log readers), format characters (bidi
+    overrides that reorder what a terminal shows), unassigned and private code points,
+    and every space but the ASCII one.
+    """
+    return text.isprintable()
+
+
+def printable(text: str) -> str:
+    """``text`` with each character ``is_label`` refuses made a space: one plain line."""
+    return text if text.isprintable() else "".join(
+        char if char.isprintable() else " " for char in text)
 
 
 def _opt_str(value: Any, limit: int = MAX_STR) -> str | None:
@@ -320,8 +328,8 @@ def _job(row: Any) -> SearchJob:
     )
     # Every text of a job reaches logs and terminals (voe status, voe failed): one search
     # over them all for control characters, on the hot path of workers and the sink.
-    if _CONTROL.search(f"{job.id}{job.backend}{job.origin}{job.destination}{job.date}"
-                       f"{job.return_date or ''}"):
+    if not is_label(f"{job.id}{job.backend}{job.origin}{job.destination}{job.date}"
+                    f"{job.return_date or ''}"):
         raise ValueError("control characters in a job")
     return job
 

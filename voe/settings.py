@@ -381,6 +381,22 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
+# The secret settings each role reads; a child of `voe run` is given no other secret.
+# The cloud's (AWS keys, KEY_PASS) belong to no role: only `voe cloud` reads them.
+ROLE_SECRETS: dict[str, frozenset[str]] = {
+    "master": frozenset({"VOE_STORE_URL", "VOE_HTTP_TOKEN"}),  # the API reads the store
+    "sink": frozenset({"VOE_STORE_URL", "VOE_HTTP_TOKEN", "VOE_AMQP_URL", "VOE_NATS_URL",
+                       "VOE_WEBHOOK_URLS", "VOE_WEBHOOK_SECRET"}),
+    "worker": frozenset(),
+    "demo-airline": frozenset(),
+}
+
+
+def withheld_secrets(role: str) -> frozenset[str]:
+    """The secret settings ``role`` does not read, so its process must not hold them."""
+    return frozenset(setting.name for setting in SETTINGS
+                     if setting.secret and setting.name not in ROLE_SECRETS.get(role, ()))
+
 
 class Settings:
     """The resolved settings; attribute names are the setting names in lower case."""

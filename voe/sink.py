@@ -26,7 +26,7 @@ from pathlib import Path
 
 import zmq
 
-from voe import gcpolicy, metrics, protocol, publish
+from voe import gcpolicy, metrics, private, protocol, publish
 from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
@@ -294,5 +294,5 @@ class Sink:
 
 def run_sink(settings: Settings) -> int:
     """Run a sink in this process until it is stopped."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private.make_dir(settings.data_dir)
     return Sink(settings).run()

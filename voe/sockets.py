@@ -4,7 +4,8 @@ Servers (the master's ROUTERs, the sink's PULL) get their secret key, CURVE_SERV
 and a ZAP authenticator that admits only the client keys in the authorized folder
 (re-read when it changes, so a worker key added later is admitted without a
 restart). Clients (workers, the sink's DEALER) get the server's public key and
-their own key pair. Refused peers are counted and each is logged once.
+their own key pair. Refused peers are counted in bounded memory and logged in a
+bounded number of lines, naming the peer's address where ZeroMQ gives it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -28,8 +32,12 @@ log = logging.getLogger("voe.security")
 # limit; frames between the limit and this cap reach the decoder, which counts and
 # logs them as oversized, so a misbehaving peer is visible in the logs.
 HARD_CAP_FACTOR = 2
-# A refused peer is logged the first time and then every this many refusals.
-LOG_EVERY = 1000
+# Refusals come from anyone who can reach a port, so their bookkeeping is bounded:
+# the peers remembered (the oldest forgotten first), and the log lines (a new peer of
+# a kind is logged at once, the rest summed up in one line per interval).
+REMEMBERED_PEERS = 1024
+# At most one line per kind of refusal in this many seconds, then one summary line.
+LOG_INTERVAL = 5.0
 # Handshake failures the servers' monitors count (ZAP refusals are counted by ZAP).
 # A client without CURVE may notice the mismatch first and hang up, which the server
 # sees as a failure without detail: both count.
@@ -46,23 +54,64 @@ _OTHER_FAILURE = ("without CURVE or not ZeroMQ", "a broken handshake or garbage"
 
 
 class Refusals:
-    """Counts refused peers; logs each peer once (then every ``LOG_EVERY``-th time)."""
+    """Counts refused peers in bounded memory; logs them in a bounded number of lines.
 
-    def __init__(self) -> None:
+    A peer not seen lately is logged on its own line unless a peer of its kind was
+    already logged in the current interval; every other refusal is summed up in one
+    line at the interval's end, so a flood of random keys writes a line per interval.
+    """
+
+    def __init__(self, remembered: int = REMEMBERED_PEERS, interval: float = LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.Lock()
-        self.counts: dict[str, int] = {}
+        self.remembered = remembered
+        self.interval = interval
+        self.clock = clock
+        self.peers: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.total = 0
+        self.logged: dict[str, float] = {}
+        self.pending: Counter[str] = Counter()
+        self.timer: threading.Timer | None = None
 
-    def refuse(self, peer: str, why: str) -> None:
-        """Count one refusal of ``peer``."""
+    def refuse(self, kind: str, peer: str, why: str) -> None:
+        """Count one refusal of ``peer`` (its key and address), a peer ``kind``."""
+        now = self.clock()
         with self.lock:
-            count = self.counts.get(peer, 0) + 1
-            self.counts[peer] = count
             self.total += 1
-            total = self.total
-        if count == 1 or count % LOG_EVERY == 0:
-            log.warning("refused peer %s: %s (%d time(s); %d refusals in all)",
-                        peer, why, count, total)
+            seen = self.peers.pop((kind, peer), 0)
+            self.peers[kind, peer] = seen + 1
+            if len(self.peers) > self.remembered:
+                self.peers.popitem(last=False)
+            if not seen and now - self.logged.get(kind, -self.interval) >= self.interval:
+                self.logged[kind] = now
+                total = self.total
+            else:
+                self.pending[kind] += 1
+                self._schedule()
+                return
+        log.warning("refused peer %s %s: %s (%d refusals in all)", kind, peer, why, total)
+
+    def _schedule(self) -> None:
+        """Start the timer of the next summary line unless one is running (lock held)."""
+        if self.timer is None:
+            self.timer = threading.Timer(self.interval, self.summarize)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def summarize(self) -> None:
+        """Log one line for the refusals not logged on their own since the last one."""
+        with self.lock:
+            self.timer = None
+            pending, self.pending = self.pending, Counter()
+            total, remembered = self.total, len(self.peers)
+            now = self.clock()
+            for kind in pending:
+                self.logged[kind] = now
+        if pending:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in pending.most_common())
+            log.warning("refused %d more connection(s) in the last %.0f s (%s); %d refusals "
+                        "in all, %d distinct peer(s) remembered", sum(pending.values()),
+                        self.interval, kinds, total, remembered)
 
 
 REFUSALS = Refusals()
@@ -118,12 +167,30 @@ class AuthorizedKeys:
             self._reload()
             if client_key in self.keys:
                 return True
-        REFUSALS.refuse(f"with client key {client_key.decode('ascii', 'replace')}",
+        REFUSALS.refuse("with client key", f"{client_key.decode('ascii', 'replace')} from "
+                        f"{getattr(_zap_request, 'address', '') or 'an unknown address'}",
                         f"not authorized on the {self.server} (not in {self.folder})")
         return False
 
 
-_authenticators: dict[int, ThreadAuthenticator] = {}
+# The address of the peer whose ZAP request the authenticator's thread is handling.
+_zap_request = threading.local()
+
+
+class PeerAuthenticator(ThreadAuthenticator):
+    """ZAP in a thread that keeps each request's peer address for the refusal lines."""
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        """Note the request's peer address (its fourth frame), then authenticate it."""
+        _zap_request.address = (msg[3].decode("ascii", "replace")
+                                if len(msg) > 3 and msg[3].isascii() else "")
+        try:
+            await super().handle_zap_message(msg)
+        finally:
+            _zap_request.address = ""
+
+
+_authenticators: dict[int, PeerAuthenticator] = {}
 _domains: set[str] = set()
 _announced = False
 
@@ -145,7 +212,7 @@ def _authenticator(context: zmq.Context, folder: Path, server: str) -> None:
     """Start this context's ZAP authenticator once; admit ``folder``'s keys on ``server``."""
     authenticator = _authenticators.get(id(context))
     if authenticator is None:
-        authenticator = ThreadAuthenticator(context, log=logging.getLogger("voe.auth"))
+        authenticator = PeerAuthenticator(context, log=logging.getLogger("voe.auth"))
         authenticator.start()
         _authenticators[id(context)] = authenticator
     if server not in _domains:
@@ -171,8 +238,10 @@ def _watch_loop(monitor: zmq.Socket, server: str) -> None:
             if isinstance(endpoint, bytes):
                 endpoint = endpoint.decode("ascii", "replace")
             kind, why = _HANDSHAKE_FAILURES.get(event["value"], _OTHER_FAILURE)
-            REFUSALS.refuse(f"{kind} on {endpoint}", f"failed handshake on the {server} "
-                            f"({why}; event {event['event']:#x}, error {event['value']:#x})")
+            # A failed handshake's event names the listening endpoint, never the peer.
+            REFUSALS.refuse(kind, f"(ZeroMQ gives no peer address for a failed handshake) "
+                            f"on the {server}'s {endpoint}", f"failed handshake ({why}; "
+                            f"event {event['event']:#x}, error {event['value']:#x})")
     except zmq.ZMQError as error:
         log.debug("monitor of the %s stopped: %s", server, error)
     finally:

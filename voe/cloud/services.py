@@ -24,6 +24,9 @@ QUICK_SECONDS = 30
 STOP_TIMEOUT = 15
 # Seconds a freshly started role must stay up to count as running.
 SETTLE_SECONDS = 1.5
+# Open files a role may hold (LimitNOFILE): a master's HTTP port and sockets under many
+# connections must not run out (a limit of a few hundred starved the ledger's database).
+OPEN_FILES = 65536
 
 # The commands that tell how the machine runs services.
 PROBE_SYSTEMD = ("if [ -d /run/systemd/system ] && command -v systemctl >/dev/null "
@@ -41,7 +44,8 @@ def role_command(role: str) -> str:
 
 
 def systemd_unit(role: str, user: str, home: str) -> str:
-    """The ``voe-ROLE.service`` unit: restarts on failure, output appended to ~/ROLE.log."""
+    """The ``voe-ROLE.service`` unit: restarts on failure, output appended to ~/ROLE.log,
+    room for ``OPEN_FILES`` open files."""
     log = f"{home}/{log_name(role)}"
     return f"""[Unit]
 Description=voe {role}
@@ -57,6 +61,7 @@ ExecStart={home}/{VENV}/bin/voe {role} --no-console
 Restart=on-failure
 RestartSec={RESTART_DELAY}
 TimeoutStopSec={STOP_TIMEOUT}
+LimitNOFILE={OPEN_FILES}
 StandardOutput=append:{log}
 StandardError=append:{log}
 
