@@ -57,18 +57,22 @@ def ordered(base: Mapping[str, int], group: str | None, setting: str,
     ``class`` is None for a built-in or a setting's class not imported yet (the caller
     imports it with ``load_class`` and decides what a failure means). An entry point
     that fails to load is passed to ``broken(path, why)`` and left out; ``group`` None
-    skips entry points. ``ValueError`` when ``setting`` is malformed.
+    skips entry points; one the setting turns off (``=none``) is not imported at all.
+    ``ValueError`` when ``setting`` is malformed.
     """
     chosen: dict[str, tuple[int, type | None]] = {path: (order, None)
                                                   for path, order in base.items()}
+    orders = parse_orders(setting)
     for entry_point in entry_points(group=group) if group else ():
+        if entry_point.value in orders and orders[entry_point.value] is None:
+            continue  # turned off by the setting: not even imported
         try:
             found = entry_point.load()
         except Exception as error:  # a plugin's import-time failure is the caller's to judge
             broken(entry_point.value, f"{type(error).__name__}: {error}")
             continue
         chosen[entry_point.value] = (int(getattr(found, "order", DEFAULT_ORDER)), found)
-    for path, order in parse_orders(setting).items():
+    for path, order in orders.items():
         if order is None:
             chosen.pop(path, None)
         else:
