@@ -3,12 +3,15 @@
 The real runs are long and stay out of the test suite; these only check that every
 benchmark command works end to end (processes start, figures print, checks pass).
 A peer that is not installed here (Celery, Scrapy) or whose broker does not answer
-(RabbitMQ) is skipped with the reason; voe's part runs regardless.
+(RabbitMQ) is skipped with the reason; voe's part runs regardless. The browser
+benchmark, whose figures are ratios of voe to scrapy-playwright in one run, is
+skipped whole without Chromium, scrapy-playwright or psutil.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,6 +81,21 @@ def test_scrape_scrapy():
         pytest.skip("Scrapy is not installed (pip install -e '.[bench]')")
     out = run_bench("scrape.py", "--pages", "50", "--skip", "voe", "--skip", "bare")
     assert "| Scrapy | 50 |" in out
+
+
+def test_browser():
+    if shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    for module, package in (("scrapy_playwright", "scrapy-playwright"), ("psutil", "psutil")):
+        if not _installed(module):
+            pytest.skip(f"{package} is not installed (pip install -e '.[bench]')")
+    out = run_bench("browser.py", "--pages", "8", "--concurrency", "2")
+    assert "| voe worker | 8 |" in out
+    assert "| scrapy-playwright | 8 |" in out
+    assert out.count("8 sampled pages equal /api/search") == 2
+    assert out.count("Chromium), ") == 2
+    assert ">= 2 x scrapy-playwright (pages per CPU-s):" in out
+    assert "less peak memory than scrapy-playwright:" in out
 
 
 def test_scale():
