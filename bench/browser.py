@@ -96,6 +96,11 @@ class Outcome:
         """Peak RSS of the process tree in MiB."""
         return self.usage.peak_rss / MIB
 
+    @property
+    def peak_pss_mib(self) -> float:
+        """Peak PSS of the process tree in MiB."""
+        return self.usage.peak_pss / MIB
+
 
 def run_voe(tmp: Path, airline: Proc, url: str, plan: Path, pages: int, flights: int,
             concurrency: int, chromium: str) -> Outcome:
@@ -191,6 +196,8 @@ def report(outcomes: list[Outcome], notes: list[str]) -> str:
              f"{o.usage.cpu:.2f}", fmt(o.per_cpu, 1),
              ratio(voe.per_cpu, o.per_cpu) if voe and o is not voe else "-",
              fmt(o.peak_mib), ratio(voe.peak_mib, o.peak_mib) if voe and o is not voe else "-",
+             fmt(o.peak_pss_mib),
+             ratio(voe.peak_pss_mib, o.peak_pss_mib) if voe and o is not voe else "-",
              f"{o.airline_cpu:.2f}", f"{o.background:.1f}")
             for o in outcomes]
     lines = ["CPU s and peak RSS are those of each peer's whole process tree (Chromium "
@@ -198,6 +205,7 @@ def report(outcomes: list[Outcome], notes: list[str]) -> str:
              "meanwhile (0 on a quiet machine).", "",
              table(("system", "pages", "seconds", "pages/s", "CPU s (tree)",
                     "pages per CPU-s", "voe / this", "peak RSS MiB (tree)", "voe / this",
+                    "peak PSS MiB (tree)", "voe / this",
                     "airline CPU s", "background CPU s"), rows), ""]
     lines += ["Checks:", ""] + [f"- {o.system}: {o.check}; machine: {o.quiet}"
                                 for o in outcomes]
@@ -209,7 +217,10 @@ def report(outcomes: list[Outcome], notes: list[str]) -> str:
                      f"{verdict(value >= 2)}")
         memory = voe.peak_mib / peer.peak_mib
         lines.append(f"- less peak memory than scrapy-playwright: {voe.peak_mib:,.0f} MiB vs "
-                     f"{peer.peak_mib:,.0f} MiB = {memory:.2f}x, {verdict(memory < 1)}")
+                     f"{peer.peak_mib:,.0f} MiB = {memory:.2f}x (RSS summed over the tree), "
+                     f"{verdict(memory < 1)}; PSS {voe.peak_pss_mib:,.0f} MiB vs "
+                     f"{peer.peak_pss_mib:,.0f} MiB = "
+                     f"{voe.peak_pss_mib / peer.peak_pss_mib:.2f}x")
     else:
         lines.append("- not judged: both peers must run in the same run")
     lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
@@ -249,7 +260,8 @@ def main() -> int:
              "of the two sums is used (both are in the checks).",
              "Peak RSS: the largest RSS summed over the tree in any sample; pages shared "
              "between processes (Chromium's libraries) count once per process, for both "
-             "peers alike.",
+             "peers alike. Peak PSS: the same with each shared page split between the "
+             "processes that map it (what the tree adds to the machine), read every 0.5 s.",
              "voe's wall time runs from the worker's first job to the last result stored in "
              "fares.db; scrapy-playwright's from its first request to its close.",
              "voe runs from this checkout (PYTHONPATH), with the demo-js backend this "
@@ -292,9 +304,10 @@ def _step(run: Callable[[int], Outcome], quiet: Quiet) -> Outcome:
     outcome.background, outcome.quiet = background, calm
     print(f"  {outcome.system}: {outcome.pages:,} pages in {outcome.wall:.2f}s = "
           f"{outcome.rate:,.1f} pages/s; {outcome.usage.cpu:.2f} CPU s (tree) = "
-          f"{outcome.per_cpu:,.1f} pages per CPU-s; peak RSS {outcome.peak_mib:,.0f} MiB "
-          f"(tree); airline {outcome.airline_cpu:.2f} CPU s; background "
-          f"{outcome.background:.1f} CPU s; machine {outcome.quiet}", flush=True)
+          f"{outcome.per_cpu:,.1f} pages per CPU-s; peak RSS {outcome.peak_mib:,.0f} MiB, "
+          f"PSS {outcome.peak_pss_mib:,.0f} MiB (tree); airline {outcome.airline_cpu:.2f} "
+          f"CPU s; background {outcome.background:.1f} CPU s; machine {outcome.quiet}",
+          flush=True)
     return outcome
 
 
