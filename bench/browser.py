@@ -105,9 +105,7 @@ class Outcome:
 def run_voe(tmp: Path, airline: Proc, url: str, plan: Path, pages: int, flights: int,
             concurrency: int, chromium: str) -> Outcome:
     """The pages through one voe worker with the demo-js backend, a master and a sink."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
-    cluster = VoeCluster(tmp, url, PYTHONPATH=path, VOE_BROWSER=chromium,
-                         VOE_BROWSER_PAGES=str(concurrency))
+    cluster = VoeCluster(tmp, url, VOE_BROWSER=chromium, VOE_BROWSER_PAGES=str(concurrency))
     try:
         sink = cluster.sink()
         worker = cluster.worker("worker-1", concurrency=concurrency, probe=True)
@@ -242,6 +240,10 @@ def main() -> int:
                         help="leave a peer out")
     common_args(parser)
     args = parser.parse_args()
+    # voe's processes (the airline and its JS page included) run from this checkout, not
+    # from wherever ``pip install -e`` pointed: the revision recorded is the one measured.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     chromium = shutil.which(args.chromium)
     if chromium is None:
         parser.error(f"{args.chromium!r} not found: apt-get install chromium, or --chromium")
@@ -264,8 +266,8 @@ def main() -> int:
              "processes that map it (what the tree adds to the machine), read every 0.5 s.",
              "voe's wall time runs from the worker's first job to the last result stored in "
              "fares.db; scrapy-playwright's from its first request to its close.",
-             "voe runs from this checkout (PYTHONPATH), with the demo-js backend this "
-             "revision ships."]
+             "voe (the airline too) runs from this checkout (PYTHONPATH), with the demo-js "
+             "backend and JS page this revision ships."]
     outcomes: list[Outcome] = []
     quiet = Quiet(args.quiet_wait)
     with workdir("browser", args.keep) as tmp:

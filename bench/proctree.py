@@ -100,6 +100,7 @@ class TreeMeter:
         self._peak_rss = 0
         self._peak_pss = 0
         self._samples = 0
+        self._error: RuntimeError | None = None
 
     def _tree(self, pss: bool = False) -> dict[Key, _Seen]:
         """Every live process of the tree, read now (``pss``: with its PSS)."""
@@ -129,7 +130,11 @@ class TreeMeter:
     def _run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                self._sample()
+                try:
+                    self._sample()
+                except RuntimeError as error:  # the root exited: end() reports it
+                    self._error = error
+                    return
             self._stop.wait(self.interval)
 
     def mark(self) -> None:
@@ -147,6 +152,8 @@ class TreeMeter:
         self._stop.set()
         self._thread.join(10)
         with self._lock:
+            if self._error is not None:
+                raise self._error
             tree = self._sample(pss=True)
             exact = sum(seen.inclusive for seen in tree.values()) - self._exact_start
             sampled = sum(seen.own - self._baseline.get(key, 0.0)
