@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,38 @@ def test_scrape_scrapy():
         pytest.skip("Scrapy is not installed (pip install -e '.[bench]')")
     out = run_bench("scrape.py", "--pages", "50", "--skip", "voe", "--skip", "bare")
     assert "| Scrapy | 50 |" in out
+
+
+def test_proctree_counts_a_child_that_exits_unseen(tmp_path, monkeypatch):
+    """The tree meter counts a child that burned CPU and exited between two samples."""
+    if not _installed("psutil"):
+        pytest.skip("psutil is not installed (pip install -e '.[bench]')")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    proctree = importlib.import_module("proctree")
+    done = tmp_path / "done"
+    burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    script = ("import pathlib, subprocess, sys, time\n"
+              "time.sleep(0.3)\n"
+              f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+              f"pathlib.Path({str(done)!r}).touch()\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        meter = proctree.TreeMeter(parent.pid, interval=600)  # one sample, before the child
+        meter.mark()
+        deadline = time.monotonic() + 60
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        usage = meter.end()
+    finally:
+        parent.kill()
+        parent.wait()
+    assert done.exists()
+    assert usage.processes == 1  # the child was never sampled...
+    assert usage.cpu_sampled < 0.5
+    assert usage.cpu_exact >= 0.5  # ...but its CPU reached the parent when it was reaped
+    assert usage.cpu == usage.cpu_exact
+    assert usage.peak_rss > 0 and usage.peak_pss > 0
 
 
 def test_browser():
