@@ -19,7 +19,8 @@ CPU and memory are those of each peer's whole process tree (the worker or the Sc
 process, Playwright's driver, every Chromium process, short-lived renderers
 included), measured by ``proctree.TreeMeter``: exact CPU from the kernel's own and
 reaped-children times summed over the tree, cross-checked by sampling the tree every
-50 ms; peak memory is the largest RSS summed over the tree in those samples.
+50 ms; peak memory is the largest RSS summed over the tree in those samples (the
+target's figure), with the peak PSS beside it (shared pages split between processes).
 Every figure is checked: fares = flights x pages, and the fares of a sample of pages
 equal the airline's ``/api/search`` JSON.
 """

@@ -93,7 +93,7 @@ def test_proctree_counts_a_child_that_exits_unseen(tmp_path, monkeypatch):
     done = tmp_path / "done"
     burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
     script = ("import pathlib, subprocess, sys, time\n"
-              "time.sleep(0.3)\n"
+              "time.sleep(1.0)\n"
               f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
               f"pathlib.Path({str(done)!r}).touch()\n"
               "time.sleep(60)\n")
