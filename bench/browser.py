@@ -128,8 +128,10 @@ def run_voe(tmp: Path, airline: Proc, url: str, plan: Path, pages: int, flights:
         states = cluster.ledger_states()
         results, fares = cluster.store_counts()
         if states != {"done": pages} or results != pages or fares != flights * pages:
-            raise RuntimeError(f"voe: ledger {states}, {results} results, {fares} fares\n"
-                               f"{worker.log_tail()}")
+            log = cluster.data_dir / "worker.log"
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+            raise RuntimeError(f"voe: ledger {states}, {results} results, {fares} fares; "
+                               "the worker's log ends:\n" + "\n".join(tail))
         matched = check_sample(url, _voe_sample(cluster.data_dir / "fares.db", pages))
         check = (f"{pages:,} jobs done, {fares:,} fares = {flights} x pages; {matched} sampled "
                  f"pages equal /api/search; {usage.describe()}; master and sink beside it "
