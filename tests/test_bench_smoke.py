@@ -3,15 +3,19 @@
 The real runs are long and stay out of the test suite; these only check that every
 benchmark command works end to end (processes start, figures print, checks pass).
 A peer that is not installed here (Celery, Scrapy) or whose broker does not answer
-(RabbitMQ) is skipped with the reason; voe's part runs regardless.
+(RabbitMQ) is skipped with the reason; voe's part runs regardless. The browser
+benchmark, whose figures are ratios of voe to scrapy-playwright in one run, is
+skipped whole without Chromium, scrapy-playwright or psutil.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +82,53 @@ def test_scrape_scrapy():
         pytest.skip("Scrapy is not installed (pip install -e '.[bench]')")
     out = run_bench("scrape.py", "--pages", "50", "--skip", "voe", "--skip", "bare")
     assert "| Scrapy | 50 |" in out
+
+
+def test_proctree_counts_a_child_that_exits_unseen(tmp_path, monkeypatch):
+    """The tree meter counts a child that burned CPU and exited between two samples."""
+    if not _installed("psutil"):
+        pytest.skip("psutil is not installed (pip install -e '.[bench]')")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    proctree = importlib.import_module("proctree")
+    done = tmp_path / "done"
+    burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    script = ("import pathlib, subprocess, sys, time\n"
+              "time.sleep(1.0)\n"
+              f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+              f"pathlib.Path({str(done)!r}).touch()\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        meter = proctree.TreeMeter(parent.pid, interval=600)  # one sample, before the child
+        meter.mark()
+        deadline = time.monotonic() + 60
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        usage = meter.end()
+    finally:
+        parent.kill()
+        parent.wait()
+    assert done.exists()
+    assert usage.processes == 1  # the child was never sampled...
+    assert usage.cpu_sampled < 0.5
+    assert usage.cpu_exact >= 0.5  # ...but its CPU reached the parent when it was reaped
+    assert usage.cpu == usage.cpu_exact
+    assert usage.peak_rss > 0 and usage.peak_pss > 0
+
+
+def test_browser():
+    if shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    for module, package in (("scrapy_playwright", "scrapy-playwright"), ("psutil", "psutil")):
+        if not _installed(module):
+            pytest.skip(f"{package} is not installed (pip install -e '.[bench]')")
+    out = run_bench("browser.py", "--pages", "8", "--concurrency", "2")
+    assert "| voe worker | 8 |" in out
+    assert "| scrapy-playwright | 8 |" in out
+    assert out.count("8 sampled pages equal /api/search") == 2
+    assert out.count("Chromium), ") == 2
+    assert ">= 2 x scrapy-playwright (pages per CPU-s):" in out
+    assert "less peak memory than scrapy-playwright:" in out
 
 
 def test_scale():
