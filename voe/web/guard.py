@@ -110,13 +110,15 @@ class Guard:
         authorization = headers.get("authorization")
         sender = (scope.get("client") or ("unknown",))[0]
         guessing = bool(self.token) and authorization is not None
-        if guessing:
-            wait = self.throttle.wait(sender)
-            if wait > self.throttle.max_wait:
+        waited = 0.0
+        # Until this address owes nothing (a guess that woke with others and failed first
+        # puts it in debt again), or it would be held past the longest wait.
+        while guessing and (wait := self.throttle.wait(sender)) > 0:
+            if waited + wait > self.throttle.max_wait:
                 return 429, "too many wrong tokens from this address: wait and try again", {
                     "Retry-After": str(math.ceil(wait))}
-            if wait:
-                await asyncio.sleep(wait)  # holds this request only, never the loop
+            await asyncio.sleep(wait)  # holds this request only, never the loop
+            waited += wait
         refusal = auth.authorized(self.token, authorization, headers.get("host"),
                                   headers.get("origin"))
         if refusal is None:

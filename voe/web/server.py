@@ -81,6 +81,7 @@ class WebServer:
 
     def __init__(self, host: str, port: int, app: Guard, setting: str, role: str) -> None:
         self.socket = _listen(host, port, setting, role)
+        self.app = app
         self.host = host
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(
