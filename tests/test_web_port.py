@@ -209,3 +209,8 @@ def test_a_non_ascii_token_matches_its_utf8_bytes():
         server.stop()
     assert auth.bearer_ok(token, "Bearer " + token.encode().decode("latin-1"))
     assert not auth.bearer_ok(token, "Bearer " + token[:-1] + "x")
+
+
+def test_an_address_of_another_machine_is_a_one_line_error():
+    with pytest.raises(auth.WebError, match=r"cannot listen on 192\.0\.2\.1:\d+ .*VOE_SINK_HTTP"):
+        serve_metrics(metrics.SINK, "192.0.2.1", free_port(), "a-token-of-16-chars")

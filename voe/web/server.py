@@ -41,13 +41,13 @@ log = logging.getLogger("voe.web")
 # find a descriptor.
 MAX_CONNECTIONS = 1000
 # Seconds an idle kept-alive connection stays open.
-KEEP_ALIVE = 5.0
+KEEP_ALIVE = 5
 # Largest request line and headers, in bytes (h11 answers 400 past it).
 MAX_HEADERS = 16 * 1024
 # Connections the kernel queues before they are accepted.
 BACKLOG = 256
 # Seconds ``stop`` waits for requests in flight, then for the serving thread.
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 5
 
 
 def connection_limit() -> int:
@@ -87,8 +87,8 @@ class WebServer:
         config = uvicorn.Config(
             app, http=GuardedH11Protocol, loop="asyncio", lifespan="off", log_config=None,
             access_log=False, server_header=False, limit_concurrency=connection_limit(),
-            timeout_keep_alive=int(KEEP_ALIVE), h11_max_incomplete_event_size=MAX_HEADERS,
-            backlog=BACKLOG, timeout_graceful_shutdown=int(STOP_TIMEOUT))
+            timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEADERS,
+            backlog=BACKLOG, timeout_graceful_shutdown=STOP_TIMEOUT)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
                                        name="voe-http", daemon=True)
