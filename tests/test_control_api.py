@@ -251,6 +251,9 @@ def test_metrics_and_openapi_are_served(running):
     described = {path: sorted(method.upper() for method in operations)
                  for path, operations in document["paths"].items()}
     assert described == ENDPOINTS
+    for path in ("/api/status", "/metrics", "/"):  # every GET answers HEAD, without a body
+        status, headers, body = call(running.port, "HEAD", path)
+        assert (status, body) == (200, b"") and headers["X-Frame-Options"] == "DENY", path
 
 
 BAD = [

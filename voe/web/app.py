@@ -353,11 +353,12 @@ def _app(title: str, description: str, openapi_url: str | None) -> FastAPI:
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """The generated document, with bearer auth and without FastAPI's 422 (a bad
-        parameter is a 400 here)."""
+        """The generated document, with bearer auth, without FastAPI's 422 (a bad
+        parameter is a 400 here) and without HEAD (every GET's, answered without body)."""
         if app.openapi_schema is None:
             document = original()
             for operations in document.get("paths", {}).values():
+                operations.pop("head", None)
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)
             schemas = document.get("components", {}).get("schemas", {})
@@ -392,7 +393,8 @@ def master_app(settings: Settings, control: Control, plan: Plan | None = None) -
         ("/api/prices", api.prices, models.Prices),
     ]
     for path, endpoint, model in get:
-        app.add_api_route(path, endpoint, methods=["GET"], responses=_ok(model, "The answer."))
+        app.add_api_route(path, endpoint, methods=["GET", "HEAD"],
+                          responses=_ok(model, "The answer."))
     not_failed = {404: _error("No failed job with that id in that cycle.")}
     running = {409: _error("A cycle is still running.")}
     post: list[tuple[str, Callable[..., Any], dict[int | str, dict[str, Any]]]] = [
@@ -409,7 +411,7 @@ def master_app(settings: Settings, control: Control, plan: Plan | None = None) -
         status = 201 if path == "/api/cycles" else 200
         app.add_api_route(path, endpoint, methods=["POST"], responses=responses,
                           status_code=status)
-    app.add_api_route("/metrics", _metrics(metrics.MASTER), methods=["GET"],
+    app.add_api_route("/metrics", _metrics(metrics.MASTER), methods=["GET", "HEAD"],
                       response_class=PlainTextResponse, responses=_METRICS_DOC,
                       summary="The master's Prometheus metrics.")
     for path, (name, content_type) in STATIC.items():
@@ -421,6 +423,6 @@ def master_app(settings: Settings, control: Control, plan: Plan | None = None) -
 def metrics_app(registry: CollectorRegistry, token: str) -> Guard:
     """The sink's HTTP app: nothing but /metrics."""
     app = _app("voe sink", "The sink's Prometheus metrics (VOE_SINK_HTTP_PORT).", None)
-    app.add_api_route("/metrics", _metrics(registry), methods=["GET"],
+    app.add_api_route("/metrics", _metrics(registry), methods=["GET", "HEAD"],
                       response_class=PlainTextResponse, responses=_METRICS_DOC)
     return Guard(app, token)
