@@ -342,7 +342,8 @@ SETTINGS: tuple[Setting, ...] = (
             "on VOE_HTTP_HOST; 0 turns it off."),
     Setting("VOE_HTTP_TOKEN", "", _text, "a secret string",
             "Bearer token the master's HTTP port requires (Authorization: Bearer TOKEN); "
-            "required when VOE_HTTP_HOST is not a loopback address.", secret=True),
+            "required, of at least 16 characters, when VOE_HTTP_HOST is not a loopback "
+            "address.", secret=True),
     Setting("VOE_SINK_HTTP_PORT", "13181", _port_or_off, "a port number (0-65535)",
             "Sink port serving Prometheus metrics at /metrics on VOE_HTTP_HOST; 0 turns it off."),
     Setting("VOE_AMQP_URL", "", _amqp_url_or_empty, "empty or an amqp:// URL",

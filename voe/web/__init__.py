@@ -1,7 +1,8 @@
 """The master's HTTP port: the dashboard, the JSON control API and ``/metrics``.
 
-``server`` serves HTTP in a thread beside the master's loop; ``api`` answers the
-JSON endpoints from the ledger and store files (read-only) and hands actions to the
-master through ``control``'s command queue; ``auth`` decides who may ask;
-``openapi`` describes the API; ``static/`` is the dashboard.
+``app`` builds the FastAPI apps (typed routes, so the OpenAPI document is generated
+from them; ``models`` are the answers' shapes); ``guard`` is the middleware every
+request passes (limits, auth, security headers) and ``auth`` its decisions;
+``server`` runs uvicorn in a thread beside a role's loop, on ``protocol``'s guarded
+h11; ``control`` hands actions to the master's loop; ``static/`` is the dashboard.
 """

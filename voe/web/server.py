@@ -1,216 +1,97 @@
-"""voe's HTTP ports: a threaded standard-library server beside a role's own loop.
+"""voe's HTTP ports: uvicorn serving an app of ``voe.web.app`` in a thread beside a
+role's own loop.
 
 The master serves the dashboard, the control API and /metrics (``serve``); the sink
-only its /metrics (``serve_metrics``); both through ``WebServer``. It runs in daemon
-threads, so it never blocks the single-threaded ZeroMQ loops: reads open their own
-SQLite connections, actions go through the master's command queue. Static files of
-the dashboard are public; everything else passes ``voe.web.auth`` first. Every
-answer, refusals included, is JSON (or the dashboard's files, or ``/metrics`` text);
-an unexpected failure is logged with its traceback and answered 500 without one.
+only its /metrics (``serve_metrics``); both through ``WebServer``, which binds the
+port itself (so a busy port is a ``WebError`` for the user, before anything runs) and
+runs uvicorn's event loop in a daemon thread: it never blocks the single-threaded
+ZeroMQ loops. Connections are bounded in number, in the time a request may take to
+arrive, and in the size of its headers.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import resource
 import socket
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, unquote, urlsplit
+
+import uvicorn
 
 from voe.plan import Plan
 from voe.settings import Settings
 from voe.web import auth
-from voe.web.api import (
-    METRICS_ROUTES,
-    ROUTES,
-    Api,
-    ApiError,
-    MetricsApi,
-    Reply,
-    Request,
-    error_reply,
-    match,
-)
+from voe.web.app import master_app, metrics_app
 from voe.web.auth import WebError
 from voe.web.control import Control
+from voe.web.guard import Guard
+from voe.web.protocol import GuardedH11Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("voe.web")
 
-# The dashboard's files: URL path -> (file in voe/web/static, content type).
-STATIC = {
-    "/": ("dashboard.html", "text/html; charset=utf-8"),
-    "/static/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
-    "/static/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
-}
-# Headers of every answer: no sniffing, no framing (the Retry buttons), scripts only ours.
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-}
-# Longest request line and query a request may have, and the most query fields.
-MAX_URL = 4096
-MAX_QUERY_FIELDS = 20
-# Largest request body read (the API takes none; a body is read and ignored).
-MAX_BODY = 64 * 1024
-# Seconds a connection may stay silent before the server drops it.
-SOCKET_TIMEOUT = 30.0
-# Seconds ``stop`` waits for the serving thread.
-STOP_TIMEOUT = 5.0
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+# Most connections open at once; past it uvicorn answers 503. uvicorn counts open
+# connections, idle ones included, so this must stay well above what slow or idle
+# clients hold (300 dripping clients leave the API answering); it is capped at half
+# the process's open-files limit so the role's own files (SQLite, ZeroMQ) always
+# find a descriptor.
+MAX_CONNECTIONS = 1000
+# Seconds an idle kept-alive connection stays open.
+KEEP_ALIVE = 5
+# Largest request line and headers, in bytes (h11 answers 400 past it).
+MAX_HEADERS = 16 * 1024
+# Connections the kernel queues before they are accepted.
+BACKLOG = 256
+# Seconds ``stop`` waits for requests in flight, then for the serving thread.
+STOP_TIMEOUT = 5
 
 
-def _static(name: str) -> bytes:
-    return resources.files("voe.web").joinpath("static", name).read_bytes()
+def connection_limit() -> int:
+    """``MAX_CONNECTIONS``, or half the open-files limit when that is lower."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, soft // 2))
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One request: find the route, check who asks, answer (a class per server)."""
-
-    api: object
-    routes: dict
-    static: dict[str, tuple[str, str]]
-    token: str
-    timeout = SOCKET_TIMEOUT
-
-    def version_string(self) -> str:
-        """The Server header: the name only, no versions."""
-        return "voe"
-
-    def _answer(self, reply: Reply, extra: dict[str, str] | None = None) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in {**SECURITY_HEADERS, **(extra or {})}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
-        """Refusals of the standard library (bad request line, long headers) as JSON too."""
-        self.close_connection = True
-        self._answer(error_reply(code, message or self.responses.get(code, ("error",))[0]))
-
-    def _skip_body(self) -> bool:
-        """Read and drop a request body (none is used); False if it is refused."""
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            self._answer(error_reply(411, "send a Content-Length, not a chunked body"))
-            return False
-        if length is None:
-            return True
-        if not length.isdigit() or int(length) > MAX_BODY:
-            self._answer(error_reply(413, f"a request body may hold at most {MAX_BODY} bytes"))
-            return False
-        self.rfile.read(int(length))
-        return True
-
-    def _handle(self) -> None:
-        self.close_connection = True
-        if len(self.path) > MAX_URL:
-            self._answer(error_reply(414, f"the URL is longer than {MAX_URL} characters"))
-            return
-        if not self._skip_body():
-            return
-        url = urlsplit(self.path)
-        if self.command in ("GET", "HEAD") and url.path in self.static:
-            name, content_type = self.static[url.path]
-            self._answer(Reply(200, _static(name), content_type))
-            return
-        segments = [unquote(segment, errors="replace") for segment in url.path.split("/")]
-        route = match(self.routes, segments)
-        if route is None:
-            self._answer(error_reply(404, f"no such endpoint: {url.path}"))
-            return
-        methods, params = route
-        method = "GET" if self.command == "HEAD" else self.command
-        if method not in methods:
-            allowed = ", ".join(sorted(methods))
-            self._answer(error_reply(405, f"{self.command} is not allowed here (use {allowed})"),
-                         {"Allow": allowed})
-            return
-        refusal = auth.authorized(self.token, self.headers.get("Authorization"),
-                                  self.headers.get("Host"), self.headers.get("Origin"))
-        if refusal is not None:
-            status, why = refusal
-            extra = {"WWW-Authenticate": 'Bearer realm="voe"'} if status == 401 else None
-            self._answer(error_reply(status, why), extra)
-            return
-        try:
-            query = parse_qs(url.query, keep_blank_values=True, strict_parsing=False,
-                             max_num_fields=MAX_QUERY_FIELDS, errors="strict")
-            reply = methods[method](self.api, Request(query, params))
-        except ApiError as refused:
-            reply = error_reply(refused.status, refused.message)
-        except (ValueError, UnicodeDecodeError) as error:
-            reply = error_reply(400, f"malformed query: {error}")
-        except Exception:
-            log.exception("HTTP %s %s failed", self.command, url.path)
-            reply = error_reply(500, "internal error; see the log")
-        self._answer(reply)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Requests go to the role's log at debug level, not to standard error."""
-        log.debug("HTTP %s %s", self.address_string(), format % args)
-
-
-for _method in _METHODS:
-    setattr(Handler, f"do_{_method}", Handler._handle)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client gone mid-answer is logged quietly; anything else with its traceback,
-        in the role's log (never on standard error)."""
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):
-            log.debug("HTTP connection from %s: %s", client_address, error)
-        else:
-            log.exception("HTTP connection from %s failed", client_address)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def _listen(host: str, port: int, setting: str, role: str) -> socket.socket:
+    """A listening socket on ``host:port``, or the ``WebError`` that says why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=BACKLOG)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise WebError(f"{host}:{port} ({setting}) is in use: is another voe {role} "
+                           f"running? Stop it, or choose another port with {setting} "
+                           "(0 turns the HTTP port off)") from None
+        raise WebError(f"cannot listen on {host}:{port} ({setting}, VOE_HTTP_HOST): "
+                       f"{error.strerror or error}") from None
 
 
 class WebServer:
-    """One HTTP port, bound at construction, served in a daemon thread.
+    """One HTTP port, bound at construction, served by uvicorn in a daemon thread.
 
-    ``api`` is what the handlers of ``routes`` are called on; ``static`` the public
-    files; ``setting`` the port's setting and ``role`` its process, named in errors.
+    ``app`` is what it serves; ``setting`` the port's setting and ``role`` its
+    process, named in errors.
     """
 
-    def __init__(self, host: str, port: int, token: str, api: object, routes: dict,
-                 static: dict[str, tuple[str, str]], setting: str, role: str) -> None:
-        handler = type("BoundHandler", (Handler,), {"api": api, "routes": routes,
-                                                    "static": static, "token": token})
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            self.httpd = server_class((host.strip("[]"), port), handler)
-        except OSError as error:
-            why = "in use" if error.errno == errno.EADDRINUSE else error.strerror
-            raise WebError(f"{host}:{port} ({setting}) is {why}: is another voe {role} "
-                           f"running? Stop it, or choose another port with {setting} "
-                           "(0 turns the HTTP port off)") from None
+    def __init__(self, host: str, port: int, app: Guard, setting: str, role: str) -> None:
+        self.socket = _listen(host, port, setting, role)
+        self.app = app
         self.host = host
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={
-            "poll_interval": 0.2}, name="voe-http", daemon=True)
+        self.port = self.socket.getsockname()[1]
+        config = uvicorn.Config(
+            app, http=GuardedH11Protocol, loop="asyncio", lifespan="off", log_config=None,
+            access_log=False, server_header=False, limit_concurrency=connection_limit(),
+            timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEADERS,
+            backlog=BACKLOG, timeout_graceful_shutdown=STOP_TIMEOUT)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+                                       name="voe-http", daemon=True)
 
     @property
     def url(self) -> str:
@@ -219,31 +100,38 @@ class WebServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> None:
-        """Serve in the background."""
+        """Serve in the background (connections queue on the bound port until then)."""
         self.thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the port (requests in flight finish on their own)."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(STOP_TIMEOUT)
+        """Stop serving and close the port (requests in flight get ``STOP_TIMEOUT``)."""
+        self.server.should_exit = True
+        self.thread.join(2 * STOP_TIMEOUT)
+        self.socket.close()
+
+
+def _quiet_uvicorn() -> None:
+    """uvicorn's start and stop lines say nothing voe's own line does not; its warnings
+    (a malformed request, the connection limit) stay, one line each."""
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
 def serve(settings: Settings, control: Control, plan: Plan | None = None) -> WebServer | None:
     """Bind and start the master's HTTP port, or None when ``VOE_HTTP_PORT`` is 0.
 
     Raises ``WebError`` (one line for the user) when the port is busy or when a
-    non-loopback address has no token.
+    non-loopback address has no token, or too short a one.
     """
     if settings.voe_http_port == 0:
         return None
     host, token = settings.voe_http_host, settings.voe_http_token
     auth.check_binding(host, token)
-    server = WebServer(host, settings.voe_http_port, token, Api(settings, control, plan), ROUTES,
-                       STATIC, "VOE_HTTP_PORT", "master")
+    _quiet_uvicorn()
+    server = WebServer(host, settings.voe_http_port, master_app(settings, control, plan),
+                       "VOE_HTTP_PORT", "master")
     server.start()
     log.info("dashboard and control API at %s (token %s)", server.url,
-             "required" if settings.voe_http_token else "not set: loopback only")
+             "required" if token else "not set: loopback only")
     return server
 
 
@@ -257,8 +145,8 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int, token: str
     if port == 0:
         return None
     auth.check_binding(host, token, "the sink's /metrics", "VOE_SINK_HTTP_PORT")
-    server = WebServer(host, port, token, MetricsApi(registry), METRICS_ROUTES, {},
-                       "VOE_SINK_HTTP_PORT", "sink")
+    _quiet_uvicorn()
+    server = WebServer(host, port, metrics_app(registry, token), "VOE_SINK_HTTP_PORT", "sink")
     server.start()
     log.info("metrics at %s/metrics", server.url)
     return server
