@@ -95,9 +95,9 @@ _CONSENT = """<main>
 </div>
 </main>
 <script>
-document.getElementById("consent-accept").addEventListener("click", function () {
-  fetch("/consent", {credentials: "same-origin"}).then(function () { location.reload(); });
-});
+document.getElementById("consent-accept").addEventListener("click", function () {{
+  fetch("/consent", {{credentials: "same-origin"}}).then(function () {{ location.reload(); }});
+}});
 </script>
 """
 
