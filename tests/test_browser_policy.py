@@ -160,3 +160,5 @@ def test_a_killed_chromium_is_restarted_and_every_job_is_stored_once(tmp_path):
         airline.stop()
     pids = [int(pid) for pid in started.findall(log)]
     assert len(pids) >= 2 and pids[0] == first and first not in pids[1:], pids
+    # The renders under way failed at once as transient (retried), not at their deadline.
+    assert "transient: browser (browser): the browser exited during the render" in log

@@ -63,6 +63,9 @@ class Host:
         self.pid: int | None = None
         self._launching = asyncio.Lock()
         self._launches = itertools.count(1)
+        # Renders under way, by the browser they run in (cancelled if it disconnects).
+        self._renders: dict[asyncio.Task[Any], Browser] = {}
+        self._lost: set[asyncio.Task[Any]] = set()
 
     def emit(self, message: dict[str, Any]) -> None:
         """Write one answer line (the worker reads them as they come)."""
@@ -84,8 +87,16 @@ class Host:
                 executable_path=self.executable, headless=True, chromium_sandbox=False,
                 args=[*CHROMIUM_ARGS, marker])
             self.pid = find_browser(marker)
+            self.browser.on("disconnected", self._disconnected)
             self.emit({"started": self.pid, "executable": self.executable})
             return self.browser
+
+    def _disconnected(self, browser: Browser) -> None:
+        """The browser is gone (crashed, killed): end its renders now, not at their deadline."""
+        for running, used in list(self._renders.items()):
+            if used is browser:
+                self._lost.add(running)
+                running.cancel()
 
     def forget_browser(self) -> None:
         """Drop the browser (killed by its PID if it still runs): the next render launches one."""
@@ -99,6 +110,11 @@ class Host:
         deadline = time.monotonic() + timeout
         running = asyncio.create_task(self._render(task, deadline))
         done, _ = await asyncio.wait({running}, timeout=max(0.0, deadline - time.monotonic()))
+        if running in self._lost:
+            self._lost.discard(running)
+            self.emit({"id": number, "kind": "browser",
+                       "error": "the browser exited during the render"})
+            return
         if not done:
             running.cancel()
             self.emit({"id": number, "kind": "timeout",
@@ -118,7 +134,13 @@ class Host:
 
     async def _render(self, task: dict[str, Any], deadline: float) -> dict[str, Any]:
         browser = await self.ensure_browser()
-        return await render(browser, task, self.block, deadline)
+        running = asyncio.current_task()
+        assert running is not None  # a coroutine run by serve's task
+        self._renders[running] = browser
+        try:
+            return await render(browser, task, self.block, deadline)
+        finally:
+            del self._renders[running]
 
     async def _watch_cancelled(self, running: asyncio.Task[Any]) -> None:
         """Give a cancelled render ``CLOSE_TIMEOUT`` to close; past it, the browser is hung."""

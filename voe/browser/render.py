@@ -75,12 +75,10 @@ class Blocker:
 
     def __init__(self, types: frozenset[str]) -> None:
         self.types = types
-        self.blocked = 0
 
     async def __call__(self, route: Route) -> None:
         """Playwright's route handler."""
         if route.request.resource_type in self.types:
-            self.blocked += 1
             await route.abort("blockedbyclient")
         else:
             await route.continue_()
@@ -98,9 +96,8 @@ async def render(browser: Browser, task: dict[str, Any], block: frozenset[str],
     try:
         if task.get("cookies"):
             await context.add_cookies(task["cookies"])
-        blocker = Blocker(block)
         if block:
-            await context.route("**/*", blocker)
+            await context.route("**/*", Blocker(block))
         page = await context.new_page()
         response = await page.goto(task["url"], wait_until="domcontentloaded",
                                    timeout=_milliseconds(deadline))
@@ -114,6 +111,6 @@ async def render(browser: Browser, task: dict[str, Any], block: frozenset[str],
         text = await page.evaluate(_TEXT)
         cookies = await context.cookies()
         return {"status": status, "headers": headers, "html": html, "text": text or "",
-                "ready": ready, "cookies": cookies, "blocked": blocker.blocked}
+                "ready": ready, "cookies": cookies}
     finally:
         await context.close()
