@@ -19,6 +19,7 @@ from conftest import http_get
 from tests.cluster import Airline, Cluster, assert_stored_exactly_once, wait_for
 from voe.backends.base import BlockedError, TransientError
 from voe.backends.demo_js import DemoJsBackend
+from voe.browser.client import HOST_GRACE
 from voe.demoairline.fares import fares_for
 from voe.demoairline.faults import Faults
 from voe.model import SearchJob
@@ -162,3 +163,48 @@ def test_a_killed_chromium_is_restarted_and_every_job_is_stored_once(tmp_path):
     assert len(pids) >= 2 and pids[0] == first and first not in pids[1:], pids
     # The renders under way failed at once as transient (retried), not at their deadline.
     assert "transient: browser (browser): the browser exited during the render" in log
+
+
+def test_a_hung_chromium_is_killed_and_the_next_render_gets_another(demo_airline,
+                                                                    make_settings):
+    url = demo_airline()
+    backend = backend_for(url, make_settings, voe_fetch_deadline=5)
+    try:
+        backend.search(job("REC"), None)
+        hung = backend.browser.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # Chromium stops answering, as a hung one does
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="timeout"):
+            backend.search(job("SSA"), None)
+        assert time.monotonic() - started < 5 + 2
+        # The render host cannot close the page in a hung browser: it kills it by its PID.
+        wait_for(lambda: not os.path.exists(f"/proc/{hung}") or
+                 open(f"/proc/{hung}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                 30, "the hung Chromium to be killed")
+        answer = backend.search(job("POA"), None)
+        assert backend.browser.pid not in (None, hung)
+    finally:
+        backend.close()
+    assert answer == fares_for("GRU", "POA", "2026-12-01")
+
+
+def test_a_stuck_render_host_is_killed_and_the_next_render_gets_another(demo_airline,
+                                                                       make_settings):
+    url = demo_airline()
+    backend = backend_for(url, make_settings, voe_fetch_deadline=3)
+    try:
+        backend.search(job("REC"), None)
+        host = backend.browser.host
+        assert host is not None
+        os.kill(host.pid, signal.SIGSTOP)  # the render host itself stops answering
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="did not answer"):
+            backend.search(job("SSA"), None)
+        assert time.monotonic() - started < 3 + HOST_GRACE + 2
+        assert host.poll() is not None  # killed by its PID
+        answer = backend.search(job("POA"), None)
+        assert backend.browser.host is not host
+    finally:
+        backend.close()
+    assert answer == fares_for("GRU", "POA", "2026-12-01")

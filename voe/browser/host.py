@@ -17,8 +17,9 @@ The browser (``--executable``, Debian's Chromium; never a downloaded one) is lau
 on the first render and again whenever it is gone (crashed, killed): a render that
 was under way fails as ``browser``, the next one gets a new browser. A render that
 does not end within its time is answered ``timeout`` at once and cancelled; if its
-context cannot even be closed within ``CLOSE_TIMEOUT`` the browser is hung, and is
-killed (by its PID) so that the next render starts another. The host dies with its
+context cannot even be closed within ``CLOSE_TIMEOUT``, or the browser cannot then
+open and close a context within it, the browser is hung, and is killed (by its PID)
+so that the next render starts another. The host dies with its
 worker (``PR_SET_PDEATHSIG``, and the end of its input), and Playwright's driver takes
 the browser with it.
 """
@@ -143,14 +144,30 @@ class Host:
             del self._renders[running]
 
     async def _watch_cancelled(self, running: asyncio.Task[Any]) -> None:
-        """Give a cancelled render ``CLOSE_TIMEOUT`` to close; past it, the browser is hung."""
+        """After a render ran out of time: if it cannot close within ``CLOSE_TIMEOUT``, or the
+        browser then does not open a context within it, the browser is hung: kill it."""
+        browser = self.browser
         done, _ = await asyncio.wait({running}, timeout=CLOSE_TIMEOUT)
-        if not done:
-            log.warning("browser (pid %s) did not close a page in %gs; killing it", self.pid,
-                        CLOSE_TIMEOUT)
-            self.forget_browser()
-        elif not running.cancelled() and running.exception() is not None:
+        if done and not running.cancelled() and running.exception() is not None:
             log.info("a cancelled render ended with %s", running.exception())
+        if browser is None or browser is not self.browser:
+            return
+        if not done or not await self._answers(browser):
+            log.warning("browser (pid %s) does not answer within %gs; killing it", self.pid,
+                        CLOSE_TIMEOUT)
+            if browser is self.browser:
+                self.forget_browser()
+
+    async def _answers(self, browser: Browser) -> bool:
+        """Whether ``browser`` opens and closes a context within ``CLOSE_TIMEOUT`` each."""
+        try:
+            probe = await asyncio.wait_for(browser.new_context(), CLOSE_TIMEOUT)
+            await asyncio.wait_for(probe.close(), CLOSE_TIMEOUT)
+        except (TimeoutError, PlaywrightError) as error:
+            log.info("browser (pid %s) health probe failed: %s", self.pid,
+                     str(error).split("\n")[0] or type(error).__name__)
+            return False
+        return True
 
     async def stop(self) -> None:
         """Close the browser and Playwright's driver."""
