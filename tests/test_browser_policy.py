@@ -17,6 +17,7 @@ import pytest
 from conftest import http_get
 
 from tests.cluster import Airline, Cluster, assert_stored_exactly_once, wait_for
+from tests.test_identities import _loopback_aliases_work, proxies  # noqa: F401 (a fixture)
 from voe.backends.base import BlockedError, TransientError
 from voe.backends.demo_js import DemoJsBackend
 from voe.browser.client import HOST_GRACE
@@ -208,3 +209,24 @@ def test_a_stuck_render_host_is_killed_and_the_next_render_gets_another(demo_air
     finally:
         backend.close()
     assert answer == fares_for("GRU", "POA", "2026-12-01")
+
+
+def test_each_identity_renders_through_its_own_proxy(demo_airline, make_settings,
+                                                     proxies):  # noqa: F811 (the fixture)
+    if not _loopback_aliases_work():
+        pytest.skip("this machine cannot bind 127.0.0.2 and 127.0.0.3")
+    url = demo_airline()
+    routes = proxies(["127.0.0.2", "127.0.0.3"])
+    backend = backend_for(url, make_settings, voe_proxies=",".join(routes),
+                          voe_identity_max_uses=1)
+    try:
+        answers = [backend.search(job(code), None) for code in ("REC", "SSA")]
+        counts = backend._session.identities.counts()
+    finally:
+        backend.close()
+    assert answers == [fares_for("GRU", code, "2026-12-01") for code in ("REC", "SSA")]
+    clients = stats(url)["clients"]
+    # One job through each proxy: the airline saw each page come from the proxy's address.
+    assert {address: seen["requests"] for address, seen in clients.items()} == {
+        "127.0.0.2": 1, "127.0.0.3": 1}
+    assert sum(jobs for _, jobs, _ in counts.values()) == 2, counts

@@ -20,6 +20,9 @@ from typing import Any
 from playwright.async_api import Browser, Page, Route
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+# Chromium never proxies loopback addresses unless told so: an identity's proxy takes every
+# request, as it does for HTTP backends.
+PROXY_BYPASS = "<-loopback>"
 # Seconds of a render's time kept to read the page once a wait has timed out.
 READ_MARGIN = 0.5
 # What the page shows as text: a ``pre`` (how Chromium shows JSON), else the body.
@@ -91,7 +94,7 @@ async def render(browser: Browser, task: dict[str, Any], block: frozenset[str],
     if task.get("user_agent"):
         options["user_agent"] = task["user_agent"]
     if task.get("proxy"):
-        options["proxy"] = {"server": task["proxy"]}
+        options["proxy"] = {"server": task["proxy"], "bypass": PROXY_BYPASS}
     context = await browser.new_context(**options)
     try:
         if task.get("cookies"):
