@@ -230,3 +230,22 @@ def test_each_identity_renders_through_its_own_proxy(demo_airline, make_settings
     assert {address: seen["requests"] for address, seen in clients.items()} == {
         "127.0.0.2": 1, "127.0.0.3": 1}
     assert sum(jobs for _, jobs, _ in counts.values()) == 2, counts
+
+
+def test_a_throttled_render_waits_out_retry_after_and_is_counted(demo_airline, make_settings):
+    url = demo_airline(throttle_rate=1.0, retry_after=1)
+    backend = backend_for(url, make_settings, voe_http_retries=2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BlockedError, match="HTTP 429"):
+            backend.search(job(), None)
+        took = time.monotonic() - started
+        session = backend._session
+    finally:
+        backend.close()
+    # Three renders (two retries), each after the airline's Retry-After of one second;
+    # every 429 counted as throttling for the master, and the last one is a block.
+    assert stats(url)["statuses"] == {"429": 3}
+    assert took >= 2.0, took
+    assert session.throttled.total >= 3
+    assert session.identities.counts()["direct"][0] == 1
