@@ -105,10 +105,11 @@ class Browser:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self.host = host
-        self._reader = gevent.spawn(self._read, host)
+        self._waiting = {}  # the renders of this host only: an old host's end fails none
+        self._reader = gevent.spawn(self._read, host, self._waiting)
         return host
 
-    def _read(self, host: gevent_subprocess.Popen) -> None:
+    def _read(self, host: gevent_subprocess.Popen, waiting: dict[int, AsyncResult]) -> None:
         """Hand each answer of ``host`` to the render waiting for it, until the host ends."""
         for line in host.stdout:
             message = json.loads(line)
@@ -117,12 +118,12 @@ class Browser:
                 log.info("browser started: %s (pid %s, %d pages)", message["executable"],
                          self.pid, self.pages)
                 continue
-            waiting = self._waiting.pop(message["id"], None)
-            if waiting is not None:
-                waiting.set(message)
-        for waiting in self._waiting.values():
-            waiting.set({"kind": "browser", "error": "the render host exited"})
-        self._waiting.clear()
+            answer = waiting.pop(message["id"], None)
+            if answer is not None:
+                answer.set(message)
+        for answer in waiting.values():
+            answer.set({"kind": "browser", "error": "the render host exited"})
+        waiting.clear()
 
     def render(self, task: RenderTask, deadline: float) -> Rendered:
         """Render ``task`` before ``deadline`` (a ``time.monotonic`` instant)."""
@@ -146,20 +147,21 @@ class Browser:
 
     def _render(self, task: RenderTask, deadline: float) -> Rendered:
         host = self._running_host()
+        waiting = self._waiting
         number = next(self._numbers)
-        answer = self._waiting[number] = AsyncResult()
+        answer = waiting[number] = AsyncResult()
         left = max(0.001, deadline - time.monotonic())
         try:
             host.stdin.write((json.dumps({"id": number, "render": asdict(task),
                                           "timeout": left}) + "\n").encode())
             host.stdin.flush()
         except OSError as error:
-            self._waiting.pop(number, None)
+            waiting.pop(number, None)
             raise BrowserError(f"browser: the render host is gone: {error}") from None
         try:
             message = answer.get(timeout=left + HOST_GRACE)
         except gevent.Timeout:
-            self._waiting.pop(number, None)
+            waiting.pop(number, None)
             log.warning("render host (pid %d) did not answer in %.0fs; killing it", host.pid,
                         left + HOST_GRACE)
             self._kill()
