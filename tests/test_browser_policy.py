@@ -18,7 +18,7 @@ from conftest import http_get
 
 from tests.cluster import Airline, Cluster, assert_stored_exactly_once, wait_for
 from tests.test_identities import _loopback_aliases_work, proxies  # noqa: F401 (a fixture)
-from voe.backends.base import BlockedError, TransientError
+from voe.backends.base import BlockedError, ParseError, TransientError
 from voe.backends.demo_js import DemoJsBackend
 from voe.browser.client import HOST_GRACE
 from voe.demoairline.fares import fares_for
@@ -249,3 +249,16 @@ def test_a_throttled_render_waits_out_retry_after_and_is_counted(demo_airline, m
     assert took >= 2.0, took
     assert session.throttled.total >= 3
     assert session.identities.counts()["direct"][0] == 1
+
+
+def test_types_without_an_extension_are_blocked_by_type(demo_airline, make_settings):
+    url = demo_airline()
+    backend = backend_for(url, make_settings, voe_browser_block="image,font,fetch",
+                          voe_fetch_deadline=8)
+    try:
+        with pytest.raises(ParseError, match="did not render its fares"):
+            backend.search(job(), None)  # the page's fetch of its fares never leaves
+    finally:
+        backend.close()
+    seen = stats(url)["js_page"]
+    assert seen["fares"] == 0 and seen["assets"] == {"css": 10, "js": 10}

@@ -59,3 +59,12 @@ def test_a_process_is_found_by_its_marker_and_killed_by_pid():
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_blocked_types_become_url_patterns_where_an_extension_tells_them():
+    from voe.browser.blocking import url_patterns
+
+    assert url_patterns(frozenset({"font"})) == [
+        "*.woff", "*.woff?*", "*.woff2", "*.woff2?*", "*.ttf", "*.ttf?*", "*.otf", "*.otf?*",
+        "*.eot", "*.eot?*"]
+    assert url_patterns(frozenset({"fetch", "xhr"})) == []  # blocked by type instead

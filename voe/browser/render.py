@@ -3,8 +3,8 @@
 Every render gets its own ``BrowserContext`` (Playwright's incognito profile) with the
 job's identity: its User-Agent, its proxy and its cookies; nothing else carries over
 from one job to the next. Requests for what a fare page does not need (the resource
-types of ``VOE_BROWSER_BLOCK``: images, fonts, media by default) are aborted before
-they leave. The page's status is the one of its document (``goto``'s response); an
+types of ``VOE_BROWSER_BLOCK``: images, fonts, media by default) are never sent
+(``voe.browser.blocking``). The page's status is the one of its document (``goto``'s response); an
 error answer is read as it is. Otherwise the render waits for the backend's ready
 selector (or, without one, for the network to go idle), and when the backend names a
 consent button that shows up instead, clicks it and waits again. The context is
@@ -17,8 +17,10 @@ import asyncio
 import time
 from typing import Any
 
-from playwright.async_api import Browser, Page, Route
+from playwright.async_api import Browser, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from voe.browser.blocking import block_requests
 
 # Chromium never proxies loopback addresses unless told so: an identity's proxy takes every
 # request, as it does for HTTP backends.
@@ -73,20 +75,6 @@ async def _wait_ready(page: Page, ready: str, consent: str, deadline: float) -> 
     return True
 
 
-class Blocker:
-    """Abort requests of the blocked resource types; let the others through."""
-
-    def __init__(self, types: frozenset[str]) -> None:
-        self.types = types
-
-    async def __call__(self, route: Route) -> None:
-        """Playwright's route handler."""
-        if route.request.resource_type in self.types:
-            await route.abort("blockedbyclient")
-        else:
-            await route.continue_()
-
-
 async def render(browser: Browser, task: dict[str, Any], block: frozenset[str],
                  deadline: float) -> dict[str, Any]:
     """Render ``task`` (see ``voe.browser.client.RenderTask``) in a context of its own."""
@@ -99,9 +87,9 @@ async def render(browser: Browser, task: dict[str, Any], block: frozenset[str],
     try:
         if task.get("cookies"):
             await context.add_cookies(task["cookies"])
-        if block:
-            await context.route("**/*", Blocker(block))
         page = await context.new_page()
+        if block:
+            await block_requests(context, page, block)
         response = await page.goto(task["url"], wait_until="domcontentloaded",
                                    timeout=_milliseconds(deadline))
         status = response.status if response is not None else 0
