@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cdp import Browser, Page
 from tests.cluster import ROOT, SMALL_PLAN, Airline, Cluster, wait_for
 from tests.test_publish import SECRET, Receiver
-from voe.backends.browser import Browser, Page
 from voe.demoairline.fares import AIRPORTS
 from voe.ledger import Ledger
 

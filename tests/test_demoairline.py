@@ -197,7 +197,8 @@ def test_stats_count_search_requests(demo_airline) -> None:
     assert status == 200
     assert stats == {"requests": 0, "in_flight": 0, "max_in_flight": 0, "rate": 0.0,
                      "per_second": [], "statuses": {}, "faults": {}, "clients": {},
-                     "streaming": 0}
+                     "streaming": 0, "js_page": {"assets": {}, "fares": 0, "consents": 0,
+                                                 "returning": 0}}
     http_get(f"{url}/search?{QUERY}")
     http_get(f"{url}/api/search?{QUERY}")
     http_get(f"{url}/api/search?origin=GRU&destination=XXX&date=2026-12-01")

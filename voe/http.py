@@ -46,7 +46,7 @@ from requests.utils import get_netrc_auth, resolve_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from voe.fetch.chain import FetchChain, FetchRequest, build_chain, host_key
+from voe.fetch.chain import Download, FetchChain, FetchRequest, build_chain, host_key
 from voe.fetch.deadline import deadline_error, read_body
 from voe.fetch.environment import Environment, merge_setting
 from voe.fetch.hosts import HostLimits
@@ -196,6 +196,20 @@ class Session(requests.Session):
             response = history.pop()
             response.history = history
         return response
+
+    def fetch_through(self, request: requests.PreparedRequest, download: Download,
+                      **options: Any) -> requests.Response:
+        """Pass ``request`` through the fetch chain with ``download`` as its innermost step in
+        place of the network (a browser's render), as this greenlet's running job; no
+        redirects are followed here (a browser follows its own)."""
+        run = getattr(self._running, "run", None)
+        if run is None:
+            fetch = FetchRequest(request, options, host_key(request.url or ""))
+        else:
+            run.fetched = True
+            fetch = FetchRequest(request, options, host_key(request.url or ""), run.backend,
+                                 run.key)
+        return self.chain.fetch(fetch, download)
 
     def _download(self, fetch: FetchRequest) -> requests.Response:
         """The chain's innermost step: one try of the request and its whole body, within the

@@ -72,6 +72,21 @@ def _log_level(value: str) -> str:
     return level
 
 
+# Playwright's resource types (``Request.resource_type``).
+RESOURCE_TYPES = frozenset({"document", "stylesheet", "image", "media", "font", "script",
+                            "texttrack", "xhr", "fetch", "eventsource", "websocket",
+                            "manifest", "other"})
+
+
+def _resource_types(value: str) -> str:
+    types = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = sorted(set(types) - RESOURCE_TYPES)
+    if unknown:
+        raise ValueError(f"unknown resource type {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(RESOURCE_TYPES))}")
+    return ",".join(types)
+
+
 def _text(value: str) -> str:
     return value
 
@@ -210,7 +225,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_HEARTBEAT_LIVENESS", "5", _positive_int, "a whole number of at least 1",
             "Missed heartbeats after which a peer counts as gone."),
     Setting("VOE_HTTP_TIMEOUT", "10", _positive_float, "a positive number of seconds",
-            "Read timeout of each airline request (and the browser's time to render a page)."),
+            "Read timeout of each airline request."),
     Setting("VOE_MAX_MESSAGE_BYTES", "1048576", _positive_int, "a whole number of bytes",
             "Largest message any voe socket accepts; bigger frames are dropped."),
     Setting("VOE_CURVE", "on", _bool, "on or off",
@@ -252,8 +267,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a proxy whose identity met a block (or that failed three connections) "
             "rests before a new identity may use it."),
     Setting("VOE_FETCH_DEADLINE", "20", _positive_float, "a positive number of seconds",
-            "Longest time of one fetch, its retries and its whole body included; a slower "
-            "answer (e.g. trickled byte by byte) is abandoned as a transient error."),
+            "Longest time of one fetch, its retries and its whole body included (a browser "
+            "page's render too); a slower answer (e.g. trickled byte by byte) is abandoned "
+            "as a transient error."),
     Setting("VOE_FETCH_MAX_BYTES", "4194304", _positive_int, "a whole number of bytes",
             "Largest body a fetch may bring, checked while it streams; a bigger one is "
             "abandoned as a transient error, never held in memory."),
@@ -276,9 +292,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_PRICE_MAX", "1000000", _positive_float, "a positive number",
             "Highest price a fare may have; above it the page is a parse error (a misread)."),
     Setting("VOE_BROWSER", "chromium", _text, "a Chromium executable",
-            "Headless Chromium that browser backends (demo-js) start."),
+            "Headless Chromium that browser backends (demo-js) drive through Playwright "
+            "(given as its executable; no browser is ever downloaded)."),
     Setting("VOE_BROWSER_PAGES", "4", _positive_int, "a whole number of at least 1",
-            "Browser pages (tabs) a worker's browser backend renders at once."),
+            "Browser pages a worker renders at once, each in a browser context of its own."),
+    Setting("VOE_BROWSER_BLOCK", "image,font,media", _resource_types,
+            "resource types by commas (empty: none)",
+            "Requests browser pages never send, by Playwright resource type (image, font, "
+            "media, stylesheet, script, ...): what a fare page does not need."),
     Setting("VOE_CLUSTER", "voe", _cluster_name, "letters, digits, - and _ (at most 40)",
             "Name of this fleet on EC2: voe tags every instance it launches with it and "
             "terminates only instances that carry it."),

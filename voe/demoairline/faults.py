@@ -120,6 +120,12 @@ OPTIONS: tuple[Option, ...] = (
            "(G3\u00a03573, Voo G3 3573, 05h15) (0)"),
     Option("paginate", _non_negative_int, 0,
            "flights per results page, with a pager and next links (0: one page)", "N"),
+    # The JavaScript page (voe.demoairline.jspage).
+    Option("js-assets", _non_negative_int, 40,
+           "sub-resources of the JS page: stylesheets, scripts, images, a font (40)", "N"),
+    Option("consent-wall-rate", _rate, 0.0,
+           "share of JS-page searches shown a cookie-consent wall until the visitor "
+           "accepts (a cookie set by /consent) (0)"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -154,6 +160,8 @@ class Faults:
     price_format_rate: float = 0.0
     field_format_rate: float = 0.0
     paginate: int = 0
+    js_assets: int = 40
+    consent_wall_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
@@ -173,7 +181,7 @@ class Faults:
                     self.slow_rate, self.reset_rate,
                     self.truncate_rate, self.malformed_rate, self.wrong_search_rate,
                     self.hidden_decoy_rate, self.duplicate_row_rate, self.price_format_rate,
-                    self.field_format_rate))
+                    self.field_format_rate, self.consent_wall_rate))
 
     def number(self, fault: str, url: str, nth: int) -> int:
         """A 64-bit number for the ``nth`` request of ``url``, the same in every run."""

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from voe.demoairline.fares import AIRPORTS, drift_prices, fares_for
-from voe.demoairline.pages import _CARRIER_NAMES, _FOOTER, _HEAD, _ROW, _city, format_brl
+from voe.demoairline.pages import _CARRIER_NAMES, _FOOTER, _HEAD, _ROW, city, format_brl
 from voe.model import Fare
 
 # Airports close enough that a site may answer one for the other.
@@ -155,7 +155,7 @@ def render(app: Any, query: str, url: str, nth: int, origin: str, destination: s
         twice = number("duplicate-row-which") % len(rows)
         rows.insert(twice + 1, rows[twice])
         total += 1
-    route = f"{_city(origin)} ({origin}) → {_city(destination)} ({destination})"
+    route = f"{city(origin)} ({origin}) → {city(destination)} ({destination})"
     parts = [_HEAD.format(title=escape(f"{origin} → {destination} em {date}")), "<main>\n"]
     if decoys and decoy_bits & 4:
         parts.append('<div style="visibility: hidden"><table id="results"><tr class="flight">'

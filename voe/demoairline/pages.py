@@ -1,4 +1,6 @@
-"""HTML pages of the demo airline: results pages (classic, redesigned, JS-rendered) and errors.
+"""HTML pages of the demo airline: results pages (classic, redesigned) and errors.
+
+The JavaScript page is ``voe.demoairline.jspage``.
 
 Prices are shown the Brazilian way (``R$ 1.234,56``) so that backends have real
 parsing to do; every piece of text is escaped. ``sloppy`` turns a page into the
@@ -7,8 +9,6 @@ careless but readable markup real sites send (the "malformed" fault).
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Sequence
 from decimal import Decimal
@@ -74,13 +74,14 @@ def format_brl(price: str) -> str:
     return "R$ " + text.replace(",", "_").replace(".", ",").replace("_", ".")
 
 
-def _city(code: str) -> str:
+def city(code: str) -> str:
+    """The city of an airport code, or the code itself when the airline does not know it."""
     return AIRPORTS.get(code, code)
 
 
 def results_page(origin: str, destination: str, date: str, fares: Sequence[Fare]) -> str:
     """Render the results page of one search: a ``table#results`` with a ``tr.flight`` per fare."""
-    route = f"{_city(origin)} ({origin}) → {_city(destination)} ({destination})"
+    route = f"{city(origin)} ({origin}) → {city(destination)} ({destination})"
     title = escape(f"{origin} → {destination} em {date}")
     parts = [_HEAD.format(title=title)]
     parts.append(
@@ -167,7 +168,7 @@ def new_layout_page(origin: str, destination: str, date: str, fares: Sequence[Fa
 
     It carries the same fares; a scraper written for the classic page does not find them.
     """
-    route = f"{_city(origin)} ({origin}) → {_city(destination)} ({destination})"
+    route = f"{city(origin)} ({origin}) → {city(destination)} ({destination})"
     parts = [_HEAD.format(title=escape(f"{origin} → {destination} em {date}"))]
     parts.append(f'<main class="v2">\n<h1>{escape(route)}</h1>\n'
                  f'<div class="offers-count" data-count="{len(fares)}">{len(fares)} ofertas</div>\n'
@@ -182,72 +183,6 @@ def new_layout_page(origin: str, destination: str, date: str, fares: Sequence[Fa
     parts.append("</section>\n</main>\n")
     parts.append(_FOOTER)
     return "".join(parts)
-
-
-_JS_SHELL = """<main>
-<h1>{route}</h1>
-<div id="app"><p class="loading">Carregando voos…</p></div>
-</main>
-<script type="application/octet-stream" id="fares-data">{data}</script>
-<script>
-(function () {{
-  "use strict";
-  function brl(cents) {{
-    var units = String(Math.floor(cents / 100)).replace(/\\B(?=(\\d{{3}})+(?!\\d))/g, ".");
-    return "R$ " + units + "," + String(cents % 100).padStart(2, "0");
-  }}
-  function cell(row, name, text) {{
-    var td = document.createElement("td");
-    td.className = name;
-    td.textContent = text;
-    row.appendChild(td);
-  }}
-  function render(search) {{
-    var app = document.getElementById("app");
-    var summary = document.createElement("p");
-    summary.className = "summary";
-    summary.textContent = search.fares.length + " voos em " + search.date;
-    var table = document.createElement("table");
-    table.id = "results";
-    var body = document.createElement("tbody");
-    search.fares.forEach(function (fare) {{
-      var row = document.createElement("tr");
-      row.className = "flight";
-      cell(row, "flight", fare[0]);
-      cell(row, "departure", fare[1]);
-      cell(row, "arrival", fare[2]);
-      cell(row, "price", brl(fare[3]));
-      body.appendChild(row);
-    }});
-    table.appendChild(body);
-    app.replaceChildren(summary, table);
-  }}
-  var raw = atob(document.getElementById("fares-data").textContent.trim());
-  var bytes = Uint8Array.from(raw, function (c) {{ return c.charCodeAt(0); }});
-  var search = JSON.parse(new TextDecoder().decode(bytes));
-  setTimeout(function () {{ render(search); }}, {delay_ms});
-}})();
-</script>
-"""
-
-# Milliseconds the JS page waits before it renders its fares (as if fetching them).
-JS_RENDER_DELAY_MS = 50
-
-
-def js_results_page(origin: str, destination: str, date: str, fares: Sequence[Fare]) -> str:
-    """Render the ``demo-js`` page: no fares in the markup; a script renders ``table#results``.
-
-    The fares travel base64-encoded inside the page and appear only once the script
-    has run, as on airline sites built as JavaScript applications.
-    """
-    route = f"{_city(origin)} ({origin}) → {_city(destination)} ({destination})"
-    search = {"date": date, "fares": [
-        [fare.flight, fare.departure, fare.arrival,
-         int(Decimal(fare.price).quantize(Decimal("0.01")) * 100)] for fare in fares]}
-    data = base64.b64encode(json.dumps(search, ensure_ascii=False).encode()).decode()
-    return (_HEAD.format(title=escape(f"{origin} → {destination} em {date}"))
-            + _JS_SHELL.format(route=escape(route), data=data, delay_ms=JS_RENDER_DELAY_MS)
-            + _FOOTER)
 
 
 _OPTIONAL_END_TAGS = re.compile(r"</(td|th|tr|tbody|thead|p)>")

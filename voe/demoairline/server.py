@@ -33,11 +33,18 @@ from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 from voe.demoairline import pagefaults
 from voe.demoairline.fares import UnknownRoute, check_date, drift_prices, fares_for
 from voe.demoairline.faults import Faults
+from voe.demoairline.jspage import (
+    CONSENT_COOKIE,
+    CONSENT_VALUE,
+    asset,
+    consent_page,
+    has_consent,
+    js_results_page,
+)
 from voe.demoairline.pages import (
     block_page,
     captcha_page,
     error_page,
-    js_results_page,
     new_layout_page,
     results_page,
     sloppy,
@@ -63,6 +70,12 @@ TRICKLE_SECONDS = 1.0
 ENDLESS_CHUNK = 64 * 1024
 
 SEARCH_PATHS = ("/search", "/api/search", "/js/search")
+# The JS page's own requests (not searches: counted apart in ``/stats``).
+JS_FARES_PATH = "/js/fares"
+CONSENT_PATH = "/consent"
+STATIC_PREFIX = "/static/"
+# The cookie the JS page gives each new visitor (a number), to tell returning ones.
+VISITOR_COOKIE = "voe_visitor"
 _AIRPORT_CODE = re.compile(r"[A-Z]{3}")
 _ERROR_STATUSES = ("500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable")
 
@@ -109,6 +122,12 @@ class Stats:
         self.per_second: dict[int, int] = {}
         # Trickled or endless bodies still being sent (each stops when its client leaves).
         self.streaming = 0
+        # The JS page's sub-resources served, by kind; its fare requests; its consents;
+        # and its searches that came with a visitor cookie from an earlier visit.
+        self.assets: Counter[str] = Counter()
+        self.js_fares = 0
+        self.consents = 0
+        self.returning = 0
 
     def begin(self, client: str) -> None:
         """Count a search request that starts now."""
@@ -153,6 +172,8 @@ class Stats:
             "statuses": dict(sorted(self.statuses.items())),
             "faults": dict(sorted(self.faults.items())),
             "streaming": self.streaming,
+            "js_page": {"assets": dict(sorted(self.assets.items())), "fares": self.js_fares,
+                        "consents": self.consents, "returning": self.returning},
             "clients": self.clients,
         }
 
@@ -226,6 +247,8 @@ class DemoAirline:
                  start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request (WSGI entry point)."""
         path = environ.get("PATH_INFO", "")
+        if path.startswith(STATIC_PREFIX) or path in (JS_FARES_PATH, CONSENT_PATH):
+            return self._js_page_request(environ, start_response, path)
         if path not in (*SEARCH_PATHS, "/stats", "/captcha"):
             return _html(start_response, "404 Not Found", f"no page at {path}")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
@@ -250,6 +273,34 @@ class DemoAirline:
             return self._search(environ, answer, path, client)
         finally:
             self.stats.end(client, status[0])
+
+    def _js_page_request(self, environ: dict[str, Any], start_response: StartResponse,
+                         path: str) -> Iterable[bytes]:
+        """Answer what the JS page asks by itself: a sub-resource, its fares, the consent."""
+        if path == CONSENT_PATH:
+            self.stats.consents += 1
+            return _respond(start_response, "204 No Content", "text/plain", b"", [
+                ("Set-Cookie", f"{CONSENT_COOKIE}={CONSENT_VALUE}; Path=/; SameSite=Lax")])
+        if path == JS_FARES_PATH:
+            self.stats.js_fares += 1
+            if self.latency:
+                gevent.sleep(self.latency)
+            status, content_type, body = self._page(environ, "/api/search")
+            return _respond(start_response, status, content_type, body)
+        found = asset(path)
+        if found is None:
+            return _html(start_response, "404 Not Found", f"no page at {path}")
+        self.stats.assets[path.split("/")[2]] += 1
+        content_type, body = found
+        return _respond(start_response, "200 OK", content_type, body)
+
+    def _visitor(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        """A JS search's visitor cookie: counted when it came back, else given anew."""
+        if f"{VISITOR_COOKIE}=" in environ.get("HTTP_COOKIE", ""):
+            self.stats.returning += 1
+            return []
+        number = self.stats.requests
+        return [("Set-Cookie", f"{VISITOR_COOKIE}={number}; Path=/; SameSite=Lax")]
 
     def _fault(self, name: str, url: str, nth: int) -> bool:
         if self.faults.hits(name, url, nth):
@@ -306,7 +357,8 @@ class DemoAirline:
                 return self._stream(start_response, content_type, _endless(body), None)
             if self._fault("trickle", url, nth):
                 return self._stream(start_response, content_type, _trickle(body), len(body))
-        return _respond(start_response, status, content_type, body)
+        cookies = self._visitor(environ) if path == "/js/search" else []
+        return _respond(start_response, status, content_type, body, cookies)
 
     def _stream(self, start_response: StartResponse, content_type: str,
                 pieces: Iterator[bytes], length: int | None) -> Iterator[bytes]:
@@ -354,7 +406,11 @@ class DemoAirline:
             return _json_body("200 OK", {"search": search,
                                          "fares": [fare._asdict() for fare in fares]})
         if path == "/js/search":
-            page = js_results_page(origin, destination, date, fares)
+            if (not has_consent(environ.get("HTTP_COOKIE", ""))
+                    and self._fault("consent_wall", url, nth)):
+                page = consent_page(origin, destination)
+            else:
+                page = js_results_page(origin, destination, date, self.faults.js_assets)
         elif self.faults.layout == "new":
             page = new_layout_page(origin, destination, date, fares)
         elif pagefaults.active(self.faults):

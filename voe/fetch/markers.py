@@ -9,8 +9,9 @@ Measured on a 29 KB results page: about 8 µs to lower it and 9 µs per marker (
 demo backend's five: about 55 µs), where decoding and case-folding the page alone
 costs about 100 µs (a fetch costs about 700 µs of CPU, parsing the page about 1 ms).
 
-Apart from ``voe.fetch.blocks`` so that backends which fetch without the chain (a
-browser) can check their pages the same way without importing the chain's errors.
+Apart from ``voe.fetch.blocks`` so that code which reads pages outside the chain can
+check them the same way without importing the chain's errors (browser renders pass the
+chain: ``voe.browser.chained``).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
-"""Headless Chromium for airline pages that render their fares with JavaScript.
+"""A small Chrome DevTools Protocol client for tests that drive a page step by step.
 
-The original drove Firefox through Selenium under Xvfb; this drives Debian's
-``chromium`` in headless mode over the Chrome DevTools Protocol (a websocket per
-page, with ``websocket-client``, which cooperates with gevent once the worker has
-monkey-patched). One ``Browser`` is one Chromium process, started on first use,
-with a bounded pool of pages (tabs): at most ``pages`` renders run at once, the
-rest wait for a free page. ``stop`` ends the process by its PID; on Linux the
-browser also dies with the worker, even a killed one.
-
-Optional at install time: ``pip install 'voe[browser]'`` brings ``websocket-client``.
+The dashboard's tests (tests/test_dashboard.py) emulate a viewport, click and take
+screenshots over CDP with this client (``websocket-client``, in the ``test`` extra).
+voe's own browser backends render through Playwright (``voe.browser``), not this.
+One ``Browser`` is one Chromium process, started on first use, with a bounded pool
+of pages (tabs); ``stop`` ends the process by its PID.
 """
 
 from __future__ import annotations

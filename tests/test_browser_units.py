@@ -1,0 +1,70 @@
+"""The browser's small parts that need no browser: an identity's cookies into a context and
+back, the setting of blocked resource types, and finding processes by PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from requests.cookies import RequestsCookieJar, create_cookie
+
+from tests.cluster import wait_for
+from voe.browser.cookies import from_browser, to_browser
+from voe.browser.process import alive, find_browser, kill
+
+
+def test_an_identitys_cookies_go_into_a_context_and_come_back():
+    jar = RequestsCookieJar()
+    jar.set_cookie(create_cookie("voe_consent", "yes", domain="127.0.0.1", path="/"))
+    jar.set_cookie(create_cookie("session", "abc", domain=".airline.example", path="/app",
+                                 secure=True, expires=2_000_000_000))
+    cookies = sorted(to_browser(jar), key=lambda cookie: cookie["name"])
+    assert cookies == [
+        {"name": "session", "value": "abc", "domain": ".airline.example", "path": "/app",
+         "secure": True, "expires": 2_000_000_000.0},
+        {"name": "voe_consent", "value": "yes", "domain": "127.0.0.1", "path": "/",
+         "secure": False}]
+    back = RequestsCookieJar()
+    from_browser(back, [*cookies, {"name": "voe_visitor", "value": "7", "domain": "127.0.0.1",
+                                   "path": "/", "expires": -1, "httpOnly": True,
+                                   "secure": False, "sameSite": "Lax"}])
+    assert {(c.name, c.value, c.domain, c.path, c.expires) for c in back} == {
+        ("session", "abc", ".airline.example", "/app", 2_000_000_000),
+        ("voe_consent", "yes", "127.0.0.1", "/", None),
+        ("voe_visitor", "7", "127.0.0.1", "/", None)}
+    from_browser(back, [{"name": "voe_visitor", "value": "8", "domain": "127.0.0.1",
+                         "path": "/"}])
+    assert back.get("voe_visitor", domain="127.0.0.1") == "8"  # replaced, not doubled
+
+
+def test_blocked_resource_types_are_checked(make_settings):
+    assert make_settings(voe_browser_block=" image, font ").voe_browser_block == "image,font"
+    assert make_settings(voe_browser_block="").voe_browser_block == ""
+    with pytest.raises(ValueError, match="unknown resource type pictures"):
+        make_settings(voe_browser_block="image,pictures")
+
+
+def test_a_process_is_found_by_its_marker_and_killed_by_pid():
+    marker = f"--voe-render-host=test-{os.getpid()}"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        wait_for(lambda: find_browser(marker) == child.pid, 10, "the child's command line")
+        assert alive(child.pid)
+        kill(child.pid)
+        child.wait(10)
+        assert not alive(child.pid)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_blocked_types_become_url_patterns_where_an_extension_tells_them():
+    from voe.browser.blocking import url_patterns
+
+    assert url_patterns(frozenset({"font"})) == [
+        "*.woff", "*.woff?*", "*.woff2", "*.woff2?*", "*.ttf", "*.ttf?*", "*.otf", "*.otf?*",
+        "*.eot", "*.eot?*"]
+    assert url_patterns(frozenset({"fetch", "xhr"})) == []  # blocked by type instead
