@@ -183,14 +183,7 @@ class Session(requests.Session):
             kwargs["proxies"] = resolve_proxies(request, self.proxies,
                                                 self.trust_env and self.environment.proxies)
         follow = kwargs.pop("allow_redirects", True)
-        run = getattr(self._running, "run", None)
-        if run is None:
-            fetch = FetchRequest(request, kwargs, host_key(request.url or ""))
-        else:
-            run.fetched = True
-            fetch = FetchRequest(request, kwargs, host_key(request.url or ""), run.backend,
-                                 run.key)
-        response = self.chain.fetch(fetch, self._download)
+        response = self.chain.fetch(self._fetch(request, kwargs), self._download)
         if follow and response.is_redirect:
             history = [response, *self.resolve_redirects(response, request, **kwargs)]
             response = history.pop()
@@ -202,14 +195,15 @@ class Session(requests.Session):
         """Pass ``request`` through the fetch chain with ``download`` as its innermost step in
         place of the network (a browser's render), as this greenlet's running job; no
         redirects are followed here (a browser follows its own)."""
+        return self.chain.fetch(self._fetch(request, options), download)
+
+    def _fetch(self, request: requests.PreparedRequest, options: dict[str, Any]) -> FetchRequest:
+        """One fetch of ``request``, for this greenlet's running job if there is one."""
         run = getattr(self._running, "run", None)
         if run is None:
-            fetch = FetchRequest(request, options, host_key(request.url or ""))
-        else:
-            run.fetched = True
-            fetch = FetchRequest(request, options, host_key(request.url or ""), run.backend,
-                                 run.key)
-        return self.chain.fetch(fetch, download)
+            return FetchRequest(request, options, host_key(request.url or ""))
+        run.fetched = True
+        return FetchRequest(request, options, host_key(request.url or ""), run.backend, run.key)
 
     def _download(self, fetch: FetchRequest) -> requests.Response:
         """The chain's innermost step: one try of the request and its whole body, within the
