@@ -1,4 +1,4 @@
-"""A worker's prefetch follows its pace (voe/credit.py): more for fast jobs, the setting for slow."""
+"""A worker's prefetch follows its pace (voe/credit.py): more for fast jobs, as set for slow."""
 
 from __future__ import annotations
 
