@@ -225,6 +225,8 @@ def test_slow_worker_never_holds_more_than_its_credit(tmp_path, airline):
     very_slow = Airline(tmp_path, latency_ms=1500)
     cluster = Cluster(tmp_path, airline.url, days=10,
                       airports='["GRU", "REC", "SSA", "POA", "BSB"]')  # 200 jobs
+    # The credit as configured: a prefetch that follows the pace is tests/test_credit.py's.
+    cluster.env["VOE_PREFETCH_SECONDS"] = "0"
     try:
         cluster.sink()
         master = cluster.master()

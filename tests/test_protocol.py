@@ -20,6 +20,7 @@ FARE = Fare("G3 1234", "07:15", "09:40", "1234.56", "BRL")
 @pytest.mark.parametrize("frame, message", [
     (protocol.encode_hello("w1", 8, 2, [(1, "a")]), protocol.Hello("w1", 8, 2, ((1, "a"),))),
     (protocol.encode_finished([(1, "a"), (2, "b")]), protocol.Finished(((1, "a"), (2, "b")))),
+    (protocol.encode_finished([(1, "a")], prefetch=40), protocol.Finished(((1, "a"),), 40)),
     (protocol.encode_heartbeat("abc"), protocol.Heartbeat("abc")),
     (protocol.encode_bye(), protocol.Bye()),
     (protocol.encode_jobs([JOB]), protocol.Jobs((JOB,))),
@@ -156,6 +157,9 @@ def test_mutated_results_with_field_counts_decode_or_are_rejected():
     (_frame(t="jobs", j=[[1, 2]]), "bad-schema"),
     (_frame(t="jobs"), "bad-schema"),
     (_frame(t="hello", w="w", c=0, p=1, k=[]), "bad-schema"),
+    (_frame(t="finished", k=[[1, "a"]], p=-1), "bad-schema"),
+    (_frame(t="finished", k=[[1, "a"]], p="many"), "bad-schema"),
+    (_frame(t="finished", k=[[1, "a"]], p=100_001), "bad-schema"),
     (_frame(t="result", j=[JOB.id, 1, 1, "demo", "GRU", "REC", "d", None], s="maybe",
             f=[], e=None, w="w", d=0.1), "bad-schema"),
     (_frame(t="acks", a=[[1, "id", 1, "stolen", None]]), "bad-schema"),

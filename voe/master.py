@@ -341,6 +341,8 @@ class Master:
         elif isinstance(message, protocol.Finished):
             if peer is not None:
                 self.peers.release(peer, message.keys)
+                if message.prefetch is not None:  # its pace changed (voe.credit)
+                    peer.prefetch = message.prefetch
             now = time.monotonic()
             for key in message.keys:
                 lease = self.leases.get(key)

@@ -7,7 +7,7 @@ they count and log. Jobs and fares travel as arrays to keep frames small and fas
 
 Message types:
   hello     worker -> master   name, concurrency, prefetch (sets the worker's credit), address
-  finished  worker -> master   jobs the worker no longer holds (returns credit)
+  finished  worker -> master   jobs the worker no longer holds (returns credit), new prefetch
   heartbeat both ways          liveness; the sink's (sink -> master) also says what it
                                waits for when its store is down ("" when storing)
   bye       worker -> master   the worker is leaving; its jobs go back at once
@@ -82,9 +82,11 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """Jobs a worker has finished with (their results are on the way to the sink)."""
+    """Jobs a worker has finished with (their results are on the way to the sink), and the
+    prefetch it now asks for when its pace changed it (None: unchanged; see voe.credit)."""
 
     keys: tuple[tuple[int, str], ...]
+    prefetch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +182,12 @@ def encode_hello(worker: str, concurrency: int, prefetch: int,
                          "k": [list(key) for key in held], "a": address[:MAX_ADDRESS]})
 
 
-def encode_finished(keys: list[tuple[int, str]]) -> bytes:
-    """Encode the (cycle, job id) pairs a worker no longer holds."""
-    return _pack(FINISHED, {"k": [list(key) for key in keys]})
+def encode_finished(keys: list[tuple[int, str]], prefetch: int | None = None) -> bytes:
+    """Encode the (cycle, job id) pairs a worker no longer holds, and a new prefetch if any."""
+    body: dict[str, Any] = {"k": [list(key) for key in keys]}
+    if prefetch is not None:
+        body["p"] = prefetch
+    return _pack(FINISHED, body)
 
 
 def encode_heartbeat(epoch: str = "", waiting: str = "") -> bytes:
@@ -400,7 +405,8 @@ def _parse_hello(body: dict[str, Any]) -> Hello:
 
 
 def _parse_finished(body: dict[str, Any]) -> Finished:
-    return Finished(_keys(body["k"]))
+    prefetch = body.get("p")
+    return Finished(_keys(body["k"]), None if prefetch is None else _int(prefetch, 0, 100_000))
 
 
 def _parse_throttled(body: dict[str, Any]) -> Throttled:

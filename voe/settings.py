@@ -217,6 +217,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Searches a worker runs at once."),
     Setting("VOE_PREFETCH", "2", _non_negative_int, "a whole number of at least 0",
             "Jobs a worker may hold beyond its free concurrency."),
+    Setting("VOE_PREFETCH_SECONDS", "0.01", _non_negative_float, "a number of seconds, 0 or more",
+            "A worker whose jobs finish fast holds this much of its pace in jobs beyond "
+            "VOE_PREFETCH (up to 8x its concurrency), so quick jobs do not wait on messages; "
+            "0 keeps the prefetch at VOE_PREFETCH."),
     Setting("VOE_MAX_UNSTORED", "5000", _positive_int, "a whole number of at least 1",
             "Results between the workers and the store (finished, not yet acknowledged) at "
             "which the master stops leasing until the sink catches up."),

@@ -27,6 +27,7 @@ import zmq.green as zmq
 from voe import gcpolicy, protocol
 from voe.backends import UnknownBackend, get_backend
 from voe.backends.base import BackendError, ParseError
+from voe.credit import PrefetchGauge
 from voe.farepipeline import FarePipeline
 from voe.http import new_session
 from voe.keptpages import keep_page
@@ -82,6 +83,9 @@ class Worker:
         self.master_silent = False
         self.concurrency = concurrency or settings.voe_concurrency
         self.prefetch = settings.voe_prefetch if prefetch is None else prefetch
+        # The prefetch asked of the master: the configured one, more while jobs are fast.
+        self.gauge = PrefetchGauge(self.prefetch, self.concurrency,
+                                   settings.voe_prefetch_seconds)
         self.name = name or f"{stdlib_socket.gethostname()}-{os.getpid()}"
         self.address = local_address(settings.master_ip, settings.voe_jobs_port)
         self.context = zmq.Context.instance()
@@ -160,8 +164,9 @@ class Worker:
                 log.exception("backend %s failed to close", name)
 
     def _hello(self) -> None:
-        self.to_master.put(protocol.encode_hello(self.name, self.concurrency, self.prefetch,
-                                                 list(self.held), self.address))
+        self.to_master.put(protocol.encode_hello(self.name, self.concurrency,
+                                                 self.gauge.current, list(self.held),
+                                                 self.address))
 
     # Greenlets ---------------------------------------------------------------
 
@@ -257,7 +262,7 @@ class Worker:
     def _flush_finished(self) -> None:
         if self.finished:
             keys, self.finished = self.finished, []
-            self.to_master.put(protocol.encode_finished(keys))
+            self.to_master.put(protocol.encode_finished(keys, self.gauge.finished(len(keys))))
 
     def _heartbeat(self) -> None:
         """Beat every interval; reconnect when the master has been silent too long."""
