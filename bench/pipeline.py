@@ -2,7 +2,8 @@
 
 voe: ``voe master --once`` -> 2 ``voe worker`` -> ``voe sink`` -> fares.db, timed from
 the master's start until it exits (every job done, 5 x N fares stored). Run at
-voe's default credit (``--prefetch 2``) and, for the record, at ``--tuned-prefetch``.
+voe's default credit (``--prefetch 2``, growing with the pace: ``voe/credit.py``) and,
+for the record, at ``--tuned-prefetch``.
 
 raw pyzmq (``raw_zmq.py``): ventilator -> 2 workers -> sink -> SQLite, one message
 per job and per result, no leases, acks or ledger; timed from the ventilator's
@@ -304,7 +305,8 @@ def main() -> int:
     celery_n = args.celery_n or min(args.n, CELERY_DEFAULT_MAX)
     notes = [
         f"{WORKERS} workers everywhere: 2 `voe worker` processes (null backend, voe's defaults: "
-        "concurrency 16, prefetch 2, so credit 18 each); "
+        "concurrency 16, prefetch 2 and VOE_PREFETCH_SECONDS 0.01: a credit of 18 each that "
+        "grows with the worker's pace, to 16 + 128 at most, voe/credit.py); "
         "2 raw pyzmq worker processes; 1 Celery prefork worker with 2 pool processes.",
         "Every system computes the same 5 fares per job (voe's null backend code) and stores "
         "5 x N rows in SQLite (WAL, synchronous=NORMAL) in batches of up to 2,000 results; "
