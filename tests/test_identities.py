@@ -249,6 +249,25 @@ def test_a_job_run_without_a_fetch_serves_no_identity_and_runs_nest(cookie_site,
         session.close()
 
 
+def test_cookies_an_answer_sets_go_back_and_a_requests_own_go_along(cookie_site,
+                                                                    make_settings):
+    """Outside a job too: an answer's cookies are filed and sent back, the response carries
+    those it set (none when it set none), and a request's own cookies are sent with them."""
+    session = new_session(make_settings(voe_http_retries=0))
+    try:
+        first = session.get(cookie_site + "/search", timeout=5)
+        visitor = first.cookies.get("visitor")
+        assert first.json()["cookie"] == "" and visitor
+        second = session.get(cookie_site + "/search", timeout=5)
+        assert second.json()["cookie"] == f"visitor={visitor}"
+        assert len(second.cookies) == 0  # it set none
+        third = session.get(cookie_site + "/search", cookies={"consent": "yes"}, timeout=5)
+        assert sorted(third.json()["cookie"].split("; ")) == ["consent=yes",
+                                                              f"visitor={visitor}"]
+    finally:
+        session.close()
+
+
 def test_a_user_agent_the_backend_chose_is_kept(cookie_site, make_settings):
     session = new_session(make_settings(voe_user_agents="UA-1|UA-2", voe_http_retries=0))
     try:

@@ -42,7 +42,7 @@ from requests.cookies import (
 from requests.hooks import dispatch_hook
 from requests.sessions import merge_hooks
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_netrc_auth, resolve_proxies
+from requests.utils import get_encoding_from_headers, get_netrc_auth, resolve_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -85,9 +85,31 @@ class _HTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+def _sets_cookies(raw: Any) -> bool:
+    """Whether a urllib3 response carries cookies: without, filing them is a no-op, and a
+    costly one (a mock request and response, a URL parse, a lock per jar)."""
+    headers = getattr(raw, "headers", None)
+    return headers is None or "Set-Cookie" in headers or "Set-Cookie2" in headers
+
+
 class _Adapter(HTTPAdapter):
     """An HTTPAdapter whose pools check connection liveness without yielding to gevent, and
     never retry (requests' default ``max_retries``): retries are the fetch chain's."""
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        """requests' own, filing the answer's cookies only when it sets any."""
+        response = requests.Response()
+        response.status_code = getattr(resp, "status", None)
+        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        if _sets_cookies(resp):
+            extract_cookies_to_jar(response.cookies, req, resp)
+        response.request = req
+        response.connection = self
+        return response
 
     def init_poolmanager(self, *args: object, **kwargs: object) -> None:
         """Build the pool manager, then swap in the non-yielding pool classes."""
@@ -129,9 +151,13 @@ class Session(requests.Session):
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         """requests' ``prepare_request``, with ``.netrc`` looked up only if the session found
-        one and plain dictionaries merged without requests' slow type checks."""
-        merged_cookies = merge_cookies(RequestsCookieJar(), self.cookies)
+        one, plain dictionaries merged without requests' slow type checks, and no cookie work
+        when neither the session nor the request holds a cookie (the request's jar is then a
+        fresh empty one, as requests would make)."""
+        merged_cookies = RequestsCookieJar()
         cookies = request.cookies
+        if self.cookies:
+            merged_cookies = merge_cookies(merged_cookies, self.cookies)
         if cookies:  # requests merges an empty jar too, which adds nothing
             if not isinstance(cookies, CookieJar):
                 cookies = cookiejar_from_dict(cookies)
@@ -139,14 +165,19 @@ class Session(requests.Session):
         auth = request.auth
         if self.trust_env and not auth and not self.auth and self.environment.netrc:
             auth = get_netrc_auth(request.url)
+        auth = merge_setting(auth, self.auth)
         prepared = requests.PreparedRequest()
-        prepared.prepare(
-            method=request.method.upper(), url=request.url, files=request.files,
-            data=request.data, json=request.json,
-            headers=merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict),
-            params=merge_setting(request.params, self.params),
-            auth=merge_setting(auth, self.auth), cookies=merged_cookies,
-            hooks=merge_hooks(request.hooks, self.hooks))
+        prepared.prepare_method(request.method.upper())
+        prepared.prepare_url(request.url, merge_setting(request.params, self.params))
+        prepared.prepare_headers(merge_setting(request.headers, self.headers,
+                                               dict_class=CaseInsensitiveDict))
+        if merged_cookies:
+            prepared.prepare_cookies(merged_cookies)
+        else:
+            prepared._cookies = merged_cookies  # nothing to put in a Cookie header
+        prepared.prepare_body(request.data, request.files, request.json)
+        prepared.prepare_auth(auth, request.url)
+        prepared.prepare_hooks(merge_hooks(request.hooks, self.hooks))
         return prepared
 
     def merge_environment_settings(self, url: str, proxies: dict[str, str] | None,
@@ -238,8 +269,9 @@ class Session(requests.Session):
             raise
         response.elapsed = timedelta(seconds=time.perf_counter() - started)
         response = dispatch_hook("response", request.hooks, response, **options)
-        jar = self.cookies if fetch.cookies is None else fetch.cookies  # an identity's own
-        extract_cookies_to_jar(jar, request, response.raw)
+        if _sets_cookies(response.raw):
+            jar = self.cookies if fetch.cookies is None else fetch.cookies  # an identity's own
+            extract_cookies_to_jar(jar, request, response.raw)
         return response
 
 

@@ -291,7 +291,7 @@ def read_page(page: bytes) -> ResultsPage:
     if len(page) > MAX_PAGE_BYTES:
         raise ParseError(f"page of {len(page)} bytes, over the {MAX_PAGE_BYTES} limit",
                          page=page)
-    if not page.strip():
+    if not page or page.isspace():  # no copy of the page, unlike strip()
         raise ParseError("empty page", page=page)
     try:
         root = etree.fromstring(page, _PARSER)

@@ -277,10 +277,13 @@ class IdentityPool:
 def _add_cookies(prepared: requests.PreparedRequest, jar: RequestsCookieJar) -> None:
     """Add the cookies of ``jar`` for this URL to the request's Cookie header; a cookie the
     backend set itself (same name) wins."""
+    # The jar writes no header for a request that has one already: ask it without.
+    present = prepared.headers.pop("Cookie", "")
     own = get_cookie_header(jar, prepared)
+    if present:
+        prepared.headers["Cookie"] = present
     if not own:
         return
-    present = prepared.headers.get("Cookie", "")
     names = {part.split("=", 1)[0].strip() for part in present.split(";") if part.strip()}
     added = [part for part in own.split("; ") if part.split("=", 1)[0].strip() not in names]
     if added:
