@@ -59,7 +59,7 @@ from common import (
     write_plan,
 )
 from proctree import TreeMeter, TreeUsage
-from scrape import _voe_sample, check_sample
+from scrape import check_peer, check_voe_run
 
 from voe.demoairline.fares import AIRPORTS
 
@@ -123,16 +123,7 @@ def run_voe(tmp: Path, airline: Proc, url: str, plan: Path, pages: int, flights:
         beside = sink.cpu_since_mark() + master.cpu()
         if master.returncode != 0:
             raise RuntimeError(f"voe master exited {master.returncode}:\n{master.log_tail()}")
-        first = float(cluster.first_job_file("worker-1").read_text())
-        wall = cluster.last_stored_at() - first
-        states = cluster.ledger_states()
-        results, fares = cluster.store_counts()
-        if states != {"done": pages} or results != pages or fares != flights * pages:
-            log = cluster.data_dir / "worker.log"
-            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
-            raise RuntimeError(f"voe: ledger {states}, {results} results, {fares} fares; "
-                               "the worker's log ends:\n" + "\n".join(tail))
-        matched = check_sample(url, _voe_sample(cluster.data_dir / "fares.db", pages))
+        wall, fares, matched = check_voe_run(cluster, url, pages, flights)
         check = (f"{pages:,} jobs done, {fares:,} fares = {flights} x pages; {matched} sampled "
                  f"pages equal /api/search; {usage.describe()}; master and sink beside it "
                  f"{beside:.2f} CPU s (not counted, as in scrape.py)")
@@ -165,12 +156,7 @@ def run_playwright(tmp: Path, airline: Proc, url: str, jobs_file: Path, pages: i
     finally:
         stop_all([proc])
     summary = json.loads(out.read_text())
-    if code != 0 or summary["errors"] or summary["pages"] != pages \
-            or summary["fares"] != flights * pages:
-        raise RuntimeError(f"{PLAYWRIGHT} failed ({code}): {summary['pages']} pages, "
-                           f"{summary['fares']} fares, {summary['errors']} errors\n"
-                           f"{proc.log_tail()}")
-    matched = check_sample(url, summary["sample"])
+    matched = check_peer(PLAYWRIGHT, code, summary, url, pages, flights, proc)
     check = (f"{pages:,} pages, {summary['fares']:,} fares = {flights} x pages; {matched} "
              f"sampled pages equal /api/search; {usage.describe()}")
     return Outcome(PLAYWRIGHT, pages, summary["fares"], summary["wall"], usage, airline_cpu,

@@ -112,20 +112,42 @@ def run_voe(tmp: Path, airline: Proc, url: str, plan: Path, pages: int, flights:
         stop_profiler(profiler)
         if master.returncode != 0:
             raise RuntimeError(f"voe master exited {master.returncode}:\n{master.log_tail()}")
-        first = float(cluster.first_job_file("worker-1").read_text())
-        wall = cluster.last_stored_at() - first
-        states = cluster.ledger_states()
-        results, fares = cluster.store_counts()
-        if states != {"done": pages} or results != pages or fares != flights * pages:
-            raise RuntimeError(f"voe: ledger {states}, {results} results, {fares} fares")
-        sample = _voe_sample(cluster.data_dir / "fares.db", pages)
-        matched = check_sample(url, sample)
+        wall, fares, matched = check_voe_run(cluster, url, pages, flights)
         check = (f"{pages:,} jobs done, {fares:,} fares = {flights} x pages; "
                  f"{matched} sampled pages equal /api/search; "
                  + ("CURVE encryption on (voe's default)" if cluster.curve else "no CURVE"))
         return Outcome("voe worker", pages, fares, wall, cpu, airline_cpu, check)
     finally:
         cluster.stop()
+
+
+def check_peer(name: str, code: int | None, summary: dict, url: str, pages: int,
+               flights: int, proc: Proc) -> int:
+    """The sampled pages of a peer's summary that equal /api/search; ``RuntimeError`` (with
+    the end of its log) unless it exited 0 with every page and ``flights`` fares on each."""
+    if code != 0 or summary["errors"] or summary["pages"] != pages \
+            or summary["fares"] != flights * pages:
+        raise RuntimeError(f"{name} failed ({code}): {summary['pages']} pages, "
+                           f"{summary['fares']} fares, {summary['errors']} errors\n"
+                           f"{proc.log_tail()}")
+    return check_sample(url, summary["sample"])
+
+
+def check_voe_run(cluster: VoeCluster, url: str, pages: int, flights: int
+                  ) -> tuple[float, int, int]:
+    """Wall seconds from worker-1's first job to the last result stored, the fares stored
+    and the sampled pages that equal /api/search; ``RuntimeError`` (with the end of the
+    worker's log) unless every job is done with ``flights`` fares."""
+    first = float(cluster.first_job_file("worker-1").read_text())
+    wall = cluster.last_stored_at() - first
+    states = cluster.ledger_states()
+    results, fares = cluster.store_counts()
+    if states != {"done": pages} or results != pages or fares != flights * pages:
+        log = cluster.data_dir / "worker.log"
+        tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+        raise RuntimeError(f"voe: ledger {states}, {results} results, {fares} fares; "
+                           "the worker's log ends:\n" + "\n".join(tail))
+    return wall, fares, check_sample(url, _voe_sample(cluster.data_dir / "fares.db", pages))
 
 
 def _voe_sample(store: Path, pages: int) -> dict[str, list[list[str]]]:
@@ -153,12 +175,7 @@ def run_peer(name: str, argv: list[str], tmp: Path, airline: Proc, url: str, pag
     text = out.read_text() if out is not None and out.exists() else \
         proc.log_path.read_text().strip().splitlines()[-1]
     summary = json.loads(text)
-    if code != 0 or summary["errors"] or summary["pages"] != pages \
-            or summary["fares"] != flights * pages:
-        raise RuntimeError(f"{name} failed ({code}): {summary['pages']} pages, "
-                           f"{summary['fares']} fares, {summary['errors']} errors\n"
-                           f"{proc.log_tail()}")
-    matched = check_sample(url, summary["sample"])
+    matched = check_peer(name, code, summary, url, pages, flights, proc)
     check = (f"{pages:,} pages, {summary['fares']:,} fares = {flights} x pages; "
              f"{matched} sampled pages equal /api/search")
     return Outcome(name, pages, summary["fares"], summary["wall"], summary["cpu"],
