@@ -67,8 +67,11 @@ def test_ctrl_c_stops_everything_and_the_next_run_resumes(tmp_path):
     data_dir = tmp_path / "data"
     command = [sys.executable, "-m", "voe", "run", "--workers", "1", "--concurrency", "2",
                "--latency-ms", "200"]
+    # Ctrl-C as a terminal gives it, whatever this test inherited: a test run started in the
+    # background of a shell ignores SIGINT, and so would its children.
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: (data_dir / "fares.db").exists() and stored_jobs(data_dir)[0] >= 10,
                  60, "some jobs stored")
