@@ -3,8 +3,9 @@
 The page's URL goes through the worker session's fetch chain (``voe.fetch``) like an
 HTTP backend's request, with the render as the chain's innermost step instead of the
 network. So the render gets the chain's deadline (``VOE_FETCH_DEADLINE``, the
-render's time), the job's identity (its proxy, User-Agent and cookies become the
-browser context's; the context's cookies go back to the identity), a per-host slot
+render's time), the job's identity (its proxy, User-Agent and cookies become those of
+the identity's browser context, ``voe.browser.profiles``; the context's cookies go
+back to the identity), a per-host slot
 and any Retry-After pause, retries of a 429 or 5xx answer, block detection (a
 blocking status, the backend's ``block_markers`` in the rendered page: a
 ``BlockedError`` that retires the identity) and throttle counting for the master.
@@ -39,6 +40,16 @@ def _proxy(fetch: FetchRequest) -> str:
     return proxies.get(scheme) or proxies.get("all") or ""
 
 
+def _identity(fetch: FetchRequest, session: Any) -> tuple[str, bool]:
+    """The render's profile (its identity's number; empty without identities, when the
+    session's jar is every job's) and whether the identity serves no job after this one."""
+    identity = fetch.meta.get("identity")
+    if identity is None:
+        return "", False
+    pool = getattr(session, "identities", None)
+    return str(identity.number), pool is not None and pool.used_up(identity)
+
+
 class RenderDownload:
     """The chain's innermost step for one page: render it, answer like a download."""
 
@@ -54,9 +65,10 @@ class RenderDownload:
         """Render ``fetch``'s URL as its identity, within its deadline and body cap."""
         jar = fetch.cookies if fetch.cookies is not None else self.session.cookies
         url = fetch.request.url or ""
+        profile, last = _identity(fetch, self.session)
         task = RenderTask(url, self.ready, self.consent,
                           fetch.request.headers.get("User-Agent", ""), _proxy(fetch),
-                          to_browser(jar))
+                          to_browser(jar), profile, last)
         deadline = fetch.deadline or time.monotonic() + self.seconds
         rendered = self.browser.render(task, deadline)
         from_browser(jar, rendered.cookies)

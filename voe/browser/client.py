@@ -51,7 +51,9 @@ class RenderTask:
     """What to render: the URL, as which identity, and what says the page is ready.
 
     ``ready`` is a CSS selector (empty: wait for network idle); ``consent`` a button to
-    click when it shows up instead; ``cookies`` are Playwright's cookie objects.
+    click when it shows up instead; ``cookies`` are Playwright's cookie objects;
+    ``profile`` names the identity (its renders share a browser context,
+    ``voe.browser.profiles``) and ``last`` says that the identity renders nothing after.
     """
 
     url: str
@@ -60,6 +62,8 @@ class RenderTask:
     user_agent: str = ""
     proxy: str = ""
     cookies: list[dict[str, Any]] = field(default_factory=list)
+    profile: str = ""
+    last: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Browser:
         environment = {**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
         host = gevent_subprocess.Popen(
             [sys.executable, "-m", "voe.browser.host", "--executable", executable,
-             "--block", ",".join(self.block)],
+             "--block", ",".join(self.block), "--spare", str(self.pages)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self.host = host

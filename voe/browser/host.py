@@ -41,6 +41,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from voe.browser.process import find_browser, kill
+from voe.browser.profiles import Profiles
 from voe.browser.render import render
 
 log = logging.getLogger("voe.browser.host")
@@ -56,11 +57,13 @@ MAX_LINE = 1 << 20
 class Host:
     """The browser of one worker and the renders it runs."""
 
-    def __init__(self, executable: str, block: frozenset[str]) -> None:
+    def __init__(self, executable: str, block: frozenset[str], spare: int = 4) -> None:
         self.executable = executable
         self.block = block
+        self.spare = spare
         self.playwright: Playwright | None = None
         self.browser: Browser | None = None
+        self.profiles: Profiles | None = None  # the browser's contexts, by identity
         self.pid: int | None = None
         self._launching = asyncio.Lock()
         self._launches = itertools.count(1)
@@ -73,11 +76,13 @@ class Host:
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()
 
-    async def ensure_browser(self) -> Browser:
-        """The running browser, launched anew if there is none (first use, crash, kill)."""
+    async def ensure_browser(self) -> tuple[Browser, Profiles]:
+        """The running browser and its contexts, launched anew if there is none (first use,
+        crash, kill)."""
         async with self._launching:
-            if self.browser is not None and self.browser.is_connected():
-                return self.browser
+            if (self.browser is not None and self.browser.is_connected()
+                    and self.profiles is not None):
+                return self.browser, self.profiles
             if self.browser is not None:
                 log.warning("browser (pid %s) is gone; launching another", self.pid)
                 self.forget_browser()
@@ -89,8 +94,9 @@ class Host:
                 args=[*CHROMIUM_ARGS, marker])
             self.pid = find_browser(marker)
             self.browser.on("disconnected", self._disconnected)
+            self.profiles = Profiles(self.browser, self.spare)
             self.emit({"started": self.pid, "executable": self.executable})
-            return self.browser
+            return self.browser, self.profiles
 
     def _disconnected(self, browser: Browser) -> None:
         """The browser is gone (crashed, killed): end its renders now, not at their deadline."""
@@ -104,6 +110,7 @@ class Host:
         if self.pid is not None:
             kill(self.pid)
         self.browser = None
+        self.profiles = None  # its contexts went with it
         self.pid = None
 
     async def serve(self, number: int, task: dict[str, Any], timeout: float) -> None:
@@ -134,12 +141,12 @@ class Host:
                                                                  f"{error}"})
 
     async def _render(self, task: dict[str, Any], deadline: float) -> dict[str, Any]:
-        browser = await self.ensure_browser()
+        browser, profiles = await self.ensure_browser()
         running = asyncio.current_task()
         assert running is not None  # a coroutine run by serve's task
         self._renders[running] = browser
         try:
-            return await render(browser, task, self.block, deadline)
+            return await render(profiles, task, self.block, deadline)
         finally:
             del self._renders[running]
 
@@ -181,9 +188,9 @@ class Host:
             await self.playwright.stop()
 
 
-async def main(executable: str, block: frozenset[str]) -> None:
+async def main(executable: str, block: frozenset[str], spare: int = 4) -> None:
     """Serve renders read from standard input until it ends."""
-    host = Host(executable, block)
+    host = Host(executable, block, spare)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -202,15 +209,17 @@ async def main(executable: str, block: frozenset[str]) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """The host's command line: ``--executable PATH --block TYPES``."""
+    """The host's command line: ``--executable PATH --block TYPES --spare N``."""
     parser = argparse.ArgumentParser(prog="python -m voe.browser.host")
     parser.add_argument("--executable", required=True)
     parser.add_argument("--block", default="", help="resource types to abort, commas between")
+    parser.add_argument("--spare", type=int, default=4,
+                        help="idle browser contexts (identities) kept open at most (4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     block = frozenset(part.strip() for part in args.block.split(",") if part.strip())
-    asyncio.run(main(args.executable, block))
+    asyncio.run(main(args.executable, block, args.spare))
 
 
 if __name__ == "__main__":

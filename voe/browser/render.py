@@ -1,14 +1,16 @@
-"""One render in the render host: a fresh browser context, the page, its readiness, its cookies.
+"""One render in the render host: a page in its identity's context, its readiness, its cookies.
 
-Every render gets its own ``BrowserContext`` (Playwright's incognito profile) with the
-job's identity: its User-Agent, its proxy and its cookies; nothing else carries over
-from one job to the next. Requests for what a fare page does not need (the resource
-types of ``VOE_BROWSER_BLOCK``: images, fonts, media by default) are never sent
-(``voe.browser.blocking``). The page's status is the one of its document (``goto``'s response); an
-error answer is read as it is. Otherwise the render waits for the backend's ready
-selector (or, without one, for the network to go idle), and when the backend names a
-consent button that shows up instead, clicks it and waits again. The context is
-closed however the render ends; the cookies it held are handed back for the identity.
+Every render opens a page in the browser context of the job's identity
+(``voe.browser.profiles``): its User-Agent, its proxy, and exactly the identity's
+cookies (the context's are replaced by the identity's jar when no other render of the
+identity runs in it); nothing carries over between identities. Requests for what a
+fare page does not need (the resource types of ``VOE_BROWSER_BLOCK``: images, fonts,
+media by default) are never sent (``voe.browser.blocking``). The page's status is
+the one of its document (``goto``'s response); an error answer is read as it is.
+Otherwise the render waits for the backend's ready selector (or, without one, for the
+network to go idle), and when the backend names a consent button that shows up
+instead, clicks it and waits again. The page is closed however the render ends; the
+context's cookies are handed back for the identity.
 """
 
 from __future__ import annotations
@@ -17,14 +19,12 @@ import asyncio
 import time
 from typing import Any
 
-from playwright.async_api import Browser, Page
+from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from voe.browser.blocking import block_requests
+from voe.browser.profiles import Profiles
 
-# Chromium never proxies loopback addresses unless told so: an identity's proxy takes every
-# request, as it does for HTTP backends.
-PROXY_BYPASS = "<-loopback>"
 # Seconds of a render's time kept to read the page once a wait has timed out.
 READ_MARGIN = 0.5
 # What the page shows as text: a ``pre`` (how Chromium shows JSON), else the body.
@@ -75,33 +75,31 @@ async def _wait_ready(page: Page, ready: str, consent: str, deadline: float) -> 
     return True
 
 
-async def render(browser: Browser, task: dict[str, Any], block: frozenset[str],
+async def render(profiles: Profiles, task: dict[str, Any], block: frozenset[str],
                  deadline: float) -> dict[str, Any]:
-    """Render ``task`` (see ``voe.browser.client.RenderTask``) in a context of its own."""
-    options: dict[str, Any] = {}
-    if task.get("user_agent"):
-        options["user_agent"] = task["user_agent"]
-    if task.get("proxy"):
-        options["proxy"] = {"server": task["proxy"], "bypass": PROXY_BYPASS}
-    context = await browser.new_context(**options)
-    try:
+    """Render ``task`` (see ``voe.browser.client.RenderTask``) in its identity's context."""
+    async with profiles.using(task) as profile:
+        context = profile.context
+        if profile.running == 1:  # alone in it: the context holds the identity's cookies only
+            await context.clear_cookies()
         if task.get("cookies"):
             await context.add_cookies(task["cookies"])
         page = await context.new_page()
-        if block:
-            await block_requests(context, page, block)
-        response = await page.goto(task["url"], wait_until="domcontentloaded",
-                                   timeout=_milliseconds(deadline))
-        status = response.status if response is not None else 0
-        headers = await response.all_headers() if response is not None else {}
-        ready = False
-        if 0 < status < 400:
-            ready = await _wait_ready(page, task.get("ready", ""), task.get("consent", ""),
-                                      deadline)
-        html = await page.content()
-        text = await page.evaluate(_TEXT)
-        cookies = await context.cookies()
+        try:
+            if block:
+                await block_requests(context, page, block)
+            response = await page.goto(task["url"], wait_until="domcontentloaded",
+                                       timeout=_milliseconds(deadline))
+            status = response.status if response is not None else 0
+            headers = await response.all_headers() if response is not None else {}
+            ready = False
+            if 0 < status < 400:
+                ready = await _wait_ready(page, task.get("ready", ""), task.get("consent", ""),
+                                          deadline)
+            html = await page.content()
+            text = await page.evaluate(_TEXT)
+            cookies = await context.cookies()
+        finally:
+            await page.close()
         return {"status": status, "headers": headers, "html": html, "text": text or "",
                 "ready": ready, "cookies": cookies}
-    finally:
-        await context.close()

@@ -207,6 +207,11 @@ class IdentityPool:
         self.version += 1
         self._drop(job, identity)
 
+    def used_up(self, identity: Identity) -> bool:
+        """Whether ``identity`` serves no job beyond those holding it now (retired, or
+        handed out ``max_uses`` times and held by one job at most)."""
+        return identity.retired or (identity.handed >= self.max_uses and identity.holders <= 1)
+
     def blocked(self, identity: Identity) -> None:
         """``identity`` met a block: retire it at once and cool its proxy down."""
         counts = self.counts_by_route[identity.route.name]
