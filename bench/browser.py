@@ -31,7 +31,6 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from common import (
 from proctree import TreeMeter, TreeUsage
 from scrape import check_peer, check_voe_run
 
+from voe.browser.client import BrowserError, browser_path
 from voe.demoairline.fares import AIRPORTS
 
 SAMPLE = 20
@@ -223,8 +223,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4,
                         help="pages rendered at once by each peer (4, VOE_BROWSER_PAGES' "
                              "default)")
-    parser.add_argument("--chromium", default="chromium",
-                        help="the Chromium executable both peers use (chromium on PATH)")
+    parser.add_argument("--chromium", default="",
+                        help="the Chromium executable both peers use (default: voe's own "
+                             "default, chromium-headless-shell if installed, else chromium; "
+                             "Playwright's own default for headless pages is its headless "
+                             "shell)")
     parser.add_argument("--skip", action="append", default=[], choices=("voe", PLAYWRIGHT),
                         help="leave a peer out")
     common_args(parser)
@@ -233,9 +236,10 @@ def main() -> int:
     # from wherever ``pip install -e`` pointed: the revision recorded is the one measured.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
-    chromium = shutil.which(args.chromium)
-    if chromium is None:
-        parser.error(f"{args.chromium!r} not found: apt-get install chromium, or --chromium")
+    try:
+        chromium = browser_path(args.chromium)
+    except BrowserError as error:
+        parser.error(f"{error} (or --chromium)")
     if PLAYWRIGHT not in args.skip and importlib.util.find_spec("scrapy_playwright") is None:
         parser.error("scrapy-playwright is not installed: pip install -e '.[bench]' "
                      f"(or --skip {PLAYWRIGHT})")

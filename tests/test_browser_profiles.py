@@ -1,7 +1,7 @@
 """Browser contexts by identity (voe.browser.profiles) in a real headless Chromium: an
-identity's renders share one context, identities never do, a context goes with its
-identity's last render, after a failure and past the spare count, and a render holds
-exactly its identity's cookies."""
+identity's renders share one context (and its pages), identities never do, a context goes
+with its identity's last render, after a failure and past the spare count, and a render
+holds exactly its identity's cookies."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ def in_chromium(test: Callable[[Any], Awaitable[None]]) -> None:
     """Run ``test(browser)`` against a headless Chromium launched for it alone."""
     from playwright.async_api import async_playwright
 
+    from voe.browser.client import browser_path
     from voe.browser.host import CHROMIUM_ARGS
 
     async def main() -> None:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
-                executable_path=shutil.which("chromium"), headless=True,
+                executable_path=browser_path(""), headless=True,
                 chromium_sandbox=False, args=list(CHROMIUM_ARGS))
             try:
                 await asyncio.wait_for(test(browser), 60)
@@ -94,14 +95,16 @@ def test_a_render_holds_exactly_its_identitys_cookies(demo_airline):
         profiles = Profiles(browser, spare=4)
         task = {"url": page, "ready": "table#results", "profile": "1",
                 "cookies": [{"name": "planted", "value": "1", "domain": host, "path": "/"}]}
-        first = await render(profiles, task, frozenset(), time.monotonic() + 20)
+        first = await render(profiles, task, time.monotonic() + 20)
         assert "planted" in {cookie["name"] for cookie in first["cookies"]}
         # The identity's jar lost the cookie meanwhile: the context must not keep it.
-        second = await render(profiles, {**task, "cookies": []}, frozenset(),
-                              time.monotonic() + 20)
+        second = await render(profiles, {**task, "cookies": []}, time.monotonic() + 20)
         assert first["ready"] and second["ready"]
         assert "planted" not in {cookie["name"] for cookie in second["cookies"]}
-        other = await render(profiles, {**task, "profile": "2", "cookies": []}, frozenset(),
+        # The identity's one page served both renders (its renderer process kept).
+        [profile] = profiles._profiles.values()
+        assert len(profile.idle) == 1 and len(profile.context.pages) == 1
+        other = await render(profiles, {**task, "profile": "2", "cookies": []},
                              time.monotonic() + 20)
         assert "planted" not in {cookie["name"] for cookie in other["cookies"]}
         await profiles.close()

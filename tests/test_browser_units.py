@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from requests.cookies import RequestsCookieJar, create_cookie
@@ -59,6 +60,26 @@ def test_a_process_is_found_by_its_marker_and_killed_by_pid():
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_browser_started_by_a_wrapper_script_is_found_not_the_script(tmp_path):
+    marker = f"--voe-render-host=wrapped-{os.getpid()}"
+    script = tmp_path / "browser"  # as Debian's /usr/bin/chromium-headless-shell: no exec
+    script.write_text(f'#!/bin/sh -e\n"{sys.executable}" -c "import time; time.sleep(60)" "$@"\n')
+    script.chmod(0o755)
+    wrapper = subprocess.Popen([str(script), marker])
+    try:
+        def found_child() -> bool:
+            found = find_browser(marker)
+            return found is not None and found != wrapper.pid
+        wait_for(found_child, 10, "the wrapped child")
+        child = find_browser(marker)
+        assert Path(f"/proc/{child}/stat").read_text().split()[3] == str(wrapper.pid)
+        kill(child)
+        assert wrapper.wait(10) != 0  # the script ends with its browser
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
 
 
 def test_blocked_types_become_url_patterns_where_an_extension_tells_them():

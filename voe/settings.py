@@ -295,11 +295,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Lowest price a fare may have; below it the page is a parse error (a misread)."),
     Setting("VOE_PRICE_MAX", "1000000", _positive_float, "a positive number",
             "Highest price a fare may have; above it the page is a parse error (a misread)."),
-    Setting("VOE_BROWSER", "chromium", _text, "a Chromium executable",
+    Setting("VOE_BROWSER", "", _text, "a Chromium executable",
             "Headless Chromium that browser backends (demo-js) drive through Playwright "
-            "(given as its executable; no browser is ever downloaded)."),
+            "(given as its executable; no browser is ever downloaded); empty means "
+            "chromium-headless-shell if installed (the lighter build Playwright itself uses "
+            "for headless pages), else chromium."),
     Setting("VOE_BROWSER_PAGES", "4", _positive_int, "a whole number of at least 1",
-            "Browser pages a worker renders at once, each in a browser context of its own."),
+            "Browser pages a worker renders at once; each identity's pages share a browser "
+            "context of its own."),
     Setting("VOE_BROWSER_BLOCK", "image,font,media", _resource_types,
             "resource types by commas (empty: none)",
             "Requests browser pages never send, by Playwright resource type (image, font, "

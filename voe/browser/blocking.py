@@ -51,13 +51,18 @@ class TypeBlocker:
             await route.continue_()
 
 
-async def block_requests(context: BrowserContext, page: Page, types: frozenset[str]) -> None:
-    """Block requests of ``types`` in ``page`` (before it navigates)."""
+async def block_in_context(context: BrowserContext, types: frozenset[str]) -> None:
+    """Block requests of ``types`` that no extension tells, in every page of ``context``
+    (once, when the context opens)."""
+    by_type = frozenset(kind for kind in types if kind not in EXTENSIONS)
+    if by_type:
+        await context.route("**/*", TypeBlocker(by_type))
+
+
+async def block_in_page(context: BrowserContext, page: Page, types: frozenset[str]) -> None:
+    """Block requests of ``types`` by URL in ``page`` (once, before its first navigation)."""
     patterns = url_patterns(types)
     if patterns:
         session = await context.new_cdp_session(page)
         await session.send("Network.enable")
         await session.send("Network.setBlockedURLs", {"urls": patterns})
-    by_type = frozenset(kind for kind in types if kind not in EXTENSIONS)
-    if by_type:
-        await context.route("**/*", TypeBlocker(by_type))

@@ -40,6 +40,9 @@ log = logging.getLogger("voe.browser")
 HOST_GRACE = 10.0
 # Seconds the host has to exit once its input ends, before it is killed.
 STOP_TIMEOUT = 10.0
+# Browsers an empty VOE_BROWSER means, the first installed: Chromium's headless shell is
+# what Playwright uses for headless pages (lighter than the full browser), then Chromium.
+DEFAULT_BROWSERS = ("chromium-headless-shell", "chromium")
 
 
 class BrowserError(TransientError):
@@ -82,7 +85,7 @@ class Rendered:
 class Browser:
     """One render host (and its Chromium) with at most ``pages`` renders at once."""
 
-    def __init__(self, executable: str = "chromium", pages: int = 4,
+    def __init__(self, executable: str = "", pages: int = 4,
                  block: tuple[str, ...] = ("image", "font", "media")) -> None:
         if pages < 1:
             raise ValueError("pages must be at least 1")
@@ -101,7 +104,7 @@ class Browser:
         """Start the render host; ``BrowserError`` when there is no browser to run."""
         if importlib.util.find_spec("playwright") is None:
             raise BrowserError("browser backends need Playwright: pip install 'voe[browser]'")
-        executable = _which(self.executable)
+        executable = browser_path(self.executable)
         environment = {**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
         host = gevent_subprocess.Popen(
             [sys.executable, "-m", "voe.browser.host", "--executable", executable,
@@ -210,10 +213,13 @@ class Browser:
         self.pid = None
 
 
-def _which(executable: str) -> str:
-    """The browser's path; ``BrowserError`` when it is not installed."""
-    found = shutil.which(executable)
-    if found is None:
-        raise BrowserError(f"browser {executable!r} not found: install Chromium "
-                           "(apt-get install chromium) or set VOE_BROWSER")
-    return found
+def browser_path(executable: str) -> str:
+    """The browser's path (``executable``; empty: the first of ``DEFAULT_BROWSERS`` that is
+    installed); ``BrowserError`` when it is not installed."""
+    for name in (executable,) if executable else DEFAULT_BROWSERS:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    wanted = repr(executable) if executable else " or ".join(DEFAULT_BROWSERS)
+    raise BrowserError(f"browser {wanted} not found: install Chromium "
+                       "(apt-get install chromium-headless-shell) or set VOE_BROWSER")

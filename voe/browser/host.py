@@ -94,7 +94,7 @@ class Host:
                 args=[*CHROMIUM_ARGS, marker])
             self.pid = find_browser(marker)
             self.browser.on("disconnected", self._disconnected)
-            self.profiles = Profiles(self.browser, self.spare)
+            self.profiles = Profiles(self.browser, self.spare, self.block)
             self.emit({"started": self.pid, "executable": self.executable})
             return self.browser, self.profiles
 
@@ -146,7 +146,7 @@ class Host:
         assert running is not None  # a coroutine run by serve's task
         self._renders[running] = browser
         try:
-            return await render(profiles, task, self.block, deadline)
+            return await render(profiles, task, deadline)
         finally:
             del self._renders[running]
 

@@ -2,7 +2,9 @@
 
 The render host launches Chromium with a flag of its own (``--voe-render-host=...``),
 which Chromium ignores; the process whose command line holds it, and that is no
-helper (no ``--type=``), is the browser.
+helper (no ``--type=``), is the browser. Debian starts its browsers through shell
+scripts that run them as children (not ``exec``): the script's command line holds the
+flag too, so of such a parent and child the child is the browser.
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ _PR_SET_PDEATHSIG = 1
 def find_browser(marker: str) -> int | None:
     """The PID of the browser process whose command line holds ``marker`` (None: not found)."""
     wanted = marker.encode()
+    parents: dict[int, int] = {}  # candidate -> its parent
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone meanwhile, or not ours to read
+            if wanted not in arguments or any(arg.startswith(b"--type=") for arg in arguments):
+                continue
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or not ours to read
             continue
-        if wanted in arguments and not any(arg.startswith(b"--type=") for arg in arguments):
-            return int(entry.name)
-    return None
+        parents[int(entry.name)] = parent
+    innermost = [pid for pid in parents if pid not in parents.values()]
+    return min(innermost) if innermost else None
 
 
 def alive(pid: int) -> bool:

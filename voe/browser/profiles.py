@@ -1,4 +1,4 @@
-"""Browser contexts by identity: one context per identity, reused while the identity lives.
+"""Browser contexts by identity: one context per identity, its pages reused while it lives.
 
 A browser context is Chromium's incognito profile: its cookies, storage, HTTP cache and
 compiled scripts. Opening one per render cost about 2.5 times the CPU of a render in
@@ -6,7 +6,9 @@ a warm context on the demo airline's JS page (every script and style fetched and
 compiled again, a new network context), so a context belongs to an identity
 (``voe.fetch.identities``: a proxy, a User-Agent, a cookie jar), as a profile belongs to
 one visitor, and serves that identity's renders only. Renders of different identities
-never share a context.
+never share a context. Its pages are reused too (a page whose render ended waits for the
+identity's next one): a new page costs Chromium a renderer process, a reused one
+navigates in its own and keeps its compiled scripts.
 
 A context is closed after the identity's last render (the task says ``last``), after
 ``MAX_RENDERS`` renders, after any render in it that failed (a timeout, a browser
@@ -23,8 +25,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext
+from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
+
+from voe.browser.blocking import block_in_context, block_in_page
 
 log = logging.getLogger("voe.browser.profiles")
 
@@ -37,9 +41,11 @@ PROXY_BYPASS = "<-loopback>"
 
 @dataclass
 class Profile:
-    """One identity's context and its use: renders under way, renders served, health."""
+    """One identity's context and its use: its idle pages, renders under way, renders
+    served, health."""
 
     context: BrowserContext
+    idle: list[Page] = field(default_factory=list)
     running: int = 0
     served: int = 0
     broken: bool = False
@@ -59,11 +65,14 @@ def _options(user_agent: str, proxy: str) -> dict[str, Any]:
 
 class Profiles:
     """The contexts of one browser, by identity (the task's ``profile``, User-Agent, proxy);
-    ``spare`` idle contexts are kept at most."""
+    ``spare`` idle contexts are kept at most; ``block`` names the resource types their
+    pages never load (``voe.browser.blocking``)."""
 
-    def __init__(self, browser: Browser, spare: int) -> None:
+    def __init__(self, browser: Browser, spare: int,
+                 block: frozenset[str] = frozenset()) -> None:
         self.browser = browser
         self.spare = max(0, spare)
+        self.block = block
         self._profiles: OrderedDict[tuple[str, str, str], Profile] = OrderedDict()
 
     def __len__(self) -> int:
@@ -78,6 +87,7 @@ class Profiles:
         profile = self._profiles.get(key)
         if profile is None or profile.broken or profile.last or profile.served >= MAX_RENDERS:
             context = await self.browser.new_context(**_options(key[1], key[2]))
+            await block_in_context(context, self.block)
             profile = Profile(context, key=key)
             self._profiles[key] = profile
         self._profiles.move_to_end(key)
@@ -92,6 +102,21 @@ class Profiles:
         finally:
             profile.running -= 1
             await self._tidy(profile)
+
+    async def page(self, profile: Profile) -> Page:
+        """A page of ``profile``'s context for one render: an idle one, else a new one."""
+        while profile.idle:
+            page = profile.idle.pop()
+            if not page.is_closed():
+                return page
+        page = await profile.context.new_page()
+        await block_in_page(profile.context, page, self.block)
+        return page
+
+    @staticmethod
+    def done_with(profile: Profile, page: Page) -> None:
+        """``page``'s render ended well: it waits for the identity's next render."""
+        profile.idle.append(page)
 
     async def _tidy(self, released: Profile) -> None:
         """Close what should go: ``released`` if broken, used up or replaced, and the least

@@ -9,8 +9,10 @@ media by default) are never sent (``voe.browser.blocking``). The page's status i
 the one of its document (``goto``'s response); an error answer is read as it is.
 Otherwise the render waits for the backend's ready selector (or, without one, for the
 network to go idle), and when the backend names a consent button that shows up
-instead, clicks it and waits again. The page is closed however the render ends; the
-context's cookies are handed back for the identity.
+instead, clicks it and waits again. The context's cookies are handed back for the
+identity, and the page waits for the identity's next render (a failed render's
+context is closed, its pages with it). The page's visible text is read only for an
+error answer (its message): reading it costs a layout.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from voe.browser.blocking import block_requests
 from voe.browser.profiles import Profiles
 
 # Seconds of a render's time kept to read the page once a wait has timed out.
@@ -75,8 +76,7 @@ async def _wait_ready(page: Page, ready: str, consent: str, deadline: float) -> 
     return True
 
 
-async def render(profiles: Profiles, task: dict[str, Any], block: frozenset[str],
-                 deadline: float) -> dict[str, Any]:
+async def render(profiles: Profiles, task: dict[str, Any], deadline: float) -> dict[str, Any]:
     """Render ``task`` (see ``voe.browser.client.RenderTask``) in its identity's context."""
     async with profiles.using(task) as profile:
         context = profile.context
@@ -84,22 +84,21 @@ async def render(profiles: Profiles, task: dict[str, Any], block: frozenset[str]
             await context.clear_cookies()
         if task.get("cookies"):
             await context.add_cookies(task["cookies"])
-        page = await context.new_page()
-        try:
-            if block:
-                await block_requests(context, page, block)
-            response = await page.goto(task["url"], wait_until="domcontentloaded",
-                                       timeout=_milliseconds(deadline))
-            status = response.status if response is not None else 0
-            headers = await response.all_headers() if response is not None else {}
-            ready = False
-            if 0 < status < 400:
-                ready = await _wait_ready(page, task.get("ready", ""), task.get("consent", ""),
-                                          deadline)
-            html = await page.content()
-            text = await page.evaluate(_TEXT)
-            cookies = await context.cookies()
-        finally:
+        page = await profiles.page(profile)
+        response = await page.goto(task["url"], wait_until="domcontentloaded",
+                                   timeout=_milliseconds(deadline))
+        status = response.status if response is not None else 0
+        headers = await response.all_headers() if response is not None else {}
+        ready = False
+        if 0 < status < 400:
+            ready = await _wait_ready(page, task.get("ready", ""), task.get("consent", ""),
+                                      deadline)
+        html = await page.content()
+        text = "" if 0 < status < 400 else await page.evaluate(_TEXT)
+        cookies = await context.cookies()
+        if ready or not 0 < status < 400:
+            profiles.done_with(profile, page)
+        else:  # it may still be busy with what never came: no next render in it
             await page.close()
         return {"status": status, "headers": headers, "html": html, "text": text or "",
                 "ready": ready, "cookies": cookies}

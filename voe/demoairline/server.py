@@ -74,6 +74,8 @@ SEARCH_PATHS = ("/search", "/api/search", "/js/search")
 JS_FARES_PATH = "/js/fares"
 CONSENT_PATH = "/consent"
 STATIC_PREFIX = "/static/"
+# Static assets are cacheable for a day, as an airline's scripts, styles and images are.
+ASSET_CACHE = "public, max-age=86400"
 # The cookie the JS page gives each new visitor (a number), to tell returning ones.
 VISITOR_COOKIE = "voe_visitor"
 _AIRPORT_CODE = re.compile(r"[A-Z]{3}")
@@ -292,7 +294,7 @@ class DemoAirline:
             return _html(start_response, "404 Not Found", f"no page at {path}")
         self.stats.assets[path.split("/")[2]] += 1
         content_type, body = found
-        return _respond(start_response, "200 OK", content_type, body)
+        return _respond(start_response, "200 OK", content_type, body, cache=ASSET_CACHE)
 
     def _visitor(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """A JS search's visitor cookie: counted when it came back, else given anew."""
@@ -441,11 +443,12 @@ def _endless(body: bytes) -> Iterator[bytes]:
 
 
 def _respond(start_response: StartResponse, status: str, content_type: str,
-             body: bytes, extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+             body: bytes, extra: Iterable[tuple[str, str]] = (),
+             cache: str = "no-store") -> list[bytes]:
     start_response(status, [
         ("Content-Type", content_type),
         ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
+        ("Cache-Control", cache),
         *extra,
     ])
     return [body]
