@@ -74,11 +74,41 @@ def test_a_context_goes_after_its_identitys_last_render_a_failure_and_past_the_s
                 raise RuntimeError("the render failed")
         assert failed.context not in browser.contexts and len(profiles) == 0
         for number in range(3):
-            async with profiles.using({"profile": str(number)}):
-                pass
+            async with profiles.using({"profile": str(number)}) as profile:
+                await profiles.done_with(profile, await profiles.page(profile))
         assert len(profiles) == 1 and len(browser.contexts) == 1  # the last one used
         async with profiles.using({"profile": "2"}) as kept:
-            assert kept.served == 2
+            assert kept.served == 2 and len(kept.idle) == 1
+            page = await profiles.page(kept)
+            assert kept.idle == [] and len(kept.context.pages) == 1
+        await profiles.done_with(kept, page)
+        # One idle page at most (spare=1): another identity's page closes the oldest.
+        async with profiles.using({"profile": "3"}) as newer:
+            await profiles.done_with(newer, await profiles.page(newer))
+        assert [len(p.idle) for p in profiles._profiles.values()] == [1]
+        assert len(browser.contexts) == 1
+
+    in_chromium(test)
+
+
+def test_a_page_serves_a_bounded_number_of_renders_and_a_closing_context_keeps_none():
+    from voe.browser.profiles import PAGE_RENDERS, Profiles
+
+    async def test(browser: Any) -> None:
+        profiles = Profiles(browser, spare=4)
+        pages = []
+        for _ in range(PAGE_RENDERS + 1):
+            async with profiles.using({"profile": "1"}) as profile:
+                page = await profiles.page(profile)
+                pages.append(page)
+                await profiles.done_with(profile, page)
+        assert all(page is pages[0] for page in pages[:PAGE_RENDERS])
+        assert pages[0].is_closed() and pages[-1] is not pages[0]
+        async with profiles.using({"profile": "1", "last": True}) as profile:
+            page = await profiles.page(profile)
+            await profiles.done_with(profile, page)
+            assert page.is_closed() and profile.idle == []
+        assert len(profiles) == 0 and browser.contexts == []
 
     in_chromium(test)
 

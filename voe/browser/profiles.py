@@ -10,10 +10,11 @@ never share a context. Its pages are reused too (a page whose render ended waits
 identity's next one): a new page costs Chromium a renderer process, a reused one
 navigates in its own and keeps its compiled scripts.
 
-A context is closed after the identity's last render (the task says ``last``), after
-``MAX_RENDERS`` renders, after any render in it that failed (a timeout, a browser
-error: its state is unknown), and when more than ``spare`` contexts are idle (the
-least recently used first), so memory stays bounded.
+Memory stays bounded: a page is closed after ``PAGE_RENDERS`` renders (a renderer's
+memory grows with every page it shows), at most ``spare`` pages and ``spare`` contexts
+wait idle (the least recently used go first), and a context is closed once idle after
+its identity's last render (the task says ``last``), after ``MAX_RENDERS`` renders, or
+after any render in it that failed (a timeout, a browser error: its state is unknown).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ log = logging.getLogger("voe.browser.profiles")
 
 # Renders one context serves before it is closed (its cache and storage start afresh).
 MAX_RENDERS = 200
+# Renders one page serves before it is closed (its renderer process with it).
+PAGE_RENDERS = 10
 # Chromium never proxies loopback addresses unless told so: an identity's proxy takes every
 # request, as it does for HTTP backends.
 PROXY_BYPASS = "<-loopback>"
@@ -41,16 +44,21 @@ PROXY_BYPASS = "<-loopback>"
 
 @dataclass
 class Profile:
-    """One identity's context and its use: its idle pages, renders under way, renders
-    served, health."""
+    """One identity's context and its use: its idle pages (each with the renders it
+    served), renders under way, renders served, and whether it is to close once idle."""
 
     context: BrowserContext
-    idle: list[Page] = field(default_factory=list)
+    key: tuple[str, str, str]
+    idle: list[tuple[Page, int]] = field(default_factory=list)
     running: int = 0
     served: int = 0
     broken: bool = False
     last: bool = False
-    key: tuple[str, str, str] = field(default=("", "", ""))
+
+    @property
+    def closing(self) -> bool:
+        """Whether the context closes once no render runs in it."""
+        return self.broken or self.last or self.served >= MAX_RENDERS
 
 
 def _options(user_agent: str, proxy: str) -> dict[str, Any]:
@@ -65,8 +73,8 @@ def _options(user_agent: str, proxy: str) -> dict[str, Any]:
 
 class Profiles:
     """The contexts of one browser, by identity (the task's ``profile``, User-Agent, proxy);
-    ``spare`` idle contexts are kept at most; ``block`` names the resource types their
-    pages never load (``voe.browser.blocking``)."""
+    ``spare`` idle pages and idle contexts are kept at most; ``block`` names the resource
+    types their pages never load (``voe.browser.blocking``)."""
 
     def __init__(self, browser: Browser, spare: int,
                  block: frozenset[str] = frozenset()) -> None:
@@ -74,6 +82,7 @@ class Profiles:
         self.spare = max(0, spare)
         self.block = block
         self._profiles: OrderedDict[tuple[str, str, str], Profile] = OrderedDict()
+        self._uses: dict[Page, int] = {}  # pages under way -> renders they served before
 
     def __len__(self) -> int:
         return len(self._profiles)
@@ -85,10 +94,10 @@ class Profiles:
         key = (str(task.get("profile", "")), str(task.get("user_agent", "")),
                str(task.get("proxy", "")))
         profile = self._profiles.get(key)
-        if profile is None or profile.broken or profile.last or profile.served >= MAX_RENDERS:
+        if profile is None or profile.broken or profile.served >= MAX_RENDERS:
             context = await self.browser.new_context(**_options(key[1], key[2]))
             await block_in_context(context, self.block)
-            profile = Profile(context, key=key)
+            profile = Profile(context, key)
             self._profiles[key] = profile
         self._profiles.move_to_end(key)
         profile.running += 1
@@ -106,24 +115,29 @@ class Profiles:
     async def page(self, profile: Profile) -> Page:
         """A page of ``profile``'s context for one render: an idle one, else a new one."""
         while profile.idle:
-            page = profile.idle.pop()
+            page, uses = profile.idle.pop()
             if not page.is_closed():
+                self._uses[page] = uses
                 return page
         page = await profile.context.new_page()
         await block_in_page(profile.context, page, self.block)
+        self._uses[page] = 0
         return page
 
-    @staticmethod
-    def done_with(profile: Profile, page: Page) -> None:
-        """``page``'s render ended well: it waits for the identity's next render."""
-        profile.idle.append(page)
+    async def done_with(self, profile: Profile, page: Page, reuse: bool = True) -> None:
+        """``page``'s render ended: it waits for the identity's next render, unless
+        ``reuse`` is False, it served ``PAGE_RENDERS``, or its context is closing."""
+        uses = self._uses.pop(page, 0) + 1
+        if reuse and uses < PAGE_RENDERS and not profile.closing:
+            profile.idle.append((page, uses))
+        else:
+            await _close(page)
 
     async def _tidy(self, released: Profile) -> None:
-        """Close what should go: ``released`` if broken, used up or replaced, and the least
-        recently used idle contexts past ``spare``."""
+        """Close what should go: ``released`` if closing or replaced, the least recently used
+        idle pages past ``spare``, and the least recently used idle contexts past it."""
         doomed = []
-        if released.running == 0 and (released.broken or released.last
-                                       or released.served >= MAX_RENDERS
+        if released.running == 0 and (released.closing
                                        or self._profiles.get(released.key) is not released):
             doomed.append(released)
         idle = [p for p in self._profiles.values() if p.running == 0 and p not in doomed]
@@ -131,6 +145,14 @@ class Profiles:
         for profile in doomed:  # out of reach first: closing yields to other renders
             if self._profiles.get(profile.key) is profile:
                 del self._profiles[profile.key]
+        pages = []
+        waiting = sum(len(profile.idle) for profile in self._profiles.values())
+        for profile in self._profiles.values():  # least recently used first
+            while profile.idle and waiting > self.spare:
+                pages.append(profile.idle.pop(0)[0])
+                waiting -= 1
+        for page in pages:
+            await _close(page)
         for profile in doomed:
             await _close(profile.context)
 
@@ -142,9 +164,10 @@ class Profiles:
             await _close(profile.context)
 
 
-async def _close(context: BrowserContext) -> None:
-    """Close ``context``; one whose browser is gone is closed already."""
+async def _close(closable: BrowserContext | Page) -> None:
+    """Close a context or page; one whose browser is gone is closed already."""
     try:
-        await context.close()
+        await closable.close()
     except PlaywrightError as error:
-        log.info("closing a browser context: %s", str(error).split("\n")[0])
+        log.info("closing a browser %s: %s", type(closable).__name__.lower(),
+                 str(error).split("\n")[0])

@@ -96,9 +96,7 @@ async def render(profiles: Profiles, task: dict[str, Any], deadline: float) -> d
         html = await page.content()
         text = "" if 0 < status < 400 else await page.evaluate(_TEXT)
         cookies = await context.cookies()
-        if ready or not 0 < status < 400:
-            profiles.done_with(profile, page)
-        else:  # it may still be busy with what never came: no next render in it
-            await page.close()
+        # A page still waiting for what never came serves no next render.
+        await profiles.done_with(profile, page, reuse=ready or not 0 < status < 400)
         return {"status": status, "headers": headers, "html": html, "text": text or "",
                 "ready": ready, "cookies": cookies}

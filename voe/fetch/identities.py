@@ -209,8 +209,8 @@ class IdentityPool:
 
     def used_up(self, identity: Identity) -> bool:
         """Whether ``identity`` serves no job beyond those holding it now (retired, or
-        handed out ``max_uses`` times and held by one job at most)."""
-        return identity.retired or (identity.handed >= self.max_uses and identity.holders <= 1)
+        handed out ``max_uses`` times)."""
+        return identity.retired or identity.handed >= self.max_uses
 
     def blocked(self, identity: Identity) -> None:
         """``identity`` met a block: retire it at once and cool its proxy down."""
