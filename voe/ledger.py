@@ -6,7 +6,7 @@ deadline and attempt number), ``done`` (the sink stored it and acknowledged) and
 ``failed`` (attempts used up or a permanent error, with the last error). Cycles
 are expanded from the plan in batches, so memory stays bounded for huge plans.
 The master batches its writes in one transaction per tick; other processes
-(``voe status``, ``voe failed --retry``) read and write the same file safely.
+(``voe status``, ``voe failed retry``) read and write the same file safely.
 """
 
 from __future__ import annotations
