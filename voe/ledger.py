@@ -5,8 +5,9 @@ States: ``pending`` (waiting for a lease; after a failed attempt, not before its
 deadline and attempt number), ``done`` (the sink stored it and acknowledged) and
 ``failed`` (attempts used up or a permanent error, with the last error). Cycles
 are expanded from the plan in batches, so memory stays bounded for huge plans.
-The master batches its writes in one transaction per tick; other processes
-(``voe status``, ``voe failed retry``) read and write the same file safely.
+The master batches its writes in one transaction per tick; other processes read
+the same file safely (``voe status``), and write it only while no master runs (``voe
+failed retry``, which otherwise asks the running master).
 """
 
 from __future__ import annotations
