@@ -126,3 +126,93 @@ def test_a_busy_port_is_one_line_naming_its_setting(tmp_path, role, setting):
         taken.listen()
         result = voe(tmp_path, role, "--no-console", env=env)
     assert_one_line_error(result, f":{env[setting]} ({setting})", "in use")
+
+
+MASTER_COMMANDS = [["pause"], ["resume"], ["cycle", "start"]]
+
+
+@pytest.mark.parametrize("command", [*MASTER_COMMANDS, ["cycle"], ["failed"], ["failed", "retry"]],
+                         ids=" ".join)
+def test_the_master_commands_answer_help(tmp_path, command):
+    result = voe(tmp_path, *command, "--help")
+    assert result.returncode == 0, result.stderr
+    named = " ".join(command) if command[0] == "cycle" else command[0]  # retry is an ACTION
+    assert result.stdout.startswith(f"usage: voe {named} "), result.stdout
+
+
+@pytest.mark.parametrize("command", [["cycle"], ["cycle", "stop"], ["pause", "now"],
+                                     ["failed", "list", "--retry"], ["failed", "again"]],
+                         ids=" ".join)
+def test_a_wrong_master_command_is_a_usage_error(tmp_path, command):
+    env = dict(os.environ, VOE_DATA_DIR=str(tmp_path / "data"))
+    result = voe(tmp_path, *command, env=env)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and "error:" in result.stderr
+
+
+def _assert_status_1(result, *fragments):
+    """A one-line error with exit status 1: the master was not there or refused."""
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", MASTER_COMMANDS, ids=" ".join)
+def test_a_master_command_without_a_master_is_one_line_status_1(tmp_path, command):
+    env = dict(os.environ, VOE_DATA_DIR=str(tmp_path / "data"))
+    _assert_status_1(voe(tmp_path, *command, env=env), f"voe {' '.join(command)}: error:",
+                     "no master is running", str(tmp_path / "data"))
+
+
+def _ledger_with_a_dead_letter(data_dir) -> tuple[str, str]:
+    """A ledger holding one failed job of cycle 1; its id and path."""
+    from voe.ledger import Ledger
+    from voe.model import SearchJob
+
+    data_dir.mkdir()
+    job = SearchJob("demo:GRU-REC:2026-01-01", 1, 0, "demo", "GRU", "REC", "2026-01-01", None)
+    ledger = Ledger(data_dir / "ledger.db")
+    try:
+        ledger.start_cycle("p", "digest", "2026-01-01", 1, 1)
+        ledger.add_jobs(1, [job], 1)
+        with ledger.transaction():
+            ledger.mark_failed([("503", 1, job.id)])
+    finally:
+        ledger.close()
+    return job.id, str(data_dir / "ledger.db")
+
+
+def _state(ledger_path: str, job_id: str) -> str:
+    from voe.ledger import Ledger
+
+    ledger = Ledger(ledger_path, readonly=True)
+    try:
+        return ledger.job(1, job_id)["state"]
+    finally:
+        ledger.close()
+
+
+def test_failed_retry_goes_through_a_running_master_and_writes_the_ledger_only_without(
+        tmp_path):
+    from voe.masterlock import MasterLock
+
+    data_dir = tmp_path / "data"
+    job_id, ledger_path = _ledger_with_a_dead_letter(data_dir)
+    unreachable = dict(os.environ, VOE_DATA_DIR=str(data_dir), VOE_HTTP_PORT=str(free_port()))
+    port_off = dict(unreachable, VOE_HTTP_PORT="0")
+    with MasterLock(data_dir):  # a master holds the data dir, but nothing answers its port
+        for command in (["failed", "retry"], ["failed", "--retry"], *MASTER_COMMANDS):
+            _assert_status_1(voe(tmp_path, *command, env=unreachable),
+                             "cannot reach the running master's HTTP port", "VOE_HTTP_PORT")
+        _assert_status_1(voe(tmp_path, "failed", "retry", env=port_off), "VOE_HTTP_PORT=0")
+        assert _state(ledger_path, job_id) == "failed"  # never written behind its back
+
+    retried = voe(tmp_path, "failed", "--retry", env=unreachable)  # the older spelling
+    assert retried.returncode == 0, retried
+    assert retried.stdout.strip() == ("1 failed job(s) sent back to pending; no master runs: "
+                                      "start one to search them again (voe master --once)")
+    assert _state(ledger_path, job_id) == "pending"
+    again = voe(tmp_path, "failed", "retry", env=unreachable)
+    assert (again.returncode, again.stdout.strip()) == (0, "no failed jobs to retry")

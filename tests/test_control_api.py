@@ -186,6 +186,36 @@ def test_start_a_cycle_now(running):
     assert status["cycle"]["number"] == 2 and status["cycle"]["finished_at"] is not None
 
 
+def test_the_command_line_acts_through_the_running_master(running):
+    running.finish()
+    voe = running.cluster.voe
+    assert voe("pause").stdout.startswith("leasing paused")
+    assert running.get("/api/master")["paused"] is True
+    assert voe("resume").stdout.strip() == "leasing resumed"
+    assert running.get("/api/master")["paused"] is False
+
+    running.post("/api/pause")
+    number = running.get("/api/status")["cycle"]["number"]
+    assert voe("cycle", "start").stdout.strip() == f"cycle {number + 1} started: 6 jobs"
+    refused = voe("cycle", "start", check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("voe cycle start: error: the master answered 409") and \
+        f"cycle {number + 1} is still running" in line
+    running.finish()
+
+    for spelling in (["failed", "retry"], ["failed", "--retry"]):  # --retry: the older one
+        dead = running.get("/api/jobs?state=failed")["total"]
+        running.post("/api/pause")
+        retried = voe(*spelling).stdout.strip()
+        assert retried == (f"{dead} failed job(s) sent back to pending; the running master "
+                           "leases them now")
+        assert running.get("/api/jobs?state=pending")["total"] == dead
+        assert (f"{dead} failed job(s) sent back to pending through the HTTP port"
+                in running.cluster.log("master"))
+        running.finish()
+
+
 def test_workers_show_their_address_and_errors(running):
     running.finish()  # 4 jobs of XYZ fail at once: 4 errors on the only worker
     def settled() -> list[dict]:
@@ -346,6 +376,13 @@ def test_the_token_is_required_when_bound_to_every_address(tmp_path, airline_url
         assert call(port, "GET", "/api/status", headers={"Authorization": TOKEN})[0] == 401
         assert call(port, "GET", "/api/status", headers=good)[0] == 200
         assert call_json(port, "POST", "/api/pause", headers=good) == (200, {"paused": True})
+        # The command line reaches a master bound to every address on loopback, with the token.
+        assert cluster.voe("resume").stdout.strip() == "leasing resumed"
+        assert json.loads(call(port, "GET", "/api/master", headers=good)[2])["paused"] is False
+        cluster.env["VOE_HTTP_TOKEN"] = "a-wrong-token-of-enough-length"
+        refused = cluster.voe("pause", check=False)
+        assert refused.returncode == 1 and "the master answered 401" in refused.stderr, refused
+        cluster.env["VOE_HTTP_TOKEN"] = TOKEN
         assert call(port, "GET", "/")[0] == 200  # the dashboard's files are public
         settings = cluster.voe("settings").stdout
         assert TOKEN not in settings and "VOE_HTTP_TOKEN=********" in settings

@@ -4,6 +4,7 @@ as it is, and migrated by the first writer."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from voe import ledger as ledger_module
@@ -146,3 +147,55 @@ def test_a_retry_waits_in_the_ledger_until_due_or_beyond_any_backoff(tmp_path):
         assert ledger.job(1, _job(1).id)["attempt"] == 1  # attempts are kept
     finally:
         ledger.close()
+
+
+class _Recorder:
+    """The ledger's connection, recording the SQL text of every statement it runs."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, *args):
+        self.statements.append(sql)
+        return self.db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args):
+        self.statements.append(sql)
+        return self.db.executemany(sql, *args)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def test_times_are_bound_as_parameters_never_written_into_the_sql(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    recorder = _Recorder(ledger.db)
+    ledger.db = recorder
+    moments = iter([1_812_345_678.25, 1_823_456_789.5, 1_834_567_890.75, 1_845_678_901.125,
+                    1_856_789_012.0])
+    try:
+        ledger.start_cycle("p", "digest", "2026-01-01", 3, 5)
+        ledger.add_jobs(1, [_job(1), _job(2), _job(3)], 3)
+        with ledger.transaction():
+            ledger.mark_leased([(1_900_000_000.0, "w", 1, 1, _job(n).id) for n in (1, 2, 3)],
+                               now=next(moments))
+            ledger.mark_done([(1, _job(1).id)], now=next(moments))
+            ledger.mark_pending([("503", None, 1, _job(2).id)], now=next(moments))
+            ledger.mark_failed([("gone", 1, _job(3).id)], now=next(moments))
+        assert ledger.retry_failed(now=next(moments)) == 1
+        updated = {job.id: ledger.job(1, job.id)["updated_at"] for job in map(_job, (1, 2, 3))}
+        assert updated == {_job(1).id: 1_823_456_789.5, _job(2).id: 1_834_567_890.75,
+                           _job(3).id: 1_856_789_012.0}
+        # The default moment is the clock's: bound too, so the text of each write is the same
+        # every time (SQLite reuses its compiled statement) and no time ever lands in it.
+        with ledger.transaction():
+            ledger.mark_leased([(1_900_000_000.0, "w", 1, 1, _job(3).id)])
+            ledger.mark_failed([("gone", 1, _job(3).id)])
+        ledger.retry_failed()
+    finally:
+        ledger.close()
+    for sql in recorder.statements:
+        assert not any(str(int(moment)) in sql for moment in (
+            1_812_345_678, 1_823_456_789, 1_834_567_890, 1_845_678_901, 1_856_789_012)), sql
+        assert not re.search(r"\d{9}", sql), sql  # no wall time of this century in the text

@@ -60,5 +60,5 @@ def test_reparse_says_what_it_cannot_do(tmp_path):
         airline.stop()
     text = cluster.voe("reparse").stdout
     # 503 answers keep no page: nothing to re-read, and the user is told what to do instead.
-    assert "have no kept page" in text and "voe failed --retry" in text, text
+    assert "have no kept page" in text and "voe failed retry" in text, text
     assert "re-parsed: 0 job(s) stored" in text

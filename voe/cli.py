@@ -21,6 +21,7 @@ from voe.ledger import LedgerError
 from voe.protocol import is_label
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
+from voe.web.client import ControlError, NoMaster, ask_master
 
 EXIT_USAGE = 2
 # A listing whose reader closed the pipe exits as a program killed by SIGPIPE would.
@@ -272,18 +273,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
-    """List dead letters, or send them back to pending with --retry."""
-    from voe.report import failed, retry_failed
+    """List dead letters, or send them back to pending (retry, or the older --retry)."""
+    from voe.report import failed
 
     settings = _settings()
-    if args.retry:
-        count = retry_failed(settings)
-        if not count:
-            print("no failed jobs to retry")
-            return 0
-        print(f"{count} failed job(s) sent back to pending; a running master picks them up, "
-              "or start one (voe master --once)")
-        return 0
+    if args.retry and args.failed_command == "list":
+        raise UsageError("--retry is `voe failed retry`; it cannot be combined with list")
+    if args.retry or args.failed_command == "retry":
+        return _retry_failed(settings)
     rows = failed(settings)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -293,6 +290,47 @@ def cmd_failed(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"cycle {row['cycle']} {row['job_id']} after {row['attempts']} attempt(s): "
               f"{row['error']}")
+    return 0
+
+
+def _retry_failed(settings: Settings) -> int:
+    """Send every dead letter back to pending: through the running master when there is one
+    (so it leases them at once and no one writes its ledger behind its back), else in the
+    ledger, where the next master finds them."""
+    from voe.report import retry_failed
+
+    try:
+        count = ask_master(settings, "/api/retry")["retried"]
+        then = "the running master leases them now"
+    except NoMaster:
+        count = retry_failed(settings)
+        then = "no master runs: start one to search them again (voe master --once)"
+    if not count:
+        print("no failed jobs to retry")
+        return 0
+    print(f"{count} failed job(s) sent back to pending; {then}")
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause leasing on the running master, through its HTTP port."""
+    ask_master(_settings(), "/api/pause")
+    print("leasing paused: workers get no new job (leases out finish or expire) until "
+          "`voe resume`")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume leasing on the running master, through its HTTP port."""
+    ask_master(_settings(), "/api/resume")
+    print("leasing resumed")
+    return 0
+
+
+def cmd_cycle(args: argparse.Namespace) -> int:
+    """Start the plan's next cycle on the running master now (start), through its HTTP port."""
+    answer = ask_master(_settings(), "/api/cycles")
+    print(f"cycle {answer['cycle']} started: {answer['total']} jobs")
     return 0
 
 
@@ -349,7 +387,7 @@ def cmd_reparse(args: argparse.Namespace) -> int:
         print(f"... and {len(outcome.failing) - args.limit} more still failing")
     if outcome.no_page:
         print(f"{len(outcome.no_page)} dead letter(s) have no kept page in {pages / 'pages'} "
-              "(only failed parses and blocks keep one; `voe failed --retry` searches again)")
+              "(only failed parses and blocks keep one; `voe failed retry` searches again)")
     print(f"re-parsed: {outcome.stored} job(s) stored with {outcome.fares} fares, "
           f"{len(outcome.failing)} still failing; no request was made to any airline")
     return 0
@@ -498,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], int],
                 help_text: str) -> argparse.ArgumentParser:
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        sub_parser.set_defaults(handler=handler)
+        sub_parser.set_defaults(handler=handler, called=sub_parser.prog)
         return sub_parser
 
     run = command("run", cmd_run,
@@ -552,9 +590,28 @@ def build_parser() -> argparse.ArgumentParser:
                      "finish.")
     status.add_argument("--json", action="store_true", help="print JSON")
 
-    failed = command("failed", cmd_failed, "List failed jobs (dead letters) or retry them.")
-    failed.add_argument("--retry", action="store_true", help="send them back to pending")
+    failed = command("failed", cmd_failed, "List failed jobs (dead letters), or send them "
+                     "back to pending with `voe failed retry` (through the running master when "
+                     "there is one).")
+    failed.add_argument("failed_command", nargs="?", choices=("list", "retry"), default=None,
+                        metavar="ACTION", help="list (the default) or retry")
+    failed.add_argument("--retry", action="store_true",
+                        help="the same as `voe failed retry` (its older spelling)")
     failed.add_argument("--json", action="store_true", help="print JSON")
+
+    command("pause", cmd_pause, "Pause leasing on the running master (through its HTTP port, "
+            "VOE_HTTP_PORT): workers get no new job until `voe resume`.")
+    command("resume", cmd_resume, "Resume leasing on the running master (through its HTTP "
+            "port, VOE_HTTP_PORT).")
+    cycle = command("cycle", cmd_cycle, "Act on the running master's cycles (through its HTTP "
+                    "port, VOE_HTTP_PORT).")
+    cycle_sub = cycle.add_subparsers(dest="cycle_command", metavar="ACTION", required=True)
+    start = cycle_sub.add_parser("start", help="start the plan's next cycle now, without "
+                                 "waiting for its interval (refused while a cycle is still "
+                                 "running)", description="Start the plan's next cycle on the "
+                                 "running master now, without waiting for its interval "
+                                 "(refused while a cycle is still running).")
+    start.set_defaults(called=start.prog)
 
     outbox = command("outbox", cmd_outbox, "List the events publishers gave up on (webhook dead "
                      "letters), or send them again with `voe outbox retry`.")
@@ -649,8 +706,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except USER_ERRORS as error:
-        print(f"voe {args.command}: error: {error}", file=sys.stderr)
+        print(f"{args.called}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ControlError as error:  # no master to ask, or it refused: status 1, not a usage one
+        print(f"{args.called}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -5,8 +5,9 @@ States: ``pending`` (waiting for a lease; after a failed attempt, not before its
 deadline and attempt number), ``done`` (the sink stored it and acknowledged) and
 ``failed`` (attempts used up or a permanent error, with the last error). Cycles
 are expanded from the plan in batches, so memory stays bounded for huge plans.
-The master batches its writes in one transaction per tick; other processes
-(``voe status``, ``voe failed --retry``) read and write the same file safely.
+The master batches its writes in one transaction per tick; other processes read
+the same file safely (``voe status``), and write it only while no master runs (``voe
+failed retry``, which otherwise asks the running master).
 """
 
 from __future__ import annotations
@@ -279,48 +280,58 @@ class Ledger:
             f"SELECT {_JOB_COLUMNS}, deadline, worker FROM jobs WHERE state = 'leased'").fetchall()
         return [Lease(_job(row[:8]), row[8] or 0.0, row[9]) for row in rows]
 
-    def mark_leased(self, leases: Iterable[tuple[float, str, int, int, str]]) -> None:
-        """Record leases as (deadline, worker, attempt, cycle, id)."""
-        now = time.time()
+    def mark_leased(self, leases: Iterable[tuple[float, str, int, int, str]],
+                    now: float | None = None) -> None:
+        """Record leases as (deadline, worker, attempt, cycle, id), taken at ``now``."""
+        now = time.time() if now is None else now
         self.db.executemany(
             "UPDATE jobs SET state = 'leased', deadline = ?, worker = ?, attempt = ?, "
-            f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state != 'done'", leases)
+            "updated_at = ? WHERE cycle = ? AND id = ? AND state != 'done'",
+            ((deadline, worker, attempt, now, cycle, job_id)
+             for deadline, worker, attempt, cycle, job_id in leases))
 
-    def mark_done(self, keys: Iterable[tuple[int, str]]) -> None:
-        """Record jobs whose results the sink stored."""
-        now = time.time()
+    def mark_done(self, keys: Iterable[tuple[int, str]], now: float | None = None) -> None:
+        """Record jobs whose results the sink stored, as (cycle, id), at ``now``."""
+        now = time.time() if now is None else now
         self.db.executemany(
-            f"UPDATE jobs SET state = 'done', deadline = NULL, updated_at = {now!r} "
-            "WHERE cycle = ? AND id = ? AND state != 'done'", keys)
+            "UPDATE jobs SET state = 'done', deadline = NULL, updated_at = ? "
+            "WHERE cycle = ? AND id = ? AND state != 'done'",
+            ((now, cycle, job_id) for cycle, job_id in keys))
 
-    def mark_pending(self, items: Iterable[tuple[str | None, float | None, int, str]]) -> None:
+    def mark_pending(self, items: Iterable[tuple[str | None, float | None, int, str]],
+                     now: float | None = None) -> None:
         """Send jobs back to pending as (last error, not before (wall time, None: at once),
-        cycle, id), keeping their attempts."""
-        now = time.time()
+        cycle, id) at ``now``, keeping their attempts."""
+        now = time.time() if now is None else now
         self.db.executemany(
             "UPDATE jobs SET state = 'pending', deadline = NULL, worker = NULL, last_error = ?, "
-            f"not_before = ?, updated_at = {now!r} WHERE cycle = ? AND id = ? "
-            "AND state = 'leased'", items)
+            "not_before = ?, updated_at = ? WHERE cycle = ? AND id = ? AND state = 'leased'",
+            ((error, not_before, now, cycle, job_id)
+             for error, not_before, cycle, job_id in items))
 
-    def mark_failed(self, items: Iterable[tuple[str | None, int, str]]) -> None:
-        """End jobs as failed with their last error, as (error, cycle, id)."""
-        now = time.time()
+    def mark_failed(self, items: Iterable[tuple[str | None, int, str]],
+                    now: float | None = None) -> None:
+        """End jobs as failed with their last error, as (error, cycle, id), at ``now``."""
+        now = time.time() if now is None else now
         self.db.executemany(
             "UPDATE jobs SET state = 'failed', deadline = NULL, last_error = ?, "
-            f"updated_at = {now!r} WHERE cycle = ? AND id = ? AND state != 'done'", items)
+            "updated_at = ? WHERE cycle = ? AND id = ? AND state != 'done'",
+            ((error, now, cycle, job_id) for error, cycle, job_id in items))
 
-    def retry_failed(self, cycle: int | None = None, job_id: str | None = None) -> int:
+    def retry_failed(self, cycle: int | None = None, job_id: str | None = None,
+                     now: float | None = None) -> int:
         """Send failed jobs (all, of one cycle, or one job of it) back to pending with fresh
-        attempts; return how many."""
-        where, params = "state = 'failed'", []
+        attempts at ``now``; return how many."""
+        now = time.time() if now is None else now
+        where, params = "state = 'failed'", [now]
         if cycle is not None:
-            where, params = where + " AND cycle = ?", [cycle]
+            where, params = where + " AND cycle = ?", [now, cycle]
             if job_id is not None:
-                where, params = where + " AND id = ?", [cycle, job_id]
+                where, params = where + " AND id = ?", [now, cycle, job_id]
         with self.transaction():
             cursor = self.db.execute(
-                f"UPDATE jobs SET state = 'pending', attempt = 0, deadline = NULL, worker = NULL, "
-                f"not_before = NULL, updated_at = {time.time()!r} WHERE {where}", params)
+                "UPDATE jobs SET state = 'pending', attempt = 0, deadline = NULL, worker = NULL, "
+                f"not_before = NULL, updated_at = ? WHERE {where}", params)
             self.db.execute(
                 "UPDATE cycles SET finished_at = NULL WHERE cycle IN "
                 "(SELECT DISTINCT cycle FROM jobs WHERE state = 'pending')")

@@ -308,7 +308,7 @@ class LocalRun:
                               row["departure"], f"{row['price']} {row['currency']}")
             self.console.print(table)
         if jobs["failed"]:
-            self.console.print("failed jobs: `voe failed` lists them, `voe failed --retry` "
+            self.console.print("failed jobs: `voe failed` lists them, `voe failed retry` "
                                "re-queues them")
         self.console.print(f"data: {self.data_dir} (ledger.db, fares.db, master.log, sink.log, "
                            "worker.log). Next: `voe status`, `voe cheapest`, "

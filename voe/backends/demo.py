@@ -495,7 +495,7 @@ class DemoBackend:
         """Re-read one kept page (`voe reparse`): a one-page result, without any request.
 
         A result spread over several pages cannot be re-read from one file: that is a
-        ``ParseError`` saying so (`voe failed --retry` searches again).
+        ``ParseError`` saying so (`voe failed retry` searches again).
         """
         return parse_results(page)
 

@@ -2,8 +2,8 @@
 
 Destinations come from settings, several at once: RabbitMQ (``VOE_AMQP_URL``), NATS
 JetStream (``VOE_NATS_URL``) and webhooks (``VOE_WEBHOOK_URLS``). The sink starts one
-drainer thread per destination (``start``), each with its own store connection, and
-stops them when it stops. Naming destinations needs no broker client, so reports
+drainer thread per destination (``Publishing.start``), each with its own store
+connection, and stops them when it stops. Naming destinations needs no broker client, so reports
 (``voe status``) import this package without the ``publish`` extra.
 """
 
@@ -114,9 +114,3 @@ class Publishing:
             if drainer.is_alive():
                 log.warning("%s still busy after %.0f s; leaving it (its events stay in "
                             "the outbox)", drainer.name, STOP_SECONDS)
-
-
-def start(settings: Settings, store_target: str | Path) -> Publishing | None:
-    """Start publishing to the configured destinations, or return None when there is none."""
-    publishing = Publishing(settings, store_target)
-    return publishing.start() if publishing.drainers else None

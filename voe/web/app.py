@@ -33,7 +33,7 @@ from voe.plan import Plan
 from voe.settings import Settings
 from voe.store import StoreError
 from voe.web import models
-from voe.web.control import CommandRefused, Control, UnknownJob
+from voe.web.control import COMMAND_TIMEOUT, CommandRefused, Control, UnknownJob
 from voe.web.guard import Guard, render
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voe.web")
 
-# Seconds an action waits for the master's loop to answer (it looks every 20 ms).
-COMMAND_TIMEOUT = 10.0
 # Jobs listed per page at most, and by default.
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
@@ -259,7 +257,7 @@ class Endpoints:
 
     def retry(self, cycle: CycleQuery = None) -> Answer:
         """Send every failed job (or those of one cycle) back to pending with fresh
-        attempts, like `voe failed --retry`."""
+        attempts, like `voe failed retry`."""
         return Answer(self._ask("retry", cycle=cycle, job_id=None))
 
     def retry_job(self, cycle: Annotated[int, Path(ge=1, le=MAX_INTEGER), Digits],

@@ -26,6 +26,8 @@ SAMPLES = 600
 SAMPLE_INTERVAL = 0.9
 # Commands run per loop iteration at most (the rest wait for the next one).
 COMMANDS_PER_DRAIN = 20
+# Seconds an action waits for the master's loop to answer (it looks every 20 ms).
+COMMAND_TIMEOUT = 10.0
 
 
 class CommandRefused(Exception):
