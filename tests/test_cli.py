@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -184,6 +187,18 @@ def _ledger_with_a_dead_letter(data_dir) -> tuple[str, str]:
     return job.id, str(data_dir / "ledger.db")
 
 
+@contextlib.contextmanager
+def _ledger(ledger_path: str) -> Iterator[Any]:
+    """The ledger at ``ledger_path``, open for writing."""
+    from voe.ledger import Ledger
+
+    ledger = Ledger(ledger_path)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
 def _state(ledger_path: str, job_id: str) -> str:
     from voe.ledger import Ledger
 
@@ -206,8 +221,15 @@ def test_failed_retry_goes_through_a_running_master_and_writes_the_ledger_only_w
         for command in (["failed", "retry"], ["failed", "--retry"], *MASTER_COMMANDS):
             _assert_status_1(voe(tmp_path, *command, env=unreachable),
                              "cannot reach the running master's HTTP port", "VOE_HTTP_PORT")
-        _assert_status_1(voe(tmp_path, "failed", "retry", env=port_off), "VOE_HTTP_PORT=0")
+        _assert_status_1(voe(tmp_path, "pause", env=port_off), "VOE_HTTP_PORT=0")
         assert _state(ledger_path, job_id) == "failed"  # never written behind its back
+        # Its port is off: the ledger is the only way, and the master polls it.
+        written = voe(tmp_path, "failed", "retry", env=port_off)
+        assert written.returncode == 0, written
+        assert "written to the ledger (the running master's HTTP port is off)" in written.stdout
+        assert _state(ledger_path, job_id) == "pending"
+        with _ledger(ledger_path) as ledger, ledger.transaction():
+            ledger.mark_failed([("503", 1, job_id)])
 
     retried = voe(tmp_path, "failed", "--retry", env=unreachable)  # the older spelling
     assert retried.returncode == 0, retried

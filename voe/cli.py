@@ -21,7 +21,7 @@ from voe.ledger import LedgerError
 from voe.protocol import is_label
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
-from voe.web.client import ControlError, NoMaster, ask_master
+from voe.web.client import ControlError, NoMaster, PortOff, ask_master
 
 EXIT_USAGE = 2
 # A listing whose reader closed the pipe exits as a program killed by SIGPIPE would.
@@ -305,6 +305,10 @@ def _retry_failed(settings: Settings) -> int:
     except NoMaster:
         count = retry_failed(settings)
         then = "no master runs: start one to search them again (voe master --once)"
+    except PortOff:  # the master finds reopened cycles in its ledger within a second
+        count = retry_failed(settings)
+        then = ("written to the ledger (the running master's HTTP port is off); the master "
+                "leases them within a second")
     if not count:
         print("no failed jobs to retry")
         return 0

@@ -31,6 +31,10 @@ class NoMaster(ControlError):
     """No master runs on the data dir."""
 
 
+class PortOff(ControlError):
+    """A master runs, with its HTTP port turned off (``VOE_HTTP_PORT=0``)."""
+
+
 def running_master(settings: Settings) -> int | None:
     """The PID of the master holding the data dir's lock, or None when none runs."""
     return holder(settings.data_dir)
@@ -38,13 +42,14 @@ def running_master(settings: Settings) -> int | None:
 
 def ask_master(settings: Settings, path: str) -> dict[str, Any]:
     """POST ``path`` (e.g. ``/api/pause``) to the running master's control API; its JSON
-    answer, or a ``ControlError`` (``NoMaster`` when none runs) saying why not."""
+    answer, or a ``ControlError`` (``NoMaster`` when none runs, ``PortOff`` when its port
+    is off) saying why not."""
     if running_master(settings) is None:
         raise NoMaster(f"no master is running on the data dir {settings.data_dir.resolve()} "
                        "(start one with voe master)")
     if not settings.voe_http_port:
-        raise ControlError("the running master's HTTP port is off (VOE_HTTP_PORT=0), and "
-                           "this command goes through it: restart the master with a port")
+        raise PortOff("the running master's HTTP port is off (VOE_HTTP_PORT=0), and "
+                      "this command goes through it: restart the master with a port")
     host = _WILDCARDS.get(settings.voe_http_host.strip(), settings.voe_http_host.strip("[]"))
     where = f"{settings.voe_http_host}:{settings.voe_http_port} (VOE_HTTP_HOST, VOE_HTTP_PORT)"
     headers = {"Authorization": f"Bearer {settings.voe_http_token}"} \
