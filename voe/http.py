@@ -86,6 +86,11 @@ class _HTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+# Pools an adapter keeps by origin and TLS settings before it starts over (see
+# ``_Adapter.get_connection_with_tls_context``); urllib3's own pools are not bounded by it.
+MAX_KEPT_POOLS = 1000
+# A URL's ``scheme://host:port``, when nothing else (user info) stands before its path.
+_ORIGIN = re.compile(r"https?://[^/?#@]+(?=[/?#]|\Z)", re.IGNORECASE)
 # The hooks of a session that has none of its own (requests' ``default_hooks()``).
 _NO_HOOKS = {"response": []}
 # URLs that requests' ``prepare_url`` returns unchanged: http(s), a lower-case host name
@@ -96,6 +101,14 @@ _PLAIN_URL = re.compile(
     r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::([1-9][0-9]{0,4}))?"
     r"(?:/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)?)"
     r"(?:\?[A-Za-z0-9._~=&+,:/-]+)?")
+
+
+def _keyable(setting: Any) -> bool:
+    """Whether a ``verify`` or ``cert`` setting can key a kept pool (None, a bool, a path or
+    a pair of paths: what requests takes)."""
+    if type(setting) is tuple:
+        return all(type(part) is str for part in setting)
+    return setting is None or type(setting) in (bool, str)
 
 
 def _sets_cookies(raw: Any) -> bool:
@@ -123,6 +136,37 @@ class _Adapter(HTTPAdapter):
         response.request = req
         response.connection = self
         return response
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pools: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
+
+    def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
+                                        proxies: dict[str, str] | None = None,
+                                        cert: Any = None) -> HTTPConnectionPool:
+        """requests' own, with the pool of a request without a proxy kept by its URL's
+        ``scheme://host:port`` and TLS settings, so the next request there skips three URL
+        parses and urllib3's pool-key work; a pool urllib3 has closed since (evicted, or
+        the adapter closed) is looked up again."""
+        origin = (None if proxies or not _keyable(verify) or not _keyable(cert)
+                  or not isinstance(request.url, str) else _ORIGIN.match(request.url))
+        if origin is None:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (origin[0], verify, cert)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:
+            if len(self._pools) >= MAX_KEPT_POOLS:
+                self._pools.clear()
+            pool = self._pools[key] = super().get_connection_with_tls_context(
+                request, verify, proxies, cert)
+        return pool
+
+    def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str]) -> str:
+        """requests' own; without proxies, what it comes to: the path and query."""
+        if proxies:
+            return super().request_url(request, proxies)
+        url = request.path_url
+        return f"/{url.lstrip('/')}" if url.startswith("//") else url
 
     def init_poolmanager(self, *args: object, **kwargs: object) -> None:
         """Build the pool manager, then swap in the non-yielding pool classes."""
