@@ -122,7 +122,7 @@ def main() -> int:
 
             worker = worker_like(url, args.concurrency)
             run(worker, list(searches(args.warmup, 0)), args.concurrency, args.flights)
-            gcpolicy.settle()
+            gcpolicy.settle()  # the worker's garbage-collector policy, as Worker.run sets it
             profiler = None if args.profile is None else start_profiler(args.profile)
             per_page = []
             for number in range(args.rounds):
