@@ -143,3 +143,13 @@ def test_e2e():
     out = run_bench("e2e.py")
     assert "time to first stored fare" in out
     assert "fares stored per second" in out
+
+
+def test_scrape_inprocess():
+    """The in-process harness (a worker's search path, no master or sink) runs and reports."""
+    command = [sys.executable, "bench/scrape_inprocess.py", "--pages", "20", "--warmup", "10",
+               "--concurrency", "10", "--latency-ms", "0", "--flights", "5"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "median:" in result.stdout and "CPU per page" in result.stdout

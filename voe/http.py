@@ -22,6 +22,7 @@ same non-blocking syscall, without yielding to the hub.
 from __future__ import annotations
 
 import itertools
+import re
 import select
 import time
 from datetime import timedelta
@@ -85,6 +86,31 @@ class _HTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+# Pools an adapter keeps by origin and TLS settings before it starts over (see
+# ``_Adapter.get_connection_with_tls_context``); urllib3's own pools are not bounded by it.
+MAX_KEPT_POOLS = 1000
+# A URL's ``scheme://host:port``, when nothing else (user info) stands before its path.
+_ORIGIN = re.compile(r"https?://[^/?#@]+(?=[/?#]|\Z)", re.IGNORECASE)
+# The hooks of a session that has none of its own (requests' ``default_hooks()``).
+_NO_HOOKS = {"response": []}
+# URLs that requests' ``prepare_url`` returns unchanged: http(s), a lower-case host name
+# or IPv4 address, a port without leading zeros (at most 65535: checked apart), a path
+# of segments that are neither empty nor dot segments, an optional non-empty query; no
+# user info, no fragment, no percent-escape, nothing to quote or normalise.
+_PLAIN_URL = re.compile(
+    r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::([1-9][0-9]{0,4}))?"
+    r"(?:/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)?)"
+    r"(?:\?[A-Za-z0-9._~=&+,:/-]+)?")
+
+
+def _keyable(setting: Any) -> bool:
+    """Whether a ``verify`` or ``cert`` setting can key a kept pool (None, a bool, a path or
+    a pair of paths: what requests takes)."""
+    if type(setting) is tuple:
+        return all(type(part) is str for part in setting)
+    return setting is None or type(setting) in (bool, str)
+
+
 def _sets_cookies(raw: Any) -> bool:
     """Whether a urllib3 response carries cookies: without, filing them is a no-op, and a
     costly one (a mock request and response, a URL parse, a lock per jar)."""
@@ -110,6 +136,37 @@ class _Adapter(HTTPAdapter):
         response.request = req
         response.connection = self
         return response
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pools: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
+
+    def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
+                                        proxies: dict[str, str] | None = None,
+                                        cert: Any = None) -> HTTPConnectionPool:
+        """requests' own, with the pool of a request without a proxy kept by its URL's
+        ``scheme://host:port`` and TLS settings, so the next request there skips three URL
+        parses and urllib3's pool-key work; a pool urllib3 has closed since (evicted, or
+        the adapter closed) is looked up again."""
+        origin = (None if proxies or not _keyable(verify) or not _keyable(cert)
+                  or not isinstance(request.url, str) else _ORIGIN.match(request.url))
+        if origin is None:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (origin[0], verify, cert)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:
+            if len(self._pools) >= MAX_KEPT_POOLS:
+                self._pools.clear()
+            pool = self._pools[key] = super().get_connection_with_tls_context(
+                request, verify, proxies, cert)
+        return pool
+
+    def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str]) -> str:
+        """requests' own; without proxies, what it comes to: the path and query."""
+        if proxies:
+            return super().request_url(request, proxies)
+        url = request.path_url
+        return f"/{url.lstrip('/')}" if url.startswith("//") else url
 
     def init_poolmanager(self, *args: object, **kwargs: object) -> None:
         """Build the pool manager, then swap in the non-yielding pool classes."""
@@ -178,6 +235,45 @@ class Session(requests.Session):
         prepared.prepare_body(request.data, request.files, request.json)
         prepared.prepare_auth(auth, request.url)
         prepared.prepare_hooks(merge_hooks(request.hooks, self.hooks))
+        return prepared
+
+    def request(self, method: str | bytes, url: str | bytes, params: Any = None,
+                data: Any = None, headers: Any = None, cookies: Any = None, files: Any = None,
+                auth: Any = None, timeout: Any = None, allow_redirects: bool = True,
+                proxies: dict[str, str] | None = None, hooks: Any = None,
+                stream: bool | None = None, verify: Any = None, cert: Any = None,
+                json: Any = None) -> requests.Response:
+        """requests' ``request``; a plain GET (the usual fetch) is prepared by ``_plain_get``."""
+        if (method == "GET" and type(url) is str and not params and not data and not files
+                and json is None and headers is None and cookies is None and auth is None
+                and hooks is None):
+            prepared = self._plain_get(url)
+            if prepared is not None:
+                settings = self.merge_environment_settings(prepared.url, proxies or {}, stream,
+                                                           verify, cert)
+                return self.send(prepared, timeout=timeout, allow_redirects=allow_redirects,
+                                 **settings)
+        return super().request(method, url, params=params, data=data, headers=headers,
+                               cookies=cookies, files=files, auth=auth, timeout=timeout,
+                               allow_redirects=allow_redirects, proxies=proxies, hooks=hooks,
+                               stream=stream, verify=verify, cert=cert, json=json)
+
+    def _plain_get(self, url: str) -> requests.PreparedRequest | None:
+        """The request ``prepare_request`` makes of a GET of ``url`` with nothing else, made
+        without its generic steps (a Request, cookie, body, auth and hook merging: a sixth of
+        a fetch's CPU), or None when the session or the URL needs them: session cookies,
+        params, auth, .netrc or hooks, or a URL that requests would rewrite."""
+        plain = _PLAIN_URL.fullmatch(url)
+        if (plain is None or (plain[1] is not None and int(plain[1]) > 65535)
+                or self.cookies or self.params or self.auth is not None
+                or (self.trust_env and self.environment.netrc) or self.hooks != _NO_HOOKS
+                or None in self.headers.values()):  # requests drops a None header
+            return None
+        prepared = requests.PreparedRequest()
+        prepared.method = "GET"
+        prepared.url = url
+        prepared.prepare_headers(self.headers)
+        prepared._cookies = RequestsCookieJar()
         return prepared
 
     def merge_environment_settings(self, url: str, proxies: dict[str, str] | None,
