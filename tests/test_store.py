@@ -549,3 +549,25 @@ def test_an_older_postgres_store_gains_field_counts() -> None:
         with psycopg.connect(url, autocommit=True) as db:
             assert db.execute("SELECT MAX(version) FROM voe_schema").fetchone() == (
                 postgres.SCHEMA_VERSION,)
+
+
+def test_postgres_reads_fares_as_a_stream_on_a_connection_of_its_own() -> None:
+    from voe.store import postgres
+
+    with fresh_schema() as url, open_store(url) as store:
+        rows = postgres.ITER_ROWS + 500
+        jobs = [_job(f"B{n:05d}") for n in range(rows)]
+        store.save([_ok(job, "10.00") for job in jobs])
+        fares = store.iter_fares()
+        first = next(fares)
+        # The store's own connection is free meanwhile, and the reader fetches in batches
+        # through a server-side cursor (a full read would show no FETCH).
+        assert store.counts()["fares"] == rows
+        with store._lock:
+            activity = store._db.execute(
+                "SELECT query FROM pg_stat_activity WHERE query LIKE 'FETCH FORWARD %%'"
+                " AND pid <> pg_backend_pid()").fetchall()
+        assert [query for (query,) in activity] == [
+            f'FETCH FORWARD {postgres.ITER_ROWS} FROM "voe_iter_fares"'], activity
+        assert first["job_id"] == jobs[0].id
+        assert 1 + sum(1 for _ in fares) == rows

@@ -58,6 +58,9 @@ from voe.store.rows import (
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server before giving up with a one-line error."""
 
+ITER_ROWS = 2000
+"""Fares fetched at a time when fares are read as a stream (``iter_fares``)."""
+
 _LOCK_KEY = 0x766F65  # "voe": the advisory lock serializing migrations and saves
 
 _PASSING_STATES = {
@@ -507,10 +510,18 @@ class PostgresStore(Closing):
         where, params = ("WHERE cycle = %s", (cycle,)) if cycle is not None else ("", ())
         sql = f"SELECT {_COLUMNS} FROM fares {where} ORDER BY cycle, job_id, {_BY_PRICE}, id"
         with self._errors("read fares"):
-            with self._lock:
-                rows = self._db.execute(sql, params).fetchall()
-            for row in rows:
-                yield dict(zip(FARE_FIELDS, row, strict=True))
+            # A connection of its own with a server-side cursor: the rows come ITER_ROWS at a
+            # time (an export of millions stays small), and the store's connection and lock
+            # stay free for its other work meanwhile.
+            conn = self._connect()
+            try:
+                with conn.transaction(), conn.cursor(name="voe_iter_fares") as cursor:
+                    cursor.itersize = ITER_ROWS
+                    cursor.execute(sql, params)
+                    for row in cursor:
+                        yield dict(zip(FARE_FIELDS, row, strict=True))
+            finally:
+                conn.close()
 
     def cheapest(self, cycle: int | None = None) -> list[dict[str, Any]]:
         """Return the cheapest fare per (origin, destination, date, return date).
