@@ -198,7 +198,8 @@ def run_export(store: str, target: str, tmp: Path, count: int, fmt_name: str,
              f"{out.stat().st_size / MIB:,.0f} MiB; voe said `exported {count} fares`")
     if not keep:
         out.unlink()  # gigabytes at full size
-    assert proc.exit_cpu is not None and proc.exit_maxrss is not None
+    if proc.exit_cpu is None or proc.exit_maxrss is None:
+        raise RuntimeError(f"voe export from {store} was reaped elsewhere: no rusage")
     return seconds, proc.exit_cpu, sampler.peak["export"], proc.exit_maxrss, sampler.samples, \
         check
 
