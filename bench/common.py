@@ -306,7 +306,9 @@ class Proc:
     """A child process of a benchmark: started in its own session, stopped by its PID.
 
     ``cpu()`` is the CPU seconds of the process (and its descendants with ``tree``)
-    while it lives, and its exact total from ``os.wait4`` once it has exited.
+    while it lives, and its exact total from ``os.wait4`` once it has exited;
+    ``exit_maxrss`` is then the kernel's peak RSS of it (or of its largest reaped
+    descendant) in bytes.
     ``mark()`` takes a baseline that ``cpu_since_mark()`` subtracts.
     """
 
@@ -320,6 +322,7 @@ class Proc:
         self.started_monotonic = time.monotonic()
         self.returncode: int | None = None
         self.exit_cpu: float | None = None
+        self.exit_maxrss: int | None = None
         self.exited_monotonic: float | None = None
         self.baseline = 0.0
         self.last_cpu = 0.0
@@ -348,6 +351,7 @@ class Proc:
             return None
         self.exited_monotonic = time.monotonic()
         self.exit_cpu = usage.ru_utime + usage.ru_stime
+        self.exit_maxrss = usage.ru_maxrss * 1024  # Linux gives KiB
         self.returncode = os.waitstatus_to_exitcode(status)
         self.popen.returncode = self.returncode
         return self.returncode

@@ -3,7 +3,7 @@
 The real runs are long and stay out of the test suite; these only check that every
 benchmark command works end to end (processes start, figures print, checks pass).
 A peer that is not installed here (Celery, Scrapy) or whose broker does not answer
-(RabbitMQ) is skipped with the reason; voe's part runs regardless. The browser
+(RabbitMQ, PostgreSQL) is skipped with the reason; voe's part runs regardless. The browser
 benchmark, whose figures are ratios of voe to scrapy-playwright in one run, is
 skipped whole without Chromium, scrapy-playwright or psutil.
 """
@@ -153,3 +153,24 @@ def test_scrape_inprocess():
                             timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "median:" in result.stdout and "CPU per page" in result.stdout
+
+
+def test_export_sqlite():
+    out = run_bench("export.py", "--fares", "2000", "--skip", "postgres")
+    assert "| SQLite | 2,000 |" in out
+    assert "2,000 data lines + header" in out
+    assert "from SQLite under 150 MB RSS:" in out
+
+
+def test_export_postgres():
+    if not _installed("psycopg"):
+        pytest.skip("psycopg is not installed (voe[postgres])")
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+    except OSError:
+        pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432")
+    out = run_bench("export.py", "--fares", "2000", "--skip", "sqlite", "--format", "jsonl")
+    assert "| PostgreSQL | 2,000 |" in out
+    assert "PostgreSQL.jsonl: 2,000 data lines," in out
+    assert "from PostgreSQL under 150 MB RSS:" in out
