@@ -2,7 +2,8 @@
 
 ``client`` is the worker's side (``Browser``, ``RenderTask``, ``Rendered``,
 ``BrowserError``); ``host`` the process that runs Playwright's asyncio loop,
-``render`` one render in it and ``blocking`` what a page never sends; ``chained``
+``profiles`` its browser contexts by identity, ``render`` one render in it and
+``blocking`` what a page never sends; ``chained``
 passes a render through the fetch chain; ``cookies`` moves an identity's cookies in
 and out of a browser context; ``process`` finds and ends browser processes by PID.
 """
