@@ -25,9 +25,10 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 RUN_TIMEOUT = 120
 
 
-def _rabbitmq_answers() -> bool:
+def _answers(port: int) -> bool:
+    """Whether a server listens on 127.0.0.1:``port`` (RabbitMQ, PostgreSQL)."""
     try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
     except OSError:
         return False
@@ -63,7 +64,7 @@ def test_pipeline_voe_and_raw_pyzmq():
 def test_pipeline_celery():
     if not _installed("celery"):
         pytest.skip("Celery is not installed (pip install -e '.[bench]')")
-    if not _rabbitmq_answers():
+    if not _answers(5672):
         pytest.skip("RabbitMQ does not answer on 127.0.0.1:5672")
     out = run_bench("pipeline.py", "--n", "200", "--skip", "voe", "--skip", "raw",
                     "--no-start-rabbitmq")
@@ -165,10 +166,7 @@ def test_export_sqlite():
 def test_export_postgres():
     if not _installed("psycopg"):
         pytest.skip("psycopg is not installed (voe[postgres])")
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-    except OSError:
+    if not _answers(5432):
         pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432")
     out = run_bench("export.py", "--fares", "2000", "--skip", "sqlite", "--format", "jsonl")
     assert "| PostgreSQL | 2,000 |" in out
