@@ -20,6 +20,7 @@ after any render in it that failed (a timeout, a browser error: its state is unk
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,7 +83,9 @@ class Profiles:
         self.spare = max(0, spare)
         self.block = block
         self._profiles: OrderedDict[tuple[str, str, str], Profile] = OrderedDict()
-        self._uses: dict[Page, int] = {}  # pages under way -> renders they served before
+        # Pages under way -> renders they served before; weak, so a page whose render failed
+        # (its context closed with the broken profile) leaves no entry behind.
+        self._uses: weakref.WeakKeyDictionary[Page, int] = weakref.WeakKeyDictionary()
 
     def __len__(self) -> int:
         return len(self._profiles)
