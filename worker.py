@@ -2,7 +2,7 @@
 
 import sys
 
-from voe.cli import main
+from voe.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["worker", *sys.argv[1:]]))

@@ -60,8 +60,8 @@ from common import (
 from proctree import TreeMeter, TreeUsage
 from scrape import check_peer, check_voe_run
 
-from voe.browser.client import BrowserError, browser_path
-from voe.demoairline.fares import AIRPORTS
+from voe.demo.airline.fares import AIRPORTS
+from voe.worker.browser.client import BrowserError, browser_path
 
 SAMPLE = 20
 PLAYWRIGHT = "scrapy-playwright"

@@ -2,7 +2,7 @@
 
 voe: ``voe master --once`` -> 2 ``voe worker`` -> ``voe sink`` -> fares.db, timed from
 the master's start until it exits (every job done, 5 x N fares stored). Run at
-voe's default credit (``--prefetch 2``, growing with the pace: ``voe/credit.py``) and,
+voe's default credit (``--prefetch 2``, growing with the pace: ``voe/worker/credit.py``) and,
 for the record, at ``--tuned-prefetch``.
 
 raw pyzmq (``raw_zmq.py``): ventilator -> 2 workers -> sink -> SQLite, one message
@@ -306,7 +306,7 @@ def main() -> int:
     notes = [
         f"{WORKERS} workers everywhere: 2 `voe worker` processes (null backend, voe's defaults: "
         "concurrency 16, prefetch 2 and VOE_PREFETCH_SECONDS 0.01: a credit of 18 each that "
-        "grows with the worker's pace, to 16 + 128 at most, voe/credit.py); "
+        "grows with the worker's pace, to 16 + 128 at most, voe/worker/credit.py); "
         "2 raw pyzmq worker processes; 1 Celery prefork worker with 2 pool processes.",
         "Every system computes the same 5 fares per job (voe's null backend code) and stores "
         "5 x N rows in SQLite (WAL, synchronous=NORMAL) in batches of up to 2,000 results; "

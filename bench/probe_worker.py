@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from voe import cli
+from voe.cli import main as cli
 from voe.model import Result, SearchJob
-from voe.worker import Worker
+from voe.worker.loop import Worker
 
 _search = Worker.search
 _first_job_file = Path(sys.argv[1])

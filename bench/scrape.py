@@ -48,7 +48,7 @@ from common import (
     write_plan,
 )
 
-from voe.demoairline.fares import AIRPORTS
+from voe.demo.airline.fares import AIRPORTS
 
 CONCURRENCY = 100
 SAMPLE = 20

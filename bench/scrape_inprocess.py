@@ -2,7 +2,7 @@
 
 ``bench/scrape.py`` measures the whole cluster against its peers; this measures only
 what a worker does per job, to compare one change to the worker's hot path with
-another in a few seconds: the session of ``voe.http.new_session``, the ``demo``
+another in a few seconds: the session of ``voe.worker.http.new_session``, the ``demo``
 backend and the fare pipeline, run by ``Worker.search`` as the worker runs them, and
 each result encoded as the worker encodes it. ``--concurrency`` greenlets (100) share
 one session, as a worker's do. The first ``--warmup`` pages (connections, imports,
@@ -35,7 +35,7 @@ from types import SimpleNamespace  # noqa: E402
 from common import clean_env, start_airline, stop_all, workdir  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-from voe.demoairline.fares import AIRPORTS  # noqa: E402
+from voe.demo.airline.fares import AIRPORTS  # noqa: E402
 from voe.model import OK, SearchJob  # noqa: E402
 
 # Days ahead the searches' dates spread over (the pages differ by route and date).
@@ -59,9 +59,9 @@ def worker_like(url: str, concurrency: int) -> SimpleNamespace:
     env = clean_env(VOE_DEMO_AIRLINE_URL=url)  # voe as released: no VOE_* of ours, no plugins
     os.environ.clear()
     os.environ.update(env)
-    from voe.farepipeline import FarePipeline
-    from voe.http import new_session
     from voe.settings import load
+    from voe.worker.farepipeline import FarePipeline
+    from voe.worker.http import new_session
 
     settings = load(env_file=os.devnull)
     return SimpleNamespace(settings=settings, backends={}, name="inprocess",
@@ -73,7 +73,7 @@ def run(worker: SimpleNamespace, jobs: list[SearchJob], concurrency: int,
         flights: int) -> float:
     """Run ``jobs`` as a worker would; return the CPU seconds; fail on any page not ok."""
     from voe import protocol
-    from voe.worker import Worker
+    from voe.worker.loop import Worker
 
     def one(job: SearchJob) -> None:
         result = Worker.search(worker, job)

@@ -2,7 +2,7 @@
 
 The dashboard's tests (tests/test_dashboard.py) emulate a viewport, click and take
 screenshots over CDP with this client (``websocket-client``, in the ``test`` extra).
-voe's own browser backends render through Playwright (``voe.browser``), not this.
+voe's own browser backends render through Playwright (``voe.worker.browser``), not this.
 One ``Browser`` is one Chromium process, started on first use, with a bounded pool
 of pages (tabs); ``stop`` ends the process by its PID.
 """

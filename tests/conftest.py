@@ -96,7 +96,7 @@ def _airline_command(port: int, latency_ms: int, fail_routes: Iterable[str],
         "import logging, sys\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr,"
         " format='%(levelname)s %(name)s %(message)s')\n"
-        "from voe.demoairline.server import serve\n"
+        "from voe.demo.airline.server import serve\n"
         f"serve(port={port!r}, latency_ms={latency_ms!r}, fail_routes={list(fail_routes)!r},"
         f" flights={flights!r}, **{faults!r})\n"
     )

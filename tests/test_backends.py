@@ -20,13 +20,13 @@ from conftest import REPO, free_port, http_get
 from voe import __version__
 from voe.backends import UnknownBackend, available_backends, get_backend, register
 from voe.backends.base import BlockedError, ParseError, PermanentError, TransientError
-from voe.backends.demo import DemoBackend, parse_price, parse_results
-from voe.backends.demo_api import DemoApiBackend, parse_fares
 from voe.backends.null import NullBackend
-from voe.demoairline.fares import fares_for
-from voe.demoairline.pages import results_page
-from voe.http import new_session
+from voe.demo.airline.fares import fares_for
+from voe.demo.airline.pages import results_page
+from voe.demo.backends.api import DemoApiBackend, parse_fares
+from voe.demo.backends.page import DemoBackend, parse_price, parse_results
 from voe.model import Fare, SearchJob
+from voe.worker.http import new_session
 
 HTTP_BACKENDS = ["demo", "demo-api"]
 
@@ -339,7 +339,7 @@ def test_session_reuses_and_closes_connections(airline_url, make_settings) -> No
 LIVENESS_CHECK = """
 from gevent import monkey; monkey.patch_all()
 import sys, gevent, requests
-from voe.http import new_session
+from voe.worker.http import new_session
 from voe.settings import load
 
 url = sys.argv[1] + "/stats"

@@ -14,9 +14,9 @@ from conftest import http_get
 
 from tests.cluster import Airline, Cluster
 from voe.backends.base import ParseError, PermanentError
-from voe.backends.demo import parse_results
-from voe.backends.demo_js import DemoJsBackend
-from voe.demoairline.fares import fares_for
+from voe.demo.airline.fares import fares_for
+from voe.demo.backends.js import DemoJsBackend
+from voe.demo.backends.page import parse_results
 from voe.model import SearchJob
 
 pytestmark = [

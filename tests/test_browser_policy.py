@@ -19,11 +19,11 @@ from conftest import http_get
 from tests.cluster import Airline, Cluster, assert_stored_exactly_once, wait_for
 from tests.test_identities import _loopback_aliases_work, proxies  # noqa: F401 (a fixture)
 from voe.backends.base import BlockedError, ParseError, TransientError
-from voe.backends.demo_js import DemoJsBackend
-from voe.browser.client import HOST_GRACE
-from voe.demoairline.fares import fares_for
-from voe.demoairline.faults import Faults
+from voe.demo.airline.fares import fares_for
+from voe.demo.airline.faults import Faults
+from voe.demo.backends.js import DemoJsBackend
 from voe.model import SearchJob
+from voe.worker.browser.client import HOST_GRACE
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("chromium") is None,

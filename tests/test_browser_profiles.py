@@ -1,4 +1,4 @@
-"""Browser contexts by identity (voe.browser.profiles) in a real headless Chromium: an
+"""Browser contexts by identity (voe.worker.browser.profiles) in a real headless Chromium: an
 identity's renders share one context (and its pages), identities never do, a context goes
 with its identity's last render, after a failure and past the spare count, and a render
 holds exactly its identity's cookies."""
@@ -26,8 +26,8 @@ def in_chromium(test: Callable[[Any], Awaitable[None]]) -> None:
     """Run ``test(browser)`` against a headless Chromium launched for it alone."""
     from playwright.async_api import async_playwright
 
-    from voe.browser.client import browser_path
-    from voe.browser.host import CHROMIUM_ARGS
+    from voe.worker.browser.client import browser_path
+    from voe.worker.browser.host import CHROMIUM_ARGS
 
     async def main() -> None:
         async with async_playwright() as playwright:
@@ -43,7 +43,7 @@ def in_chromium(test: Callable[[Any], Awaitable[None]]) -> None:
 
 
 def test_an_identitys_renders_share_a_context_and_identities_never_do():
-    from voe.browser.profiles import Profiles
+    from voe.worker.browser.profiles import Profiles
 
     async def test(browser: Any) -> None:
         profiles = Profiles(browser, spare=4)
@@ -62,7 +62,7 @@ def test_an_identitys_renders_share_a_context_and_identities_never_do():
 
 
 def test_a_context_goes_after_its_identitys_last_render_a_failure_and_past_the_spares():
-    from voe.browser.profiles import Profiles
+    from voe.worker.browser.profiles import Profiles
 
     async def test(browser: Any) -> None:
         profiles = Profiles(browser, spare=1)
@@ -92,7 +92,7 @@ def test_a_context_goes_after_its_identitys_last_render_a_failure_and_past_the_s
 
 
 def test_a_page_serves_a_bounded_number_of_renders_and_a_closing_context_keeps_none():
-    from voe.browser.profiles import PAGE_RENDERS, Profiles
+    from voe.worker.browser.profiles import PAGE_RENDERS, Profiles
 
     async def test(browser: Any) -> None:
         profiles = Profiles(browser, spare=4)
@@ -114,8 +114,8 @@ def test_a_page_serves_a_bounded_number_of_renders_and_a_closing_context_keeps_n
 
 
 def test_a_render_holds_exactly_its_identitys_cookies(demo_airline):
-    from voe.browser.profiles import Profiles
-    from voe.browser.render import render
+    from voe.worker.browser.profiles import Profiles
+    from voe.worker.browser.render import render
 
     url = demo_airline()
     host = url.split("//", 1)[1].split(":", 1)[0]

@@ -12,8 +12,8 @@ import pytest
 from requests.cookies import RequestsCookieJar, create_cookie
 
 from tests.cluster import wait_for
-from voe.browser.cookies import from_browser, to_browser
-from voe.browser.process import alive, find_browser, kill
+from voe.worker.browser.cookies import from_browser, to_browser
+from voe.worker.browser.process import alive, find_browser, kill
 
 
 def test_an_identitys_cookies_go_into_a_context_and_come_back():
@@ -83,7 +83,7 @@ def test_a_browser_started_by_a_wrapper_script_is_found_not_the_script(tmp_path)
 
 
 def test_blocked_types_become_url_patterns_where_an_extension_tells_them():
-    from voe.browser.blocking import url_patterns
+    from voe.worker.browser.blocking import url_patterns
 
     assert url_patterns(frozenset({"font"})) == [
         "*.woff", "*.woff?*", "*.woff2", "*.woff2?*", "*.ttf", "*.ttf?*", "*.otf", "*.otf?*",

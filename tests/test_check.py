@@ -10,8 +10,8 @@ import sqlite3
 import pytest
 
 from tests.cluster import Airline, Cluster, wait_for
+from voe.cli.report import START_A_MASTER_TO_FINISH
 from voe.ledger import Ledger
-from voe.report import START_A_MASTER_TO_FINISH
 
 
 @pytest.fixture

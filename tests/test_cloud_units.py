@@ -41,12 +41,12 @@ def test_wheel_of_the_checkout_installs_voe_with_its_metadata(tmp_path):
     assert wheel.name.startswith("voe-0.") and "+g" in wheel.name
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert {"voe/cli.py", "voe/cloud/deploy.py", "voe/plans/demo.toml"} <= set(names)
+        assert {"voe/cli/main.py", "voe/cloud/deploy.py", "voe/demo/plans/demo.toml"} <= set(names)
         assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
         dist_info = next(name.split("/")[0] for name in names if ".dist-info/" in name)
         metadata = archive.read(f"{dist_info}/METADATA").decode()
         assert "Requires-Dist: paramiko" in metadata and "Requires-Dist: boto3" in metadata
-        assert "voe = voe.cli:main" in archive.read(f"{dist_info}/entry_points.txt").decode()
+        assert "voe = voe.cli.main:main" in archive.read(f"{dist_info}/entry_points.txt").decode()
         for line in archive.read(f"{dist_info}/RECORD").decode().splitlines():
             name, digest, size = line.rsplit(",", 2)
             if name.endswith("RECORD"):
@@ -157,7 +157,7 @@ def test_service_definitions_restart_on_failure_and_log_to_the_home():
     assert "ExecStart=/home/ubuntu/voe-env/bin/voe worker --no-console" in unit
     assert "StandardOutput=append:/home/ubuntu/worker.log" in unit
     script = services.supervisor_script("sink")
-    assert '"$HOME/sink.log"' in script and ".voe/sink.pid" in script
+    assert '"$HOME/sink.log"' in script and ".voe/sink/loop.pid" in script
     result = subprocess.run(["sh", "-n", "-c", script + services.supervisor_stop("sink")
                              + services.supervisor_check("sink", 0)], capture_output=True)
     assert result.returncode == 0, result.stderr

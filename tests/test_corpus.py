@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from voe.backends.base import ParseError
-from voe.backends.demo import MAX_PAGE_BYTES, parse_results
-from voe.demoairline.fares import fares_for
-from voe.demoairline.pages import results_page
+from voe.demo.airline.fares import fares_for
+from voe.demo.airline.pages import results_page
+from voe.demo.backends.page import MAX_PAGE_BYTES, parse_results
 from voe.model import Fare
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

@@ -1,4 +1,5 @@
-"""A worker's prefetch follows its pace (voe/credit.py): more for fast jobs, as set for slow."""
+"""A worker's prefetch follows its pace (voe/worker/credit.py): more for fast jobs, as set
+for slow."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from cluster import Cluster
 
-from voe.credit import MEASURE_SECONDS, PrefetchGauge
+from voe.worker.credit import MEASURE_SECONDS, PrefetchGauge
 
 
 class Clock:

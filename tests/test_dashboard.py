@@ -24,7 +24,7 @@ import pytest
 from tests.cdp import Browser, Page
 from tests.cluster import ROOT, SMALL_PLAN, Airline, Cluster, wait_for
 from tests.test_publish import SECRET, Receiver
-from voe.demoairline.fares import AIRPORTS
+from voe.demo.airline.fares import AIRPORTS
 from voe.ledger import Ledger
 
 pytestmark = [

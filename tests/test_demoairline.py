@@ -18,8 +18,8 @@ import pytest
 from conftest import REPO, http_get, launch_airline
 from lxml import etree
 
-from voe.demoairline.fares import AIRPORTS, UnknownAirport, UnknownRoute, fares_for
-from voe.demoairline.pages import error_page, format_brl, results_page
+from voe.demo.airline.fares import AIRPORTS, UnknownAirport, UnknownRoute, fares_for
+from voe.demo.airline.pages import error_page, format_brl, results_page
 from voe.model import Fare
 
 QUERY = "origin=GRU&destination=REC&date=2026-12-01"
@@ -74,7 +74,7 @@ def test_fares_are_well_formed_and_deterministic() -> None:
 
 
 def test_fares_do_not_depend_on_the_python_hash_seed() -> None:
-    code = "from voe.demoairline import fares\nprint(fares.fares_for('POA', 'MAO', '2027-01-31'))"
+    code = "from voe.demo.airline import fares\nprint(fares.fares_for('POA', 'MAO', '2027-01-31'))"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
@@ -345,7 +345,7 @@ def test_slow_answers_are_delayed(demo_airline) -> None:
 
 
 def test_bad_fault_options_are_refused(tmp_path: Path) -> None:
-    from voe.demoairline.server import make_app
+    from voe.demo.airline.server import make_app
 
     for options in ({"error_rate": 2}, {"layout": "fancy"}, {"slow_ms": -1},
                     {"rate_limit": -1.0}):

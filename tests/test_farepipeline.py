@@ -16,19 +16,19 @@ import pytest
 from conftest import http_get
 
 from voe.backends.base import ParseError
-from voe.backends.demo import parse_price, parse_results, read_page
 from voe.components import parse_orders
-from voe.demoairline.fares import fares_for
-from voe.demoairline.pages import results_page
-from voe.farepipeline import PIPELINES_BASE, FarePipeline
-from voe.farepipeline.answers import AnswersSearch
-from voe.farepipeline.currency import check_currency
-from voe.farepipeline.duplicates import RefuseDuplicates
-from voe.farepipeline.flight import normalise_flight
-from voe.farepipeline.price import PriceBounds, normalise_price
-from voe.farepipeline.times import normalise_time
+from voe.demo.airline.fares import fares_for
+from voe.demo.airline.pages import results_page
+from voe.demo.backends.page import parse_price, parse_results, read_page
 from voe.model import OK, PARSE, Answer, Fare, FieldCount, Searched, SearchJob
 from voe.store.rows import all_valid_counts
+from voe.worker.farepipeline import PIPELINES_BASE, FarePipeline
+from voe.worker.farepipeline.answers import AnswersSearch
+from voe.worker.farepipeline.currency import check_currency
+from voe.worker.farepipeline.duplicates import RefuseDuplicates
+from voe.worker.farepipeline.flight import normalise_flight
+from voe.worker.farepipeline.price import PriceBounds, normalise_price
+from voe.worker.farepipeline.times import normalise_time
 
 FARE = Fare("G3 3573", "05:15", "07:40", "1234.56", "BRL")
 
@@ -272,10 +272,10 @@ def test_overrides_add_move_and_remove_stages(make_settings) -> None:
         with pytest.raises(ValueError):
             parse_orders(bad)
     settings = make_settings(voe_fare_pipelines=f"{__name__}:Tagging=950,"
-                             "voe.farepipeline.currency:CurrencyCode=none")
+                             "voe.worker.farepipeline.currency:CurrencyCode=none")
     pipeline = FarePipeline(settings, third_party=False)
     assert pipeline.names[-1] == f"{__name__}:Tagging"
-    assert "voe.farepipeline.currency:CurrencyCode" not in pipeline.names
+    assert "voe.worker.farepipeline.currency:CurrencyCode" not in pipeline.names
     assert pipeline.run([FARE], job()) == [FARE._replace(currency="USD")]
 
 
@@ -295,8 +295,9 @@ def test_entry_point_stages_run_at_their_order(tmp_path, monkeypatch, make_setti
         "[voe.fare_pipelines]\nearly = voe_test_stages:Early\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     pipeline = FarePipeline(make_settings())
-    assert pipeline.names[:3] == ["voe.farepipeline.answers:AnswersSearch",
-                                  "voe_test_stages:Early", "voe.farepipeline.flight:FlightCode"]
+    assert pipeline.names[:3] == ["voe.worker.farepipeline.answers:AnswersSearch",
+                                  "voe_test_stages:Early",
+                                  "voe.worker.farepipeline.flight:FlightCode"]
 
 
 def test_a_crashing_or_missing_stage_fails_the_answer_with_its_page(make_settings) -> None:
@@ -317,7 +318,7 @@ def test_a_crashing_or_missing_stage_fails_the_answer_with_its_page(make_setting
 @pytest.fixture
 def make_worker(make_settings, tmp_path) -> Iterator:
     """Factory: a worker (not running: its ``search`` is called directly) on ``url``."""
-    from voe.worker import Worker
+    from voe.worker.loop import Worker
 
     made = []
 

@@ -20,9 +20,9 @@ import pytest
 
 from tests.cluster import Airline, Cluster
 from voe.backends.base import ParseError
-from voe.backends.demo import parse_results
-from voe.demoairline.fares import fares_for
-from voe.demoairline.faults import Faults
+from voe.demo.airline.fares import fares_for
+from voe.demo.airline.faults import Faults
+from voe.demo.backends.page import parse_results
 
 MAX_ATTEMPTS = 3
 AIRPORTS = ("GRU", "REC", "SSA")  # the airports of tests/cluster.py's small plan

@@ -1,4 +1,5 @@
-"""The fetch chain (voe/fetch/) against the real demo airline, through a real worker's session:
+"""The fetch chain (voe/worker/fetch/) against the real demo airline, through a real
+worker's session:
 a deadline per fetch and a body cap while it streams, blocks as their own outcome, the
 middleware order (built-ins, entry points, VOE_FETCH_MIDDLEWARES), and a whole cluster
 against an airline that soft-blocks a share of its searches."""
@@ -23,12 +24,12 @@ from conftest import REPO
 from tests.cluster import Airline, Cluster, wait_for
 from voe import protocol
 from voe.backends.base import BlockedError
-from voe.demoairline.fares import fares_for
-from voe.demoairline.faults import Faults
-from voe.fetch import FetchRequest, middleware_classes
-from voe.http import new_session
+from voe.demo.airline.fares import fares_for
+from voe.demo.airline.faults import Faults
 from voe.model import BLOCKED, OK, TRANSIENT, Result, SearchJob
-from voe.worker import Worker
+from voe.worker.fetch import FetchRequest, middleware_classes
+from voe.worker.http import new_session
+from voe.worker.loop import Worker
 
 MIB = 1 << 20
 
@@ -105,8 +106,8 @@ def test_a_trickled_body_fails_as_transient_within_the_deadline(demo_airline, wo
 GEVENT_TRICKLE = """
 from gevent import monkey; monkey.patch_all()
 import json, sys, time, gevent
-from voe.backends.demo import DemoBackend
-from voe.http import new_session
+from voe.demo.backends.page import DemoBackend
+from voe.worker.http import new_session
 from voe.model import SearchJob
 from voe.settings import load
 
@@ -266,7 +267,7 @@ def test_plugin_middlewares_run_in_their_order(airline_url, make_settings, demo_
     http = new_session(make_settings(
         voe_demo_airline_url=airline_url, voe_user_agent="FareBot/3",
         voe_fetch_middlewares=f"{module}:Early=10, {module}:Late=950, "
-                              "voe.fetch.proxy:Proxy=none"))
+                              "voe.worker.fetch.proxy:Proxy=none"))
     names = [type(middleware).__name__ for middleware in http.chain.middlewares]
     assert names[0] == "Early" and names[-1] == "Late" and "Proxy" not in names
     assert names.index("Deadline") < names.index("BlockDetection") < names.index("UserAgent") \
@@ -414,8 +415,8 @@ def test_entry_point_middlewares_take_their_order(tmp_path, monkeypatch):
     assert chosen[f"{__name__}:Late"] == 950  # its ``order`` attribute
     assert chosen[f"{__name__}:Early"] == 500  # none: the default
     chosen = {path: order for order, path, _ in
-              middleware_classes(f"{__name__}:Early=none,voe.fetch.deadline:Deadline=10")}
-    assert f"{__name__}:Early" not in chosen and chosen["voe.fetch.deadline:Deadline"] == 10
+              middleware_classes(f"{__name__}:Early=none,voe.worker.fetch.deadline:Deadline=10")}
+    assert f"{__name__}:Early" not in chosen and chosen["voe.worker.fetch.deadline:Deadline"] == 10
     with pytest.raises(ValueError, match="no_such_module"):
         middleware_classes("no_such_module:Thing=5")
 

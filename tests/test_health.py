@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster import Cluster
 from voe import ledger as ledger_module
-from voe import report
+from voe.cli import report
 from voe.ledger import Ledger
 from voe.model import SearchJob
 

@@ -1,4 +1,4 @@
-"""The HTTP policy (voe/http.py) against the real demo airline and small loopback servers:
+"""The HTTP policy (voe/worker/http.py) against the real demo airline and small loopback servers:
 retries with backoff, Retry-After, throttling counts, per-host limits, proxy, User-Agent."""
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import requests
 from conftest import REPO, http_get
 
 from voe.backends.base import BlockedError, ParseError, TransientError
-from voe.backends.demo import DemoBackend
-from voe.backends.demo_api import DemoApiBackend
-from voe.demoairline.fares import fares_for
-from voe.fetch.chain import FetchRequest, host_key
-from voe.fetch.deadline import BodyTooLarge, DeadlinePassed
-from voe.fetch.hosts import HostLimits
-from voe.fetch.retry import never_sent
-from voe.fetch.throttle import ThrottleCounter
-from voe.http import new_session
+from voe.demo.airline.fares import fares_for
+from voe.demo.backends.api import DemoApiBackend
+from voe.demo.backends.page import DemoBackend
 from voe.model import SearchJob
+from voe.worker.fetch.chain import FetchRequest, host_key
+from voe.worker.fetch.deadline import BodyTooLarge, DeadlinePassed
+from voe.worker.fetch.hosts import HostLimits
+from voe.worker.fetch.retry import never_sent
+from voe.worker.fetch.throttle import ThrottleCounter
+from voe.worker.http import new_session
 
 
 def job(date: str = "2026-12-01", destination: str = "REC") -> SearchJob:
@@ -96,7 +96,7 @@ def test_a_request_without_a_timeout_gets_the_settings_timeouts(demo_airline, ma
     session.close()
     session = new_session(make_settings(  # without the middleware: the deadline's alone
         voe_http_timeout=0.3, voe_http_retries=0,
-        voe_fetch_middlewares="voe.fetch.timeouts:Timeouts=none"))
+        voe_fetch_middlewares="voe.worker.fetch.timeouts:Timeouts=none"))
     assert session.get(search).status_code == 200
     session.close()
 
@@ -168,7 +168,7 @@ def test_a_per_client_rate_limit_is_waited_out(demo_airline, policy):
 
 def test_retries_are_a_middleware_a_user_can_remove(demo_airline, policy):
     url = demo_airline(error_rate=1.0)
-    backend, session = policy(url, voe_fetch_middlewares="voe.fetch.retry:Retries=none")
+    backend, session = policy(url, voe_fetch_middlewares="voe.worker.fetch.retry:Retries=none")
     with pytest.raises(TransientError, match=r"\(HTTP 50[023]\)"):
         backend.search(job(), session)
     assert stats(url)["requests"] == 1
@@ -222,7 +222,7 @@ def test_throttle_counter_labels_per_greenlet_and_resets() -> None:
 HOST_LIMIT = """
 from gevent import monkey; monkey.patch_all()
 import json, sys, gevent
-from voe.http import new_session
+from voe.worker.http import new_session
 from voe.settings import load
 
 url = sys.argv[1]
@@ -415,8 +415,8 @@ def test_a_host_slot_is_given_back_on_every_path(recorder, demo_airline, make_se
 HOST_SLOT_CUT = """
 from gevent import monkey; monkey.patch_all()
 import json, sys, gevent
-from voe.fetch.chain import host_key
-from voe.http import new_session
+from voe.worker.fetch.chain import host_key
+from voe.worker.http import new_session
 from voe.settings import load
 
 url = sys.argv[1]

@@ -1,4 +1,4 @@
-"""Identities that rotate (voe/fetch/identities.py): the pool with an injected clock, cookies
+"""Identities that rotate (voe/worker/fetch/identities.py): the pool with an injected clock, cookies
 kept per identity through a real session, the counts on the wire, and a real cluster that
 gets through an airline blocking each address after a few searches, by four loopback
 proxies of the test's own."""
@@ -23,7 +23,7 @@ import requests
 from tests.cluster import SMALL_PLAN, Airline, Cluster, assert_stored_exactly_once, wait_for
 from voe import protocol
 from voe.backends.base import BlockedError
-from voe.fetch.identities import (
+from voe.worker.fetch.identities import (
     AllProxiesCooling,
     Identities,
     IdentityPool,
@@ -32,7 +32,7 @@ from voe.fetch.identities import (
     proxy_name,
     read_proxies_file,
 )
-from voe.http import new_session
+from voe.worker.http import new_session
 
 P1, P2 = "http://127.0.0.2:3128", "http://user:secret@127.0.0.3:3128"
 
@@ -307,8 +307,8 @@ def test_an_identity_proxy_wins_over_voe_http_proxy():
     middleware = Identities.from_session(session)
     assert session.identities is middleware.pool
     request = requests.Request("GET", "http://127.0.0.1:9/search").prepare()
-    from voe.fetch import FetchRequest
-    from voe.fetch.proxy import Proxy
+    from voe.worker.fetch import FetchRequest
+    from voe.worker.fetch.proxy import Proxy
 
     fetch = FetchRequest(request, {}, "http://127.0.0.1:9", job="a#1")
     middleware.process_request(fetch)
@@ -350,7 +350,7 @@ def _search_status(app: Any, client: str) -> str:
 
 
 def test_the_airline_blocks_an_address_after_its_searches_for_a_while():
-    from voe.demoairline.server import make_app
+    from voe.demo.airline.server import make_app
 
     app = make_app(block_after=2, block_seconds=0.3)
     statuses = [_search_status(app, "127.0.0.2") for _ in range(4)]

@@ -199,7 +199,7 @@ def test_prune_deletes_only_what_every_destination_passed_and_none_holds_dead(st
 
 
 def test_pruner_deletes_in_chunks_and_stops(tmp_path: Path, monkeypatch) -> None:
-    from voe.publish import prune
+    from voe.sink.publish import prune
 
     path = tmp_path / "fares.db"
     with SqliteStore(path) as writer:

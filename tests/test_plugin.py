@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import free_port
-from voe.demoairline.fares import fares_for
+from voe.demo.airline.fares import fares_for
 
 PLAN = """
 [plan]

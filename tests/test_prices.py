@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 from tests.cluster import Airline, Cluster
-from voe.demoairline.fares import drift_prices, fares_for
+from voe.demo.airline.fares import drift_prices, fares_for
 
 
 def test_price_drift_is_deterministic_and_bounded():

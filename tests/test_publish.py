@@ -29,10 +29,10 @@ import pytest
 from tests.cluster import Airline, Cluster, free_port, wait_for
 from tests.postgres import fresh_schema
 from voe.model import Fare, Result, SearchJob
-from voe.publish import Publishing
-from voe.publish.outbox import Drainer
-from voe.publish.webhook import SIGNATURE_TOLERANCE, WebhookPublisher, signature
 from voe.settings import load
+from voe.sink.publish import Publishing
+from voe.sink.publish.outbox import Drainer
+from voe.sink.publish.webhook import SIGNATURE_TOLERANCE, WebhookPublisher, signature
 from voe.store import SqliteStore
 from voe.store.rows import FARES_COLLECTED, PRICE_CHANGED, event_id
 

@@ -30,9 +30,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster import Cluster, assert_stored_exactly_once, free_port, wait_for
 from tests.postgres import SERVER_URL, fresh_schema
-from voe import protocol, sink
+from voe import protocol
 from voe.keys import server_keys
 from voe.model import Fare, Result, SearchJob
+from voe.sink import loop as sink
 from voe.store import SqliteStore, StoreError, StoreUnavailable, open_store
 from voe.store import sqlite as sqlite_store
 
@@ -115,7 +116,7 @@ class StoreFileCluster(Cluster):
 def logged(cluster: Cluster, level: str, text: str) -> int:
     """How many lines of sink.log at ``level`` hold ``text``."""
     return sum(1 for line in cluster.log("sink").splitlines()
-               if f" {level} voe.sink[" in line and text in line)
+               if f" {level} voe.sink.loop[" in line and text in line)
 
 
 def schema_of(url: str) -> str:
@@ -359,8 +360,8 @@ def test_the_url_names_the_application_before_voe_does() -> None:
 def test_a_drainer_rides_out_a_terminated_store_connection(tmp_path: Path) -> None:
     import http.server
 
-    from voe.publish.outbox import Drainer
-    from voe.publish.webhook import WebhookPublisher
+    from voe.sink.publish.outbox import Drainer
+    from voe.sink.publish.webhook import WebhookPublisher
 
     received: set[str] = set()  # event ids: at least once, so maybe some twice
 

@@ -17,7 +17,7 @@ import pytest
 
 import voe
 from tests.postgres import fresh_schema
-from voe.export import export_fares
+from voe.cli.export import export_fares
 from voe.model import Fare, FieldCount, Result, SearchJob
 from voe.store import SqliteStore, StoreError, open_store
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.cluster import Cluster
 from voe.backends import register
-from voe.demoairline.fares import fares_for
+from voe.demo.airline.fares import fares_for
 from voe.model import PERMANENT, TRANSIENT, SearchJob
 
 KEYERROR_BACKEND = "example-keyerror"  # tests/plugins/voe_example_backend/.../buggy.py
@@ -63,7 +63,7 @@ class IndexErrorAirline:
 @pytest.fixture
 def worker(make_settings, tmp_path: Path, airline_url: str) -> Iterator:
     """A real worker, not running its loops: its ``search`` is called directly."""
-    from voe.worker import Worker
+    from voe.worker.loop import Worker
 
     settings = make_settings(voe_demo_airline_url=airline_url, voe_data_dir=str(tmp_path),
                              voe_curve="off", voe_http_retries=0)

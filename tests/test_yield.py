@@ -13,17 +13,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster import Airline, Cluster, wait_for
+from voe.cli.report import field_yield_lines
 from voe.model import OK, PARSE, Fare, FieldCount, Result, SearchJob
-from voe.report import field_yield_lines
-from voe.store.sqlite import SqliteStore
-from voe.yieldwatch import MIN_FARES as FIELD_MIN_FARES
-from voe.yieldwatch import (
+from voe.sink.yieldwatch import MIN_FARES as FIELD_MIN_FARES
+from voe.sink.yieldwatch import (
     MIN_PAGES,
     FieldYield,
     YieldWatch,
     latest_field_yields,
     latest_yields,
 )
+from voe.store.sqlite import SqliteStore
 
 
 def result(cycle: int, number: int, fares: int, backend: str = "demo",

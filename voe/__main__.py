@@ -2,6 +2,6 @@
 
 import sys
 
-from voe.cli import main
+from voe.cli.main import main
 
 sys.exit(main())

@@ -341,7 +341,7 @@ class Master:
         elif isinstance(message, protocol.Finished):
             if peer is not None:
                 self.peers.release(peer, message.keys)
-                if message.prefetch is not None:  # its pace changed (voe.credit)
+                if message.prefetch is not None:  # its pace changed (voe.worker.credit)
                     peer.prefetch = message.prefetch
             now = time.monotonic()
             for key in message.keys:

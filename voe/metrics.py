@@ -26,7 +26,7 @@ from voe.model import PARSE, PERMANENT, TRANSIENT
 from voe.store.base import DONE, UNAVAILABLE_KINDS
 
 if TYPE_CHECKING:
-    from voe.yieldwatch import FieldYield
+    from voe.sink.yieldwatch import FieldYield
 
 MASTER = CollectorRegistry()
 SINK = CollectorRegistry()

@@ -5,8 +5,12 @@ Every part of voe speaks these types; none of them knows about ZeroMQ, SQLite or
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class SearchJob(NamedTuple):
@@ -124,3 +128,13 @@ PARSE = "parse"
 PERMANENT = "permanent"
 BLOCKED = "blocked"
 RESULT_STATUSES = (OK, TRANSIENT, PARSE, PERMANENT, BLOCKED)
+
+
+def check_date(date: str) -> datetime.date:
+    """Return ``date`` (``YYYY-MM-DD``) as a date; raise ``ValueError`` if it is not one."""
+    if not _DATE.fullmatch(date):
+        raise ValueError(f"bad date {date!r}: expected YYYY-MM-DD")
+    try:
+        return datetime.date.fromisoformat(date)
+    except ValueError:
+        raise ValueError(f"bad date {date!r}: no such day") from None

@@ -143,7 +143,7 @@ class Plan:
 
 def default_plan_path() -> Path:
     """The demo plan shipped inside the package."""
-    return Path(str(resources.files("voe") / "plans" / DEMO_PLAN))
+    return Path(str(resources.files("voe") / "demo" / "plans" / DEMO_PLAN))
 
 
 def load_plan(path: str | Path | None = None, backends: Collection[str] | None = None) -> Plan:

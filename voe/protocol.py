@@ -83,7 +83,7 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class Finished:
     """Jobs a worker has finished with (their results are on the way to the sink), and the
-    prefetch it now asks for when its pace changed it (None: unchanged; see voe.credit)."""
+    prefetch it now asks for when its pace changed it (None: unchanged; see voe.worker.credit)."""
 
     keys: tuple[tuple[int, str], ...]
     prefetch: int | None = None

@@ -15,6 +15,6 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(_here))
     sys.modules.pop("queue", None)
 
-    from voe.cli import main
+    from voe.cli.main import main
 
     sys.exit(main(["master", *sys.argv[1:]]))

@@ -105,7 +105,9 @@ def _proxy(value: str) -> str:
 
 
 def _proxy_list(value: str) -> str:
-    from voe.fetch.identities import parse_proxies  # here: the fetch chain reads the settings
+    from voe.worker.fetch.identities import (
+        parse_proxies,  # here: the fetch chain reads the settings
+    )
 
     return ",".join(parse_proxies(value))
 
@@ -290,7 +292,7 @@ SETTINGS: tuple[Setting, ...] = (
             "0 keeps none."),
     Setting("VOE_FARE_PIPELINES", "", normal_orders, "path:Class=ORDER or =none, by commas",
             "Fare pipeline stages to add, move or remove (=none), e.g. "
-            "mypkg.checks:Fares=550,voe.farepipeline.times:Times=none."),
+            "mypkg.checks:Fares=550,voe.worker.farepipeline.times:Times=none."),
     Setting("VOE_PRICE_MIN", "1", _positive_float, "a positive number",
             "Lowest price a fare may have; below it the page is a parse error (a misread)."),
     Setting("VOE_PRICE_MAX", "1000000", _positive_float, "a positive number",

@@ -9,7 +9,7 @@ not yield fares; ``ParseError.page`` keeps the raw page for the backend's author
 
 A backend returns an ``Answer`` (``voe.model``): the fares plus the search the page
 itself says it answers and the raw page. The worker runs the fare pipeline
-(``voe.farepipeline``) over it before anything is stored; its first stage refuses a
+(``voe.worker.farepipeline``) over it before anything is stored; its first stage refuses a
 page that answers another search than the job's. A backend may still return a plain
 list of fares (older and third-party backends do): the other stages check it all
 the same, but there is then nothing to compare the job's search with.
@@ -66,7 +66,7 @@ class BlockedError(TransientError):
 
     Transient, since a block passes, but its own kind, so a blocked search is never
     taken for one without flights; ``page`` holds the block page, kept for the user.
-    The fetch chain raises it (``voe.fetch.blocks``); a backend may raise it too.
+    The fetch chain raises it (``voe.worker.fetch.blocks``); a backend may raise it too.
     """
 
     kind = "blocked"

@@ -1,5 +1,8 @@
 """Find a backend by name: the built-ins, then the ``voe.backends`` entry-point group.
 
+voe's own entry points (the demo airline's backends, shipped in ``voe.demo``) count as
+built in: they cannot be replaced, and the core never imports the demo to list them.
+
 A backend factory is any callable taking the ``Settings`` and returning a
 ``Backend`` (a class whose ``__init__`` takes the settings qualifies). A third-party
 package registers one under ``[project.entry-points."voe.backends"]``; an entry
@@ -13,9 +16,6 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
 from voe.backends.base import Backend
-from voe.backends.demo import DemoBackend
-from voe.backends.demo_api import DemoApiBackend
-from voe.backends.demo_js import DemoJsBackend
 from voe.backends.null import NullBackend
 from voe.settings import Settings
 
@@ -27,9 +27,6 @@ BUILT_IN = "built-in"
 Factory = Callable[[Settings], Backend]
 
 _BUILT_INS: dict[str, Factory] = {
-    "demo": DemoBackend,
-    "demo-api": DemoApiBackend,
-    "demo-js": DemoJsBackend,
     "null": NullBackend,
 }
 _registered: dict[str, Factory] = {}
@@ -44,18 +41,31 @@ class UnknownBackend(LookupError):
         self.name = name
 
 
+def _own(entry_point: EntryPoint) -> bool:
+    """Whether voe itself ships this entry point (then it is built in)."""
+    dist = getattr(entry_point, "dist", None)
+    return dist is not None and dist.name == "voe"
+
+
+def _built_in_names() -> set[str]:
+    own = {found.name for found in entry_points(group=ENTRY_POINT_GROUP) if _own(found)}
+    return own | set(_BUILT_INS)
+
+
 def register(name: str, factory: Factory) -> None:
     """Register a backend factory under ``name`` in this process (e.g. from a plugin or test)."""
-    if name in _BUILT_INS:
+    if name in _built_in_names():
         raise ValueError(f"backend {name!r} is built in and cannot be replaced")
     _registered[name] = factory
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    """Return the group's entry points by name, except those shadowed by built-ins."""
-    found = {}
+    """Return the group's entry points by name (voe's own first), except those shadowed by
+    built-ins."""
+    found: dict[str, EntryPoint] = {}
+    built_in = _built_in_names()
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in _BUILT_INS:
+        if entry_point.name in built_in and not _own(entry_point):
             logger.warning("backend entry point %s=%s ignored: %r is built in",
                            entry_point.name, entry_point.value, entry_point.name)
         else:
@@ -89,7 +99,7 @@ def available_backends() -> dict[str, str]:
     names.update({name: _describe(factory) for name, factory in _registered.items()})
     for name, entry_point in _entry_points().items():
         if name not in names and _load(entry_point) is not None:
-            names[name] = entry_point.value
+            names[name] = BUILT_IN if _own(entry_point) else entry_point.value
     return names
 
 

@@ -1,7 +1,7 @@
 """The master's and the sink's HTTP apps (FastAPI): typed routes, the OpenAPI document
 generated from them, and refusals in one JSON shape.
 
-Reads come from the ledger and store files through ``voe.report`` (each call opens its
+Reads come from the ledger and store files through ``voe.cli.report`` (each call opens its
 own connections; FastAPI runs these handlers in its worker threads); actions go to the
 master's loop through ``voe.web.control`` and wait for its answer. Bad input is a 4xx
 with ``{"error": "..."}``, never a traceback. ``voe.web.guard`` wraps both apps.
@@ -27,7 +27,8 @@ from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from voe import __version__, report
+from voe import __version__
+from voe.cli import report
 from voe.ledger import LedgerError
 from voe.plan import Plan
 from voe.settings import Settings
@@ -225,7 +226,7 @@ class Endpoints:
         except ValueError as error:
             raise ApiError(400, str(error)) from None
         if date is not None:
-            from voe.demoairline.fares import check_date
+            from voe.model import check_date
 
             try:
                 check_date(date)

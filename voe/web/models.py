@@ -1,7 +1,7 @@
 """The shapes of the master's JSON answers, as the OpenAPI document describes them.
 
 They document and are checked (schemathesis validates real answers against them); the
-endpoints return the dicts of ``voe.report`` as they are, so an answer never loses a
+endpoints return the dicts of ``voe.cli.report`` as they are, so an answer never loses a
 field that a model does not name.
 """
 

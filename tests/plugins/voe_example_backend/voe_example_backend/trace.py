@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from voe.fetch import FetchRequest
 from voe.model import Answer, SearchJob
 from voe.settings import Settings
+from voe.worker.fetch import FetchRequest
 
 
 def _note(line: str) -> None:

@@ -1,0 +1,98 @@
+"""The demo-api backend: search the demo airline's JSON API (``/api/search``).
+
+Same airline and error mapping as the demo backend, but the fares come as JSON,
+which is checked field by field before it is trusted. The answer's ``search``
+object says which search it answers (origin, destination, date), for the fare
+pipeline to compare with the job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from voe.backends.base import ParseError
+from voe.demo.backends.page import DemoBackend, fetch
+from voe.model import Answer, Fare, Searched, SearchJob
+from voe.settings import Settings
+
+_FIELDS = ("flight", "departure", "arrival", "price", "currency")
+_SEARCH_FIELDS = ("origin", "destination", "date")
+_PRICE = re.compile(r"[0-9]+\.[0-9]{2}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def _fare(item: Any) -> Fare:
+    """Check one JSON fare and return it; ``ValueError`` says what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError("fare is not an object")
+    values = []
+    for name in _FIELDS:
+        value = item.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"field {name} is missing or not a string")
+        values.append(value.strip())
+    fare = Fare(*values)
+    if not _PRICE.fullmatch(fare.price) or Decimal(fare.price) <= 0:
+        raise ValueError(f"bad price {fare.price!r}")
+    if not _CURRENCY.fullmatch(fare.currency):
+        raise ValueError(f"bad currency {fare.currency!r}")
+    return fare
+
+
+def _searched(item: Any) -> Searched:
+    """Check the answer's ``search`` object and return it; ``ValueError`` says what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError("no search object in the answer (which search does it answer?)")
+    values = []
+    for name in _SEARCH_FIELDS:
+        value = item.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"search field {name} is missing or not a string")
+        values.append(value.strip())
+    return Searched(*values)
+
+
+def parse_fares(page: bytes) -> Answer:
+    """Parse the JSON API's answer into an ``Answer``; ``ParseError`` (with the page) if odd."""
+    try:
+        payload = json.loads(page)
+    except ValueError as error:
+        raise ParseError(f"not JSON: {error}", page=page) from None
+    items = payload.get("fares") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise ParseError("no fares list in the answer", page=page)
+    try:
+        answered = _searched(payload.get("search"))
+    except ValueError as error:
+        raise ParseError(str(error), page=page) from None
+    fares = []
+    for number, item in enumerate(items, start=1):
+        try:
+            fares.append(_fare(item))
+        except ValueError as error:
+            raise ParseError(f"fare {number}: {error}", page=page) from None
+    return Answer(fares, answered, page)
+
+
+class DemoApiBackend:
+    """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``.
+
+    The demo airline sells one-way fares only, so a job's ``return_date`` is ignored.
+    """
+
+    name = "demo-api"
+    # The airline's block pages (a captcha it redirects to) are the HTML site's.
+    block_markers = DemoBackend.block_markers
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = f"{settings.voe_demo_airline_url}/api/search"
+        self.timeout = (settings.voe_http_connect_timeout, settings.voe_http_timeout)
+
+    def search(self, job: SearchJob, http: requests.Session) -> Answer:
+        """Fetch and check the fares of ``job``; raise a ``BackendError`` on failure."""
+        return parse_fares(fetch(http, self.url, job, self.timeout))

@@ -1,0 +1,40 @@
+"""Currencies: an ISO 4217 code of money a fare can be priced in."""
+
+from __future__ import annotations
+
+from voe.worker.farepipeline.base import FieldStage
+
+# The active ISO 4217 currency codes (2025), less fund codes (BOV, CHE, CHW, CLF,
+# COU, MXV, USN, UYI, UYW) and metals, testing and special codes (XAU, XDR, XTS,
+# XXX...), which no fare is priced in. A short built-in set rather than babel or
+# pycountry: it is all this check needs, the list changes a few times a decade, and
+# either library would add megabytes of locale data to every worker for it.
+ISO_4217 = frozenset("""
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD
+BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN
+ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR
+ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL
+MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
+PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD
+SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES
+VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
+""".split())
+
+
+def check_currency(text: str) -> str:
+    """``" BRL"`` -> ``"BRL"``; ``ValueError`` unless an ISO 4217 code in upper case."""
+    code = text.strip()
+    if code not in ISO_4217:
+        raise ValueError(f"{text!r} is not an ISO 4217 currency code")
+    return code
+
+
+class CurrencyCode(FieldStage):
+    """Refuse a fare whose currency is not an ISO 4217 code (``BRL``, not ``R$`` or ``reais``)."""
+
+    fields = ("currency",)
+    all_valid = ISO_4217.issuperset  # each already "BRL"
+
+    def check(self, value: str) -> str:
+        """The currency code; ``ValueError`` if it is not one."""
+        return check_currency(value)
