@@ -16,6 +16,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 1 if stuck(report) else 0
+    _print_cycle(report)
+    for found in report["yield"]:
+        previous = found["previous_fares_per_page"]
+        print(f"yield {found['backend']} cycle {found['cycle']}: {found['fares_per_page']} "
+              f"fares/page on {found['pages']} pages"
+              + (f" (cycle {found['previous_cycle']}: {previous})" if previous is not None else "")
+              + (" DROPPED by more than half: did the airline change its pages?"
+                 if found["dropped"] else ""))
+    for line in field_yield_lines(report["field_yield"]):
+        print(line)
+    outbox = report["outbox"]
+    if not outbox["destinations"]:
+        print("outbox: no publisher configured (VOE_AMQP_URL, VOE_NATS_URL, VOE_WEBHOOK_URLS)")
+    for name, found in outbox["destinations"].items():
+        print(f"outbox {name}: {found['backlog']} waiting, {found['dead']} dead letter(s)"
+              + (f", {found['retrying']} to retry" if found["retrying"] else "")
+              + ("" if found["configured"] else " (not configured here)"))
+    _print_master(report)
+    for line in health_lines(report):
+        print(line)
+    return 1 if stuck(report) else 0
+
+
+def _print_cycle(report: dict) -> None:
+    """The status's lines about the data dir, the latest cycle and the fares stored."""
     jobs = report["jobs"]
     cycle = report["cycle"]
     print(f"data dir: {report['data_dir']}")
@@ -40,22 +65,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                      f"{changed['plan']} follows") + ". To keep the old plan, restore its file.")
         print(f"fares stored: {cycle['fares']} in cycle {cycle['number']}, "
               f"{report['fares']} in every cycle")
-    for found in report["yield"]:
-        previous = found["previous_fares_per_page"]
-        print(f"yield {found['backend']} cycle {found['cycle']}: {found['fares_per_page']} "
-              f"fares/page on {found['pages']} pages"
-              + (f" (cycle {found['previous_cycle']}: {previous})" if previous is not None else "")
-              + (" DROPPED by more than half: did the airline change its pages?"
-                 if found["dropped"] else ""))
-    for line in field_yield_lines(report["field_yield"]):
-        print(line)
-    outbox = report["outbox"]
-    if not outbox["destinations"]:
-        print("outbox: no publisher configured (VOE_AMQP_URL, VOE_NATS_URL, VOE_WEBHOOK_URLS)")
-    for name, found in outbox["destinations"].items():
-        print(f"outbox {name}: {found['backlog']} waiting, {found['dead']} dead letter(s)"
-              + (f", {found['retrying']} to retry" if found["retrying"] else "")
-              + ("" if found["configured"] else " (not configured here)"))
+
+
+def _print_master(report: dict) -> None:
+    """The status's lines about the master and its workers."""
     master = report["master"]
     running = f"running (pid {master['pid']})" if master["running"] else "not running"
     print(f"master: {running}")
@@ -67,14 +80,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"    identities via {route.get('route')}: {route.get('blocks', 0)} "
                   f"block(s), {route.get('jobs', 0)} job(s) served, "
                   f"{route.get('retired', 0)} retired")
-    for line in health_lines(report):
-        print(line)
-    return 1 if stuck(report) else 0
 
 
 def cmd_cheapest(args: argparse.Namespace) -> int:
     """Print the cheapest stored fare per route and date."""
-    from voe.cli.report import cheapest
+    from voe.cli.fares import cheapest
 
     rows = cheapest(user_settings())
     if args.json:
@@ -133,7 +143,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
     """Print a route's cheapest fare per date and cycle, flagging drops."""
     from decimal import Decimal
 
-    from voe.cli.report import parse_route, prices
+    from voe.cli.fares import parse_route, prices
     from voe.model import check_date
 
     try:

@@ -5,7 +5,6 @@ Reads the ledger and the store directly, so it works whether or not a master run
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -75,66 +74,75 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
     ``plan`` is the plan a master would run (else the one the settings name): an open
     cycle started with another plan is reported as ``plan_changed``.
     """
-    jobs = dict.fromkeys(STATES, 0)
-    cycle = None
-    workers: list[dict] = []
-    retries: list[dict] = []
-    waiting = 0
+    ledger = _ledger_status(settings)
+    cycle = ledger.pop("cycle")
+    stored = _store_status(settings, None if cycle is None else cycle["number"])
+    if cycle is not None:
+        cycle["fares"] = stored["cycle_fares"]
+        cycle["plan_changed"] = _plan_changed(settings, ledger.pop("latest"), plan)
+    running = ledger["master"]["running"]
+    return {
+        "jobs": ledger.pop("jobs"),
+        "waiting_to_retry": ledger.pop("waiting_to_retry"),
+        "retries": ledger.pop("retries"),
+        **{key: stored[key] for key in ("fares", "yield", "field_yield", "outbox")},
+        "cycle": cycle,
+        "master": ledger.pop("master"),
+        "workers": ledger.pop("workers") if running else [],
+        "data_dir": str(settings.data_dir.resolve()),
+        **{key: value for key, value in ledger.items() if key != "latest"},
+    }
+
+
+def _ledger_status(settings: Settings) -> dict[str, Any]:
+    """The ledger's part of the status: the latest cycle, its jobs, retries, workers, health."""
+    found: dict[str, Any] = {"jobs": dict.fromkeys(STATES, 0), "waiting_to_retry": 0,
+                             "retries": [], "cycle": None, "workers": []}
     pid = master_pid(settings)
-    found = health(None, pid)
+    health_found = health(None, pid)
     if ledger_path(settings).is_file():
         ledger = Ledger(ledger_path(settings), readonly=True)
         try:
             latest = ledger.latest_cycle()
             if latest is not None:
-                cycle = {"number": latest.cycle, "plan": latest.plan_name,
-                         "started_at": latest.started_at, "total": latest.total,
-                         "finished_at": latest.finished_at}
-                jobs = ledger.counts(latest.cycle)
+                found["cycle"] = {"number": latest.cycle, "plan": latest.plan_name,
+                                  "started_at": latest.started_at, "total": latest.total,
+                                  "finished_at": latest.finished_at}
+                found["latest"] = latest
+                found["jobs"] = ledger.counts(latest.cycle)
                 if ledger.has_retry_times():
                     now = time.time()
                     waiting = ledger.waiting_to_retry(latest.cycle, now)
-                    retries = ledger.retries(latest.cycle, now, LISTED) if waiting else []
-            workers = ledger.workers()
-            pid, found = _health(ledger, settings, pid)
+                    found["waiting_to_retry"] = waiting
+                    found["retries"] = ledger.retries(latest.cycle, now, LISTED) if waiting else []
+            found["workers"] = ledger.workers()
+            pid, health_found = _health(ledger, settings, pid)
         finally:
             ledger.close()
-    fares = 0
-    cycle_fares = 0
-    yields: list[dict] = []
-    field_yields: list[dict] = []
+    found["master"] = {"running": pid is not None, "pid": pid}
+    return {**found, **health_found}
+
+
+def _store_status(settings: Settings, cycle: int | None) -> dict[str, Any]:
+    """The store's part of the status: fares, yields and the outbox's backlog."""
     configured = destinations(settings)
+    found: dict[str, Any] = {"fares": 0, "cycle_fares": 0, "yield": [], "field_yield": []}
     backlog = {name: {"backlog": 0, "dead": 0, "retrying": 0} for name in configured}
     store = open_report_store(settings)
     if store is not None:
         try:
-            fares = store.fare_count()
+            found["fares"] = store.fare_count()
             if cycle is not None:
-                cycle_fares = store.fare_count(cycle["number"])
-            yields = [found.as_dict() for found in latest_yields(store)]
-            field_yields = [found.as_dict() for found in latest_field_yields(store)]
+                found["cycle_fares"] = store.fare_count(cycle)
+            found["yield"] = [each.as_dict() for each in latest_yields(store)]
+            found["field_yield"] = [each.as_dict() for each in latest_field_yields(store)]
             backlog = store.outbox_backlog(configured)
         finally:
             store.close()
-    if cycle is not None:
-        cycle["fares"] = cycle_fares
-        cycle["plan_changed"] = _plan_changed(settings, latest, plan)
-    return {
-        "jobs": jobs,
-        "waiting_to_retry": waiting,
-        "retries": retries,
-        "fares": fares,
-        "yield": yields,
-        "field_yield": field_yields,
-        "outbox": {"destinations": {name: dict(found, configured=name in configured)
-                                    for name, found in backlog.items()},
-                   "dead_letters": sum(found["dead"] for found in backlog.values())},
-        "cycle": cycle,
-        "master": {"running": pid is not None, "pid": pid},
-        "workers": workers if pid is not None else [],
-        "data_dir": str(settings.data_dir.resolve()),
-        **found,
-    }
+    found["outbox"] = {"destinations": {name: dict(each, configured=name in configured)
+                                        for name, each in backlog.items()},
+                       "dead_letters": sum(each["dead"] for each in backlog.values())}
+    return found
 
 
 def health(ledger: Ledger | None, pid: int | None, now: float | None = None) -> dict[str, Any]:
@@ -354,53 +362,3 @@ def check(settings: Settings) -> dict[str, Any]:
         ledger.close()
     report["ok"] = report["ok"] and not stuck(report)
     return report
-
-
-_ROUTE = re.compile(r"[A-Z0-9]{3}-[A-Z0-9]{3}")
-
-
-def parse_route(route: str) -> tuple[str, str]:
-    """``ORIG-DEST`` as (origin, destination); ``ValueError`` saying what is wrong."""
-    if not _ROUTE.fullmatch(route):
-        raise ValueError(f"route {route!r}: expected ORIG-DEST, e.g. GRU-REC")
-    origin, destination = route.split("-")
-    return origin, destination
-
-
-def prices(settings: Settings, origin: str, destination: str,
-           date: str | None = None) -> list[dict]:
-    """The cheapest fare of a route per date and cycle, oldest cycle first, flagging drops.
-
-    Each row holds the fare, ``previous`` (the price of the cycle before, or None),
-    ``change`` (the difference as a decimal string, or None) and ``drop`` (it fell).
-    """
-    from decimal import Decimal
-
-    store = open_report_store(settings)
-    if store is None:
-        return []
-    try:
-        rows = store.price_history(origin, destination, date)
-    finally:
-        store.close()
-    rows.sort(key=lambda fare: (fare["date"], fare["return_date"] or "", fare["cycle"]))
-    before: dict[tuple[str, str | None], str] = {}
-    for row in rows:
-        key = (row["date"], row["return_date"])
-        previous = before.get(key)
-        change = Decimal(row["price"]) - Decimal(previous) if previous is not None else None
-        row.update(previous=previous, change=None if change is None else str(change),
-                   drop=change is not None and change < 0)
-        before[key] = row["price"]
-    return rows
-
-
-def cheapest(settings: Settings) -> list[dict]:
-    """The cheapest stored fare per route and date."""
-    store = open_report_store(settings)
-    if store is None:
-        return []
-    try:
-        return store.cheapest()
-    finally:
-        store.close()

@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from voe import private
-from voe.cli import report
+from voe.cli import fares, report
 from voe.masterlock import MasterRunning
 from voe.plan import Plan
 from voe.processes import Child, child_env
@@ -299,7 +299,7 @@ class LocalRun:
             f"done, {jobs['failed']} failed, {stored} fares stored by this run "
             f"({stored / max(elapsed, 1e-6):.0f} fares/s)"
             + (f"; {state['cycle']['fares']} in the cycle" if self.fares_before else ""))
-        rows = sorted(report.cheapest(self.settings), key=lambda row: Decimal(row["price"]))[:10]
+        rows = sorted(fares.cheapest(self.settings), key=lambda row: Decimal(row["price"]))[:10]
         if rows:
             table = Table(title="Cheapest fares found", show_lines=False)
             for column in ("route", "date", "flight", "departure", "price"):

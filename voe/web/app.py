@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from voe import __version__
-from voe.cli import report
+from voe.cli import fares, report
 from voe.ledger import LedgerError
 from voe.plan import Plan
 from voe.settings import Settings
@@ -222,7 +222,7 @@ class Endpoints:
         """A route's price history: its cheapest fare per date and cycle, flagging drops,
         like `voe prices ROUTE --json`."""
         try:
-            origin, destination = report.parse_route(route)
+            origin, destination = fares.parse_route(route)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
         if date is not None:
@@ -232,7 +232,7 @@ class Endpoints:
                 check_date(date)
             except ValueError as error:
                 raise ApiError(400, f"date: {error}") from None
-        rows = self._read(report.prices, self.settings, origin, destination, date)
+        rows = self._read(fares.prices, self.settings, origin, destination, date)
         return Answer({"route": route, "date": date, "prices": rows})
 
     def _read(self, function: Callable[..., Any], *args: Any) -> Any:
