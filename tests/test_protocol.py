@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
+from voe.fields import MAX_FIELD_COUNT
 from voe.model import Fare, FieldCount, Result, SearchJob
 
 JOB = SearchJob("demo:GRU-REC:2026-12-01", 3, 2, "demo", "GRU", "REC", "2026-12-01", None)
@@ -87,7 +88,7 @@ def test_a_result_carries_its_field_counts_and_an_older_one_without_them_stays_v
     assert "c" not in msgpack.unpackb(protocol.encode_result(plain))  # no counts, no key
     older = msgpack.packb(_result_body())  # a worker of before the field
     assert protocol.decode(older).field_counts == ()
-    every = tuple(FieldCount(field, protocol.MAX_FIELD_COUNT, 0) for field in Fare._fields)
+    every = tuple(FieldCount(field, MAX_FIELD_COUNT, 0) for field in Fare._fields)
     assert protocol.decode(msgpack.packb(_result_body(c=[list(c) for c in every]))
                            ).field_counts == every
     joined = protocol.encode_results([protocol.encode_result(counted),
@@ -100,7 +101,7 @@ def test_a_result_carries_its_field_counts_and_an_older_one_without_them_stays_v
     [("flight", 1, 0)] * 2,  # a field counted twice
     [["seat", 1, 0]], [["Flight", 1, 0]], [["", 1, 0]], [["flight\n", 1, 0]],
     [["\x1b[2Jflight", 1, 0]], [["x" * 5000, 1, 0]], [[["flight"], 1, 0]],
-    [["flight", -1, 0]], [["flight", 0, -1]], [["flight", protocol.MAX_FIELD_COUNT + 1, 0]],
+    [["flight", -1, 0]], [["flight", 0, -1]], [["flight", MAX_FIELD_COUNT + 1, 0]],
     [["flight", 1.0, 0]], [["flight", True, 0]], [["flight", None, 0]], [["flight", "1", 0]],
     [["flight", 2**64 - 1, 0]],
     [[name, 1, 0] for name in Fare._fields] + [["flight", 1, 0]],  # more rows than fields
@@ -123,7 +124,7 @@ def test_a_remembered_field_count_lets_no_look_alike_pass():
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(st.one_of(st.sampled_from([*Fare._fields, "seat", "Price"]),
-                                   st.integers(-5, protocol.MAX_FIELD_COUNT + 5), st.none(),
+                                   st.integers(-5, MAX_FIELD_COUNT + 5), st.none(),
                                    st.text(max_size=4)), max_size=4), max_size=7))
 def test_random_field_counts_are_rejected_or_valid(counts):
     try:
@@ -132,7 +133,7 @@ def test_random_field_counts_are_rejected_or_valid(counts):
         return
     fields = [count.field for count in result.field_counts]
     assert len(set(fields)) == len(fields) and set(fields) <= set(Fare._fields)
-    assert all(0 <= n <= protocol.MAX_FIELD_COUNT for count in result.field_counts
+    assert all(0 <= n <= MAX_FIELD_COUNT for count in result.field_counts
                for n in count[1:])
 
 

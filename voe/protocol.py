@@ -30,13 +30,23 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import RESULT_STATUSES, Fare, FieldCount, Result, SearchJob
+from voe.fields import (
+    MAX_STR,
+    array,
+    fares,
+    field_counts,
+    integer,
+    is_label,
+    label,
+    opt_text,
+    printable,
+    text,
+)
+from voe.model import RESULT_STATUSES, Result, SearchJob
 
 VERSION = 1
 # Default cap on one frame; sockets enforce it too (zmq.MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 1 << 20
-# Longest string anywhere in a message (errors are truncated to fit before sending).
-MAX_STR = 4096
 # Most items in any array (jobs per batch, fares per result, acks per batch).
 MAX_ITEMS = 10_000
 # Longest error text a result or ack carries.
@@ -46,12 +56,6 @@ MAX_ADDRESS = 300
 # Most routes (proxies) a throttled message counts identities for, and a route name's length.
 MAX_ROUTES = 512
 MAX_ROUTE_NAME = 300
-# Largest count of fares with a field valid (or invalid) one result may report.
-MAX_FIELD_COUNT = 1_000_000
-# The fields a result may count, each at most once: a fare's (the fare pipeline checks no other).
-FIELD_NAMES = frozenset(Fare._fields)
-# Field counts ([field, valid, invalid]) remembered once validated: answers repeat a few.
-KNOWN_FIELD_COUNTS = 4096
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -274,62 +278,14 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise ProtocolError("bad-schema", f"{kind}: {error}"[:200]) from None
 
 
-def _str(value: Any, limit: int = MAX_STR, empty: bool = False) -> str:
-    if not isinstance(value, str) or len(value) > limit or (not value and not empty):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _label(value: Any, limit: int, empty: bool = False) -> str:
-    """A name shown in logs and on terminals (a worker, an address, a backend): a string
-    of printable characters, so a peer cannot forge a log line or drive a terminal."""
-    text = _str(value, limit, empty)
-    if not is_label(text):
-        raise ValueError("control characters in a name")
-    return text
-
-
-def is_label(text: str) -> bool:
-    """Whether ``text`` is safe in a log line and on a terminal: printable characters only.
-
-    Refused: control characters (C0, DEL, C1: line breaks, escapes), Unicode line and
-    paragraph separators (a line break to many log readers), format characters (bidi
-    overrides that reorder what a terminal shows), unassigned and private code points,
-    and every space but the ASCII one.
-    """
-    return text.isprintable()
-
-
-def printable(text: str) -> str:
-    """``text`` with each character ``is_label`` refuses made a space: one plain line."""
-    return text if text.isprintable() else "".join(
-        char if char.isprintable() else " " for char in text)
-
-
-def _opt_str(value: Any, limit: int = MAX_STR) -> str | None:
-    return None if value is None else _str(value, limit, empty=True)
-
-
-def _int(value: Any, low: int = 0, high: int = 2**62) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise ValueError(f"expected an integer in [{low}, {high}]")
-    return value
-
-
-def _list(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise ValueError(f"expected an array, got {type(value).__name__}")
-    return value
-
-
 def _job(row: Any) -> SearchJob:
-    row = _list(row)
+    row = array(row)
     if len(row) != 8:
         raise ValueError("a job has 8 fields")
     job = SearchJob(
-        id=_str(row[0], 200), cycle=_int(row[1]), attempt=_int(row[2]),
-        backend=_str(row[3], 64), origin=_str(row[4], 16), destination=_str(row[5], 16),
-        date=_str(row[6], 32), return_date=_opt_str(row[7], 32),
+        id=text(row[0], 200), cycle=integer(row[1]), attempt=integer(row[2]),
+        backend=text(row[3], 64), origin=text(row[4], 16), destination=text(row[5], 16),
+        date=text(row[6], 32), return_date=opt_text(row[7], 32),
     )
     # Every text of a job reaches logs and terminals (voe status, voe failed): one search
     # over them all for control characters, on the hot path of workers and the sink.
@@ -339,98 +295,49 @@ def _job(row: Any) -> SearchJob:
     return job
 
 
-def _fares(value: Any) -> tuple[Fare, ...]:
-    """Validate a result's fare rows; the sink's hot path, so the checks are inlined."""
-    if type(value) is not list:
-        raise ValueError("fares must be an array")
-    for row in value:
-        if type(row) is not list or len(row) != 5:
-            raise ValueError("a fare has 5 fields")
-        flight, departure, arrival, price, currency = row
-        if not (type(flight) is str and type(departure) is str and type(arrival) is str
-                and type(price) is str and type(currency) is str):
-            raise ValueError("a fare's fields are strings")
-        if (not 0 < len(flight) <= 64 or len(departure) > 64 or len(arrival) > 64
-                or not 0 < len(price) <= 32 or not 0 < len(currency) <= 8):
-            raise ValueError("a fare's fields are short, and flight, price, currency are set")
-    return tuple(map(Fare._make, value))
-
-
-_known_counts: dict[tuple[str, int, int], FieldCount] = {}
-
-
-def _field_counts(value: Any) -> tuple[FieldCount, ...]:
-    """Validate a result's per-field counts: each a fare's field, named once, with counts in
-    [0, ``MAX_FIELD_COUNT``]. Per result on the sink's hot path: a row validated before
-    (up to ``KNOWN_FIELD_COUNTS`` of them) costs a lookup once its counts are integers (so
-    that ``1.0`` or ``True`` never pass for a remembered ``1``)."""
-    if type(value) is not list or len(value) > len(FIELD_NAMES):
-        raise ValueError(f"field counts are an array of at most {len(FIELD_NAMES)}")
-    counts = []
-    for row in value:
-        if type(row) is not list or len(row) != 3:
-            raise ValueError("a field count is [field, valid, invalid]")
-        field, valid, invalid = row
-        if type(valid) is not int or type(invalid) is not int:
-            raise ValueError("a field's counts are integers")
-        count = _known_counts.get((field, valid, invalid))
-        if count is None:
-            if type(field) is not str or field not in FIELD_NAMES:
-                raise ValueError("a field count names a fare's field")
-            if not 0 <= valid <= MAX_FIELD_COUNT or not 0 <= invalid <= MAX_FIELD_COUNT:
-                raise ValueError(f"a field's counts are in [0, {MAX_FIELD_COUNT}]")
-            count = FieldCount(field, valid, invalid)
-            if len(_known_counts) < KNOWN_FIELD_COUNTS:
-                _known_counts[count] = count
-        counts.append(count)
-    if len({count.field for count in counts}) != len(counts):
-        raise ValueError("a field is counted once")
-    return tuple(counts)
-
-
 def _keys(value: Any) -> tuple[tuple[int, str], ...]:
     keys = []
-    for item in _list(value):
-        pair = _list(item)
+    for item in array(value):
+        pair = array(item)
         if len(pair) != 2:
             raise ValueError("a key is [cycle, id]")
-        keys.append((_int(pair[0]), _str(pair[1], 200)))
+        keys.append((integer(pair[0]), text(pair[1], 200)))
     return tuple(keys)
 
 
 def _parse_hello(body: dict[str, Any]) -> Hello:
-    return Hello(_label(body["w"], 200), _int(body["c"], 1, 100_000),
-                 _int(body["p"], 0, 100_000), _keys(body["k"]),
-                 _label(body.get("a", ""), MAX_ADDRESS, empty=True))
+    return Hello(label(body["w"], 200), integer(body["c"], 1, 100_000),
+                 integer(body["p"], 0, 100_000), _keys(body["k"]),
+                 label(body.get("a", ""), MAX_ADDRESS, empty=True))
 
 
 def _parse_finished(body: dict[str, Any]) -> Finished:
     prefetch = body.get("p")
-    return Finished(_keys(body["k"]), None if prefetch is None else _int(prefetch, 0, 100_000))
+    return Finished(_keys(body["k"]), None if prefetch is None else integer(prefetch, 0, 100_000))
 
 
 def _parse_throttled(body: dict[str, Any]) -> Throttled:
     counts = []
-    for item in _list(body["c"]):
-        pair = _list(item)
+    for item in array(body["c"]):
+        pair = array(item)
         if len(pair) != 2:
             raise ValueError("a count is [backend, n]")
-        counts.append((_label(pair[0], 64), _int(pair[1], 1, 10**9)))
-    routes = _list(body.get("i", []))
+        counts.append((label(pair[0], 64), integer(pair[1], 1, 10**9)))
+    routes = array(body.get("i", []))
     if len(routes) > MAX_ROUTES:
         raise ValueError(f"more than {MAX_ROUTES} routes")
     identities = []
     for item in routes:
-        row = _list(item)
+        row = array(item)
         if len(row) != 4:
             raise ValueError("a route's identities are [route, blocks, jobs, retired]")
-        identities.append(RouteCount(_label(row[0], MAX_ROUTE_NAME), _int(row[1]), _int(row[2]),
-                                     _int(row[3])))
+        identities.append(RouteCount(label(row[0], MAX_ROUTE_NAME), integer(row[1]),
+                                     integer(row[2]), integer(row[3])))
     return Throttled(tuple(counts), tuple(identities))
 
 
 def _parse_jobs(body: dict[str, Any]) -> Jobs:
-    return Jobs(tuple(_job(row) for row in _list(body["j"])))
+    return Jobs(tuple(_job(row) for row in array(body["j"])))
 
 
 def _parse_result(body: dict[str, Any]) -> Result:
@@ -441,16 +348,16 @@ def _parse_result(body: dict[str, Any]) -> Result:
     if not isinstance(duration, float | int) or not 0 <= duration < 1e7:
         raise ValueError("bad duration")
     return Result(
-        job=_job(body["j"]), status=status, fares=_fares(body["f"]),
-        error=_opt_str(body["e"], MAX_ERROR), worker=_label(body["w"], 200),
+        job=_job(body["j"]), status=status, fares=fares(body["f"]),
+        error=opt_text(body["e"], MAX_ERROR), worker=label(body["w"], 200),
         duration=float(duration),
-        field_counts=_field_counts(body["c"]) if "c" in body else (),
+        field_counts=field_counts(body["c"]) if "c" in body else (),
     )
 
 
 def _parse_results(body: dict[str, Any]) -> Results:
     results = []
-    for item in _list(body["r"]):
+    for item in array(body["r"]):
         if type(item) is not dict or item.get("v") != VERSION or item.get("t") != RESULT:
             raise ValueError("each item is a result message")
         results.append(_parse_result(item))
@@ -459,20 +366,20 @@ def _parse_results(body: dict[str, Any]) -> Results:
 
 def _parse_acks(body: dict[str, Any]) -> Acks:
     acks = []
-    for item in _list(body["a"]):
-        row = _list(item)
+    for item in array(body["a"]):
+        row = array(item)
         if len(row) != 5 or row[3] not in ACK_STATUSES:
             raise ValueError("an ack is [cycle, id, attempt, status, error]")
-        acks.append(Ack(_int(row[0]), _str(row[1], 200), _int(row[2]), row[3],
-                        _opt_str(row[4], MAX_ERROR)))
+        acks.append(Ack(integer(row[0]), text(row[1], 200), integer(row[2]), row[3],
+                        opt_text(row[4], MAX_ERROR)))
     return Acks(tuple(acks))
 
 
 _PARSERS = {
     HELLO: _parse_hello,
     FINISHED: _parse_finished,
-    HEARTBEAT: lambda body: Heartbeat(_label(body["e"], 64, empty=True),
-                                      _label(body.get("s", ""), MAX_ERROR, empty=True)),
+    HEARTBEAT: lambda body: Heartbeat(label(body["e"], 64, empty=True),
+                                      label(body.get("s", ""), MAX_ERROR, empty=True)),
     BYE: lambda body: Bye(),
     THROTTLED: _parse_throttled,
     JOBS: _parse_jobs,

@@ -7,8 +7,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from voe.fields import is_label
 from voe.ledger import LedgerError
-from voe.protocol import is_label
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
 
