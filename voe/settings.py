@@ -7,9 +7,7 @@ whose message names the setting, the value and what was expected.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,171 +15,12 @@ from typing import Any, NamedTuple
 
 from decouple import Config, RepositoryEmpty, RepositoryEnv, UndefinedValueError
 
+from voe import casts
 from voe.components import normal_orders
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message is meant for the user."""
-
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise ValueError("out of range")
-    return port
-
-
-def _port_or_off(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise ValueError("out of range")
-    return port
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be positive")
-    return number
-
-
-def _url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("not an http(s) URL")
-    return value.rstrip("/")
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("not one of DEBUG, INFO, WARNING, ERROR")
-    return level
-
-
-# Playwright's resource types (``Request.resource_type``).
-RESOURCE_TYPES = frozenset({"document", "stylesheet", "image", "media", "font", "script",
-                            "texttrack", "xhr", "fetch", "eventsource", "websocket",
-                            "manifest", "other"})
-
-
-def _resource_types(value: str) -> str:
-    types = [part.strip() for part in value.split(",") if part.strip()]
-    unknown = sorted(set(types) - RESOURCE_TYPES)
-    if unknown:
-        raise ValueError(f"unknown resource type {', '.join(unknown)}; known: "
-                         f"{', '.join(sorted(RESOURCE_TYPES))}")
-    return ",".join(types)
-
-
-def _text(value: str) -> str:
-    return value
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _proxy(value: str) -> str:
-    if value and not value.startswith(("http://", "https://")):
-        raise ValueError("not an http(s) URL")
-    return value
-
-
-def _proxy_list(value: str) -> str:
-    from voe.worker.fetch.identities import (
-        parse_proxies,  # here: the fetch chain reads the settings
-    )
-
-    return ",".join(parse_proxies(value))
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in {"true", "yes", "on", "1"}:
-        return True
-    if lowered in {"false", "no", "off", "0"}:
-        return False
-    raise ValueError("not true or false")
-
-
-def _url_or_empty(value: str) -> str:
-    return _url(value) if value else ""
-
-
-def _ipv4_network_or_empty(value: str) -> str:
-    return str(ipaddress.IPv4Network(value, strict=False)) if value else ""
-
-
-def _cluster_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", value):
-        raise ValueError("not a cluster name")
-    return value
-
-
-def _store_url(value: str) -> str:
-    if value and not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
-        raise ValueError("not empty, a postgresql:// URL or a sqlite:/// URL")
-    return value
-
-
-def _ssh_address(value: str) -> str:
-    if value.lower() not in {"public", "private"}:
-        raise ValueError("not public or private")
-    return value.lower()
-
-
-def _amqp_url_or_empty(value: str) -> str:
-    if value and not value.startswith(("amqp://", "amqps://")):
-        raise ValueError("not empty or an amqp:// URL")
-    return value
-
-
-def _nats_url_or_empty(value: str) -> str:
-    if value and not all(part.strip().startswith(("nats://", "tls://", "ws://", "wss://"))
-                         for part in value.split(",")):
-        raise ValueError("not empty or nats:// URLs")
-    return value
-
-
-def _nats_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-        raise ValueError("not letters, digits, - and _")
-    return value
-
-
-def _nats_subject(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", value):
-        raise ValueError("not a subject without wildcards")
-    return value
-
-
-def _url_list(value: str) -> str:
-    urls = [_url(part) for part in re.split(r"[\s,]+", value) if part]
-    return ",".join(urls)
-
-
-def _status_list(value: str) -> str:
-    statuses = [int(part) for part in re.split(r"[\s,]+", value) if part]
-    if any(not 100 <= status <= 599 for status in statuses):
-        raise ValueError("not HTTP statuses")
-    return ",".join(str(status) for status in statuses)
 
 
 @dataclass(frozen=True)
@@ -197,89 +36,90 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("MASTER_IP", "127.0.0.1", _text, "a host name or address",
+    Setting("MASTER_IP", "127.0.0.1", casts.text, "a host name or address",
             "Address of the master that workers and the sink connect to."),
-    Setting("SINK_IP", "127.0.0.1", _text, "a host name or address",
+    Setting("SINK_IP", "127.0.0.1", casts.text, "a host name or address",
             "Address of the sink that workers push results to."),
-    Setting("VOE_BIND_IP", "127.0.0.1", _text, "an address",
+    Setting("VOE_BIND_IP", "127.0.0.1", casts.text, "an address",
             "Address the master and the sink listen on (0.0.0.0 on a fleet)."),
-    Setting("VOE_JOBS_PORT", "1313", _port, "a port number (1-65535)",
+    Setting("VOE_JOBS_PORT", "1313", casts.port, "a port number (1-65535)",
             "Master port where workers take jobs and send credit and heartbeats."),
-    Setting("VOE_CONTROL_PORT", "13131", _port, "a port number (1-65535)",
+    Setting("VOE_CONTROL_PORT", "13131", casts.port, "a port number (1-65535)",
             "Master port where the sink acknowledges stored results."),
-    Setting("VOE_RESULTS_PORT", "13132", _port, "a port number (1-65535)",
+    Setting("VOE_RESULTS_PORT", "13132", casts.port, "a port number (1-65535)",
             "Sink port where workers push results."),
-    Setting("VOE_DATA_DIR", ".", _text, "a directory",
+    Setting("VOE_DATA_DIR", ".", casts.text, "a directory",
             "Where the ledger (ledger.db), the store (fares.db) and the logs go."),
-    Setting("VOE_PLAN", "", _text, "a path to a plan file",
+    Setting("VOE_PLAN", "", casts.text, "a path to a plan file",
             "Collection plan used when --plan is not given; empty means the demo plan."),
-    Setting("VOE_DEMO_AIRLINE_URL", "http://127.0.0.1:8800", _url, "an http(s) URL",
+    Setting("VOE_DEMO_AIRLINE_URL", "http://127.0.0.1:8800", casts.url, "an http(s) URL",
             "Base URL of the demo airline that the demo backend searches."),
-    Setting("VOE_CONCURRENCY", "16", _positive_int, "a whole number of at least 1",
+    Setting("VOE_CONCURRENCY", "16", casts.positive_int, "a whole number of at least 1",
             "Searches a worker runs at once."),
-    Setting("VOE_PREFETCH", "2", _non_negative_int, "a whole number of at least 0",
+    Setting("VOE_PREFETCH", "2", casts.non_negative_int, "a whole number of at least 0",
             "Jobs a worker may hold beyond its free concurrency."),
-    Setting("VOE_PREFETCH_SECONDS", "0.01", _non_negative_float, "a number of seconds, 0 or more",
+    Setting("VOE_PREFETCH_SECONDS", "0.01", casts.non_negative_float,
+            "a number of seconds, 0 or more",
             "A worker whose jobs finish fast holds this much of its pace in jobs beyond "
             "VOE_PREFETCH (up to 8x its concurrency), so quick jobs do not wait on messages; "
             "0 keeps the prefetch at VOE_PREFETCH."),
-    Setting("VOE_MAX_UNSTORED", "5000", _positive_int, "a whole number of at least 1",
+    Setting("VOE_MAX_UNSTORED", "5000", casts.positive_int, "a whole number of at least 1",
             "Results between the workers and the store (finished, not yet acknowledged) at "
             "which the master stops leasing until the sink catches up."),
-    Setting("VOE_HEARTBEAT_SECONDS", "1.0", _positive_float, "a positive number of seconds",
+    Setting("VOE_HEARTBEAT_SECONDS", "1.0", casts.positive_float, "a positive number of seconds",
             "Interval of heartbeats between workers and the master."),
-    Setting("VOE_HEARTBEAT_LIVENESS", "5", _positive_int, "a whole number of at least 1",
+    Setting("VOE_HEARTBEAT_LIVENESS", "5", casts.positive_int, "a whole number of at least 1",
             "Missed heartbeats after which a peer counts as gone."),
-    Setting("VOE_HTTP_TIMEOUT", "10", _positive_float, "a positive number of seconds",
+    Setting("VOE_HTTP_TIMEOUT", "10", casts.positive_float, "a positive number of seconds",
             "Read timeout of each airline request."),
-    Setting("VOE_MAX_MESSAGE_BYTES", "1048576", _positive_int, "a whole number of bytes",
+    Setting("VOE_MAX_MESSAGE_BYTES", "1048576", casts.positive_int, "a whole number of bytes",
             "Largest message any voe socket accepts; bigger frames are dropped."),
-    Setting("VOE_CURVE", "on", _bool, "on or off",
+    Setting("VOE_CURVE", "on", casts.boolean, "on or off",
             "CURVE encryption and authentication on every voe socket; off sends everything "
             "in clear text to anyone (a warning is logged at start)."),
-    Setting("VOE_KEYS_DIR", "", _text, "a directory",
+    Setting("VOE_KEYS_DIR", "", casts.text, "a directory",
             "Where the CURVE keys are (made by voe keys init); empty means keys/ in "
             "VOE_DATA_DIR."),
-    Setting("VOE_LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR",
+    Setting("VOE_LOG_LEVEL", "INFO", casts.log_level, "DEBUG, INFO, WARNING or ERROR",
             "Level of the master.log, sink.log and worker.log files."),
-    Setting("VOE_HTTP_CONNECT_TIMEOUT", "5", _positive_float, "a positive number of seconds",
+    Setting("VOE_HTTP_CONNECT_TIMEOUT", "5", casts.positive_float, "a positive number of seconds",
             "Connect timeout of each airline request (VOE_HTTP_TIMEOUT is the read timeout)."),
-    Setting("VOE_HTTP_RETRIES", "3", _non_negative_int, "a whole number of at least 0",
+    Setting("VOE_HTTP_RETRIES", "3", casts.non_negative_int, "a whole number of at least 0",
             "Retries of one airline request after a connection error, timeout, 5xx or 429, "
             "before the attempt fails."),
-    Setting("VOE_HTTP_BACKOFF", "0.5", _non_negative_float, "a number of seconds (0 or more)",
+    Setting("VOE_HTTP_BACKOFF", "0.5", casts.non_negative_float, "a number of seconds (0 or more)",
             "Wait before the first retry, doubled at each next one, plus random jitter of up "
             "to as much; a Retry-After answer is honoured instead (up to 10 s)."),
-    Setting("VOE_HOST_CONCURRENCY", "0", _non_negative_int, "a whole number of at least 0",
+    Setting("VOE_HOST_CONCURRENCY", "0", casts.non_negative_int, "a whole number of at least 0",
             "Requests a worker sends at once to one airline host; 0 means only "
             "VOE_CONCURRENCY limits them."),
-    Setting("VOE_HTTP_PROXY", "", _proxy, "an http(s) URL or nothing",
+    Setting("VOE_HTTP_PROXY", "", casts.proxy, "an http(s) URL or nothing",
             "Proxy of every airline request; empty means the usual HTTP_PROXY/HTTPS_PROXY "
             "environment variables."),
-    Setting("VOE_USER_AGENT", "", _text, "a User-Agent header value",
+    Setting("VOE_USER_AGENT", "", casts.text, "a User-Agent header value",
             "User-Agent of airline requests; empty means voe/VERSION."),
-    Setting("VOE_PROXIES", "", _proxy_list, "http(s) proxy URLs separated by commas",
+    Setting("VOE_PROXIES", "", casts.proxy_list, "http(s) proxy URLs separated by commas",
             "Proxies the fetch identities rotate over (one identity each at a time); empty "
             "means VOE_PROXIES_FILE, else no proxy of voe's own (VOE_HTTP_PROXY applies)."),
-    Setting("VOE_PROXIES_FILE", "", _text, "a file path or nothing",
+    Setting("VOE_PROXIES_FILE", "", casts.text, "a file path or nothing",
             "File of proxy URLs, one a line (# starts a comment), used when VOE_PROXIES is "
             "empty."),
-    Setting("VOE_USER_AGENTS", "", _text, "User-Agent values separated by |",
+    Setting("VOE_USER_AGENTS", "", casts.text, "User-Agent values separated by |",
             "User-Agents the fetch identities take in turn; empty means VOE_USER_AGENT."),
-    Setting("VOE_IDENTITY_MAX_USES", "50", _positive_int, "a positive whole number",
+    Setting("VOE_IDENTITY_MAX_USES", "50", casts.positive_int, "a positive whole number",
             "Jobs one identity (proxy, cookies, User-Agent) serves before it is retired; a "
             "block retires it at once."),
-    Setting("VOE_PROXY_COOLDOWN", "60", _non_negative_float, "a number of seconds",
+    Setting("VOE_PROXY_COOLDOWN", "60", casts.non_negative_float, "a number of seconds",
             "How long a proxy whose identity met a block (or that failed three connections) "
             "rests before a new identity may use it."),
-    Setting("VOE_FETCH_DEADLINE", "20", _positive_float, "a positive number of seconds",
+    Setting("VOE_FETCH_DEADLINE", "20", casts.positive_float, "a positive number of seconds",
             "Longest time of one fetch, its retries and its whole body included (a browser "
             "page's render too); a slower answer (e.g. trickled byte by byte) is abandoned "
             "as a transient error."),
-    Setting("VOE_FETCH_MAX_BYTES", "4194304", _positive_int, "a whole number of bytes",
+    Setting("VOE_FETCH_MAX_BYTES", "4194304", casts.positive_int, "a whole number of bytes",
             "Largest body a fetch may bring, checked while it streams; a bigger one is "
             "abandoned as a transient error, never held in memory."),
-    Setting("VOE_FETCH_BLOCK_STATUSES", "403,429", _status_list,
+    Setting("VOE_FETCH_BLOCK_STATUSES", "403,429", casts.status_list,
             "HTTP statuses separated by commas",
             "Answers that mean the airline blocks us (429: still there after the retries); "
             "the attempt ends as blocked."),
@@ -287,125 +127,129 @@ SETTINGS: tuple[Setting, ...] = (
             "module:Class=ORDER items separated by commas",
             "Fetch middlewares to add or move (ORDER), or remove (=none), over the built-in "
             "ones and the voe.fetch_middlewares entry points."),
-    Setting("VOE_KEEP_PAGE_BYTES", "1048576", _non_negative_int, "a whole number of bytes",
+    Setting("VOE_KEEP_PAGE_BYTES", "1048576", casts.non_negative_int, "a whole number of bytes",
             "Most bytes kept of each page that failed to parse (in pages/ of the data dir); "
             "0 keeps none."),
     Setting("VOE_FARE_PIPELINES", "", normal_orders, "path:Class=ORDER or =none, by commas",
             "Fare pipeline stages to add, move or remove (=none), e.g. "
             "mypkg.checks:Fares=550,voe.worker.farepipeline.times:Times=none."),
-    Setting("VOE_PRICE_MIN", "1", _positive_float, "a positive number",
+    Setting("VOE_PRICE_MIN", "1", casts.positive_float, "a positive number",
             "Lowest price a fare may have; below it the page is a parse error (a misread)."),
-    Setting("VOE_PRICE_MAX", "1000000", _positive_float, "a positive number",
+    Setting("VOE_PRICE_MAX", "1000000", casts.positive_float, "a positive number",
             "Highest price a fare may have; above it the page is a parse error (a misread)."),
-    Setting("VOE_BROWSER", "", _text, "a Chromium executable",
+    Setting("VOE_BROWSER", "", casts.text, "a Chromium executable",
             "Headless Chromium that browser backends (demo-js) drive through Playwright "
             "(given as its executable; no browser is ever downloaded); empty means "
             "chromium-headless-shell if installed (the lighter build Playwright itself uses "
             "for headless pages), else chromium."),
-    Setting("VOE_BROWSER_PAGES", "4", _positive_int, "a whole number of at least 1",
+    Setting("VOE_BROWSER_PAGES", "4", casts.positive_int, "a whole number of at least 1",
             "Browser pages a worker renders at once; each identity's pages share a browser "
             "context of its own."),
-    Setting("VOE_BROWSER_BLOCK", "image,font,media", _resource_types,
+    Setting("VOE_BROWSER_BLOCK", "image,font,media", casts.resource_types,
             "resource types by commas (empty: none)",
             "Requests browser pages never send, by Playwright resource type (image, font, "
             "media, stylesheet, script, ...): what a fare page does not need."),
-    Setting("VOE_CLUSTER", "voe", _cluster_name, "letters, digits, - and _ (at most 40)",
+    Setting("VOE_CLUSTER", "voe", casts.cluster_name, "letters, digits, - and _ (at most 40)",
             "Name of this fleet on EC2: voe tags every instance it launches with it and "
             "terminates only instances that carry it."),
-    Setting("REGION", "us-east-1", _text, "an AWS region name", "AWS region of the fleet."),
-    Setting("DEFAULT_INSTANCE_ID", "", _text, "an AMI id (ami-...)",
+    Setting("REGION", "us-east-1", casts.text, "an AWS region name", "AWS region of the fleet."),
+    Setting("DEFAULT_INSTANCE_ID", "", casts.text, "an AMI id (ami-...)",
             "AMI the fleet's machines boot: a Linux with Python 3.11+ and its venv module."),
-    Setting("INSTANCE_SIZE", "t3.small", _text, "an EC2 instance type",
+    Setting("INSTANCE_SIZE", "t3.small", casts.text, "an EC2 instance type",
             "Instance type of every machine of the fleet."),
-    Setting("DEFAULT_SECURITY_GROUP", "", _text, "a security group name or id",
+    Setting("DEFAULT_SECURITY_GROUP", "", casts.text, "a security group name or id",
             "Extra security group given to every machine besides the cluster's own; "
             "empty means none."),
-    Setting("KEY_NAME", "", _text, "an EC2 key pair name",
+    Setting("KEY_NAME", "", casts.text, "an EC2 key pair name",
             "EC2 key pair the machines accept for SSH (its private key: VOE_SSH_KEY_FILE)."),
-    Setting("KEY_PASS", "", _text, "a passphrase",
+    Setting("KEY_PASS", "", casts.text, "a passphrase",
             "Passphrase of the SSH private key; empty means the key is not encrypted.",
             secret=True),
-    Setting("SSH_USER", "ubuntu", _text, "a user name",
+    Setting("SSH_USER", "ubuntu", casts.text, "a user name",
             "SSH user on the machines, unless the SSH config names one for the machine."),
-    Setting("AWS_ACCESS_KEY", "", _text, "an AWS access key id",
+    Setting("AWS_ACCESS_KEY", "", casts.text, "an AWS access key id",
             "AWS access key id; empty means the standard AWS credential chain.", secret=True),
-    Setting("AWS_SECRET_KEY", "", _text, "an AWS secret access key",
+    Setting("AWS_SECRET_KEY", "", casts.text, "an AWS secret access key",
             "AWS secret access key that goes with AWS_ACCESS_KEY.", secret=True),
-    Setting("AWS_ENDPOINT_URL", "", _url_or_empty, "an http(s) URL or nothing",
+    Setting("AWS_ENDPOINT_URL", "", casts.url_or_empty, "an http(s) URL or nothing",
             "EC2 API endpoint; empty means AWS's own for REGION."),
-    Setting("PARAMIKO_DEBUG", "False", _bool, "true or false",
+    Setting("PARAMIKO_DEBUG", "False", casts.boolean, "true or false",
             "Log every SSH exchange of voe cloud to paramiko.log in the data dir."),
-    Setting("VOE_OPERATOR_CIDR", "", _ipv4_network_or_empty, "an IPv4 network, e.g. 203.0.113.7/32",
+    Setting("VOE_OPERATOR_CIDR", "", casts.ipv4_network_or_empty,
+            "an IPv4 network, e.g. 203.0.113.7/32",
             "The only addresses allowed to SSH to the fleet (yours); voe cloud up requires it."),
-    Setting("VOE_SSH_KEY_FILE", "", _text, "a path to a private key",
+    Setting("VOE_SSH_KEY_FILE", "", casts.text, "a path to a private key",
             "Private key of KEY_NAME for SSH to the machines; empty means ~/.ssh/KEY_NAME.pem."),
-    Setting("VOE_SSH_CONFIG", "~/.ssh/config", _text, "a path",
+    Setting("VOE_SSH_CONFIG", "~/.ssh/config", casts.text, "a path",
             "OpenSSH client config read for each machine (Host is the machine's address; "
             "HostName, User, Port and IdentityFile are honoured)."),
-    Setting("VOE_SSH_ADDRESS", "public", _ssh_address, "public or private",
+    Setting("VOE_SSH_ADDRESS", "public", casts.ssh_address, "public or private",
             "Address voe connects to over SSH: public (private when a machine has none) or "
             "private (from inside the VPC or through a VPN)."),
-    Setting("VOE_SSH_TIMEOUT", "300", _positive_float, "a positive number of seconds",
+    Setting("VOE_SSH_TIMEOUT", "300", casts.positive_float, "a positive number of seconds",
             "Longest wait for a machine to answer SSH before its deploy fails."),
-    Setting("VOE_SSH_CONSOLE_WAIT", "120", _non_negative_float, "a number of seconds, 0 or more",
+    Setting("VOE_SSH_CONSOLE_WAIT", "120", casts.non_negative_float,
+            "a number of seconds, 0 or more",
             "Longest wait, once a new machine answers SSH, for its EC2 console output to list "
             "its host key fingerprints; after it the key is trusted on first use, with a "
             "warning."),
-    Setting("VOE_SSH_KNOWN_HOSTS", "~/.voe/known_hosts", _text, "a path",
+    Setting("VOE_SSH_KNOWN_HOSTS", "~/.voe/known_hosts", casts.text, "a path",
             "Where voe keeps each machine's SSH host key: checked against the fingerprints of "
             "its EC2 console output on first use, a changed key is refused."),
-    Setting("VOE_REMOTE_PYTHON", "python3", _text, "a command or path",
+    Setting("VOE_REMOTE_PYTHON", "python3", casts.text, "a command or path",
             "Python 3.11+ on the machines, from which voe makes its venv (~/voe-env)."),
-    Setting("VOE_REMOTE_PIP_OPTIONS", "", _text, "pip install options",
+    Setting("VOE_REMOTE_PIP_OPTIONS", "", casts.text, "pip install options",
             "Extra options of pip install on the machines, e.g. --no-index --find-links DIR "
             "for a fleet without internet."),
-    Setting("VOE_DEPLOY_PACKAGE", "", _text, "a path to a wheel or sdist",
+    Setting("VOE_DEPLOY_PACKAGE", "", casts.text, "a path to a wheel or sdist",
             "What voe cloud installs on the machines; empty means a wheel built from this "
             "checkout."),
-    Setting("VOE_STORE_URL", "", _store_url, "empty, a postgresql:// or a sqlite:/// URL",
+    Setting("VOE_STORE_URL", "", casts.store_url, "empty, a postgresql:// or a sqlite:/// URL",
             "Where the sink stores fares and reports read them: empty means fares.db in "
             "VOE_DATA_DIR; postgresql://USER@HOST:PORT/DB selects PostgreSQL.", secret=True),
-    Setting("VOE_HTTP_HOST", "127.0.0.1", _text, "an address",
+    Setting("VOE_HTTP_HOST", "127.0.0.1", casts.text, "an address",
             "Address the master's and the sink's HTTP servers (/metrics) listen on."),
-    Setting("VOE_HTTP_PORT", "13180", _port_or_off, "a port number (0-65535)",
+    Setting("VOE_HTTP_PORT", "13180", casts.port_or_off, "a port number (0-65535)",
             "Master port serving the dashboard (/), the control API (/api/...) and /metrics "
             "on VOE_HTTP_HOST; 0 turns it off."),
-    Setting("VOE_HTTP_TOKEN", "", _text, "a secret string",
+    Setting("VOE_HTTP_TOKEN", "", casts.text, "a secret string",
             "Bearer token the master's HTTP port requires (Authorization: Bearer TOKEN); "
             "required, of at least 16 characters, when VOE_HTTP_HOST is not a loopback "
             "address.", secret=True),
-    Setting("VOE_SINK_HTTP_PORT", "13181", _port_or_off, "a port number (0-65535)",
+    Setting("VOE_SINK_HTTP_PORT", "13181", casts.port_or_off, "a port number (0-65535)",
             "Sink port serving Prometheus metrics at /metrics on VOE_HTTP_HOST; 0 turns it off."),
-    Setting("VOE_AMQP_URL", "", _amqp_url_or_empty, "empty or an amqp:// URL",
+    Setting("VOE_AMQP_URL", "", casts.amqp_url_or_empty, "empty or an amqp:// URL",
             "RabbitMQ broker the sink publishes events to (amqp://USER:PASS@HOST:5672/VHOST); "
             "empty means none.", secret=True),
-    Setting("VOE_AMQP_EXCHANGE", "voe.events", _text, "an exchange name",
+    Setting("VOE_AMQP_EXCHANGE", "voe.events", casts.text, "an exchange name",
             "Durable topic exchange of the events on VOE_AMQP_URL (declared if missing)."),
-    Setting("VOE_NATS_URL", "", _nats_url_or_empty, "empty or nats:// URLs",
+    Setting("VOE_NATS_URL", "", casts.nats_url_or_empty, "empty or nats:// URLs",
             "NATS server(s) with JetStream the sink publishes events to (nats://HOST:4222); "
             "empty means none.", secret=True),
-    Setting("VOE_NATS_STREAM", "VOE_EVENTS", _nats_name, "letters, digits, - and _",
+    Setting("VOE_NATS_STREAM", "VOE_EVENTS", casts.nats_name, "letters, digits, - and _",
             "JetStream stream of the events on VOE_NATS_URL (created if missing)."),
-    Setting("VOE_NATS_SUBJECT", "voe", _nats_subject, "a subject prefix, e.g. voe",
+    Setting("VOE_NATS_SUBJECT", "voe", casts.nats_subject, "a subject prefix, e.g. voe",
             "Subject prefix of the events on NATS: PREFIX.KIND.BACKEND.ORIGIN.DESTINATION; a "
             "new stream takes PREFIX.>."),
-    Setting("VOE_WEBHOOK_URLS", "", _url_list, "http(s) URLs separated by commas",
+    Setting("VOE_WEBHOOK_URLS", "", casts.url_list, "http(s) URLs separated by commas",
             "URLs the sink POSTs every event to, as signed JSON; empty means none.",
             secret=True),
-    Setting("VOE_WEBHOOK_SECRET", "", _text, "a shared secret",
+    Setting("VOE_WEBHOOK_SECRET", "", casts.text, "a shared secret",
             "Key of the X-Voe-Signature HMAC-SHA256 of every webhook's time and body; "
             "required with VOE_WEBHOOK_URLS.", secret=True),
-    Setting("VOE_WEBHOOK_MAX_ATTEMPTS", "5", _positive_int, "a whole number of at least 1",
+    Setting("VOE_WEBHOOK_MAX_ATTEMPTS", "5", casts.positive_int, "a whole number of at least 1",
             "Attempts of a webhook event answered with an error before it is a dead letter "
             "(voe outbox)."),
-    Setting("VOE_WEBHOOK_BACKOFF", "1.0", _non_negative_float, "a number of seconds (0 or more)",
+    Setting("VOE_WEBHOOK_BACKOFF", "1.0", casts.non_negative_float,
+            "a number of seconds (0 or more)",
             "Wait before a webhook event's second attempt, doubled at each next one."),
-    Setting("VOE_WEBHOOK_TIMEOUT", "10", _positive_float, "a positive number of seconds",
+    Setting("VOE_WEBHOOK_TIMEOUT", "10", casts.positive_float, "a positive number of seconds",
             "Time a webhook receiver has to answer before the attempt counts as failed."),
-    Setting("VOE_PUBLISH_MAX_BACKOFF", "30", _positive_float, "a positive number of seconds",
+    Setting("VOE_PUBLISH_MAX_BACKOFF", "30", casts.positive_float, "a positive number of seconds",
             "Longest wait between retries of a destination that is down (events wait in the "
             "outbox meanwhile)."),
-    Setting("VOE_OUTBOX_KEEP_HOURS", "24", _non_negative_float, "a number of hours (0 or more)",
+    Setting("VOE_OUTBOX_KEEP_HOURS", "24", casts.non_negative_float,
+            "a number of hours (0 or more)",
             "How long the outbox keeps an event once every destination has published it "
             "(dead letters stay until re-sent); 0 keeps every event."),
 )
