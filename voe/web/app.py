@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,9 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from voe import __version__
 from voe.cli import fares, report
@@ -35,7 +33,18 @@ from voe.settings import Settings
 from voe.store import StoreError
 from voe.web import models
 from voe.web.control import COMMAND_TIMEOUT, CommandRefused, Control, UnknownJob
-from voe.web.guard import Guard, render
+from voe.web.guard import Guard
+from voe.web.strict import (
+    MAX_INTEGER,
+    REFUSALS,
+    Answer,
+    ApiError,
+    CycleQuery,
+    Digits,
+    StrictRoute,
+    ok,
+    refusal,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -50,97 +59,12 @@ DEFAULT_CHECK_LIMIT = 20
 # Seconds an audit is reused: it reads the whole ledger and store, and every open
 # dashboard asks for it.
 AUDIT_TTL = 5.0
-# Largest whole number a parameter may hold (offsets, cycles).
-MAX_INTEGER = 2**31 - 1
-# Query fields a request may carry at most.
-MAX_QUERY_FIELDS = 20
 # The dashboard's files: URL path -> (file in voe/web/static, content type).
 STATIC = {
     "/": ("dashboard.html", "text/html; charset=utf-8"),
     "/static/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
     "/static/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
 }
-_DIGITS = re.compile(r"[0-9]{1,10}")
-
-
-class ApiError(Exception):
-    """A request the API refuses: an HTTP status and a one-line reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Answer(JSONResponse):
-    """A JSON answer, indented like ``voe status --json``."""
-
-    def render(self, content: Any) -> bytes:
-        """The body."""
-        return render(content)
-
-
-def _digits(value: Any) -> Any:
-    """Only plain decimal digits make a number here (no sign, no spaces, no ``1_0``)."""
-    if isinstance(value, str) and not _DIGITS.fullmatch(value):
-        raise ValueError("expected a whole number")
-    return value
-
-
-Digits = BeforeValidator(_digits)
-CycleQuery = Annotated[int | None, Query(ge=1, le=MAX_INTEGER, description="Only this cycle."),
-                       Digits]
-
-
-class StrictRoute(APIRoute):
-    """A route that refuses query parameters it does not take, or takes once, with 400."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """The route's handler, checking the query's names first."""
-        handler = super().get_route_handler()
-        names = {param.alias for param in self.dependant.query_params}
-
-        async def strict(request: Request) -> Response:
-            fields = [name for name, _ in request.query_params.multi_items()]
-            if len(fields) > MAX_QUERY_FIELDS:
-                raise ApiError(400, f"more than {MAX_QUERY_FIELDS} query fields")
-            for name in fields:
-                if name not in names:
-                    allowed = ", ".join(sorted(names)) or "none"
-                    raise ApiError(400, f"unknown query parameter {name} (allowed: {allowed})")
-                if fields.count(name) > 1:
-                    raise ApiError(400, f"query parameter {name} given {fields.count(name)} "
-                                        "times")
-            try:
-                return await handler(request)
-            except (ApiError, HTTPException, RequestValidationError):
-                raise  # answered by the app's handlers
-            except Exception:
-                log.exception("HTTP %s %s failed", request.method, request.url.path)
-                return Answer({"error": "internal error; see the log"}, status_code=500)
-
-        return strict
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": models.Error, "description": description}
-
-
-REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: _error("Bad input (a parameter, or an unknown one)."),
-    401: _error("VOE_HTTP_TOKEN is set and the request lacks Authorization: Bearer TOKEN."),
-    403: _error("A browser request from another origin, or (without a token) a Host that "
-                "is not loopback."),
-    429: _error("Too many wrong tokens from this address."),
-    503: _error("The ledger or store cannot be read, or the master did not answer in time."),
-}
-"""The refusals every protected endpoint may answer."""
-
-
-def _ok(model: type, description: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": model, "description": description}, **REFUSALS}
-
-
 def redacted_store(settings: Settings) -> str:
     """Where the sink stores, without a password (``VOE_STORE_URL`` is a secret)."""
     target = report.store_target(settings)
@@ -393,18 +317,18 @@ def master_app(settings: Settings, control: Control, plan: Plan | None = None) -
     ]
     for path, endpoint, model in get:
         app.add_api_route(path, endpoint, methods=["GET", "HEAD"],
-                          responses=_ok(model, "The answer."))
-    not_failed = {404: _error("No failed job with that id in that cycle.")}
-    running = {409: _error("A cycle is still running.")}
+                          responses=ok(model, "The answer."))
+    not_failed = {404: refusal("No failed job with that id in that cycle.")}
+    running = {409: refusal("A cycle is still running.")}
     post: list[tuple[str, Callable[..., Any], dict[int | str, dict[str, Any]]]] = [
         ("/api/jobs/{cycle}/{job_id}/retry", api.retry_job,
-         {**_ok(models.Retried, "Re-queued."), **not_failed}),
-        ("/api/retry", api.retry, _ok(models.Retried, "How many.")),
-        ("/api/outbox/retry", api.outbox_retry, _ok(models.Retried, "How many.")),
+         {**ok(models.Retried, "Re-queued."), **not_failed}),
+        ("/api/retry", api.retry, ok(models.Retried, "How many.")),
+        ("/api/outbox/retry", api.outbox_retry, ok(models.Retried, "How many.")),
         ("/api/cycles", api.start_cycle,
-         {**_ok(models.Cycle, "The cycle started.", 201), **running}),
-        ("/api/pause", api.pause, _ok(models.Paused, "Paused.")),
-        ("/api/resume", api.resume, _ok(models.Paused, "Leasing again.")),
+         {**ok(models.Cycle, "The cycle started.", 201), **running}),
+        ("/api/pause", api.pause, ok(models.Paused, "Paused.")),
+        ("/api/resume", api.resume, ok(models.Paused, "Leasing again.")),
     ]
     for path, endpoint, responses in post:
         status = 201 if path == "/api/cycles" else 200
