@@ -9,21 +9,13 @@ The session itself only sends: its innermost download (``Session._download``) is
 try of a request, through a pool that never retries (urllib3's retries would hide
 the tries from the chain), and its whole body, read in chunks within the fetch's
 deadline and cap (``voe.worker.fetch.deadline.read_body``); then the answer's cookies are
-filed and its requests hooks called, for every try.
-
-Known gevent trap: before reusing a pooled connection, urllib3 checks that it is
-still alive with ``select.poll().poll(0)``. Under gevent's monkey patching that
-poll is gevent's, which parks the greenlet until the hub's next loop iteration even
-with a zero timeout, so requests leave in bursts, one per loop cycle. The pools
-here use a connection class whose liveness check calls the unpatched ``poll``: the
-same non-blocking syscall, without yielding to the hub.
+filed and its requests hooks called, for every try. Its pools are ``voe.worker.pools``'.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-import select
 import time
 from datetime import timedelta
 from http.cookiejar import CookieJar
@@ -32,8 +24,6 @@ from typing import Any
 import gevent
 import requests
 from gevent.local import local
-from gevent.monkey import get_original
-from requests.adapters import HTTPAdapter
 from requests.cookies import (
     RequestsCookieJar,
     cookiejar_from_dict,
@@ -43,9 +33,7 @@ from requests.cookies import (
 from requests.hooks import dispatch_hook
 from requests.sessions import merge_hooks
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers, get_netrc_auth, resolve_proxies
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from requests.utils import get_netrc_auth, resolve_proxies
 
 from voe.settings import Settings
 from voe.worker.fetch.chain import Download, FetchChain, FetchRequest, build_chain, host_key
@@ -53,44 +41,10 @@ from voe.worker.fetch.deadline import deadline_error, read_body
 from voe.worker.fetch.environment import Environment, merge_setting
 from voe.worker.fetch.hosts import HostLimits
 from voe.worker.fetch.throttle import ThrottleCounter
+from voe.worker.pools import Adapter, sets_cookies
 
 __all__ = ["Session", "new_session"]
 
-_poll = get_original("select", "poll")
-
-
-def _still_open(sock: object) -> bool:
-    """True if an idle keep-alive socket is neither closed by the peer nor holding stray data."""
-    poller = _poll()
-    poller.register(sock, select.POLLIN)
-    return not poller.poll(0)
-
-
-class _HTTPConnection(HTTPConnection):
-    @property
-    def is_connected(self) -> bool:
-        return self.sock is not None and _still_open(self.sock)
-
-
-class _HTTPSConnection(HTTPSConnection):
-    @property
-    def is_connected(self) -> bool:
-        return self.sock is not None and _still_open(self.sock)
-
-
-class _HTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-# Pools an adapter keeps by origin and TLS settings before it starts over (see
-# ``_Adapter.get_connection_with_tls_context``); urllib3's own pools are not bounded by it.
-MAX_KEPT_POOLS = 1000
-# A URL's ``scheme://host:port``, when nothing else (user info) stands before its path.
-_ORIGIN = re.compile(r"https?://[^/?#@]+(?=[/?#]|\Z)", re.IGNORECASE)
 # The hooks of a session that has none of its own (requests' ``default_hooks()``).
 _NO_HOOKS = {"response": []}
 # URLs that requests' ``prepare_url`` returns unchanged: http(s), a lower-case host name
@@ -101,87 +55,6 @@ _PLAIN_URL = re.compile(
     r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::([1-9][0-9]{0,4}))?"
     r"(?:/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)?)"
     r"(?:\?[A-Za-z0-9._~=&+,:/-]+)?")
-
-
-def _keyable(setting: Any) -> bool:
-    """Whether a ``verify`` or ``cert`` setting can key a kept pool (None, a bool, a path or
-    a pair of paths: what requests takes)."""
-    if type(setting) is tuple:
-        return all(type(part) is str for part in setting)
-    return setting is None or type(setting) in (bool, str)
-
-
-def _sets_cookies(raw: Any) -> bool:
-    """Whether a urllib3 response carries cookies: without, filing them is a no-op, and a
-    costly one (a mock request and response, a URL parse, a lock per jar)."""
-    headers = getattr(raw, "headers", None)
-    return headers is None or "Set-Cookie" in headers or "Set-Cookie2" in headers
-
-
-class _Adapter(HTTPAdapter):
-    """An HTTPAdapter whose pools check connection liveness without yielding to gevent, and
-    never retry (requests' default ``max_retries``): retries are the fetch chain's."""
-
-    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        """requests' own, filing the answer's cookies only when it sets any."""
-        response = requests.Response()
-        response.status_code = getattr(resp, "status", None)
-        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
-        response.encoding = get_encoding_from_headers(response.headers)
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
-        if _sets_cookies(resp):
-            extract_cookies_to_jar(response.cookies, req, resp)
-        response.request = req
-        response.connection = self
-        return response
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pools: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
-
-    def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
-                                        proxies: dict[str, str] | None = None,
-                                        cert: Any = None) -> HTTPConnectionPool:
-        """requests' own, with the pool of a request without a proxy kept by its URL's
-        ``scheme://host:port`` and TLS settings, so the next request there skips three URL
-        parses and urllib3's pool-key work; a pool urllib3 has closed since (evicted, or
-        the adapter closed) is looked up again."""
-        origin = (None if proxies or not _keyable(verify) or not _keyable(cert)
-                  or not isinstance(request.url, str) else _ORIGIN.match(request.url))
-        if origin is None:
-            return super().get_connection_with_tls_context(request, verify, proxies, cert)
-        key = (origin[0], verify, cert)
-        pool = self._pools.get(key)
-        if pool is None or pool.pool is None:
-            if len(self._pools) >= MAX_KEPT_POOLS:
-                self._pools.clear()
-            pool = self._pools[key] = super().get_connection_with_tls_context(
-                request, verify, proxies, cert)
-        return pool
-
-    def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str]) -> str:
-        """requests' own; without proxies, what it comes to: the path and query."""
-        if proxies:
-            return super().request_url(request, proxies)
-        url = request.path_url
-        return f"/{url.lstrip('/')}" if url.startswith("//") else url
-
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        """Build the pool manager, then swap in the non-yielding pool classes."""
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _HTTPConnectionPool,
-            "https": _HTTPSConnectionPool,
-        }
-
-    def close(self) -> None:
-        """Close idle pooled sockets now; urllib3 2 leaves them to the garbage collector."""
-        pools = self.poolmanager.pools
-        for key in pools.keys():
-            pools[key].close()
-        super().close()
 
 
 class Session(requests.Session):
@@ -365,7 +238,7 @@ class Session(requests.Session):
             raise
         response.elapsed = timedelta(seconds=time.perf_counter() - started)
         response = dispatch_hook("response", request.hooks, response, **options)
-        if _sets_cookies(response.raw):
+        if sets_cookies(response.raw):
             jar = self.cookies if fetch.cookies is None else fetch.cookies  # an identity's own
             extract_cookies_to_jar(jar, request, response.raw)
         return response
@@ -406,7 +279,7 @@ def new_session(settings: Settings, concurrency: int | None = None) -> Session:
     connection for every request past them; more would only wait for the per-host limit."""
     session = Session(settings, ThrottleCounter())
     connections = concurrency or settings.voe_concurrency
-    adapter = _Adapter(pool_connections=connections, pool_maxsize=connections, pool_block=False)
+    adapter = Adapter(pool_connections=connections, pool_maxsize=connections, pool_block=False)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
