@@ -81,7 +81,7 @@ def _read(process: psutil.Process, pss: bool) -> Seen | None:
         return None  # gone between the listing and the read: its parent's children times have it
     own = times.user + times.system
     return Seen(name, own, own + times.children_user + times.children_system, rss,
-                 proportional)
+                proportional)
 
 
 def read_tree(root: psutil.Process, pss: bool = False) -> dict[Key, Seen]:
