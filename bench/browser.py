@@ -36,29 +36,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (
-    BENCH,
-    REPO,
-    Proc,
-    Quiet,
-    VoeCluster,
-    clean_env,
-    common_args,
-    fmt,
-    measured,
-    plan_jobs,
-    ratio,
-    record,
-    start_airline,
-    stop_all,
-    table,
-    verdict,
-    wait_until,
-    workdir,
-    write_plan,
-)
+from measure import Quiet, measured
+from procs import BENCH, REPO, Proc, clean_env, stop_all
 from proctree import TreeMeter, TreeUsage
+from report import common_args, fmt, ratio, record, table, verdict, workdir
+from roles import VoeCluster, start_airline, wait_for
 from scrape import check_peer, check_voe_run
+from sized_plans import plan_jobs, write_plan
 
 from voe.demo.airline.fares import AIRPORTS
 from voe.worker.browser.client import BrowserError, browser_path
@@ -173,7 +157,7 @@ def _wait_signal(out: Path, suffix: str, proc: Proc, timeout: float) -> None:
                                f"{path.name}:\n{proc.log_tail()}")
         return path.exists()
 
-    wait_until(written, timeout, f"{PLAYWRIGHT} to write {path.name}", interval=0.002)
+    wait_for(written, timeout, f"{PLAYWRIGHT} to write {path.name}", interval=0.002)
 
 
 def report(outcomes: list[Outcome], notes: list[str]) -> str:
@@ -214,8 +198,8 @@ def report(outcomes: list[Outcome], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    """Run the benchmark and record it."""
+def _parser() -> argparse.ArgumentParser:
+    """The benchmark's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=300, help="pages to render (300)")
     parser.add_argument("--flights", type=int, default=60, help="fares per page (60)")
@@ -231,6 +215,12 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=("voe", PLAYWRIGHT),
                         help="leave a peer out")
     common_args(parser)
+    return parser
+
+
+def main() -> int:
+    """Run the benchmark and record it."""
+    parser = _parser()
     args = parser.parse_args()
     # voe's processes (the airline and its JS page included) run from this checkout, not
     # from wherever ``pip install -e`` pointed: the revision recorded is the one measured.
@@ -243,24 +233,7 @@ def main() -> int:
     if PLAYWRIGHT not in args.skip and importlib.util.find_spec("scrapy_playwright") is None:
         parser.error("scrapy-playwright is not installed: pip install -e '.[bench]' "
                      f"(or --skip {PLAYWRIGHT})")
-    notes = [f"{args.concurrency} pages rendered at once by each peer, in one Chromium each "
-             f"({chromium}); both wait for `table#results`, which the page draws after "
-             "load. voe's worker runs with --concurrency and VOE_BROWSER_PAGES = "
-             f"{args.concurrency}; the spider with CONCURRENT_REQUESTS = {args.concurrency} "
-             "(scrapy-playwright's pages per context follow it) and otherwise "
-             "scrapy-playwright's defaults.",
-             "CPU: each process's user + system time plus its reaped children's, summed "
-             "over the live tree at the window's start and end (exact for processes that "
-             "exit during the crawl); the tree is also sampled every 50 ms and the larger "
-             "of the two sums is used (both are in the checks).",
-             "Peak RSS: the largest RSS summed over the tree in any sample; pages shared "
-             "between processes (Chromium's libraries) count once per process, for both "
-             "peers alike. Peak PSS: the same with each shared page split between the "
-             "processes that map it (what the tree adds to the machine), read every 0.5 s.",
-             "voe's wall time runs from the worker's first job to the last result stored in "
-             "fares.db; scrapy-playwright's from its first request to its close.",
-             "voe (the airline too) runs from this checkout (PYTHONPATH), with the demo-js "
-             "backend and JS page this revision ships."]
+    notes = _notes(args.concurrency, chromium)
     outcomes: list[Outcome] = []
     quiet = Quiet(args.quiet_wait)
     with workdir("browser", args.keep) as tmp:
@@ -284,6 +257,28 @@ def main() -> int:
            f"{args.latency_ms} ms, {args.concurrency} at once), voe worker vs scrapy-playwright",
            report(outcomes, notes), args.no_record)
     return 0
+
+
+def _notes(concurrency: int, chromium: str) -> list[str]:
+    """How the figures were taken, for the report."""
+    return [f"{concurrency} pages rendered at once by each peer, in one Chromium each "
+            f"({chromium}); both wait for `table#results`, which the page draws after "
+            "load. voe's worker runs with --concurrency and VOE_BROWSER_PAGES = "
+            f"{concurrency}; the spider with CONCURRENT_REQUESTS = {concurrency} "
+            "(scrapy-playwright's pages per context follow it) and otherwise "
+            "scrapy-playwright's defaults.",
+            "CPU: each process's user + system time plus its reaped children's, summed "
+            "over the live tree at the window's start and end (exact for processes that "
+            "exit during the crawl); the tree is also sampled every 50 ms and the larger "
+            "of the two sums is used (both are in the checks).",
+            "Peak RSS: the largest RSS summed over the tree in any sample; pages shared "
+            "between processes (Chromium's libraries) count once per process, for both "
+            "peers alike. Peak PSS: the same with each shared page split between the "
+            "processes that map it (what the tree adds to the machine), read every 0.5 s.",
+            "voe's wall time runs from the worker's first job to the last result stored in "
+            "fares.db; scrapy-playwright's from its first request to its close.",
+            "voe (the airline too) runs from this checkout (PYTHONPATH), with the demo-js "
+            "backend and JS page this revision ships."]
 
 
 def _dir(tmp: Path, name: str) -> Path:

@@ -17,19 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import (
-    Proc,
-    Quiet,
-    clean_env,
-    common_args,
-    fmt,
-    free_port,
-    measured,
-    ratio,
-    record,
-    table,
-    workdir,
-)
+from measure import Quiet, measured
+from procs import Proc, clean_env
+from report import common_args, fmt, ratio, record, table, workdir
+from roles import free_port
 
 from voe.plan import load_plan
 

@@ -8,7 +8,7 @@ objects: 60 fares per job (``demo:GRU-REC:2027-01-01``), 56 routes x 365 dates p
 cycle, so 10 million fares span 9 cycles; prices are decimal strings in BRL.
 
 The real CLI then runs as a child process, ``python -m voe export --out FILE``, with
-the store named by ``VOE_STORE_URL``. Its RSS is sampled from /proc every 50 ms and
+the store named by ``VOE_STORE_URL``. Its RSS is sampled with psutil every 50 ms and
 its peak taken from the kernel too (``ru_maxrss`` of the reaped child, ``os.wait4``),
 with its wall and CPU time. The file must hold exactly ``--fares`` data lines (plus
 the CSV header). PostgreSQL (127.0.0.1:5432, database ``test``) gets a fresh schema,
@@ -28,20 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from common import (
-    REPO,
-    Proc,
-    Quiet,
-    RssSampler,
-    clean_env,
-    common_args,
-    fmt,
-    measured,
-    record,
-    table,
-    verdict,
-    workdir,
-)
+from measure import Quiet, RssSampler, measured
+from procs import REPO, Proc, clean_env
+from report import common_args, fmt, record, table, verdict, workdir
 
 if TYPE_CHECKING:
     import psycopg

@@ -15,7 +15,7 @@ through the ``rpc://`` backend; the caller stores them in SQLite in batches; tim
 from the caller's start until it exits. Celery runs ``--celery-n`` jobs (default
 min(N, 20,000)) to stay within minutes; rates are per job, so they compare.
 
-CPU seconds per 1,000 jobs are given for every role (``/proc``; the master,
+CPU seconds per 1,000 jobs are given for every role (psutil; the master,
 ventilator and caller over their whole life, the others from the clock's start).
 """
 
@@ -29,30 +29,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (
-    BENCH,
-    Proc,
-    Quiet,
-    VoeCluster,
-    clean_env,
-    common_args,
-    cpu_seconds,
-    fmt,
-    free_port,
-    measured,
-    port_answers,
-    profile_summary,
-    ratio,
-    record,
-    start_profiler,
-    stop_all,
-    stop_profiler,
-    table,
-    verdict,
-    wait_until,
-    workdir,
-    write_plan,
-)
+from measure import Quiet, cpu_seconds, measured
+from procs import BENCH, Proc, clean_env, port_answers, stop_all
+from profiler import profile_summary, start_profiler, stop_profiler
+from report import common_args, fmt, ratio, record, table, verdict, workdir
+from roles import VoeCluster, free_port, wait_for
+from sized_plans import write_plan
 
 WORKERS = 2
 RABBIT_PORT = 5672
@@ -198,7 +180,7 @@ def ensure_rabbitmq(start: bool) -> str:
         raise RuntimeError("RabbitMQ does not answer on 127.0.0.1:5672")
     env = clean_env(RABBITMQ_NODE_IP_ADDRESS="127.0.0.1")
     os.spawnvpe(os.P_WAIT, "rabbitmq-server", ["rabbitmq-server", "-detached"], env)
-    wait_until(lambda: port_answers(RABBIT_PORT), 90, "RabbitMQ to answer", 0.5)
+    wait_for(lambda: port_answers(RABBIT_PORT), 90, "RabbitMQ to answer", 0.5)
     return ("RabbitMQ did not answer, so this benchmark started it with "
             "`rabbitmq-server -detached` (left running)")
 
@@ -218,7 +200,7 @@ def run_celery(tmp: Path, jobs: int) -> Outcome:
                        "--without-gossip", "--without-mingle", "--without-heartbeat"],
                       env, BENCH, tmp / "celery-worker.out", tree=True)
         procs.append(worker)
-        wait_until(ready.exists, 60, "the Celery worker to be ready")
+        wait_for(ready.exists, 60, "the Celery worker to be ready")
         time.sleep(0.5)
         worker.mark()
         broker_pid = rabbitmq_pid()
@@ -335,19 +317,22 @@ def main() -> int:
                 notes.append(f"Celery skipped: {error}")
             else:
                 outcomes.append(_step("celery", lambda d: run_celery(d, celery_n), tmp, quiet))
-        profile = ""
-        if args.profile and "voe" not in args.skip:
-            profile_dir = tmp / "profile"
-            profile_dir.mkdir()
-            _step("voe-profiled", lambda d: run_voe(d, args.n, None, profile_dir), tmp,
-                  Quiet(0))
-            profile = "\n\nProfile of voe at its default credit (py-spy, a separate run; " \
-                      "self = samples in the function itself):\n"
-            for role in ("master", "worker-1", "sink"):
-                profile += f"\n{role}: " + profile_summary(profile_dir / f"{role}.txt") + "\n"
+        profile = _profile(tmp, args.n) if args.profile and "voe" not in args.skip else ""
     record(f"pipeline: {args.n:,} null jobs, voe vs raw pyzmq vs Celery",
            report(outcomes, args, notes) + profile, args.no_record)
     return 0
+
+
+def _profile(tmp: Path, jobs: int) -> str:
+    """Run voe once more under py-spy; the profile of its roles for the report."""
+    profile_dir = tmp / "profile"
+    profile_dir.mkdir()
+    _step("voe-profiled", lambda d: run_voe(d, jobs, None, profile_dir), tmp, Quiet(0))
+    profile = "\n\nProfile of voe at its default credit (py-spy, a separate run; " \
+              "self = samples in the function itself):\n"
+    for role in ("master", "worker-1", "sink"):
+        profile += f"\n{role}: " + profile_summary(profile_dir / f"{role}.txt") + "\n"
+    return profile
 
 
 def _step(name: str, run, tmp: Path, quiet: Quiet) -> Outcome:

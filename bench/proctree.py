@@ -56,7 +56,7 @@ class TreeUsage:
 
 
 @dataclass
-class _Seen:
+class Seen:
     """One process as last sampled."""
 
     name: str
@@ -66,7 +66,7 @@ class _Seen:
     pss: int
 
 
-def _read(process: psutil.Process, pss: bool) -> _Seen | None:
+def _read(process: psutil.Process, pss: bool) -> Seen | None:
     """Own CPU, CPU including reaped children, RSS (and PSS) of one process; None once gone."""
     try:
         with process.oneshot():
@@ -80,8 +80,23 @@ def _read(process: psutil.Process, pss: bool) -> _Seen | None:
     except psutil.NoSuchProcess:
         return None  # gone between the listing and the read: its parent's children times have it
     own = times.user + times.system
-    return _Seen(name, own, own + times.children_user + times.children_system, rss,
-                 proportional)
+    return Seen(name, own, own + times.children_user + times.children_system, rss,
+                proportional)
+
+
+def read_tree(root: psutil.Process, pss: bool = False) -> dict[Key, Seen]:
+    """Every live process of the tree under ``root``, read now (``pss``: with its PSS),
+    by (PID, start time); ``RuntimeError`` once ``root`` has exited."""
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        raise RuntimeError(f"pid {root.pid} exited before its tree was measured") from None
+    found = {}
+    for process in processes:
+        seen = _read(process, pss)
+        if seen is not None:
+            found[(process.pid, process.create_time())] = seen
+    return found
 
 
 class TreeMeter:
@@ -96,30 +111,16 @@ class TreeMeter:
         self._thread = threading.Thread(target=self._run, name="tree-meter", daemon=True)
         self._baseline: dict[Key, float] | None = None
         self._exact_start = 0.0
-        self._last: dict[Key, _Seen] = {}
+        self._last: dict[Key, Seen] = {}
         self._peak_rss = 0
         self._peak_pss = 0
         self._samples = 0
         self._error: RuntimeError | None = None
 
-    def _tree(self, pss: bool = False) -> dict[Key, _Seen]:
-        """Every live process of the tree, read now (``pss``: with its PSS)."""
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            raise RuntimeError(f"pid {self.root.pid} exited before its tree was measured") \
-                from None
-        found = {}
-        for process in processes:
-            seen = _read(process, pss)
-            if seen is not None:
-                found[(process.pid, process.create_time())] = seen
-        return found
-
-    def _sample(self, pss: bool = False) -> dict[Key, _Seen]:
+    def _sample(self, pss: bool = False) -> dict[Key, Seen]:
         """Read the tree and fold it into the window's figures (caller holds the lock)."""
         pss = pss or self._samples % self.pss_every == 0
-        tree = self._tree(pss)
+        tree = read_tree(self.root, pss)
         self._last.update(tree)
         self._peak_rss = max(self._peak_rss, sum(seen.rss for seen in tree.values()))
         if pss:

@@ -17,21 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import (
-    Quiet,
-    RssSampler,
-    VoeCluster,
-    common_args,
-    fmt,
-    measured,
-    ratio,
-    record,
-    table,
-    verdict,
-    wait_until,
-    workdir,
-    write_plan,
-)
+from measure import Quiet, RssSampler, measured
+from report import common_args, fmt, ratio, record, table, verdict, workdir
+from roles import VoeCluster, wait_for
+from sized_plans import write_plan
 
 RSS_TARGET_MB = 300
 FIRST_JOB_TARGET_S = 5.0
@@ -51,7 +40,7 @@ def big_plan(tmp: Path, jobs: int, window: float) -> dict[str, float]:
         master = cluster.master(plan, once=True)
         first_file = cluster.first_job_file("worker-1")
         with RssSampler({"master": master.pid}, interval=0.02) as sampler:
-            wait_until(first_file.exists, 60, "the first job to reach a worker", 0.01)
+            wait_for(first_file.exists, 60, "the first job to reach a worker", 0.01)
             first = float(first_file.read_text()) - master.started
             end = time.monotonic() + window
             while time.monotonic() < end:

@@ -24,29 +24,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (
-    BENCH,
-    Proc,
-    Quiet,
-    VoeCluster,
-    api_fares,
-    clean_env,
-    common_args,
-    fmt,
-    measured,
-    plan_jobs,
-    profile_summary,
-    ratio,
-    record,
-    start_airline,
-    start_profiler,
-    stop_all,
-    stop_profiler,
-    table,
-    verdict,
-    workdir,
-    write_plan,
-)
+from measure import Quiet, measured
+from procs import BENCH, Proc, clean_env, stop_all
+from profiler import profile_summary, start_profiler, stop_profiler
+from report import common_args, fmt, ratio, record, table, verdict, workdir
+from roles import VoeCluster, api_fares, start_airline
+from sized_plans import plan_jobs, write_plan
 
 from voe.demo.airline.fares import AIRPORTS
 
@@ -219,8 +202,8 @@ def report(outcomes: list[Outcome], notes: list[str], latency_ms: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    """Run the benchmark and record it."""
+def _parser() -> argparse.ArgumentParser:
+    """The benchmark's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=3000, help="pages to fetch (3,000)")
     parser.add_argument("--flights", type=int, default=60, help="fares per page (60)")
@@ -230,7 +213,12 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="afterwards, run voe once more under py-spy and add its profile")
     common_args(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    """Run the benchmark and record it."""
+    args = _parser().parse_args()
     notes = [f"{CONCURRENCY} requests at once everywhere; one fetching process per peer; "
              "CPU seconds are those of that process (the voe worker; the peers over their "
              "crawl, imports excluded). The master and sink of voe run beside it.",

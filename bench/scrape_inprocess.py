@@ -32,8 +32,10 @@ import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
-from common import clean_env, start_airline, stop_all, workdir  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
+from procs import clean_env, stop_all  # noqa: E402
+from report import workdir  # noqa: E402
+from roles import start_airline  # noqa: E402
 
 from voe.demo.airline.fares import AIRPORTS  # noqa: E402
 from voe.model import OK, SearchJob  # noqa: E402

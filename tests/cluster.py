@@ -1,4 +1,9 @@
-"""A local voe cluster for tests: real processes on free loopback ports, stopped by PID."""
+"""A local voe cluster for tests: real processes on free loopback ports, stopped by PID.
+
+``LocalCluster`` is the part the benchmarks share (bench/roles.py builds its cluster
+on it): one data dir, free ports, the ledger and the logs; each user says how a role's
+process starts.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import zmq
 
@@ -97,19 +103,33 @@ class Airline:
         self.child.stop()
 
 
-class Cluster:
-    """Master, sink and workers of one test, sharing a data dir and free ports."""
+class Role(Protocol):
+    """A started role process as a cluster keeps it (``voe.processes.Child``, bench's ``Proc``)."""
 
-    def __init__(self, tmp: Path, airline_url: str, plan: str | None = None,
-                 heartbeat: float = 0.2, **plan_values: object) -> None:
+    def poll(self) -> int | None: ...
+
+    def stop(self, timeout: float) -> int: ...
+
+
+R = TypeVar("R", bound=Role)
+
+
+class LocalCluster(Generic[R]):
+    """voe's roles as real processes sharing one data dir and free loopback ports.
+
+    ``base_env`` is the environment the cluster's settings go on top of; ``settings``
+    are more ``VOE_*`` values. A subclass says how a role starts (``launch``).
+    """
+
+    # Seconds each role gets to stop after SIGTERM (``stop``).
+    stop_timeout = 10.0
+
+    def __init__(self, tmp: Path, airline_url: str, base_env: Mapping[str, str],
+                 **settings: str) -> None:
         self.tmp = tmp
         self.data_dir = tmp / "data"
-        self.data_dir.mkdir(exist_ok=True)
-        self.plan_path = tmp / "plan.toml"
-        values = {"max_attempts": 3, "lease_seconds": 20, "days": 2, "backend": "demo",
-                  "airports": '["GRU", "REC", "SSA"]'} | plan_values
-        self.plan_path.write_text(plan if plan is not None else SMALL_PLAN.format(**values))
-        self.env = dict(os.environ)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(base_env)
         self.env.update({
             "VOE_DATA_DIR": str(self.data_dir),
             "VOE_JOBS_PORT": str(free_port()),
@@ -118,13 +138,67 @@ class Cluster:
             "VOE_HTTP_PORT": str(free_port()),  # the master's dashboard, API and /metrics
             "VOE_SINK_HTTP_PORT": str(free_port()),  # the sink's /metrics
             "VOE_DEMO_AIRLINE_URL": airline_url,
-            "VOE_HEARTBEAT_SECONDS": str(heartbeat),
-            "VOE_HEARTBEAT_LIVENESS": "5",
-            "VOE_LOG_LEVEL": "DEBUG",
-            "VOE_HTTP_BACKOFF": "0.02",  # retries inside an attempt, quickly
         })
-        self.children: list[Child] = []
+        self.env.update(settings)
+        self.children: list[R] = []
+
+    def launch(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> R:
+        """Start ``python -m voe ARGS`` as the role process ``name``."""
+        raise NotImplementedError
+
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> R:
+        """Start ``python -m voe ARGS`` with this cluster's environment (or ``env``)."""
+        child = self.launch(name, args, env or self.env)
+        self.children.append(child)
+        return child
+
+    def voe(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a `voe` command against this cluster's data dir."""
+        return subprocess.run([sys.executable, "-m", "voe", *args], env=self.env, cwd=self.tmp,
+                              capture_output=True, text=True, timeout=60, check=check)
+
+    def ledger_rows(self) -> list[dict]:
+        with sqlite3.connect(self.data_dir / "ledger.db") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute("SELECT * FROM jobs ORDER BY seq")]
+
+    def log(self, role: str) -> str:
+        """What ``role`` logged in the data dir so far ("" before its log exists)."""
+        path = self.data_dir / f"{role}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_log(self, role: str, needle: str, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the log of ``role`` holds ``needle`` ``count`` times."""
+        wait_for(lambda: self.log(role).count(needle) >= count, timeout,
+                 f"{count} x {needle!r} in {role}.log", interval=0.05)
+
+    def stop(self) -> None:
+        """Stop every role, the last started first."""
+        for child in reversed(self.children):
+            child.stop(timeout=self.stop_timeout)
+        self.children.clear()
+
+
+class Cluster(LocalCluster[Child]):
+    """Master, sink and workers of one test, sharing a data dir and free ports."""
+
+    def __init__(self, tmp: Path, airline_url: str, plan: str | None = None,
+                 heartbeat: float = 0.2, **plan_values: object) -> None:
+        super().__init__(
+            tmp, airline_url, os.environ,
+            VOE_HEARTBEAT_SECONDS=str(heartbeat),
+            VOE_HEARTBEAT_LIVENESS="5",
+            VOE_LOG_LEVEL="DEBUG",
+            VOE_HTTP_BACKOFF="0.02",  # retries inside an attempt, quickly
+        )
+        self.plan_path = tmp / "plan.toml"
+        values = {"max_attempts": 3, "lease_seconds": 20, "days": 2, "backend": "demo",
+                  "airports": '["GRU", "REC", "SSA"]'} | plan_values
+        self.plan_path.write_text(plan if plan is not None else SMALL_PLAN.format(**values))
         self.voe("keys", "init")  # every cluster of the tests runs with CURVE
+
+    def launch(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> Child:
+        return Child(name, args, env, self.tmp, self.tmp / f"{name}.err")
 
     def curve_client(self, socket: zmq.Socket, server: str) -> zmq.Socket:
         """Give a raw test socket this cluster's client keys for ``server`` (master/sink)."""
@@ -135,11 +209,6 @@ class Cluster:
         socket.curve_publickey = public
         socket.curve_secretkey = secret
         return socket
-
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
-        child = Child(name, args, env or self.env, self.tmp, self.tmp / f"{name}.err")
-        self.children.append(child)
-        return child
 
     def master(self, *extra: str) -> Child:
         return self.spawn("master", "master", "--once", "--plan", str(self.plan_path), *extra)
@@ -155,22 +224,12 @@ class Cluster:
         return self.spawn(name, "worker", "--name", name, "--concurrency", str(concurrency),
                           "--prefetch", str(prefetch), env=env)
 
-    def voe(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a `voe` command against this cluster's data dir."""
-        return subprocess.run([sys.executable, "-m", "voe", *args], env=self.env, cwd=self.tmp,
-                              capture_output=True, text=True, timeout=60, check=check)
-
     def status(self) -> dict:
         """`voe status --json`, whatever its exit status (1 while a lease or cycle is stuck)."""
         return json.loads(self.voe("status", "--json", check=False).stdout)
 
     def jobs(self) -> dict:
         return self.status()["jobs"]
-
-    def ledger_rows(self) -> list[dict]:
-        with sqlite3.connect(self.data_dir / "ledger.db") as db:
-            db.row_factory = sqlite3.Row
-            return [dict(row) for row in db.execute("SELECT * FROM jobs ORDER BY seq")]
 
     def store_rows(self, table: str) -> list[dict]:
         """Every row of a store table: PostgreSQL if ``VOE_STORE_URL`` says so, else fares.db."""
@@ -185,19 +244,10 @@ class Cluster:
             db.row_factory = sqlite3.Row
             return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]
 
-    def log(self, role: str) -> str:
-        path = self.data_dir / f"{role}.log"
-        return path.read_text() if path.exists() else ""
-
     def wait_master(self, master: Child, timeout: float = 120) -> int:
         """Wait for a `--once` master to exit; return its status."""
         wait_for(lambda: master.poll() is not None, timeout, "the master to finish the cycle")
         return master.poll()
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop(timeout=10)
-        self.children.clear()
 
 
 def assert_stored_exactly_once(cluster: Cluster, airline: Airline) -> None:

@@ -5,13 +5,17 @@ benchmark command works end to end (processes start, figures print, checks pass)
 A peer that is not installed here (Celery, Scrapy) or whose broker does not answer
 (RabbitMQ, PostgreSQL) is skipped with the reason; voe's part runs regardless. The browser
 benchmark, whose figures are ratios of voe to scrapy-playwright in one run, is
-skipped whole without Chromium, scrapy-playwright or psutil.
+skipped whole without Chromium, scrapy-playwright or psutil. Every benchmark measures
+its processes with psutil (in the `test` extra as in the `bench` one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -172,3 +176,41 @@ def test_export_postgres():
     assert "| PostgreSQL | 2,000 |" in out
     assert "PostgreSQL.jsonl: 2,000 data lines," in out
     assert "from PostgreSQL under 150 MB RSS:" in out
+
+
+def test_proc_tree_keeps_the_cpu_of_a_descendant_reparented_away(tmp_path):
+    """A tree ``Proc`` (bench/procs.py) still counts a grandchild that burned CPU once it
+    was seen, after its parent exited and left it to another reaper."""
+    if not _installed("psutil"):
+        pytest.skip("psutil is not installed (pip install -e '.[bench]')")
+    burn = ("import os, pathlib, time\n"
+            f"pathlib.Path({str(tmp_path / 'grandchild')!r}).write_text(str(os.getpid()))\n"
+            "end = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n"
+            f"pathlib.Path({str(tmp_path / 'burned')!r}).touch()\ntime.sleep(60)\n")
+    child = ("import pathlib, subprocess, sys, time\n"
+             f"subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+             f"while not pathlib.Path({str(tmp_path / 'go')!r}).exists(): time.sleep(0.01)\n")
+    script = ("import pathlib, sys, time\n"
+              f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+              "from procs import Proc\n"
+              f"tmp = pathlib.Path({str(tmp_path)!r})\n"
+              f"proc = Proc('child', [sys.executable, '-c', {child!r}], {{}}, tmp, "
+              "tmp / 'child.out', tree=True)\n"
+              "while not (tmp / 'burned').exists(): time.sleep(0.01)\n"
+              "seen = proc.cpu()\n"
+              "(tmp / 'go').touch()\n"
+              "proc.wait(30)\n"
+              "print(seen, proc.exit_cpu, proc.cpu())\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=RUN_TIMEOUT)
+    finally:
+        grandchild = tmp_path / "grandchild"
+        if grandchild.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(grandchild.read_text()), signal.SIGKILL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen, exit_cpu, total = (float(value) for value in result.stdout.split())
+    assert seen >= 0.5
+    assert exit_cpu < 0.5  # the kernel's total of the child leaves the grandchild out...
+    assert total >= 0.5  # ...but the tree's CPU keeps what it was seen to use
