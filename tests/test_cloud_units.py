@@ -46,7 +46,11 @@ def test_wheel_of_the_checkout_installs_voe_with_its_metadata(tmp_path):
         dist_info = next(name.split("/")[0] for name in names if ".dist-info/" in name)
         metadata = archive.read(f"{dist_info}/METADATA").decode()
         assert "Requires-Dist: paramiko" in metadata and "Requires-Dist: boto3" in metadata
-        assert "voe = voe.cli.main:main" in archive.read(f"{dist_info}/entry_points.txt").decode()
+        points = archive.read(f"{dist_info}/entry_points.txt").decode()
+        assert "voe = voe.cli.main:main" in points
+        # The demo's backends and commands plug in by entry point: a machine needs them too.
+        assert "[voe.backends]\ndemo = voe.demo.backends.page:DemoBackend" in points
+        assert "[voe.commands]\ndemo = voe.demo.commands:add_commands" in points
         for line in archive.read(f"{dist_info}/RECORD").decode().splitlines():
             name, digest, size = line.rsplit(",", 2)
             if name.endswith("RECORD"):
@@ -157,7 +161,7 @@ def test_service_definitions_restart_on_failure_and_log_to_the_home():
     assert "ExecStart=/home/ubuntu/voe-env/bin/voe worker --no-console" in unit
     assert "StandardOutput=append:/home/ubuntu/worker.log" in unit
     script = services.supervisor_script("sink")
-    assert '"$HOME/sink.log"' in script and ".voe/sink/loop.pid" in script
+    assert '"$HOME/sink.log"' in script and ".voe/sink.pid" in script
     result = subprocess.run(["sh", "-n", "-c", script + services.supervisor_stop("sink")
                              + services.supervisor_check("sink", 0)], capture_output=True)
     assert result.returncode == 0, result.stderr

@@ -63,9 +63,10 @@ def build_wheel(root: Path, out_dir: Path) -> Path:
     entries.append((f"{dist_info}/METADATA", _metadata(project, version).encode()))
     entries.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: voe.cloud.package\n"
                     b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
-    scripts = project.get("scripts", {})
-    if scripts:
-        lines = ["[console_scripts]", *(f"{name} = {target}" for name, target in scripts.items())]
+    groups = {"console_scripts": project.get("scripts", {}), **project.get("entry-points", {})}
+    lines = [line for group, points in groups.items() if points for line in (
+        f"[{group}]", *(f"{name} = {target}" for name, target in points.items()))]
+    if lines:
         entries.append((f"{dist_info}/entry_points.txt", ("\n".join(lines) + "\n").encode()))
     entries.append((f"{dist_info}/top_level.txt", b"voe\n"))
     record = [f"{name},sha256={_hash(data)},{len(data)}" for name, data in entries]
