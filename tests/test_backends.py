@@ -24,7 +24,9 @@ from voe.backends.null import NullBackend
 from voe.demo.airline.fares import fares_for
 from voe.demo.airline.pages import results_page
 from voe.demo.backends.api import DemoApiBackend, parse_fares
-from voe.demo.backends.page import DemoBackend, parse_price, parse_results
+from voe.demo.backends.page import DemoBackend
+from voe.demo.backends.parse import parse_results
+from voe.demo.backends.price import parse_price
 from voe.model import Fare, SearchJob
 from voe.worker.http import new_session
 

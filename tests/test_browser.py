@@ -16,7 +16,7 @@ from tests.cluster import Airline, Cluster
 from voe.backends.base import ParseError, PermanentError
 from voe.demo.airline.fares import fares_for
 from voe.demo.backends.js import DemoJsBackend
-from voe.demo.backends.page import parse_results
+from voe.demo.backends.parse import parse_results
 from voe.model import SearchJob
 
 pytestmark = [

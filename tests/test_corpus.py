@@ -21,7 +21,7 @@ import pytest
 from voe.backends.base import ParseError
 from voe.demo.airline.fares import fares_for
 from voe.demo.airline.pages import results_page
-from voe.demo.backends.page import MAX_PAGE_BYTES, parse_results
+from voe.demo.backends.parse import MAX_PAGE_BYTES, parse_results
 from voe.model import Fare
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

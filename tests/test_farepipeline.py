@@ -19,7 +19,8 @@ from voe.backends.base import ParseError
 from voe.components import parse_orders
 from voe.demo.airline.fares import fares_for
 from voe.demo.airline.pages import results_page
-from voe.demo.backends.page import parse_price, parse_results, read_page
+from voe.demo.backends.parse import parse_results, read_page
+from voe.demo.backends.price import parse_price
 from voe.model import OK, PARSE, Answer, Fare, FieldCount, Searched, SearchJob
 from voe.store.rows import all_valid_counts
 from voe.worker.farepipeline import PIPELINES_BASE, FarePipeline

@@ -22,7 +22,7 @@ from tests.cluster import Airline, Cluster
 from voe.backends.base import ParseError
 from voe.demo.airline.fares import fares_for
 from voe.demo.airline.faults import Faults
-from voe.demo.backends.page import parse_results
+from voe.demo.backends.parse import parse_results
 
 MAX_ATTEMPTS = 3
 AIRPORTS = ("GRU", "REC", "SSA")  # the airports of tests/cluster.py's small plan

@@ -275,13 +275,8 @@ def connect(config: CloudSettings, machine: Machine, host_keys: HostKeys) -> Rem
             expected = fingerprints.listed(host_keys.console(machine.instance_id))
             next_read = time.monotonic() + CONSOLE_POLL_INTERVAL
         remaining = deadline - time.monotonic()
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(_FirstUse(
-            host_keys, machine, expected, _unchecked(config, host_keys, answered)))
-        if known is not None:
-            name = target.hostname if target.port == 22 else (
-                f"[{target.hostname}]:{target.port}")
-            client.get_host_keys().add(name, known.get_name(), known)
+        client = _client(host_keys, machine, target, known, expected,
+                         _unchecked(config, host_keys, answered))
         wait = max(1.0, min(CONNECT_TIMEOUT, remaining))
         try:
             client.connect(target.hostname, port=target.port, username=target.user, pkey=key,
@@ -316,6 +311,18 @@ def connect(config: CloudSettings, machine: Machine, host_keys: HostKeys) -> Rem
             raise CloudError(f"SSH to {machine.label} at {target} did not come up within "
                              f"{config.ssh_timeout:g} s ({attempts} attempt(s)): {last_error}")
         time.sleep(RETRY_INTERVAL)
+
+
+def _client(host_keys: HostKeys, machine: Machine, target: Target, known: paramiko.PKey | None,
+            expected: frozenset[str], unchecked: str | None) -> paramiko.SSHClient:
+    """A client for one attempt: it knows ``machine``'s remembered key, if any, and checks
+    a first one against the ``expected`` fingerprints (see ``_FirstUse``)."""
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(_FirstUse(host_keys, machine, expected, unchecked))
+    if known is not None:
+        name = target.hostname if target.port == 22 else f"[{target.hostname}]:{target.port}"
+        client.get_host_keys().add(name, known.get_name(), known)
+    return client
 
 
 def _unchecked(config: CloudSettings, host_keys: HostKeys, answered: float | None

@@ -137,15 +137,7 @@ def render(app: Any, query: str, url: str, nth: int, origin: str, destination: s
                                                    destination, date)
         fares = _search_fares(app, origin, destination, date)
     total = len(fares)
-    page_number, pages = 1, 1
-    if faults.paginate:
-        pages = max(1, math.ceil(total / faults.paginate))
-        given = parse_qs(query).get("page", ["1"])
-        if len(given) != 1 or not given[0].isdigit() or not 1 <= int(given[0]) <= pages:
-            raise NoSuchPage(f"no page {given[0]!r} of this search ({pages} pages)")
-        page_number = int(given[0])
-        start = (page_number - 1) * faults.paginate
-        fares = fares[start:start + faults.paginate]
+    fares, page_number, pages = _paginate(query, fares, faults.paginate)
     rows = [_row(fare, index, hits, number) for index, fare in enumerate(fares)]
     decoys = hits["hidden_decoy"]
     decoy_bits = number("hidden-decoy-kind") if decoys else 0
@@ -157,13 +149,8 @@ def render(app: Any, query: str, url: str, nth: int, origin: str, destination: s
         total += 1
     route = f"{city(origin)} ({origin}) → {city(destination)} ({destination})"
     parts = [_HEAD.format(title=escape(f"{origin} → {destination} em {date}")), "<main>\n"]
-    if decoys and decoy_bits & 4:
-        parts.append('<div style="visibility: hidden"><table id="results"><tr class="flight">'
-                     '<td class="flight">G3 1000</td><td class="departure">06:00</td>'
-                     '<td class="arrival">07:00</td><td class="price">R$ 1,00</td></tr>'
-                     "</table></div>\n")
-    if decoys and decoy_bits & 8:
-        parts.append(f'<p class="summary" hidden>{total + 3} voos em {escape(date)}</p>\n')
+    if decoys:
+        parts.extend(_decoy_landmarks(decoy_bits, total, date))
     parts.append(
         f'<h1>{escape(route)}</h1>\n'
         f'<p class="summary">{total} voos em <time datetime="{escape(date)}">'
@@ -180,6 +167,34 @@ def render(app: Any, query: str, url: str, nth: int, origin: str, destination: s
     parts.append("</main>\n")
     parts.append(_FOOTER)
     return "".join(parts)
+
+
+def _paginate(query: str, fares: Sequence[Fare],
+              per_page: int) -> tuple[Sequence[Fare], int, int]:
+    """The fares on the page ``query`` asks for, its number and the result's pages
+    (all fares, 1, 1 unless ``paginate`` is on); ``NoSuchPage`` for a page beyond them."""
+    if not per_page:
+        return fares, 1, 1
+    pages = max(1, math.ceil(len(fares) / per_page))
+    given = parse_qs(query).get("page", ["1"])
+    if len(given) != 1 or not given[0].isdigit() or not 1 <= int(given[0]) <= pages:
+        raise NoSuchPage(f"no page {given[0]!r} of this search ({pages} pages)")
+    page_number = int(given[0])
+    start = (page_number - 1) * per_page
+    return fares[start:start + per_page], page_number, pages
+
+
+def _decoy_landmarks(bits: int, total: int, date: str) -> list[str]:
+    """A hidden decoy results table and a hidden decoy flight count, as ``bits`` choose."""
+    parts = []
+    if bits & 4:
+        parts.append('<div style="visibility: hidden"><table id="results"><tr class="flight">'
+                     '<td class="flight">G3 1000</td><td class="departure">06:00</td>'
+                     '<td class="arrival">07:00</td><td class="price">R$ 1,00</td></tr>'
+                     "</table></div>\n")
+    if bits & 8:
+        parts.append(f'<p class="summary" hidden>{total + 3} voos em {escape(date)}</p>\n')
+    return parts
 
 
 def _row(fare: Fare, index: int, hits: dict[str, bool],

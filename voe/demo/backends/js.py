@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import requests
 
 from voe.backends.base import ParseError, PermanentError, TransientError
-from voe.demo.backends.page import DemoBackend, parse_results
+from voe.demo.backends.page import DemoBackend
+from voe.demo.backends.parse import parse_results
 from voe.model import Answer, SearchJob
 from voe.settings import Settings
 from voe.worker.browser import (
