@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from voe.cli.common import Command, UsageError, at_least_one, user_settings
+from voe.cli.common import Command, UsageError, user_settings
+from voe.cli.types import at_least_one
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.settings import Settings
 from voe.web.client import NoMaster, PortOff, ask_master

@@ -1,5 +1,5 @@
-"""What every ``voe`` command shares: the usage error, settings and plan loading, logs,
-keys, and the argument types."""
+"""What every ``voe`` command shares: the usage error, settings and plan loading, logs
+and keys (the argument types are in :mod:`voe.cli.types`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from voe.fields import is_label
 from voe.ledger import LedgerError
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
@@ -67,23 +66,3 @@ def role_options(parser: argparse.ArgumentParser) -> None:
     """Options every long-running role takes."""
     parser.add_argument("--no-console", action="store_true",
                         help="log only to the role's log file in the data dir")
-
-
-def worker_name(text: str) -> str:
-    """A worker's name: shown in logs and on terminals, so printable and at most 200 long."""
-    if not text or len(text) > 200 or not is_label(text):
-        raise argparse.ArgumentTypeError("must be 1 to 200 printable characters, without "
-                                         "control characters (no line breaks, tabs, "
-                                         "escapes or Unicode separators and format marks)")
-    return text
-
-
-def at_least_one(text: str) -> int:
-    """A whole number of at least 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value

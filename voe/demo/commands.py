@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
-from voe.cli.common import Command, UsageError, at_least_one, user_plan, user_settings
+from voe.cli.common import Command, UsageError, user_plan, user_settings
+from voe.cli.types import at_least_one
 from voe.demo.airline.faults import add_arguments as add_fault_arguments
 
 
