@@ -18,28 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from voe.casts import between, non_negative_float, non_negative_int
+
 LAYOUTS = ("classic", "new")
 
 
 def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be between 0 and 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+    return between(float(text), 0.0, 1.0, "must be between 0 and 1")
 
 
 def _layout(text: str) -> str:
@@ -68,10 +53,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", int, 0, "seed of every fault decision (0)", "N"),
     Option("error-rate", _rate, 0.0, "share of searches answered 500, 502 or 503 (0)"),
     Option("throttle-rate", _rate, 0.0, "share of searches answered 429 with Retry-After (0)"),
-    Option("retry-after", _non_negative_int, 1, "seconds in Retry-After of 429 answers (1)",
+    Option("retry-after", non_negative_int, 1, "seconds in Retry-After of 429 answers (1)",
            "SECONDS"),
     Option("slow-rate", _rate, 0.0, "share of searches answered after --slow-ms more (0)"),
-    Option("slow-ms", _non_negative_int, 2000, "extra delay of slow answers (2000)", "MS"),
+    Option("slow-ms", non_negative_int, 2000, "extra delay of slow answers (2000)", "MS"),
     Option("reset-rate", _rate, 0.0,
            "share of searches whose connection is reset before any answer (0)"),
     Option("truncate-rate", _rate, 0.0, "share of answers cut short (0)"),
@@ -80,13 +65,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("layout", _layout, "classic",
            "markup of results pages: classic, or new (a redesign the demo backend cannot read)",
            "LAYOUT"),
-    Option("rate-limit", _non_negative, 0.0,
+    Option("rate-limit", non_negative_float, 0.0,
            "searches per second allowed per client address, beyond which 429 (0: none)",
            "PER_SECOND"),
-    Option("block-after", _non_negative_int, 0,
+    Option("block-after", non_negative_int, 0,
            "searches allowed per client address, after which that address gets the block "
            "page (403) for --block-seconds (0: never)", "N"),
-    Option("block-seconds", _non_negative, 30.0,
+    Option("block-seconds", non_negative_float, 30.0,
            "seconds an address stays blocked after --block-after, then starts over (30)",
            "SECONDS"),
     # Blocks and hostile bodies (the fetch chain's faults, see voe.worker.fetch).
@@ -118,10 +103,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("field-format-rate", _rate, 0.0,
            "share of results pages writing flights and times in other common forms "
            "(G3\u00a03573, Voo G3 3573, 05h15) (0)"),
-    Option("paginate", _non_negative_int, 0,
+    Option("paginate", non_negative_int, 0,
            "flights per results page, with a pager and next links (0: one page)", "N"),
     # The JavaScript page (voe.demo.airline.jspage).
-    Option("js-assets", _non_negative_int, 40,
+    Option("js-assets", non_negative_int, 40,
            "sub-resources of the JS page: stylesheets, scripts, images, a font (40)", "N"),
     Option("consent-wall-rate", _rate, 0.0,
            "share of JS-page searches shown a cookie-consent wall until the visitor "
