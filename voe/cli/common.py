@@ -1,9 +1,10 @@
-"""What every ``voe`` command shares: the usage error, settings and plan loading, logs
-and keys (the argument types are in :mod:`voe.cli.types`)."""
+"""What every ``voe`` command shares: the usage error, settings and plan loading, logs,
+keys and the printing of rows (the argument types are in :mod:`voe.cli.types`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -66,3 +67,19 @@ def role_options(parser: argparse.ArgumentParser) -> None:
     """Options every long-running role takes."""
     parser.add_argument("--no-console", action="store_true",
                         help="log only to the role's log file in the data dir")
+
+
+def print_rows(rows: list[dict[str, Any]], as_json: bool, none: str,
+               line: Callable[[dict[str, Any]], str]) -> int:
+    """Print ``rows`` as JSON, or ``line(row)`` for each (``none`` when there are none).
+
+    Returns the exit status, 0.
+    """
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(none)
+    for row in rows:
+        print(line(row))
+    return 0
