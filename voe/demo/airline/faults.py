@@ -49,19 +49,22 @@ class Option:
         return self.name.replace("-", "_")
 
 
+def _share(name: str, help: str) -> Option:
+    """A fault met by a share of the requests (0 to 1, ``RATE``), off by default."""
+    return Option(name, _rate, 0.0, help)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("seed", int, 0, "seed of every fault decision (0)", "N"),
-    Option("error-rate", _rate, 0.0, "share of searches answered 500, 502 or 503 (0)"),
-    Option("throttle-rate", _rate, 0.0, "share of searches answered 429 with Retry-After (0)"),
+    _share("error-rate", "share of searches answered 500, 502 or 503 (0)"),
+    _share("throttle-rate", "share of searches answered 429 with Retry-After (0)"),
     Option("retry-after", non_negative_int, 1, "seconds in Retry-After of 429 answers (1)",
            "SECONDS"),
-    Option("slow-rate", _rate, 0.0, "share of searches answered after --slow-ms more (0)"),
+    _share("slow-rate", "share of searches answered after --slow-ms more (0)"),
     Option("slow-ms", non_negative_int, 2000, "extra delay of slow answers (2000)", "MS"),
-    Option("reset-rate", _rate, 0.0,
-           "share of searches whose connection is reset before any answer (0)"),
-    Option("truncate-rate", _rate, 0.0, "share of answers cut short (0)"),
-    Option("malformed-rate", _rate, 0.0,
-           "share of results pages sent with sloppy but readable markup (0)"),
+    _share("reset-rate", "share of searches whose connection is reset before any answer (0)"),
+    _share("truncate-rate", "share of answers cut short (0)"),
+    _share("malformed-rate", "share of results pages sent with sloppy but readable markup (0)"),
     Option("layout", _layout, "classic",
            "markup of results pages: classic, or new (a redesign the demo backend cannot read)",
            "LAYOUT"),
@@ -75,32 +78,28 @@ OPTIONS: tuple[Option, ...] = (
            "seconds an address stays blocked after --block-after, then starts over (30)",
            "SECONDS"),
     # Blocks and hostile bodies (the fetch chain's faults, see voe.worker.fetch).
-    Option("soft-block-rate", _rate, 0.0,
+    _share("soft-block-rate",
            "share of results pages showing 0 voos and a block banner, in the normal "
            "template (0)"),
-    Option("block-rate", _rate, 0.0, "share of searches answered 403 with a block page (0)"),
-    Option("captcha-rate", _rate, 0.0,
-           "share of searches redirected (302) to a captcha page at /captcha (0)"),
-    Option("trickle-rate", _rate, 0.0,
-           "share of answers whose body is sent one byte a second (0)"),
-    Option("endless-rate", _rate, 0.0,
-           "share of answers whose body never ends, until the client leaves (0)"),
+    _share("block-rate", "share of searches answered 403 with a block page (0)"),
+    _share("captcha-rate", "share of searches redirected (302) to a captcha page at /captcha (0)"),
+    _share("trickle-rate", "share of answers whose body is sent one byte a second (0)"),
+    _share("endless-rate", "share of answers whose body never ends, until the client leaves (0)"),
     Option("price-drift", _rate, 0.0,
            "share by which each price moves up or down, decided by --seed, route, date and "
            "flight; restart with another seed to plant a price change between cycles (0)",
            "SHARE"),
     # Page faults (voe.demo.airline.pagefaults): results pages that mislead a careless reader.
-    Option("wrong-search-rate", _rate, 0.0,
+    _share("wrong-search-rate",
            "share of results pages answering another date, route or nearby airport, as "
            "their heading and date say (0)"),
-    Option("hidden-decoy-rate", _rate, 0.0,
+    _share("hidden-decoy-rate",
            "share of results pages with hidden decoy digits, rows, table and count (0)"),
-    Option("duplicate-row-rate", _rate, 0.0,
-           "share of results pages listing one flight twice (0)"),
-    Option("price-format-rate", _rate, 0.0,
+    _share("duplicate-row-rate", "share of results pages listing one flight twice (0)"),
+    _share("price-format-rate",
            "share of results pages writing prices in other common formats, some beside a "
            "struck-through old price (0)"),
-    Option("field-format-rate", _rate, 0.0,
+    _share("field-format-rate",
            "share of results pages writing flights and times in other common forms "
            "(G3\u00a03573, Voo G3 3573, 05h15) (0)"),
     Option("paginate", non_negative_int, 0,
@@ -108,7 +107,7 @@ OPTIONS: tuple[Option, ...] = (
     # The JavaScript page (voe.demo.airline.jspage).
     Option("js-assets", non_negative_int, 40,
            "sub-resources of the JS page: stylesheets, scripts, images, a font (40)", "N"),
-    Option("consent-wall-rate", _rate, 0.0,
+    _share("consent-wall-rate",
            "share of JS-page searches shown a cookie-consent wall until the visitor "
            "accepts (a cookie set by /consent) (0)"),
 )
