@@ -1,4 +1,5 @@
-"""The argparse types of voe's commands, shared by ``voe`` and the original's scripts.
+"""The argparse types and option kinds of voe's commands, shared by ``voe`` and the
+original's scripts.
 
 Light on purpose: ``setup_instances.py`` builds its parser from these without importing
 boto3 or paramiko.
@@ -29,3 +30,9 @@ def at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def add_name_values(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """Add ``flag NAME=VALUE``: repeatable, its values kept in order in a list (empty when
+    it is not given), for the command to check."""
+    parser.add_argument(flag, action="append", default=[], metavar="NAME=VALUE", help=help)

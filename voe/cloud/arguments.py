@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from voe.cli.types import at_least_one
+from voe.cli.types import add_name_values, at_least_one
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,8 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with workers: how many workers the cluster should have (1)")
     parser.add_argument("--plan", metavar="FILE",
                         help="with master: collection plan uploaded to the master (its VOE_PLAN)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting written into the machines' .env (repeatable), e.g. "
-                             "VOE_CONCURRENCY=32")
+    add_name_values(parser, "--set", "a setting written into the machines' .env (repeatable), "
+                                     "e.g. VOE_CONCURRENCY=32")
 
 
 def add_down_arguments(parser: argparse.ArgumentParser) -> None:
