@@ -4,35 +4,35 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from typing import TypeVar
+
+# An int or a float, kept as it was by ``between``.
+Number = TypeVar("Number", int, float)
+
+
+def between(number: Number, low: float, high: float, message: str) -> Number:
+    """``number`` when ``low <= number <= high`` (NaN never is), else ``ValueError(message)``."""
+    if not low <= number <= high:
+        raise ValueError(message)
+    return number
 
 
 def port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise ValueError("out of range")
-    return port
+    return between(int(value), 1, 65535, "out of range")
 
 
 def port_or_off(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise ValueError("out of range")
-    return port
+    return between(int(value), 0, 65535, "out of range")
 
 
 def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
+    return between(int(value), 1, math.inf, "must be at least 1")
 
 
 def non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
+    return between(int(value), 0, math.inf, "must not be negative")
 
 
 def positive_float(value: str) -> float:
@@ -75,10 +75,7 @@ def text(value: str) -> str:
 
 
 def non_negative_float(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise ValueError("must not be negative")
-    return number
+    return between(float(value), 0, math.inf, "must not be negative")
 
 
 def proxy(value: str) -> str:

@@ -7,8 +7,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from voe.cli.common import Command, UsageError, at_least_one, user_settings
+from voe.cli.common import Command, UsageError, print_rows, user_settings
+from voe.cli.types import at_least_one
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.settings import Settings
 from voe.web.client import NoMaster, PortOff, ask_master
@@ -24,17 +26,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print(f"{count} dead letter(s) sent back to their publisher; a running sink delivers "
               "them, or the next one started")
         return 0
-    rows = dead_letters(settings, args.destination)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no dead letters in the outbox")
-    for row in rows:
-        retry = " (to retry)" if row["state"] == "retry" else ""
-        print(f"{row['destination']} event {row['id']} {row['kind']} cycle {row['cycle']} "
-              f"{row['job_id']}: {row['error']} after {row['attempts']} attempt(s){retry}")
-    return 0
+    return print_rows(dead_letters(settings, args.destination), args.json,
+                      "no dead letters in the outbox", _dead_letter_line)
+
+
+def _dead_letter_line(row: dict[str, Any]) -> str:
+    retry = " (to retry)" if row["state"] == "retry" else ""
+    return (f"{row['destination']} event {row['id']} {row['kind']} cycle {row['cycle']} "
+            f"{row['job_id']}: {row['error']} after {row['attempts']} attempt(s){retry}")
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
@@ -46,16 +45,12 @@ def cmd_failed(args: argparse.Namespace) -> int:
         raise UsageError("--retry is `voe failed retry`; it cannot be combined with list")
     if args.retry or args.failed_command == "retry":
         return _retry_failed(settings)
-    rows = failed(settings)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no failed jobs")
-    for row in rows:
-        print(f"cycle {row['cycle']} {row['job_id']} after {row['attempts']} attempt(s): "
-              f"{row['error']}")
-    return 0
+    return print_rows(failed(settings), args.json, "no failed jobs", _failed_line)
+
+
+def _failed_line(row: dict[str, Any]) -> str:
+    return (f"cycle {row['cycle']} {row['job_id']} after {row['attempts']} attempt(s): "
+            f"{row['error']}")
 
 
 def _retry_failed(settings: Settings) -> int:

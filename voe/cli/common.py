@@ -1,13 +1,13 @@
 """What every ``voe`` command shares: the usage error, settings and plan loading, logs,
-keys, and the argument types."""
+keys and the printing of rows (the argument types are in :mod:`voe.cli.types`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from typing import Any
 
-from voe.fields import is_label
 from voe.ledger import LedgerError
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
@@ -69,21 +69,17 @@ def role_options(parser: argparse.ArgumentParser) -> None:
                         help="log only to the role's log file in the data dir")
 
 
-def worker_name(text: str) -> str:
-    """A worker's name: shown in logs and on terminals, so printable and at most 200 long."""
-    if not text or len(text) > 200 or not is_label(text):
-        raise argparse.ArgumentTypeError("must be 1 to 200 printable characters, without "
-                                         "control characters (no line breaks, tabs, "
-                                         "escapes or Unicode separators and format marks)")
-    return text
+def print_rows(rows: list[dict[str, Any]], as_json: bool, none: str,
+               line: Callable[[dict[str, Any]], str]) -> int:
+    """Print ``rows`` as JSON, or ``line(row)`` for each (``none`` when there are none).
 
-
-def at_least_one(text: str) -> int:
-    """A whole number of at least 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    Returns the exit status, 0.
+    """
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(none)
+    for row in rows:
+        print(line(row))
+    return 0

@@ -13,14 +13,13 @@ from voe import private
 from voe.cli.common import (
     Command,
     UsageError,
-    at_least_one,
     require_keys,
     role_options,
     start_logs,
     user_plan,
     user_settings,
-    worker_name,
 )
+from voe.cli.types import at_least_one, worker_name
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -1,34 +1,25 @@
 """The arguments of ``voe cloud`` and of the original's ``setup_instances.py`` and ``terminate.py``.
 
-Only argparse here, so building the parser never imports boto3 or paramiko.
+Only argparse and its types here, so building the parser never imports boto3 or paramiko.
 """
 
 from __future__ import annotations
 
 import argparse
 
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+from voe.cli.types import add_name_values, at_least_one
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     """``master|sink|workers [N] [--plan FILE] [--set NAME=VALUE]``."""
     parser.add_argument("role", choices=("master", "sink", "workers"),
                         help="what to launch and deploy (master first, then sink, then workers)")
-    parser.add_argument("count", nargs="?", type=_count, default=None,
+    parser.add_argument("count", nargs="?", type=at_least_one, default=None,
                         help="with workers: how many workers the cluster should have (1)")
     parser.add_argument("--plan", metavar="FILE",
                         help="with master: collection plan uploaded to the master (its VOE_PLAN)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting written into the machines' .env (repeatable), e.g. "
-                             "VOE_CONCURRENCY=32")
+    add_name_values(parser, "--set", "a setting written into the machines' .env (repeatable), "
+                                     "e.g. VOE_CONCURRENCY=32")
 
 
 def add_down_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
-from voe.cli.common import Command, UsageError, at_least_one, user_plan, user_settings
+from voe.cli.common import Command, UsageError, user_plan, user_settings
+from voe.cli.types import add_name_values, at_least_one
 from voe.demo.airline.faults import add_arguments as add_fault_arguments
 
 
@@ -62,9 +63,9 @@ def add_commands(command: Command) -> None:
                      help="latency of the demo airline's answers (100)")
     run.add_argument("--no-airline", action="store_true",
                      help="use the demo airline already at VOE_DEMO_AIRLINE_URL")
-    run.add_argument("--airline-option", action="append", default=[], metavar="NAME=VALUE",
-                     help="a fault option of the demo airline, e.g. error-rate=0.1 "
-                          "(repeatable; see voe demo-airline --help)")
+    add_name_values(run, "--airline-option", "a fault option of the demo airline, e.g. "
+                                             "error-rate=0.1 (repeatable; see voe demo-airline "
+                                             "--help)")
     airline = command("demo-airline", cmd_demo_airline, "Serve the demo airline website.")
     airline.add_argument("--host", default=None,
                          help="address to listen on (VOE_DEMO_AIRLINE_URL's host, 127.0.0.1)")

@@ -42,8 +42,38 @@ FIELD_FLOOR = 0.5
 MIN_FARES = 50
 
 
+class _BesidePrevious:
+    """What a yield and a field's yield share: one measure of a backend's cycle, shown
+    beside the previous cycle's (the classes have the fields below and ``dropped``)."""
+
+    backend: str
+    cycle: int
+    previous_cycle: int | None
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the measure dropped (each class says when)."""
+        raise NotImplementedError
+
+    def _row(self, own: dict[str, Any], measure: str, current: float,
+             previous: float | None, digits: int) -> dict[str, Any]:
+        """The JSON-ready form: backend, cycle, ``own`` fields, then the measure (rounded to
+        ``digits``) in this and the previous cycle, and whether it dropped."""
+        return {"backend": self.backend, "cycle": self.cycle, **own,
+                measure: round(current, digits), "previous_cycle": self.previous_cycle,
+                f"previous_{measure}": None if previous is None else round(previous, digits),
+                "dropped": self.dropped}
+
+    def _line(self, line: str, previous: float | None, spec: str, dropped: str) -> str:
+        """``line``, then the previous cycle's measure (formatted by ``spec``), then
+        ``dropped`` if it dropped."""
+        if previous is not None:
+            line += f", cycle {self.previous_cycle}: {previous:{spec}}"
+        return line + (dropped if self.dropped else "")
+
+
 @dataclass(frozen=True)
-class Yield:
+class Yield(_BesidePrevious):
     """A backend's pages and fares in one cycle, beside those of the previous cycle."""
 
     backend: str
@@ -73,25 +103,18 @@ class Yield:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, as ``voe status --json`` shows it."""
-        previous = self.previous_per_page
-        return {"backend": self.backend, "cycle": self.cycle, "pages": self.pages,
-                "fares": self.fares, "fares_per_page": round(self.per_page, 3),
-                "previous_cycle": self.previous_cycle,
-                "previous_fares_per_page": None if previous is None else round(previous, 3),
-                "dropped": self.dropped}
+        return self._row({"pages": self.pages, "fares": self.fares}, "fares_per_page",
+                         self.per_page, self.previous_per_page, 3)
 
     def describe(self) -> str:
         """One line for logs and ``voe status``."""
-        line = (f"{self.backend} cycle {self.cycle}: {self.per_page:.2f} fares/page "
-                f"({self.fares} fares on {self.pages} pages)")
-        previous = self.previous_per_page
-        if previous is not None:
-            line += f", cycle {self.previous_cycle}: {previous:.2f}"
-        return line + (" - DROPPED by more than half" if self.dropped else "")
+        return self._line(f"{self.backend} cycle {self.cycle}: {self.per_page:.2f} fares/page "
+                          f"({self.fares} fares on {self.pages} pages)",
+                          self.previous_per_page, ".2f", " - DROPPED by more than half")
 
 
 @dataclass(frozen=True)
-class FieldYield:
+class FieldYield(_BesidePrevious):
     """A backend's fares with one field valid and invalid in one cycle, beside the previous
     cycle's."""
 
@@ -134,21 +157,14 @@ class FieldYield:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, as ``voe status --json`` shows it."""
-        previous = self.previous_share
-        return {"backend": self.backend, "cycle": self.cycle, "field": self.field,
-                "valid": self.valid, "invalid": self.invalid, "share": round(self.share, 4),
-                "previous_cycle": self.previous_cycle,
-                "previous_share": None if previous is None else round(previous, 4),
-                "dropped": self.dropped}
+        return self._row({"field": self.field, "valid": self.valid, "invalid": self.invalid},
+                         "share", self.share, self.previous_share, 4)
 
     def describe(self) -> str:
         """One line for logs."""
-        line = (f"{self.backend} cycle {self.cycle}: {self.field} valid in {self.share:.1%} of "
-                f"{self.fares} fares")
-        previous = self.previous_share
-        if previous is not None:
-            line += f", cycle {self.previous_cycle}: {previous:.1%}"
-        return line + (" - DROPPED" if self.dropped else "")
+        return self._line(f"{self.backend} cycle {self.cycle}: {self.field} valid in "
+                          f"{self.share:.1%} of {self.fares} fares",
+                          self.previous_share, ".1%", " - DROPPED")
 
 
 def _field_order(found: FieldYield) -> tuple[str, int, str]:

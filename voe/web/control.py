@@ -21,8 +21,9 @@ from typing import Any
 
 log = logging.getLogger("voe.web")
 
-# Samples of the master's counters kept (one a second: ten minutes), and their spacing.
-SAMPLES = 600
+# Samples of the master's counters kept (one a second: ten minutes).
+SAMPLES = 10 * 60
+# Their spacing: the least seconds between two samples.
 SAMPLE_INTERVAL = 0.9
 # Commands run per loop iteration at most (the rest wait for the next one).
 COMMANDS_PER_DRAIN = 20

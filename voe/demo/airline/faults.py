@@ -18,28 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from voe.casts import between, non_negative_float, non_negative_int
+
 LAYOUTS = ("classic", "new")
 
 
 def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be between 0 and 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+    return between(float(text), 0.0, 1.0, "must be between 0 and 1")
 
 
 def _layout(text: str) -> str:
@@ -64,66 +49,65 @@ class Option:
         return self.name.replace("-", "_")
 
 
+def _share(name: str, help: str) -> Option:
+    """A fault met by a share of the requests (0 to 1, ``RATE``), off by default."""
+    return Option(name, _rate, 0.0, help)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("seed", int, 0, "seed of every fault decision (0)", "N"),
-    Option("error-rate", _rate, 0.0, "share of searches answered 500, 502 or 503 (0)"),
-    Option("throttle-rate", _rate, 0.0, "share of searches answered 429 with Retry-After (0)"),
-    Option("retry-after", _non_negative_int, 1, "seconds in Retry-After of 429 answers (1)",
+    _share("error-rate", "share of searches answered 500, 502 or 503 (0)"),
+    _share("throttle-rate", "share of searches answered 429 with Retry-After (0)"),
+    Option("retry-after", non_negative_int, 1, "seconds in Retry-After of 429 answers (1)",
            "SECONDS"),
-    Option("slow-rate", _rate, 0.0, "share of searches answered after --slow-ms more (0)"),
-    Option("slow-ms", _non_negative_int, 2000, "extra delay of slow answers (2000)", "MS"),
-    Option("reset-rate", _rate, 0.0,
-           "share of searches whose connection is reset before any answer (0)"),
-    Option("truncate-rate", _rate, 0.0, "share of answers cut short (0)"),
-    Option("malformed-rate", _rate, 0.0,
-           "share of results pages sent with sloppy but readable markup (0)"),
+    _share("slow-rate", "share of searches answered after --slow-ms more (0)"),
+    Option("slow-ms", non_negative_int, 2000, "extra delay of slow answers (2000)", "MS"),
+    _share("reset-rate", "share of searches whose connection is reset before any answer (0)"),
+    _share("truncate-rate", "share of answers cut short (0)"),
+    _share("malformed-rate", "share of results pages sent with sloppy but readable markup (0)"),
     Option("layout", _layout, "classic",
            "markup of results pages: classic, or new (a redesign the demo backend cannot read)",
            "LAYOUT"),
-    Option("rate-limit", _non_negative, 0.0,
+    Option("rate-limit", non_negative_float, 0.0,
            "searches per second allowed per client address, beyond which 429 (0: none)",
            "PER_SECOND"),
-    Option("block-after", _non_negative_int, 0,
+    Option("block-after", non_negative_int, 0,
            "searches allowed per client address, after which that address gets the block "
            "page (403) for --block-seconds (0: never)", "N"),
-    Option("block-seconds", _non_negative, 30.0,
+    Option("block-seconds", non_negative_float, 30.0,
            "seconds an address stays blocked after --block-after, then starts over (30)",
            "SECONDS"),
     # Blocks and hostile bodies (the fetch chain's faults, see voe.worker.fetch).
-    Option("soft-block-rate", _rate, 0.0,
+    _share("soft-block-rate",
            "share of results pages showing 0 voos and a block banner, in the normal "
            "template (0)"),
-    Option("block-rate", _rate, 0.0, "share of searches answered 403 with a block page (0)"),
-    Option("captcha-rate", _rate, 0.0,
-           "share of searches redirected (302) to a captcha page at /captcha (0)"),
-    Option("trickle-rate", _rate, 0.0,
-           "share of answers whose body is sent one byte a second (0)"),
-    Option("endless-rate", _rate, 0.0,
-           "share of answers whose body never ends, until the client leaves (0)"),
+    _share("block-rate", "share of searches answered 403 with a block page (0)"),
+    _share("captcha-rate", "share of searches redirected (302) to a captcha page at /captcha (0)"),
+    _share("trickle-rate", "share of answers whose body is sent one byte a second (0)"),
+    _share("endless-rate", "share of answers whose body never ends, until the client leaves (0)"),
     Option("price-drift", _rate, 0.0,
            "share by which each price moves up or down, decided by --seed, route, date and "
            "flight; restart with another seed to plant a price change between cycles (0)",
            "SHARE"),
     # Page faults (voe.demo.airline.pagefaults): results pages that mislead a careless reader.
-    Option("wrong-search-rate", _rate, 0.0,
+    _share("wrong-search-rate",
            "share of results pages answering another date, route or nearby airport, as "
            "their heading and date say (0)"),
-    Option("hidden-decoy-rate", _rate, 0.0,
+    _share("hidden-decoy-rate",
            "share of results pages with hidden decoy digits, rows, table and count (0)"),
-    Option("duplicate-row-rate", _rate, 0.0,
-           "share of results pages listing one flight twice (0)"),
-    Option("price-format-rate", _rate, 0.0,
+    _share("duplicate-row-rate", "share of results pages listing one flight twice (0)"),
+    _share("price-format-rate",
            "share of results pages writing prices in other common formats, some beside a "
            "struck-through old price (0)"),
-    Option("field-format-rate", _rate, 0.0,
+    _share("field-format-rate",
            "share of results pages writing flights and times in other common forms "
            "(G3\u00a03573, Voo G3 3573, 05h15) (0)"),
-    Option("paginate", _non_negative_int, 0,
+    Option("paginate", non_negative_int, 0,
            "flights per results page, with a pager and next links (0: one page)", "N"),
     # The JavaScript page (voe.demo.airline.jspage).
-    Option("js-assets", _non_negative_int, 40,
+    Option("js-assets", non_negative_int, 40,
            "sub-resources of the JS page: stylesheets, scripts, images, a font (40)", "N"),
-    Option("consent-wall-rate", _rate, 0.0,
+    _share("consent-wall-rate",
            "share of JS-page searches shown a cookie-consent wall until the visitor "
            "accepts (a cookie set by /consent) (0)"),
 )

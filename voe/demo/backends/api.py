@@ -26,17 +26,23 @@ _PRICE = re.compile(r"[0-9]+\.[0-9]{2}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-def _fare(item: Any) -> Fare:
-    """Check one JSON fare and return it; ``ValueError`` says what is wrong."""
+def _strings(item: Any, names: tuple[str, ...], label: str, not_object: str) -> list[str]:
+    """The stripped strings of the JSON object ``item`` under ``names``; ``ValueError``
+    (``not_object``, or naming the ``label``ed field) if it is no object or one is missing."""
     if not isinstance(item, dict):
-        raise ValueError("fare is not an object")
+        raise ValueError(not_object)
     values = []
-    for name in _FIELDS:
+    for name in names:
         value = item.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"field {name} is missing or not a string")
+            raise ValueError(f"{label} {name} is missing or not a string")
         values.append(value.strip())
-    fare = Fare(*values)
+    return values
+
+
+def _fare(item: Any) -> Fare:
+    """Check one JSON fare and return it; ``ValueError`` says what is wrong."""
+    fare = Fare(*_strings(item, _FIELDS, "field", "fare is not an object"))
     if not _PRICE.fullmatch(fare.price) or Decimal(fare.price) <= 0:
         raise ValueError(f"bad price {fare.price!r}")
     if not _CURRENCY.fullmatch(fare.currency):
@@ -46,15 +52,8 @@ def _fare(item: Any) -> Fare:
 
 def _searched(item: Any) -> Searched:
     """Check the answer's ``search`` object and return it; ``ValueError`` says what is wrong."""
-    if not isinstance(item, dict):
-        raise ValueError("no search object in the answer (which search does it answer?)")
-    values = []
-    for name in _SEARCH_FIELDS:
-        value = item.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"search field {name} is missing or not a string")
-        values.append(value.strip())
-    return Searched(*values)
+    return Searched(*_strings(item, _SEARCH_FIELDS, "search field",
+                              "no search object in the answer (which search does it answer?)"))
 
 
 def parse_fares(page: bytes) -> Answer:

@@ -36,8 +36,8 @@ from voe.worker.farepipeline.base import FieldCounts, FieldStage
 
 log = logging.getLogger("voe.farepipeline")
 
-ENTRY_POINT_GROUP = "voe.fare_pipelines"
-
+# The built-in stages and their order: the answer's search first, then each field, then
+# duplicates last (judged on the fields the stages before normalised).
 PIPELINES_BASE: dict[str, int] = {
     "voe.worker.farepipeline.answers:AnswersSearch": 100,
     "voe.worker.farepipeline.flight:FlightCode": 200,
@@ -46,6 +46,8 @@ PIPELINES_BASE: dict[str, int] = {
     "voe.worker.farepipeline.currency:CurrencyCode": 450,
     "voe.worker.farepipeline.duplicates:RefuseDuplicates": 900,
 }
+# The entry-point group of third-party stages (ordered by their ``order`` attribute).
+ENTRY_POINT_GROUP = "voe.fare_pipelines"
 
 __all__ = ["DEFAULT_ORDER", "ENTRY_POINT_GROUP", "PIPELINES_BASE", "FarePipeline",
            "FieldCounts", "FieldStage", "Stage"]
