@@ -31,8 +31,8 @@ except ImportError:  # the optional extra is missing; open() explains
     conninfo = None  # type: ignore[assignment]
 
 from voe.model import RESULT_STATUSES, Result
-from voe.store import queries
-from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError, StoreUnavailable
+from voe.store import queries, schema
+from voe.store.base import FARE_FIELDS, Closing, StoreError, StoreUnavailable
 from voe.store.rows import (
     EVENTS_PAUSED,
     LATEST_FARES,
@@ -54,6 +54,7 @@ from voe.store.rows import (
     refused_results,
     result_row,
 )
+from voe.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server before giving up with a one-line error."""
@@ -81,104 +82,6 @@ _PASSING_STATES = {
 _FATAL_CONNECT_WORDS = ("authentication", "password", "pg_hba.conf", "does not exist",
                         "permission denied", "not permitted to log in")
 """Words of a failed connection that waiting does not cure (libpq gives no SQLSTATE then)."""
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: fares, stored-job markers and every attempt's outcome.
-    """
-    CREATE TABLE fares (
-        id BIGSERIAL PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        date TEXT NOT NULL,
-        return_date TEXT,
-        flight TEXT NOT NULL,
-        departure TEXT NOT NULL,
-        arrival TEXT NOT NULL,
-        price TEXT NOT NULL,
-        currency TEXT NOT NULL
-    );
-    CREATE TABLE results (
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        date TEXT NOT NULL,
-        return_date TEXT,
-        fare_count INTEGER NOT NULL,
-        worker TEXT NOT NULL,
-        stored_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (cycle, job_id)
-    );
-    CREATE TABLE outcomes (
-        id BIGSERIAL PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        worker TEXT NOT NULL,
-        status TEXT NOT NULL,
-        duration DOUBLE PRECISION NOT NULL,
-        error TEXT,
-        at DOUBLE PRECISION NOT NULL,
-        UNIQUE (cycle, job_id, attempt, worker)
-    )
-    """,
-    # 2: fares are read per job (exports, audits) and per cycle.
-    "CREATE INDEX fares_cycle_job ON fares (cycle, job_id)",
-    # 3: the transactional outbox, its delivery state per destination, and each job's
-    # latest prices (what fare.price_changed compares with), filled from the fares kept.
-    """
-    CREATE TABLE IF NOT EXISTS outbox (
-        seq BIGSERIAL PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        payload BYTEA NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_cursors (
-        destination TEXT PRIMARY KEY,
-        seq BIGINT NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_dead (
-        destination TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        attempts INTEGER NOT NULL,
-        error TEXT NOT NULL,
-        state TEXT NOT NULL,
-        at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (destination, seq)
-    );
-    CREATE TABLE IF NOT EXISTS last_prices (
-        job_id TEXT PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        prices BYTEA NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_paused (since DOUBLE PRECISION NOT NULL)
-    """,
-    # 4: the per-field yield: fares with each field valid and invalid per cycle and backend.
-    """
-    CREATE TABLE IF NOT EXISTS field_counts (
-        cycle INTEGER NOT NULL,
-        backend TEXT NOT NULL,
-        field TEXT NOT NULL,
-        valid BIGINT NOT NULL,
-        invalid BIGINT NOT NULL,
-        PRIMARY KEY (cycle, backend, field)
-    )
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-_OUTBOX_MIGRATION = 3
-"""The migration after which ``last_prices`` is filled from the fares already stored."""
 
 _COLUMNS = queries.COLUMNS
 _INSERT_RESULT = (
@@ -367,15 +270,11 @@ class PostgresStore(Closing):
                 "CREATE TABLE IF NOT EXISTS voe_schema ("
                 " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
             )
-            version = self._version()
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"the store {self} has schema version {version}, newer than "
-                                 f"this voe ({SCHEMA_VERSION}): upgrade voe")
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[number - 1].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                if number == _OUTBOX_MIGRATION:
+            for number, steps, fills in schema.pending(self._version(), schema.POSTGRES,
+                                                       str(self)):
+                for statement in steps:
+                    self._db.execute(statement)
+                if fills:
                     with self._db.cursor() as cursor:
                         cursor.executemany(_UPSERT_PRICES, last_prices_rows(
                             self._db.execute(LATEST_FARES).fetchall()))
@@ -384,12 +283,7 @@ class PostgresStore(Closing):
 
     def _check_version(self) -> None:
         """Refuse a database without the voe schema of this version (reports never migrate)."""
-        version = self._version()
-        if version == 0:
-            raise NoStore(f"no voe store at {self} (nothing stored yet?)")
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"the store {self} has schema version {version}, expected "
-                             f"{SCHEMA_VERSION} (start the sink once to migrate)")
+        schema.check_readable(self._version(), str(self))
 
     def save(self, results: Sequence[Result]) -> list[str]:
         """Record every attempt and store each job's fares once per cycle; ack after commit.

@@ -29,7 +29,7 @@ from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.model import RESULT_STATUSES, Result
-from voe.store import queries
+from voe.store import queries, schema
 from voe.store.base import FARE_FIELDS, Closing, NoStore, StoreError, StoreUnavailable
 from voe.store.rows import (
     EVENTS_PAUSED,
@@ -52,6 +52,7 @@ from voe.store.rows import (
     refused_results,
     result_row,
 )
+from voe.store.schema import SCHEMA_VERSION
 
 log = logging.getLogger("voe.store")
 
@@ -73,103 +74,9 @@ _PASSING_ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EIO: "io"}
 _KEY_CHUNK = 500
 """Job ids per ``IN (...)`` lookup, well under SQLite's limit on bound parameters."""
 
-# The fares table has no index: each would be updated by every stored fare, the
-# sink's hottest path (a route index cost 15-18% of its CPU); reports scan instead.
-_SCHEMA = """
-CREATE TABLE fares (
-    cycle INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    date TEXT NOT NULL,
-    return_date TEXT,
-    flight TEXT NOT NULL,
-    departure TEXT NOT NULL,
-    arrival TEXT NOT NULL,
-    price TEXT NOT NULL,
-    currency TEXT NOT NULL
-);
-CREATE TABLE results (
-    cycle INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    date TEXT NOT NULL,
-    return_date TEXT,
-    fare_count INTEGER NOT NULL,
-    worker TEXT NOT NULL,
-    stored_at REAL NOT NULL,
-    PRIMARY KEY (cycle, job_id)
-) WITHOUT ROWID;
-CREATE TABLE outcomes (
-    cycle INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    worker TEXT NOT NULL,
-    status TEXT NOT NULL,
-    duration REAL NOT NULL,
-    error TEXT,
-    at REAL NOT NULL,
-    UNIQUE (cycle, job_id, attempt, worker)
-);
-"""
-
-# Versioned migrations after the first schema (``PRAGMA user_version`` is the count applied).
-# The previous cycle's prices are kept per job in ``last_prices`` (one row per job, not an
-# index on every fare), so raising ``fare.price_changed`` costs one indexed lookup per batch.
-# An event's id is unique without an index of its own: it names a (cycle, job) that the
-# results table's key lets a batch store once, in the same transaction.
-_MIGRATIONS: tuple[str, ...] = (
-    # 2: the transactional outbox, its delivery state per destination, and last prices.
-    """
-    CREATE TABLE IF NOT EXISTS outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        payload BLOB NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_cursors (
-        destination TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        updated_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS outbox_dead (
-        destination TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        attempts INTEGER NOT NULL,
-        error TEXT NOT NULL,
-        state TEXT NOT NULL,
-        at REAL NOT NULL,
-        PRIMARY KEY (destination, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS last_prices (
-        job_id TEXT PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        prices BLOB NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS outbox_paused (since REAL NOT NULL)
-    """,
-    # 3: the per-field yield: fares with each field valid and invalid per cycle and backend.
-    """
-    CREATE TABLE IF NOT EXISTS field_counts (
-        cycle INTEGER NOT NULL,
-        backend TEXT NOT NULL,
-        field TEXT NOT NULL,
-        valid INTEGER NOT NULL,
-        invalid INTEGER NOT NULL,
-        PRIMARY KEY (cycle, backend, field)
-    ) WITHOUT ROWID
-    """,
-)
-SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+_LEGACY_VERSIONS = {1: 1, 2: 3, 3: 4}
+"""``PRAGMA user_version`` as voe wrote it before both stores shared one schema version
+(SQLite counted its own steps, without PostgreSQL's fares index), as that version."""
 
 _COLUMNS = queries.COLUMNS
 _INSERT_FARE = f"INSERT INTO fares ({_COLUMNS}) VALUES ({', '.join('?' * len(FARE_FIELDS))})"
@@ -265,7 +172,7 @@ class SqliteStore(Closing):
         if self.readonly:
             target, uri = self.path.resolve().as_uri() + "?mode=ro", True
         else:
-            create_atomically(self.path, ";".join((_SCHEMA, *_MIGRATIONS)), SCHEMA_VERSION)
+            create_atomically(self.path, ";".join(schema.ddl(schema.SQLITE)), SCHEMA_VERSION)
             target, uri = str(self.path), False
         conn = sqlite3.connect(
             target, uri=uri, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -283,30 +190,24 @@ class SqliteStore(Closing):
             raise StoreError(f"the store {self.path} cannot use WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = NORMAL")
         with self._transaction("BEGIN IMMEDIATE"):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"the store {self.path} has unknown schema version {version}")
-            steps = (_SCHEMA, *_MIGRATIONS)[version:]
-            for statement in ";".join(steps).split(";"):
-                if statement.strip():
+            for _, steps, fills in schema.pending(self._version(), schema.SQLITE, str(self.path)):
+                for statement in steps:
                     conn.execute(statement)
-            if 0 < version < 2:
-                conn.executemany(_UPSERT_PRICES, last_prices_rows(
-                    conn.execute(LATEST_FARES).fetchall()))
-            if steps:
+                if fills:
+                    conn.executemany(_UPSERT_PRICES, last_prices_rows(
+                        conn.execute(LATEST_FARES).fetchall()))
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _version(self) -> int:
+        """The schema version, 0 for a file without the schema (a legacy number read as such)."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        return _LEGACY_VERSIONS.get(version, version)
 
     def _check_version(self) -> None:
         """Refuse a file that is not a voe store of this schema version."""
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if 0 < version < SCHEMA_VERSION:
-            raise StoreError(f"the store {self.path} has schema version {version}, expected "
-                             f"{SCHEMA_VERSION} (start the sink once to migrate)")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} is not a voe store (schema version {version}, "
-                f"expected {SCHEMA_VERSION})"
-            )
+        schema.check_readable(self._version(), str(self.path), StoreError(
+            f"{self.path} is not a voe store (schema version 0, expected {SCHEMA_VERSION})"))
 
     @property
     def _db(self) -> sqlite3.Connection:
