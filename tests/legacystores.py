@@ -1,218 +1,62 @@
-"""Stores as voe wrote them before one table description served both dialects (commit 9d4c39b).
+"""Stores as voe wrote them before one table description served both dialects.
 
-The DDL below is copied as it was, so tests can build an old store and open it with
-today's code: SQLite counted its own versions (1 to 3), PostgreSQL its migrations (1 to 4).
+The DDL is read from the store modules of that commit in git history (``LEGACY_COMMIT``),
+as it was, so tests can build an old store and open it with today's code: SQLite counted
+its own versions (1 to 3), PostgreSQL its migrations (1 to 4). Without the history (an
+unpacked source archive) the tests that need it are skipped.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import sqlite3
+import subprocess
 from pathlib import Path
+from typing import Any
 
-SQLITE_SCHEMA = """
-CREATE TABLE fares (
-    cycle INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    date TEXT NOT NULL,
-    return_date TEXT,
-    flight TEXT NOT NULL,
-    departure TEXT NOT NULL,
-    arrival TEXT NOT NULL,
-    price TEXT NOT NULL,
-    currency TEXT NOT NULL
-);
-CREATE TABLE results (
-    cycle INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    date TEXT NOT NULL,
-    return_date TEXT,
-    fare_count INTEGER NOT NULL,
-    worker TEXT NOT NULL,
-    stored_at REAL NOT NULL,
-    PRIMARY KEY (cycle, job_id)
-) WITHOUT ROWID;
-CREATE TABLE outcomes (
-    cycle INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    worker TEXT NOT NULL,
-    status TEXT NOT NULL,
-    duration REAL NOT NULL,
-    error TEXT,
-    at REAL NOT NULL,
-    UNIQUE (cycle, job_id, attempt, worker)
-);
-"""
-"""SQLite's first schema (``PRAGMA user_version = 1``)."""
+import pytest
 
-SQLITE_MIGRATIONS = (
-    # 2: the transactional outbox, its delivery state per destination, and last prices.
-    """
-    CREATE TABLE IF NOT EXISTS outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        payload BLOB NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_cursors (
-        destination TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        updated_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS outbox_dead (
-        destination TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        attempts INTEGER NOT NULL,
-        error TEXT NOT NULL,
-        state TEXT NOT NULL,
-        at REAL NOT NULL,
-        PRIMARY KEY (destination, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS last_prices (
-        job_id TEXT PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        prices BLOB NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS outbox_paused (since REAL NOT NULL)
-    """,
-    # 3: the per-field yield: fares with each field valid and invalid per cycle and backend.
-    """
-    CREATE TABLE IF NOT EXISTS field_counts (
-        cycle INTEGER NOT NULL,
-        backend TEXT NOT NULL,
-        field TEXT NOT NULL,
-        valid INTEGER NOT NULL,
-        invalid INTEGER NOT NULL,
-        PRIMARY KEY (cycle, backend, field)
-    ) WITHOUT ROWID
-    """,
-)
-"""SQLite's versions 2 and 3, each the one before plus one of these."""
+LEGACY_COMMIT = "9d4c39b27cdb04587ad2bedba4915b3d25986f23"
+"""The last commit whose stores wrote their own DDL."""
 
-POSTGRES_MIGRATIONS = (
-    # 1: fares, stored-job markers and every attempt's outcome.
-    """
-    CREATE TABLE fares (
-        id BIGSERIAL PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        date TEXT NOT NULL,
-        return_date TEXT,
-        flight TEXT NOT NULL,
-        departure TEXT NOT NULL,
-        arrival TEXT NOT NULL,
-        price TEXT NOT NULL,
-        currency TEXT NOT NULL
-    );
-    CREATE TABLE results (
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        date TEXT NOT NULL,
-        return_date TEXT,
-        fare_count INTEGER NOT NULL,
-        worker TEXT NOT NULL,
-        stored_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (cycle, job_id)
-    );
-    CREATE TABLE outcomes (
-        id BIGSERIAL PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        worker TEXT NOT NULL,
-        status TEXT NOT NULL,
-        duration DOUBLE PRECISION NOT NULL,
-        error TEXT,
-        at DOUBLE PRECISION NOT NULL,
-        UNIQUE (cycle, job_id, attempt, worker)
-    )
-    """,
-    # 2: fares are read per job (exports, audits) and per cycle.
-    "CREATE INDEX fares_cycle_job ON fares (cycle, job_id)",
-    # 3: the transactional outbox, its delivery state per destination, and each job's
-    # latest prices (what fare.price_changed compares with), filled from the fares kept.
-    """
-    CREATE TABLE IF NOT EXISTS outbox (
-        seq BIGSERIAL PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        cycle INTEGER NOT NULL,
-        job_id TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        payload BYTEA NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_cursors (
-        destination TEXT PRIMARY KEY,
-        seq BIGINT NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_dead (
-        destination TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        attempts INTEGER NOT NULL,
-        error TEXT NOT NULL,
-        state TEXT NOT NULL,
-        at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (destination, seq)
-    );
-    CREATE TABLE IF NOT EXISTS last_prices (
-        job_id TEXT PRIMARY KEY,
-        cycle INTEGER NOT NULL,
-        prices BYTEA NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS outbox_paused (since DOUBLE PRECISION NOT NULL)
-    """,
-    # 4: the per-field yield: fares with each field valid and invalid per cycle and backend.
-    """
-    CREATE TABLE IF NOT EXISTS field_counts (
-        cycle INTEGER NOT NULL,
-        backend TEXT NOT NULL,
-        field TEXT NOT NULL,
-        valid BIGINT NOT NULL,
-        invalid BIGINT NOT NULL,
-        PRIMARY KEY (cycle, backend, field)
-    )
-    """,
-)
-"""PostgreSQL's versions 1 to 4, one a row in ``voe_schema``."""
+REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _constants(path: str) -> dict[str, Any]:
+    """The module-level string constants of ``path`` as of ``LEGACY_COMMIT``."""
+    try:
+        text = subprocess.run(["git", "-C", str(REPO), "show", f"{LEGACY_COMMIT}:{path}"],
+                              capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"no git history with {LEGACY_COMMIT[:7]} (the DDL of old stores)")
+    found = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Name) and isinstance(node.value, (ast.Constant, ast.Tuple)):
+                found[target.id] = ast.literal_eval(node.value)
+    return found
 
 
 def sqlite_store(path: Path, version: int) -> sqlite3.Connection:
     """Create a SQLite store of the old ``version`` (1 to 3) at ``path``; the caller closes it."""
+    old = _constants("voe/store/sqlite.py")
     db = sqlite3.connect(path)
-    db.executescript(";".join((SQLITE_SCHEMA, *SQLITE_MIGRATIONS[: version - 1])))
+    db.executescript(";".join((old["_SCHEMA"], *old["_MIGRATIONS"][: version - 1])))
     db.execute(f"PRAGMA user_version = {version}")
     db.commit()
     return db
 
 
-def postgres_store(db, version: int) -> None:
+def postgres_store(db: Any, version: int) -> None:
     """Create a PostgreSQL store of the old ``version`` (1 to 4) on the connection ``db``
     (autocommit, its ``search_path`` an empty schema), as the old code's migrations did."""
     db.execute("CREATE TABLE voe_schema ("
                " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-    for number, migration in enumerate(POSTGRES_MIGRATIONS[:version], start=1):
+    for number, migration in enumerate(_constants("voe/store/postgres.py")["MIGRATIONS"][:version],
+                                       start=1):
         for statement in migration.split(";"):
             if statement.strip():
                 db.execute(statement)
