@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def test_both_stores_record_the_one_schema_version(tmp_path: Path) -> None:
     assert SCHEMA_VERSION == len(schema.MIGRATIONS) == 4
     path = tmp_path / "fares.db"
     SqliteStore(path).close()
-    with closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     psycopg = pytest.importorskip("psycopg")
     with fresh_schema() as url:
@@ -58,7 +58,7 @@ def test_both_stores_record_the_one_schema_version(tmp_path: Path) -> None:
 
 def _sqlite_tables(path: Path) -> dict[str, Any]:
     """Each table's columns, indexes, rowid and AUTOINCREMENT, as SQLite describes them."""
-    with closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         tables = {}
         for name, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"
                                     " AND name <> 'sqlite_sequence'"):
@@ -79,7 +79,7 @@ def test_an_old_sqlite_store_keeps_its_fares_and_gains_the_one_version(
         store.save([_result(0)])
     with SqliteStore(old) as store:
         store.save([_result(0, cycle=2, price="12.00"), _result(1, cycle=2)])
-    with closing(sqlite3.connect(old)) as db:
+    with contextlib.closing(sqlite3.connect(old)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     with SqliteStore(old, readonly=True) as report:
         assert [f["price"] for f in report.iter_fares()] == ["10.00", "12.00", "10.00"]
@@ -91,12 +91,12 @@ def test_an_old_sqlite_store_keeps_its_fares_and_gains_the_one_version(
 
 def test_a_sqlite_store_of_the_last_old_version_is_read_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "fares.db"
-    with closing(legacystores.sqlite_store(path, 3)) as db, db:
+    with contextlib.closing(legacystores.sqlite_store(path, 3)) as db, db:
         db.execute("INSERT INTO fares VALUES (1, 'j', 'demo', 'A', 'B', 'd', NULL,"
                    " 'VO1', 'a', 'b', '1.00', 'EUR')")
     with SqliteStore(path, readonly=True) as report:  # a report never writes the file
         assert report.fare_count() == 1
-    with closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (3,)
     for older in (1, 2):
         legacystores.sqlite_store(tmp_path / f"{older}.db", older).close()
@@ -143,7 +143,7 @@ def test_an_old_postgres_store_keeps_its_fares_and_gains_the_one_version(version
 def test_both_stores_refuse_a_newer_schema_in_the_same_words(tmp_path: Path) -> None:
     path = tmp_path / "fares.db"
     SqliteStore(path).close()
-    with closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA user_version = 99")
     words = re.escape("has unknown schema version 99, newer than this voe (4): upgrade voe")
     for readonly in (False, True):
@@ -157,3 +157,31 @@ def test_both_stores_refuse_a_newer_schema_in_the_same_words(tmp_path: Path) -> 
         for readonly in (False, True):
             with pytest.raises(StoreError, match=f"the store postgresql://\\S+ {words}"):
                 open_store(url, readonly=readonly)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_both_stores_refuse_writes_when_read_only_in_the_same_words(
+        tmp_path: Path, dialect: str) -> None:
+    with contextlib.ExitStack() as stack:
+        target = (str(tmp_path / "fares.db") if dialect == "sqlite"
+                  else stack.enter_context(fresh_schema()))
+        open_store(target).close()
+        reader = stack.enter_context(open_store(target, readonly=True))
+        for write in (lambda: reader.save([_result(0)]), reader.retry_dead_letters,
+                      lambda: reader.outbox_settle("hook", 1),
+                      lambda: reader.outbox_prune(["hook"], 0, 10),
+                      lambda: reader.keep_events(False)):
+            with pytest.raises(StoreError, match=r"^the store \S+ is open read-only$"):
+                write()
+
+
+def test_sqlite_streams_fares_on_a_connection_of_its_own(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "fares.db") as store:
+        store.save([_result(number) for number in range(3)])
+        fares = store.iter_fares()
+        first = next(fares)
+        # The store's connection and lock are free meanwhile; the stream keeps its snapshot.
+        assert store.save([_result(9, cycle=2)]) == ["done"]
+        assert [first["job_id"], *(fare["job_id"] for fare in fares)] == [
+            _result(number).job.id for number in range(3)]
+        assert store.fare_count() == 4
