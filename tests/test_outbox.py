@@ -6,10 +6,12 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from tests import legacystores
 from tests.postgres import fresh_schema
 from voe.model import Fare, Result, SearchJob
 from voe.store import SqliteStore, open_store
@@ -135,9 +137,7 @@ def test_sqlite_store_of_version_1_migrates_and_keeps_prices(tmp_path: Path) -> 
     from voe.store import sqlite as sqlite_store
 
     path = tmp_path / "fares.db"
-    with sqlite3.connect(path) as db:  # a store as voe wrote it before the outbox
-        db.executescript(sqlite_store._SCHEMA)
-        db.execute("PRAGMA user_version = 1")
+    with closing(legacystores.sqlite_store(path, 1)) as db, db:  # as before the outbox
         db.execute("INSERT INTO results VALUES (1, ?, 'demo', 'GRU', 'REC', '2025-05-01', NULL,"
                    " 1, 'w1', 0)", (_job(0).id,))
         db.execute("INSERT INTO fares VALUES (1, ?, 'demo', 'GRU', 'REC', '2025-05-01', NULL,"

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import voe
+from tests import legacystores
 from tests.postgres import fresh_schema
 from voe.cli.export import export_fares
 from voe.model import Fare, FieldCount, Result, SearchJob
@@ -509,22 +511,21 @@ def test_an_older_sqlite_store_is_migrated_with_its_data(tmp_path: Path) -> None
     from voe.store import sqlite as sqlite_store
 
     path = tmp_path / "fares.db"
-    with sqlite3.connect(path) as db:  # a store of schema version 2, before field counts
-        db.executescript(";".join((sqlite_store._SCHEMA, *sqlite_store._MIGRATIONS[:1])))
+    # A store of SQLite's own schema version 2, before field counts (3 of both stores now).
+    with closing(legacystores.sqlite_store(path, 2)) as db, db:
         db.execute("INSERT INTO results VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 1, 'w1', 0)")
         db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
-        db.execute("PRAGMA user_version = 2")
-    assert sqlite_store.SCHEMA_VERSION == 3
-    with pytest.raises(StoreError, match="schema version 2, expected 3"):
+    assert sqlite_store.SCHEMA_VERSION == 4
+    with pytest.raises(StoreError, match="schema version 3, expected 4"):
         SqliteStore(path, readonly=True)  # reports never migrate
     with SqliteStore(path) as store:
         assert store.fare_count() == 1 and store.result_count() == 1
         assert store.field_counts(1) == {}
         store.save([_counted(_ok(_job(0), "1.00"), flight=(1, 0))])
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
     with SqliteStore(path, readonly=True) as report:
         assert report.field_counts(1) == {"demo": {"flight": (1, 0)}}
         assert report.fare_count() == 2

@@ -2,6 +2,9 @@
 
 ``open_store`` picks the implementation from a target: a file path or ``sqlite:///path``
 for SQLite; ``postgresql://`` (or ``postgres://``) for PostgreSQL (the ``postgres`` extra).
+Both keep the tables of ``voe.store.schema`` at its one ``SCHEMA_VERSION`` and share their
+queries, locking and errors (``voe.store.sql``); each module keeps what its database does
+its own way.
 """
 
 from __future__ import annotations

@@ -26,6 +26,16 @@ def cheapest(chosen: str, by_price: str) -> str:
             f" SELECT {COLUMNS} FROM ranked WHERE rank = 1 ORDER BY {route}")
 
 
+def latest_per_route(same: str) -> str:
+    """The fares of each route's latest cycle with fares; ``same`` compares NULLs equal."""
+    return ("SELECT f.* FROM fares AS f JOIN ("
+            " SELECT origin, destination, date, return_date, MAX(cycle) AS cycle FROM fares"
+            " GROUP BY origin, destination, date, return_date"
+            ") AS latest ON f.origin = latest.origin AND f.destination = latest.destination"
+            f" AND f.date = latest.date AND f.return_date {same} latest.return_date"
+            " AND f.cycle = latest.cycle")
+
+
 def price_history(by_price: str, mark: str, with_date: bool) -> str:
     """The cheapest fare of one route per cycle and dates, in one pass over the fares.
 
@@ -39,6 +49,42 @@ def price_history(by_price: str, mark: str, with_date: bool) -> str:
             f"  PARTITION BY cycle, date, return_date ORDER BY {by_price}, {TIE_BREAK}"
             f" ) AS rank FROM fares WHERE {where})"
             f" SELECT {COLUMNS} FROM ranked WHERE rank = 1 ORDER BY date, return_date, cycle")
+
+
+# What a batch writes -----------------------------------------------------------------
+
+def _insert(table: str, columns: str, mark: str, tail: str = "") -> str:
+    count = len(columns.split(","))
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join([mark] * count)}){tail}"
+
+
+def insert_result(mark: str) -> str:
+    """Mark a job's fares of a cycle stored (``rows.result_row``)."""
+    return _insert("results", "cycle, job_id, backend, origin, destination, date, return_date,"
+                   " fare_count, worker, stored_at", mark)
+
+
+def insert_fare(mark: str) -> str:
+    """Store one fare (``rows.fare_rows``)."""
+    return _insert("fares", COLUMNS, mark)
+
+
+def insert_outcome(mark: str) -> str:
+    """Record an attempt's outcome once (``rows.outcome_row``)."""
+    return _insert("outcomes", "cycle, job_id, attempt, worker, status, duration, error, at",
+                   mark, " ON CONFLICT DO NOTHING")
+
+
+def insert_event(mark: str) -> str:
+    """Add an event to the outbox once (``rows.outbox_rows``)."""
+    return _insert("outbox", ", ".join(EVENT_COLUMNS[1:]), mark, " ON CONFLICT DO NOTHING")
+
+
+def upsert_prices(mark: str) -> str:
+    """Keep a job's prices of its latest cycle (job_id, cycle, prices)."""
+    return (_insert("last_prices", "job_id, cycle, prices", mark)
+            + " ON CONFLICT (job_id) DO UPDATE SET cycle = excluded.cycle,"
+            " prices = excluded.prices WHERE excluded.cycle > last_prices.cycle")
 
 
 # The outbox ------------------------------------------------------------------------
@@ -80,13 +126,17 @@ def bury(mark: str) -> str:
             " state = 'dead', at = excluded.at")
 
 
+DEAD_COUNTS = ("SELECT destination, COUNT(*), SUM(CASE WHEN state = 'retry' THEN 1 ELSE 0 END)"
+               " FROM outbox_dead GROUP BY destination")
+"""Per destination, its dead letters and how many of them are sent back for retry."""
+
+
 def dead_letters(mark: str, one_destination: bool) -> str:
     """Dead letters with their events (of one destination, the parameter, if asked)."""
     where = f" WHERE d.destination = {mark}" if one_destination else ""
     return ("SELECT d.destination, d.seq, o.id, o.kind, o.job_id, o.cycle, d.attempts,"
             " d.error, d.state, d.at FROM outbox_dead AS d JOIN outbox AS o ON o.seq = d.seq"
             f"{where} ORDER BY d.destination, d.seq")
-
 
 
 def prune(mark: str) -> str:
