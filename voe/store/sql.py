@@ -23,16 +23,15 @@ from typing import Any
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries, schema
 from voe.store.base import FARE_FIELDS, Closing, StoreError, StoreUnavailable
+from voe.store.outboxsql import OutboxQueries
 from voe.store.rows import (
     EVENTS_PAUSED,
     LATEST_FARES,
     PAUSE_EVENTS,
     RESUME_EVENTS,
-    Event,
     acknowledgements,
     check_statuses,
     decode_prices,
-    event_from_row,
     field_count_rows,
     jobs_by_cycle,
     last_prices_rows,
@@ -43,11 +42,12 @@ from voe.store.rows import (
     refused_results,
     result_row,
 )
+from voe.store.yieldsql import YieldQueries
 
 OUTCOME_FIELDS = ("cycle", "job_id", "attempt", "worker", "status", "duration", "error", "at")
 
 
-class SqlStore(Closing):
+class SqlStore(OutboxQueries, YieldQueries, Closing):
     """The ``Store`` contract over a dialect's hooks (the methods that raise here)."""
 
     dialect: schema.Dialect
@@ -357,33 +357,6 @@ class SqlStore(Closing):
         rows = self._all("read the price history", sql, params)
         return [dict(zip(FARE_FIELDS, row, strict=True)) for row in rows]
 
-    def result_cycle(self, before: int | None = None) -> int | None:
-        """Return the latest cycle with stored results (before ``before`` if given), or None."""
-        sql, params = "SELECT MAX(cycle) FROM results", ()
-        if before is not None:
-            sql, params = f"{sql} WHERE cycle < {self.mark}", (before,)
-        return self._one("find a cycle", sql, params)
-
-    def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
-        """Return, per backend, the stored results (successful pages) and fares of ``cycle``."""
-        rows = self._all("count fares per page", "SELECT backend, COUNT(*), SUM(fare_count)"
-                         f" FROM results WHERE cycle = {self.mark} GROUP BY backend", (cycle,))
-        return {backend: (pages, int(fares)) for backend, pages, fares in rows}
-
-    def field_counts(self, cycle: int) -> dict[str, dict[str, tuple[int, int]]]:
-        """Return, per backend and field, the fares of ``cycle`` with it valid and invalid."""
-        rows = self._all("read the field counts", queries.field_counts_of_cycle(self.mark),
-                         (cycle,))
-        found: dict[str, dict[str, tuple[int, int]]] = {}
-        for backend, field, valid, invalid in rows:
-            found.setdefault(backend, {})[field] = (valid, invalid)
-        return found
-
-    def field_cycle(self, before: int | None = None) -> int | None:
-        """Return the latest cycle with field counts (before ``before`` if given), or None."""
-        return self._one("find a cycle", queries.field_cycle(self.mark, before is not None),
-                         () if before is None else (before,))
-
     def stored_jobs(self, cycle: int) -> dict[str, tuple[int | None, int]]:
         """Per job of ``cycle`` with a marker or fares: (fares it recorded or None, fare rows)."""
         markers = f"SELECT job_id, fare_count FROM results WHERE cycle = {self.mark}"
@@ -401,70 +374,3 @@ class SqlStore(Closing):
                f" AND job_id = {self.mark} ORDER BY attempt, {self.row_order}")
         rows = self._all("read outcomes", sql, (cycle, job_id))
         return [dict(zip(OUTCOME_FIELDS, row, strict=True)) for row in rows]
-
-    # The outbox ---------------------------------------------------------------------------
-
-    def outbox_pending(self, destination: str, limit: int) -> list[Event]:
-        """The next ``limit`` events after ``destination``'s cursor, oldest first."""
-        rows = self._all("read the outbox", queries.outbox_pending(self.mark), (destination, limit))
-        return [event_from_row(row) for row in rows]
-
-    def outbox_retries(self, destination: str, limit: int) -> list[Event]:
-        """Dead letters of ``destination`` sent back for retry, oldest first."""
-        rows = self._all("read the outbox", queries.outbox_retries(self.mark), (destination, limit))
-        return [event_from_row(row) for row in rows]
-
-    def outbox_settle(self, destination: str, through: int | None, delivered: Sequence[int] = (),
-                      dead: Sequence[tuple[int, int, str]] = ()) -> None:
-        """Record a publisher's progress in one transaction.
-
-        The cursor of ``destination`` moves to ``through`` (every event up to it is
-        delivered or dead); ``delivered`` are retried dead letters now delivered;
-        ``dead`` are ``(seq, attempts, error)`` of events given up on.
-        """
-        now = time.time()
-        mark = self.mark
-        with self._write("record deliveries") as db:
-            if through is not None:
-                db.execute(queries.move_cursor(mark), (destination, through, now))
-            self._many(db, f"DELETE FROM outbox_dead WHERE destination = {mark} AND seq = {mark}",
-                       [(destination, seq) for seq in delivered])
-            self._many(db, queries.bury(mark), [(destination, seq, attempts, error, now)
-                                                for seq, attempts, error in dead])
-
-    def outbox_backlog(self, destinations: Iterable[str] = ()) -> dict[str, dict[str, int]]:
-        """Per destination (these and any the store knows): events waiting, dead letters."""
-        with self._read("read the outbox", snapshot=True) as db:
-            cursors = dict(db.execute("SELECT destination, seq FROM outbox_cursors").fetchall())
-            dead = {name: (count, retry) for name, count, retry in db.execute(queries.DEAD_COUNTS)}
-            report = {}
-            for name in sorted({*destinations, *cursors, *dead}):
-                waiting = db.execute(f"SELECT COUNT(*) FROM outbox WHERE seq > {self.mark}",
-                                     (cursors.get(name, 0),)).fetchone()[0]
-                count, retry = dead.get(name, (0, 0))
-                report[name] = {"backlog": waiting, "dead": count - retry, "retrying": retry}
-        return report
-
-    def outbox_prune(self, destinations: Sequence[str], before: float, limit: int) -> int:
-        """Delete up to ``limit`` events every one of ``destinations`` has passed, stored
-        before ``before`` (Unix time) and dead for none; return how many."""
-        if not destinations:
-            return 0
-        with self._write("prune the outbox") as db:
-            cursors = dict(db.execute("SELECT destination, seq FROM outbox_cursors").fetchall())
-            passed = min(cursors.get(name, 0) for name in destinations)
-            return db.execute(queries.prune(self.mark), (passed, before, limit)).rowcount
-
-    def dead_letters(self, destination: str | None = None) -> list[dict[str, Any]]:
-        """Events a destination gave up on (``state`` dead, or retry once sent back)."""
-        rows = self._all("read dead letters", queries.dead_letters(self.mark, bool(destination)),
-                         (destination,) if destination else ())
-        return [dict(zip(queries.DEAD_FIELDS, row, strict=True)) for row in rows]
-
-    def retry_dead_letters(self, destination: str | None = None) -> int:
-        """Send dead letters (of ``destination`` if given) back to their publisher; how many."""
-        where, params = (f" AND destination = {self.mark}", (destination,)) if destination else (
-            "", ())
-        with self._write("retry dead letters") as db:
-            return db.execute(f"UPDATE outbox_dead SET state = 'retry' WHERE state = 'dead'{where}",
-                              params).rowcount
