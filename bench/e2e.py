@@ -31,7 +31,7 @@ from common import (
     workdir,
 )
 
-from voe.plan import load_plan
+from voe.master.plan import load_plan
 
 WORKERS = 2
 CONCURRENCY = 16  # voe's default VOE_CONCURRENCY

@@ -28,7 +28,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from voe.backends.null import NullBackend
 from voe.model import SearchJob
-from voe.plan import load_plan
+from voe.master.plan import load_plan
 
 BATCH = 2000
 # Every loop here stops after this many seconds whatever happens.

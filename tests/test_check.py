@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from tests.cluster import Airline, Cluster, wait_for
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 from voe.report import START_A_MASTER_TO_FINISH
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from voe import __version__, private
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.demoairline.faults import add_arguments as add_fault_arguments
-from voe.ledger import LedgerError
+from voe.master.ledger import LedgerError
 from voe.protocol import is_label
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
@@ -46,7 +46,7 @@ def _settings() -> Settings:
 
 def _plan(path: str | None, settings: Settings):
     from voe.backends import available_backends
-    from voe.plan import PlanError, load_plan
+    from voe.master.plan import PlanError, load_plan
 
     try:
         return load_plan(path or settings.voe_plan or None, available_backends())
@@ -99,8 +99,8 @@ def cmd_master(args: argparse.Namespace) -> int:
     plan = _plan(args.plan, settings)
     _require_keys(settings, "master")
     _logs("master", settings, not args.no_console)
-    from voe.master import run_master
-    from voe.masterlock import MasterRunning
+    from voe.master.loop import run_master
+    from voe.master.lock import MasterRunning
     from voe.sockets import BindError
     from voe.web.auth import WebError
 

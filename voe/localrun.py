@@ -31,8 +31,8 @@ from rich.progress import (
 from rich.table import Table
 
 from voe import private, report
-from voe.masterlock import MasterRunning
-from voe.plan import Plan
+from voe.master.lock import MasterRunning
+from voe.master.plan import Plan
 from voe.processes import Child, child_env
 from voe.settings import Settings
 

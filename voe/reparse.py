@@ -21,7 +21,7 @@ from voe.backends.base import BackendError
 from voe.backends.registry import UnknownBackend
 from voe.farepipeline import FarePipeline
 from voe.keptpages import page_path
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 from voe.model import OK, Result, SearchJob
 from voe.publish import destinations
 from voe.settings import Settings

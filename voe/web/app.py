@@ -28,8 +28,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from voe import __version__, report
-from voe.ledger import LedgerError
-from voe.plan import Plan
+from voe.master.ledger import LedgerError
+from voe.master.plan import Plan
 from voe.settings import Settings
 from voe.store import StoreError
 from voe.web import models

@@ -4,7 +4,7 @@ It expands the plan into the ledger in batches, hands jobs to workers that have
 credit, and marks a job done only when the sink acknowledges that its result is
 committed. Leases that outlive their deadline, or whose worker's heartbeats stop,
 go back to pending until the job's attempts run out, when it ends as failed; a
-failed attempt waits out its route's backoff first (``voe.retrying``).
+failed attempt waits out its route's backoff first (``voe.master.retrying``).
 In-memory state is authoritative between ticks; the ledger is written in one
 transaction per tick, so a SIGKILLed master at worst re-issues a few jobs, which
 the sink's idempotent store absorbs.
@@ -39,14 +39,14 @@ from pathlib import Path
 import zmq
 
 from voe import gcpolicy, metrics, private, protocol
-from voe.ledger import Cycle, Ledger, identities_json
+from voe.master.ledger import Cycle, Ledger, identities_json
 from voe.logs import RejectCounter
-from voe.masterlock import MasterLock
+from voe.master.lock import MasterLock
 from voe.model import BLOCKED, SearchJob
-from voe.pacing import Pacers
-from voe.peers import Key, Peer, Peers
-from voe.plan import Plan
-from voe.retrying import RetryPolicy
+from voe.master.pacing import Pacers
+from voe.master.peers import Key, Peer, Peers
+from voe.master.plan import Plan
+from voe.master.retrying import RetryPolicy
 from voe.settings import Settings
 from voe.sockets import bind, configure
 from voe.web.control import Command, CommandRefused, Control
