@@ -12,8 +12,8 @@ import time
 import pytest
 
 from tests.cluster import Cluster
-from voe.master import ledger as ledger_module
 from voe import report
+from voe.master import ledger as ledger_module
 from voe.master.ledger import Ledger
 from voe.model import SearchJob
 

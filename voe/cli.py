@@ -99,8 +99,8 @@ def cmd_master(args: argparse.Namespace) -> int:
     plan = _plan(args.plan, settings)
     _require_keys(settings, "master")
     _logs("master", settings, not args.no_console)
-    from voe.master.loop import run_master
     from voe.master.lock import MasterRunning
+    from voe.master.loop import run_master
     from voe.sockets import BindError
     from voe.web.auth import WebError
 

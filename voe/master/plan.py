@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from voe.master import retrying
-from voe.model import SearchJob, job_id
 from voe.master.retrying import RetryPolicy
+from voe.model import SearchJob, job_id
 
 # The plan `voe run` and the master use when none is given.
 DEMO_PLAN = "demo.toml"
