@@ -213,14 +213,16 @@ class Ledger:
         return [Cycle(*row) for row in rows]
 
     def start_cycle(self, plan_name: str, plan_digest: str, start_date: str, total: int,
-                    max_attempts: int) -> Cycle:
-        """Record a new cycle and return it (jobs are added later by ``add_jobs``)."""
+                    max_attempts: int, now: float | None = None) -> Cycle:
+        """Record a new cycle started at ``now`` (wall time) and return it (jobs are added
+        later by ``add_jobs``)."""
+        now = time.time() if now is None else now
         with self.transaction():
             row = self.db.execute("SELECT COALESCE(MAX(cycle), 0) + 1 FROM cycles").fetchone()
             self.db.execute(
                 "INSERT INTO cycles (cycle, plan_name, plan_digest, start_date, started_at, "
                 "total, expanded, max_attempts) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                (row[0], plan_name, plan_digest, start_date, time.time(), total, max_attempts))
+                (row[0], plan_name, plan_digest, start_date, now, total, max_attempts))
         cycle = self.latest_cycle()
         assert cycle is not None
         return cycle
