@@ -95,3 +95,10 @@ def classes(base: Mapping[str, int], group: str | None, setting: str, kind: str,
                 raise ValueError(f"{kind} {path}: {error}") from None
         chosen.append((order, path, found))
     return chosen
+
+
+def build(chosen: list[tuple[int, str, type]], factory: str, owner: object) -> list:
+    """One instance of each chosen class: ``cls.<factory>(owner)`` when the class has that
+    class method, else ``cls()``."""
+    return [getattr(cls, factory)(owner) if hasattr(cls, factory) else cls()
+            for _, _, cls in chosen]

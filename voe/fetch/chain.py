@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from voe.components import classes
+from voe.components import build, classes
 
 log = logging.getLogger("voe.fetch")
 
@@ -242,8 +242,4 @@ def middleware_classes(setting: str) -> list[tuple[int, str, type]]:
 
 def build_chain(session: Any, setting: str) -> FetchChain:
     """Build the chain of ``session`` (a ``voe.http.Session``) from ``VOE_FETCH_MIDDLEWARES``."""
-    middlewares = []
-    for _, _, cls in middleware_classes(setting):
-        factory = getattr(cls, "from_session", None)
-        middlewares.append(factory(session) if factory is not None else cls())
-    return FetchChain(middlewares)
+    return FetchChain(build(middleware_classes(setting), "from_session", session))

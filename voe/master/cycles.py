@@ -35,12 +35,8 @@ class CycleBook:
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  today: Callable[[], dt.date] = dt.date.today) -> None:
-        self.plan = plan
-        self.ledger = ledger
-        self.once = once
-        self.clock = clock
-        self.wall = wall
-        self.today = today
+        self.plan, self.ledger, self.once = plan, ledger, once
+        self.clock, self.wall, self.today = clock, wall, today
         self.cycles: dict[int, Cycle] = {}
         self.expanders: dict[int, tuple[Iterator[SearchJob], int]] = {}
         self.next_cycle_at: float | None = None  # monotonic; None: no cycle scheduled

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from voe.components import classes
+from voe.components import build, classes
 
 if TYPE_CHECKING:
     from voe.master.leasing import ActiveLease
@@ -135,20 +135,9 @@ def _skip_broken(path: str, why: str) -> None:
     log.error("master middleware %s could not be loaded (%s); running without it", path, why)
 
 
-def middleware_classes(setting: str) -> list[tuple[int, str, type]]:
-    """The master middlewares to run, as ``(order, module:Class, class)``, lowest first.
-
-    An entry point that fails to load is logged and skipped; a class named in
-    ``setting`` that cannot be imported raises ``ValueError``, since the user asked for it.
-    """
-    return classes(MIDDLEWARES_BASE, ENTRY_POINT_GROUP, setting, "master middleware",
-                   _skip_broken)
-
-
 def build_middlewares(master: Master, setting: str) -> Middlewares:
-    """Build ``master``'s middlewares from the defaults, entry points and ``setting``."""
-    built = []
-    for _, _, cls in middleware_classes(setting):
-        factory = getattr(cls, "from_master", None)
-        built.append(factory(master) if factory is not None else cls())
-    return Middlewares(built)
+    """Build ``master``'s middlewares from the defaults, the entry points and ``setting``
+    (``ValueError`` when it names a class that cannot be imported)."""
+    chosen = classes(MIDDLEWARES_BASE, ENTRY_POINT_GROUP, setting, "master middleware",
+                     _skip_broken)
+    return Middlewares(build(chosen, "from_master", master))
