@@ -181,6 +181,15 @@ def test_a_failing_middleware_is_logged_and_contained(tmp_path, make_settings, c
     made.master.close()
 
 
+def test_a_middleware_that_cannot_start_stops_the_master(driver):
+    class NoPort(Middleware):
+        def before_start(self, master):
+            raise OSError("port busy")
+
+    with pytest.raises(OSError, match="port busy"):
+        Middlewares([NoPort()]).emit(driver.master, "before_start")
+
+
 def test_pausing_through_the_control_plane_stops_leasing(driver):
     control = next(m for m in driver.master.middlewares if isinstance(m, ControlPlane))
     future = control.control.submit("pause")

@@ -4,7 +4,8 @@ Every policy of the master that is not the leasing rules themselves (pacing, met
 the workers' snapshot, cycle scheduling, control) is a small class that overrides the
 hooks it needs; the others are no-ops. A failure inside one hook is logged and
 contained: it never takes the master down, and a ``can_lease`` hook that fails does
-not stop leasing. The list is built like the fetch chain's (``voe.components``): the
+not stop leasing (only ``before_start``, which may bind a port, raises: the master
+then does not serve). The list is built like the fetch chain's (``voe.components``): the
 built-ins by order number, then the ``voe.master_middlewares`` entry points, then the
 ``VOE_MASTER_MIDDLEWARES`` setting. A class may define ``from_master(master)``;
 otherwise it is built with no argument.
@@ -37,12 +38,17 @@ MIDDLEWARES_BASE = {
     "voe.master.middlewares:ControlPlane": 900,
 }
 
+# Hooks whose failures are raised, not contained: the master must not serve without them.
+STARTING = frozenset({"before_start"})
+
 
 class Middleware:
     """Base of master middlewares: every hook does nothing until overridden."""
 
     def before_start(self, master: Master) -> None:
-        """The master resumed from the ledger and is about to serve."""
+        """The master resumed from the ledger and is about to serve. The one hook whose
+        failure is not contained: a middleware that cannot start (a busy port) stops the
+        master before it serves, with its error."""
 
     def before_stop(self, master: Master) -> None:
         """The master is stopping; the ledger is still open."""
@@ -111,8 +117,12 @@ class Middlewares:
         return listeners
 
     def emit(self, master: Master, hook: str, *args: Any) -> None:
-        """Call ``hook`` on every middleware that has it, in order; failures are logged."""
+        """Call ``hook`` on every middleware that has it, in order; failures are logged
+        (but those of ``STARTING`` hooks raise)."""
         for method in self._listeners(hook):
+            if hook in STARTING:
+                method(master, *args)
+                continue
             try:
                 method(master, *args)
             except Exception:
