@@ -21,7 +21,7 @@ from celery.result import ResultSet
 from celery_app import QUEUE, app, search
 from raw_zmq import _INSERT, _SCHEMA
 
-from voe.plan import load_plan
+from voe.master.plan import load_plan
 
 BATCH = 2000
 

@@ -22,7 +22,7 @@ from procs import Proc, clean_env
 from report import common_args, fmt, ratio, record, table, workdir
 from roles import free_port
 
-from voe.plan import load_plan
+from voe.master.plan import load_plan
 
 WORKERS = 2
 CONCURRENCY = 16  # voe's default VOE_CONCURRENCY

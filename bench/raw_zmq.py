@@ -27,8 +27,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from voe.backends.null import NullBackend
+from voe.master.plan import load_plan
 from voe.model import SearchJob
-from voe.plan import load_plan
 
 BATCH = 2000
 # Every loop here stops after this many seconds whatever happens.

@@ -68,7 +68,7 @@ def write_plan(path: Path, jobs: int, backend: str, airports: Sequence[str] | No
 
 def plan_jobs(path: Path) -> list[tuple[str, str, str]]:
     """(origin, destination, date) of every job of a plan, in the master's order."""
-    from voe.plan import load_plan
+    from voe.master.plan import load_plan
 
     plan = load_plan(path)
     return [(job.origin, job.destination, job.date)

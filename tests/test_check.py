@@ -11,7 +11,7 @@ import pytest
 
 from tests.cluster import Airline, Cluster, wait_for
 from voe.cli.report import START_A_MASTER_TO_FINISH
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_a_master_command_without_a_master_is_one_line_status_1(tmp_path, comman
 
 def _ledger_with_a_dead_letter(data_dir) -> tuple[str, str]:
     """A ledger holding one failed job of cycle 1; its id and path."""
-    from voe.ledger import Ledger
+    from voe.master.ledger import Ledger
     from voe.model import SearchJob
 
     data_dir.mkdir()
@@ -190,7 +190,7 @@ def _ledger_with_a_dead_letter(data_dir) -> tuple[str, str]:
 @contextlib.contextmanager
 def _ledger(ledger_path: str) -> Iterator[Any]:
     """The ledger at ``ledger_path``, open for writing."""
-    from voe.ledger import Ledger
+    from voe.master.ledger import Ledger
 
     ledger = Ledger(ledger_path)
     try:
@@ -200,7 +200,7 @@ def _ledger(ledger_path: str) -> Iterator[Any]:
 
 
 def _state(ledger_path: str, job_id: str) -> str:
-    from voe.ledger import Ledger
+    from voe.master.ledger import Ledger
 
     ledger = Ledger(ledger_path, readonly=True)
     try:
@@ -211,7 +211,7 @@ def _state(ledger_path: str, job_id: str) -> str:
 
 def test_failed_retry_goes_through_a_running_master_and_writes_the_ledger_only_without(
         tmp_path):
-    from voe.masterlock import MasterLock
+    from voe.master.lock import MasterLock
 
     data_dir = tmp_path / "data"
     job_id, ledger_path = _ledger_with_a_dead_letter(data_dir)

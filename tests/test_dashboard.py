@@ -25,7 +25,7 @@ from tests.cdp import Browser, Page
 from tests.cluster import ROOT, SMALL_PLAN, Airline, Cluster, wait_for
 from tests.test_publish import SECRET, Receiver
 from voe.demo.airline.fares import AIRPORTS
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("chromium") is None,

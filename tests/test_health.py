@@ -12,9 +12,9 @@ import time
 import pytest
 
 from tests.cluster import Cluster
-from voe import ledger as ledger_module
 from voe.cli import report
-from voe.ledger import Ledger
+from voe.master import ledger as ledger_module
+from voe.master.ledger import Ledger
 from voe.model import SearchJob
 
 DATES = ("2026-12-01", "2026-12-02", "2026-12-03")

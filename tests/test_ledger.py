@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from voe import ledger as ledger_module
-from voe.ledger import Ledger
+from voe.master import ledger as ledger_module
+from voe.master.ledger import Ledger
 from voe.model import SearchJob
 
 V1_WORKER = ("w1@abc123", 4, 1, 2, 5, 40, 1_700_000_000.0, 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import Cluster, free_port, wait_for
-from voe.masterlock import MasterLock, MasterRunning, holder, lock_path
+from voe.master.lock import MasterLock, MasterRunning, holder, lock_path
 from voe.processes import Child
 
 # Seconds a refused master or `voe run` may take: Python's start and voe's imports, no more.

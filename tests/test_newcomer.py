@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.cluster import SMALL_PLAN, Airline, Cluster, free_port, wait_for
 from tests.test_cli import assert_one_line_error
 from tests.test_run import run_env
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 from voe.model import Fare, Result, SearchJob
 from voe.settings import SETTINGS
 from voe.store import SqliteStore

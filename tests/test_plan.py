@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from voe.plan import PlanError, load_plan
-from voe.retrying import RetryPolicy
+from voe.master.plan import PlanError, load_plan
+from voe.master.retrying import RetryPolicy
 
 START = dt.date(2026, 12, 1)
 

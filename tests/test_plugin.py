@@ -122,3 +122,12 @@ def test_plugin_middleware_and_pipeline_stage_run_in_the_configured_order(tmp_pa
     assert len(fetched) >= 12 and set(fetched) == {"fetch without a deadline"}
     assert len(flights) == 12 and not any(re.fullmatch(r"[A-Z0-9]{2} [0-9]{1,4}", flight)
                                           for flight in flights), flights
+
+
+def test_plugin_master_middleware_runs_in_a_real_master(tmp_path, example_backend):
+    lines = [line for line in _trace(tmp_path, run_env(tmp_path), "master")
+             if line.startswith("master ")]
+    assert lines[0] == "master start Pacing Metrics WorkersSnapshot Cycles ControlPlane TraceMaster"
+    assert lines[-1] == "master stop"
+    leased = sum(int(line.split()[-1]) for line in lines if line.startswith("master lease "))
+    assert leased >= 12 and lines.count("master ack") == 12

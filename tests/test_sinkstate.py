@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from voe.master import SinkState
+from voe.master.sinkstate import SinkState
 
 
 def test_a_long_wait_is_logged_once_and_its_end_once(caplog):

@@ -79,3 +79,26 @@ def ordered(base: Mapping[str, int], group: str | None, setting: str,
             chosen[path] = (order, chosen.get(path, (0, None))[1])
     return sorted(((order, path, found) for path, (order, found) in chosen.items()),
                   key=lambda entry: (entry[0], entry[1]))
+
+
+def classes(base: Mapping[str, int], group: str | None, setting: str, kind: str,
+            broken: Callable[[str, str], None]) -> list[tuple[int, str, type]]:
+    """``ordered``'s components with every class imported, as ``(order, module:Class,
+    class)``; a class named in ``setting`` that cannot be imported raises ``ValueError``
+    (naming it as ``kind``), since the user asked for it."""
+    chosen = []
+    for order, path, found in ordered(base, group, setting, broken):
+        if found is None:
+            try:
+                found = load_class(path)
+            except (ImportError, AttributeError, TypeError) as error:
+                raise ValueError(f"{kind} {path}: {error}") from None
+        chosen.append((order, path, found))
+    return chosen
+
+
+def build(chosen: list[tuple[int, str, type]], factory: str, owner: object) -> list:
+    """One instance of each chosen class: ``cls.<factory>(owner)`` when the class has that
+    class method, else ``cls()``."""
+    return [getattr(cls, factory)(owner) if hasattr(cls, factory) else cls()
+            for _, _, cls in chosen]

@@ -127,6 +127,10 @@ SETTINGS: tuple[Setting, ...] = (
             "module:Class=ORDER items separated by commas",
             "Fetch middlewares to add or move (ORDER), or remove (=none), over the built-in "
             "ones and the voe.fetch_middlewares entry points."),
+    Setting("VOE_MASTER_MIDDLEWARES", "", normal_orders,
+            "module:Class=ORDER items separated by commas",
+            "Master middlewares to add or move (ORDER), or remove (=none), over the built-in "
+            "ones and the voe.master_middlewares entry points."),
     Setting("VOE_KEEP_PAGE_BYTES", "1048576", casts.non_negative_int, "a whole number of bytes",
             "Most bytes kept of each page that failed to parse (in pages/ of the data dir); "
             "0 keeps none."),

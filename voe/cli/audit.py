@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 from voe.store.base import Store
 
 KINDS = ("lost", "not_done", "duplicated", "failed")

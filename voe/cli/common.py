@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from voe.ledger import LedgerError
+from voe.master.ledger import LedgerError
 from voe.settings import Settings, SettingsError, load
 from voe.store.base import StoreError
 
@@ -38,7 +38,7 @@ def user_settings() -> Settings:
 def user_plan(path: str | None, settings: Settings) -> Any:
     """The plan at ``path`` (else VOE_PLAN, else the demo plan), or a usage error."""
     from voe.backends import available_backends
-    from voe.plan import PlanError, load_plan
+    from voe.master.plan import PlanError, load_plan
 
     try:
         return load_plan(path or settings.voe_plan or None, available_backends())

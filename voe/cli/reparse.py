@@ -19,7 +19,7 @@ from typing import Any
 from voe.backends import get_backend
 from voe.backends.base import BackendError
 from voe.backends.registry import UnknownBackend
-from voe.ledger import Ledger
+from voe.master.ledger import Ledger
 from voe.model import OK, Result, SearchJob
 from voe.settings import Settings
 from voe.sink.publish import destinations

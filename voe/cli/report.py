@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voe.ledger import STATES, Cycle, Ledger
-from voe.masterlock import holder
-from voe.plan import Plan
+from voe.master.ledger import STATES, Cycle, Ledger
+from voe.master.lock import holder
+from voe.master.plan import Plan
 from voe.settings import Settings
 from voe.sink.publish import destinations
 from voe.sink.yieldwatch import latest_field_yields, latest_yields
@@ -255,7 +255,7 @@ def _plan_changed(settings: Settings, cycle: Cycle, plan: Plan | None) -> dict[s
     ``None`` when the cycle is finished, or the plan is the one it started with (or
     cannot be read here: the master will say so itself).
     """
-    from voe.plan import PlanError, load_plan
+    from voe.master.plan import PlanError, load_plan
 
     if cycle.finished_at is not None:
         return None

@@ -52,8 +52,8 @@ def cmd_master(args: argparse.Namespace) -> int:
     plan = user_plan(args.plan, settings)
     require_keys(settings, "master")
     start_logs("master", settings, not args.no_console)
-    from voe.master import run_master
-    from voe.masterlock import MasterRunning
+    from voe.master.lock import MasterRunning
+    from voe.master.loop import run_master
     from voe.sockets import BindError
     from voe.web.auth import WebError
 

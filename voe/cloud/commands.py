@@ -173,7 +173,7 @@ def status(settings: Settings, as_json: bool, console: Console | None = None) ->
 
 
 def _checked_plan(plan: str) -> Path:
-    from voe.plan import PlanError, load_plan
+    from voe.master.plan import PlanError, load_plan
 
     try:
         load_plan(plan)

@@ -32,8 +32,8 @@ from rich.table import Table
 
 from voe import private
 from voe.cli import fares, report
-from voe.masterlock import MasterRunning
-from voe.plan import Plan
+from voe.master.lock import MasterRunning
+from voe.master.plan import Plan
 from voe.processes import Child, child_env
 from voe.settings import Settings
 

@@ -27,8 +27,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from voe import __version__
 from voe.cli import fares, report
-from voe.ledger import LedgerError
-from voe.plan import Plan
+from voe.master.ledger import LedgerError
+from voe.master.plan import Plan
 from voe.settings import Settings
 from voe.store import StoreError
 from voe.web import models

@@ -13,7 +13,7 @@ import http.client
 import json
 from typing import Any
 
-from voe.masterlock import holder
+from voe.master.lock import holder
 from voe.settings import Settings
 from voe.web.control import COMMAND_TIMEOUT
 

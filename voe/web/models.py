@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voe.ledger import STATES
+from voe.master.ledger import STATES
 
 State = Literal[STATES]  # type: ignore[valid-type]
 

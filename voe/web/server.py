@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from voe.plan import Plan
+from voe.master.plan import Plan
 from voe.settings import Settings
 from voe.web import auth
 from voe.web.app import master_app, metrics_app

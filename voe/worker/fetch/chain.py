@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from voe.components import load_class, ordered
+from voe.components import build, classes
 
 log = logging.getLogger("voe.fetch")
 
@@ -236,23 +236,11 @@ def middleware_classes(setting: str) -> list[tuple[int, str, type]]:
     An entry point that fails to load is logged and skipped; a class named in
     ``setting`` that cannot be imported raises ``ValueError``, since the user asked for it.
     """
-    chosen = []
-    for order, path, found in ordered(MIDDLEWARES_BASE, ENTRY_POINT_GROUP, setting,
-                                      _skip_broken):
-        if found is None:
-            try:
-                found = load_class(path)
-            except (ImportError, AttributeError, TypeError) as error:
-                raise ValueError(f"fetch middleware {path}: {error}") from None
-        chosen.append((order, path, found))
-    return chosen
+    return classes(MIDDLEWARES_BASE, ENTRY_POINT_GROUP, setting, "fetch middleware",
+                   _skip_broken)
 
 
 def build_chain(session: Any, setting: str) -> FetchChain:
     """Build the chain of ``session`` (a ``voe.worker.http.Session``) from
     ``VOE_FETCH_MIDDLEWARES``."""
-    middlewares = []
-    for _, _, cls in middleware_classes(setting):
-        factory = getattr(cls, "from_session", None)
-        middlewares.append(factory(session) if factory is not None else cls())
-    return FetchChain(middlewares)
+    return FetchChain(build(middleware_classes(setting), "from_session", session))

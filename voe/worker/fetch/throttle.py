@@ -2,7 +2,7 @@
 
 The worker reads and resets the session's ``ThrottleCounter`` every half second and
 tells the master, which slows the leasing of that backend's jobs for the whole fleet
-(``voe.pacing``). At order 900, nearer the network than retries (``voe.worker.fetch.retry``,
+(``voe.master.pacing``). At order 900, nearer the network than retries (``voe.worker.fetch.retry``,
 550), this middleware sees every answer of a fetch, the retried ones too, and counts
 each throttling one once.
 """

@@ -19,9 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from voe import retrying
+from voe.master import retrying
+from voe.master.retrying import RetryPolicy
 from voe.model import SearchJob, job_id
-from voe.retrying import RetryPolicy
 
 # The plan `voe run` and the master use when none is given.
 DEMO_PLAN = "demo.toml"

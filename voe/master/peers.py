@@ -9,6 +9,7 @@ back when a worker's heartbeats stop.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Key = tuple[int, str]
@@ -50,8 +51,10 @@ class Peer:
 class Peers:
     """Every known worker, with the lookups the master needs."""
 
-    def __init__(self, liveness_seconds: float) -> None:
+    def __init__(self, liveness_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.liveness_seconds = liveness_seconds
+        self.clock = clock  # monotonic seconds (a fake one in tests)
         self.by_identity: dict[bytes, Peer] = {}
         self.holder: dict[Key, Peer] = {}
 
@@ -62,7 +65,7 @@ class Peers:
         """The worker with this identity, marking it seen."""
         peer = self.by_identity.get(identity)
         if peer is not None:
-            peer.last_seen = time.monotonic()
+            peer.last_seen = self.clock()
         return peer
 
     def join(self, identity: bytes, name: str, concurrency: int, prefetch: int,
@@ -70,7 +73,7 @@ class Peers:
         """Register (or re-register) a worker; ``held`` are jobs it already runs."""
         peer = self.by_identity.get(identity)
         if peer is None:
-            peer = Peer(identity, name, concurrency, prefetch)
+            peer = Peer(identity, name, concurrency, prefetch, last_seen=self.clock())
             self.by_identity[identity] = peer
         peer.name, peer.concurrency, peer.prefetch = name, concurrency, prefetch
         peer.address = address
@@ -113,7 +116,7 @@ class Peers:
 
     def silent(self) -> list[Peer]:
         """Workers not heard from within the liveness window."""
-        limit = time.monotonic() - self.liveness_seconds
+        limit = self.clock() - self.liveness_seconds
         return [peer for peer in self.by_identity.values() if peer.last_seen < limit]
 
     def with_credit(self) -> list[Peer]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("voe.master")
 
@@ -30,17 +31,20 @@ UNLIMITED_AGAIN = 1000.0
 
 
 class Pacer:
-    """The token bucket of one backend; ``budget`` None means no limit."""
+    """The token bucket of one backend; ``budget`` None means no limit; ``clock`` gives
+    monotonic seconds (a fake one in tests)."""
 
-    def __init__(self, name: str, budget: float | None) -> None:
+    def __init__(self, name: str, budget: float | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.budget = budget
+        self.clock = clock
         self.rate = budget
         self.tokens = self._capacity()
-        self.updated = time.monotonic()
-        self.last_backoff = 0.0
-        self.last_change = time.monotonic()
-        self.window_start = time.monotonic()
+        self.updated = clock()
+        self.last_backoff = -BACKOFF_COOLDOWN
+        self.last_change = clock()
+        self.window_start = clock()
         self.window_count = 0
         self.observed = 0.0
 
@@ -49,7 +53,7 @@ class Pacer:
 
     def take(self) -> bool:
         """Spend one token for a job; False when the airline's budget is used up for now."""
-        now = time.monotonic()
+        now = self.clock()
         self._observe(now)
         if self.rate is None:
             self.window_count += 1
@@ -70,7 +74,7 @@ class Pacer:
 
     def throttled(self, count: int) -> None:
         """Workers saw ``count`` throttling answers from this airline: slow down."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self.last_backoff < BACKOFF_COOLDOWN:
             return
         current = self.rate if self.rate is not None else max(self.observed, MIN_RATE * 2)
@@ -82,7 +86,7 @@ class Pacer:
 
     def recover(self) -> None:
         """Called about once a second: grow a throttled rate back towards the budget."""
-        now = time.monotonic()
+        now = self.clock()
         if self.rate is None or self.rate == self.budget or now - self.last_change < 1.0:
             return
         self.last_change = now
@@ -101,15 +105,17 @@ class Pacer:
 class Pacers:
     """Every backend's pacer, created on first use with its budget from the plan."""
 
-    def __init__(self, budgets: dict[str, float]) -> None:
+    def __init__(self, budgets: dict[str, float],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.budgets = budgets
+        self.clock = clock
         self.by_backend: dict[str, Pacer] = {}
 
     def get(self, backend: str) -> Pacer:
         """The pacer of ``backend``."""
         pacer = self.by_backend.get(backend)
         if pacer is None:
-            pacer = self.by_backend[backend] = Pacer(backend, self.budgets.get(backend))
+            pacer = self.by_backend[backend] = Pacer(backend, self.budgets.get(backend), self.clock)
         return pacer
 
     def recover(self) -> None:
