@@ -116,7 +116,7 @@ class StoreFileCluster(Cluster):
 def logged(cluster: Cluster, level: str, text: str) -> int:
     """How many lines of sink.log at ``level`` hold ``text``."""
     return sum(1 for line in cluster.log("sink").splitlines()
-               if f" {level} voe.sink.loop[" in line and text in line)
+               if f" {level} voe.sink[" in line and text in line)
 
 
 def schema_of(url: str) -> str:
