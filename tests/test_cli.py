@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import ROOT, free_port
+from tests.cluster import ROOT, free_port, wait_for
 
 SCRIPTS = ["master.py", "worker.py", "sink.py", "voe/queue.py", "setup_instances.py",
            "terminate.py"]
@@ -223,10 +224,18 @@ def test_failed_retry_goes_through_a_running_master_and_writes_the_ledger_only_w
                              "cannot reach the running master's HTTP port", "VOE_HTTP_PORT")
         _assert_status_1(voe(tmp_path, "pause", env=port_off), "VOE_HTTP_PORT=0")
         assert _state(ledger_path, job_id) == "failed"  # never written behind its back
-        # Its port is off: the ledger is the only way, and the master polls it.
-        written = voe(tmp_path, "failed", "retry", env=port_off)
+        # Its port is off: the ledger is the only way, and the master is told (SIGUSR1; the
+        # lock's holder is this process here, so it hears the signal instead of a master).
+        told: list[int] = []
+        before = signal.signal(signal.SIGUSR1, lambda signum, frame: told.append(signum))
+        try:
+            written = voe(tmp_path, "failed", "retry", env=port_off)
+            wait_for(lambda: told, 5, "the master to be told that its ledger changed")
+        finally:
+            signal.signal(signal.SIGUSR1, before)
         assert written.returncode == 0, written
         assert "written to the ledger (the running master's HTTP port is off)" in written.stdout
+        assert f"the master (pid {os.getpid()}) was told and leases them now" in written.stdout
         assert _state(ledger_path, job_id) == "pending"
         with _ledger(ledger_path) as ledger, ledger.transaction():
             ledger.mark_failed([("503", 1, job_id)])

@@ -187,3 +187,26 @@ def test_a_restart_after_a_clock_step_back_keeps_leases_bounded(parts):
     parts.wall.advance(-3600)  # the wall clock stepped back an hour while it was down
     again = parts.restart()
     assert all(lease.deadline <= again.clock() + 30 for lease in again.state.leases.values())
+
+
+def test_a_lease_and_its_done_in_one_flush_are_one_ledger_write(parts):
+    peer = parts.join(concurrency=3, prefetch=0)
+    parts.state.flush()
+    quick, slow, retried = parts.lease(peer, 3)
+    statements: list[str] = []
+    parts.state.ledger.db.set_trace_callback(statements.append)
+    try:
+        parts.ack(quick)  # done before the flush: written once, with its lease's fields
+        parts.ack(retried, "transient", "HTTP 503")  # a failure keeps its lease write
+        parts.state.flush()
+    finally:
+        parts.state.ledger.db.set_trace_callback(None)
+    updates = [sql.split(" SET ")[1][:24] for sql in statements if sql.startswith("UPDATE jobs")]
+    assert updates == ["state = 'leased', deadli"] * 2 + ["state = 'done', deadline"] + [
+        "state = 'pending', deadl"]
+    row = parts.row(quick)
+    assert (row["state"], row["worker"], row["attempt"], row["deadline"]) == ("done", "w1", 1,
+                                                                              None)
+    assert parts.row(slow)["state"] == "leased" and parts.row(slow)["worker"] == "w1"
+    parts.ack(slow)  # its lease was written by an earlier flush: a plain done now
+    assert parts.row(slow)["state"] == "done" and parts.row(retried)["state"] == "pending"

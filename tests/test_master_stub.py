@@ -246,3 +246,37 @@ def test_fake_clock_starts_cycles_of_an_interval_plan(tmp_path, make_settings):
     made.step()
     assert sorted(made.master.book.cycles) == [1, 2]
     made.master.close()
+
+
+def test_a_ledger_written_behind_its_back_is_read_when_the_master_is_told(
+        tmp_path, make_settings):
+    driver = Driver(tmp_path, make_settings, cycle='"1d"')
+    try:
+        driver.hello(concurrency=10)
+        driver.step()
+        jobs = driver.jobs_sent()
+        driver.ack(jobs[:5])
+        driver.ack(jobs[5:], "permanent", "no such airport")
+        for _ in range(3):
+            driver.beat()
+            driver.step(1.0)
+        assert driver.state_of(jobs[5]) == "failed" and not driver.master.book.cycles
+        # `voe failed retry` with the HTTP port off writes the ledger itself...
+        assert driver.master.ledger.retry_failed() == 1
+        for _ in range(3):  # ...and the master never polls the ledger for reopened cycles
+            driver.beat()
+            driver.step(1.0)
+        assert not driver.master.book.cycles
+        driver.master.ledger_changed = True  # what SIGUSR1 from `voe failed retry` sets
+        driver.beat()
+        driver.step(1.0)
+        assert list(driver.master.book.cycles) == [1]
+        (again,) = [job for job in driver.jobs_sent() if job.id == jobs[5].id]
+        driver.ack([again])
+        for _ in range(2):
+            driver.beat()
+            driver.step(1.0)
+        assert not driver.master.book.cycles  # the reopened cycle is finished again
+        assert driver.master.ledger.latest_cycle().finished_at is not None
+    finally:
+        driver.master.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from voe.cli.common import Command, UsageError, print_rows, user_settings
 from voe.cli.types import at_least_one
 from voe.cloud.arguments import add_cloud_subcommands
 from voe.settings import Settings
-from voe.web.client import NoMaster, PortOff, ask_master
+from voe.web.client import NoMaster, PortOff, ask_master, running_master
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -65,15 +67,28 @@ def _retry_failed(settings: Settings) -> int:
     except NoMaster:
         count = retry_failed(settings)
         then = "no master runs: start one to search them again (voe master --once)"
-    except PortOff:  # the master finds reopened cycles in its ledger within a second
+    except PortOff:  # the ledger is the only way: write it, then tell the master (SIGUSR1)
         count = retry_failed(settings)
-        then = ("written to the ledger (the running master's HTTP port is off); the master "
-                "leases them within a second")
+        then = ("written to the ledger (the running master's HTTP port is off); "
+                + _tell_master(settings))
     if not count:
         print("no failed jobs to retry")
         return 0
     print(f"{count} failed job(s) sent back to pending; {then}")
     return 0
+
+
+def _tell_master(settings: Settings) -> str:
+    """Tell the running master that its ledger changed (SIGUSR1): it never polls for it."""
+    pid = running_master(settings)
+    if pid is None:
+        return "the master has stopped meanwhile: the next one leases them"
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError as error:
+        return (f"the master (pid {pid}) could not be told ({error.strerror}): restart it to "
+                "lease them")
+    return f"the master (pid {pid}) was told and leases them now"
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

@@ -91,7 +91,10 @@ class Leasing:
         self.sink_grace = liveness
         self.leases: dict[Key, ActiveLease] = {}
         self.ready: deque[SearchJob] = deque()
-        self.writes: list[tuple[str, tuple]] = []
+        self.writes: list[tuple[str, tuple] | None] = []
+        # Where each lease written since the last flush sits in ``writes``: a job done
+        # before the flush is written once, done with its lease's fields (one UPDATE).
+        self.unflushed_leases: dict[Key, int] = {}
         self.recently_done: set[Key] = set()
         self.unstored: set[Key] = set()  # finished by a worker, not acknowledged by the sink
         self.policies: dict[tuple[str, str, str, int], RetryPolicy] = {}
@@ -211,6 +214,7 @@ class Leasing:
             key = (job.cycle, job.id)
             self.leases[key] = ActiveLease(job, deadline, peer, now)
             self.peers.assign(key, peer)
+            self.unflushed_leases[key] = len(self.writes)
             self.writes.append(("leased", (wall_deadline, peer.name, job.attempt, job.cycle,
                                            job.id)))
             leased.append(job)
@@ -230,7 +234,7 @@ class Leasing:
                 self.unstored.discard(key)
             self.peers.forget_key(key)
             self.recently_done.add(key)
-            self.writes.append(("done", key))
+            self._write_done(key)
             self.stats["done"] += 1
             self.emit("after_ack", key, lease)
             return
@@ -321,13 +325,26 @@ class Leasing:
 
     # The ledger -------------------------------------------------------------
 
+    def _write_done(self, key: Key) -> None:
+        """Batch a job's ``done``; if its lease is not written yet, write both as one."""
+        index = self.unflushed_leases.pop(key, None)
+        lease = self.writes[index] if index is not None else None
+        if lease is None:
+            self.writes.append(("done", key))
+            return
+        self.writes[index] = None  # the lease's fields go with the done instead
+        _, (_, worker, attempt, cycle, job_id) = lease
+        self.writes.append(("done_leased", (worker, attempt, cycle, job_id)))
+
     def flush(self) -> None:
         """Commit the batched ledger writes in one transaction, in order."""
         self.emit("before_flush")
+        self.unflushed_leases.clear()
         if not self.writes:
             return
-        writes, self.writes = self.writes, []
+        writes, self.writes = [write for write in self.writes if write is not None], []
         apply = {"leased": self.ledger.mark_leased, "done": self.ledger.mark_done,
+                 "done_leased": self.ledger.mark_done_leased,
                  "pending": self.ledger.mark_pending, "failed": self.ledger.mark_failed}
         started = self.clock()
         wall = self.wall()

@@ -86,6 +86,9 @@ class Master:
                             else build_middlewares(self, settings.voe_master_middlewares))
         self.stopping = False
         self.finished = False  # every job of a ``once`` plan is done or failed
+        # Someone wrote the ledger (``voe failed retry`` while the HTTP port is off) and said
+        # so with SIGUSR1: look for cycles with pending jobs again at the next tick.
+        self.ledger_changed = False
         self.look_now = False  # the last lease ended: run the hooks' tick at once
         self.timers = dict.fromkeys(("flush", "sweep", "tick", "beat"), 0.0)
         self.transport = transport if transport is not None else ZmqTransport(settings)
@@ -104,6 +107,7 @@ class Master:
         """Serve until stopped (or, with ``once``, until every job is done or failed)."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGUSR1, self._ledger_written)
         self.start()
         log.info("master %s listening: jobs tcp://%s:%d, acks tcp://%s:%d (plan %s, %s)",
                  self.epoch, self.settings.voe_bind_ip, self.settings.voe_jobs_port,
@@ -133,6 +137,9 @@ class Master:
     def _stop(self, signum: int, frame: object) -> None:
         log.info("received %s; stopping (leases stay in the ledger)", signal.Signals(signum).name)
         self.stopping = True
+
+    def _ledger_written(self, signum: int, frame: object) -> None:
+        self.ledger_changed = True
 
     def step(self, timeout_ms: int = 0) -> bool:
         """One turn: read messages, run due timers, lease; True when a ``once`` plan is over."""
@@ -280,6 +287,9 @@ def run_master(settings: Settings, plan: Plan, once: bool | None = None) -> int:
     Raises ``MasterRunning`` before touching the ledger, ports or ``master.pid`` when
     another master holds the data dir's lock.
     """
+    # Until the loop listens for it, "the ledger changed" needs no telling: it reads the
+    # ledger when it starts. Ignored, the signal cannot end a master still starting.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     private.make_dir(settings.data_dir)
     with MasterLock(settings.data_dir):
         master = Master(settings, plan, once)

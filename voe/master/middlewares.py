@@ -151,7 +151,9 @@ class Cycles(Middleware):
     def tick(self, master: Master) -> None:
         """Look at the cycles."""
         book, state = master.book, master.state
-        book.reopened()
+        if master.ledger_changed:  # never polled: a writer says so (voe.cli.actions)
+            master.ledger_changed = False
+            book.reopened()
         book.close_finished(state.leased_in)
         book.waiting_to_retry = master.ledger.waiting_to_retry(now=master.wall())
         if book.due():
@@ -208,6 +210,7 @@ class ControlPlane(Middleware):
             master.state.flush()
             count = master.ledger.retry_failed(command.args["cycle"], command.args["job_id"])
             log.info("%d failed job(s) sent back to pending through the HTTP port", count)
+            master.book.reopened()
             return {"retried": count}
         raise ValueError(f"unknown command {command.name!r}")
 

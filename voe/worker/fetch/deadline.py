@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -46,12 +47,12 @@ class BodyTooLarge(FetchAbandoned):
     """The body is over ``VOE_FETCH_MAX_BYTES`` (said by its Content-Length, or as it came)."""
 
 
+@dataclass(frozen=True)
 class Deadline:
     """Give every fetch its deadline and body cap, and cut its timeouts to the deadline."""
 
-    def __init__(self, seconds: float, max_bytes: int) -> None:
-        self.seconds = seconds
-        self.max_bytes = max_bytes
+    seconds: float
+    max_bytes: int
 
     @classmethod
     def from_session(cls, session: Any) -> Deadline:
