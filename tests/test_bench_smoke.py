@@ -62,7 +62,7 @@ def test_pipeline_voe_and_raw_pyzmq():
     out = run_bench("pipeline.py", "--n", "200", "--skip", "celery", "--tuned-prefetch", "0")
     assert "| voe | 200 |" in out
     assert "| raw pyzmq | 200 |" in out
-    assert "voe >= 0.5 x raw pyzmq" in out
+    assert "voe >= 0.6 x raw pyzmq" in out
 
 
 def test_pipeline_celery():
