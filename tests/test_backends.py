@@ -364,3 +364,26 @@ def test_liveness_check_does_not_yield_to_the_gevent_hub(airline_url, tmp_path: 
     lines = result.stdout.split("\n")
     assert lines[0] == "voe True False"  # alive, checked without letting another greenlet run
     assert lines[1] == "plain True True"  # urllib3's own check yields (the trap it avoids)
+
+
+def test_a_round_trip_job_is_refused_unless_its_backend_reads_return_legs() -> None:
+    from voe.backends.base import PermanentError, check_trip
+    from voe.model import SearchJob
+
+    one_way = SearchJob("demo:GRU-REC:2026-12-07", 1, 1, "demo", "GRU", "REC", "2026-12-07")
+    round_trip = one_way._replace(id="demo:GRU-REC:2026-12-07:2026-12-14",
+                                  return_date="2026-12-14")
+
+    class OneWay:
+        name = "demo"
+
+    class Both:
+        name = "demo"
+        round_trips = True
+
+    check_trip(OneWay(), one_way)
+    check_trip(Both(), one_way)
+    check_trip(Both(), round_trip)
+    with pytest.raises(PermanentError, match=r"backend 'demo' does not search round trips .*"
+                                             r"return 2026-12-14\) would store one-way prices"):
+        check_trip(OneWay(), round_trip)

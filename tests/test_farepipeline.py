@@ -110,7 +110,13 @@ def test_a_page_answering_another_search_is_refused_naming_both(make_settings) -
     assert stage.process(same, job()) is same
     assert stage.process(Answer([FARE]), job()) == [FARE]  # a plain list: nothing to compare
     round_trip = job()._replace(return_date="2026-12-27")
-    assert stage.process(same, round_trip) is same  # a one-way page answers the outbound leg
+    with pytest.raises(ParseError, match="page answers GRU-SSA 2026-12-20, asked GRU-SSA "
+                                         "2026-12-20 return 2026-12-27"):
+        stage.process(same, round_trip)  # a one-way page: its prices are not a round trip's
+    with pytest.raises(ParseError, match="return 2026-12-27, asked GRU-SSA 2026-12-20$"):
+        stage.process(Answer([FARE], Searched("GRU", "SSA", "2026-12-20", "2026-12-27")), job())
+    both = Answer([FARE], Searched("GRU", "SSA", "2026-12-20", "2026-12-27"), b"")
+    assert stage.process(both, round_trip) is both
     other_return = Answer([FARE], Searched("GRU", "SSA", "2026-12-20", "2026-12-28"), b"")
     with pytest.raises(ParseError, match="return 2026-12-28, asked .* return 2026-12-27"):
         stage.process(other_return, round_trip)

@@ -139,3 +139,39 @@ def test_each_child_of_voe_run_holds_only_the_secrets_of_its_role(tmp_path):
         if run.poll() is None:
             run.send_signal(signal.SIGINT)
             run.wait(timeout=60)
+
+
+ROUND_TRIP_PLAN = """
+[plan]
+name = "round"
+trip = "round"
+cycle = "once"
+max_attempts = 3
+
+[dates]
+start_in_days = 1
+days_ahead = 4
+step_days = 2
+stay_days = [7]
+
+[[routes]]
+backend = "demo"
+airports = ["GRU", "REC"]
+"""
+
+
+def test_a_round_trip_plan_never_stores_one_way_prices_as_round_trips(tmp_path):
+    # The demo airline sells one-way fares only and its backends declare no round_trips:
+    # each round-trip job ends at once as a permanent error saying why, and nothing is stored.
+    env = run_env(tmp_path)
+    (tmp_path / "round.toml").write_text(ROUND_TRIP_PLAN)
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "round.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 jobs done, 4 failed, 0 fares stored" in result.stdout
+    status = json.loads(voe(tmp_path, env, "status", "--json").stdout)
+    assert status["jobs"] == {"pending": 0, "leased": 0, "done": 0, "failed": 4}
+    assert status["fares"] == 0
+    failed = voe(tmp_path, env, "failed").stdout.splitlines()
+    assert len(failed) == 4
+    assert all("after 1 attempt(s): backend 'demo' does not search round trips" in line
+               and "would store one-way prices" in line for line in failed), failed

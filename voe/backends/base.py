@@ -7,6 +7,10 @@ A backend knows nothing of ZeroMQ, the ledger or the store. It raises
 not yield fares; ``ParseError.page`` keeps the raw page for the backend's author.
 ``BlockedError`` (transient, kind ``blocked``) says the airline refused to answer.
 
+A backend that reads a round trip's return leg says so with a class attribute
+``round_trips = True``; a round-trip job for any other backend ends at once as a
+permanent error (``check_trip``), so its one-way prices are never stored as round trips.
+
 A backend returns an ``Answer`` (``voe.model``): the fares plus the search the page
 itself says it answers and the raw page. The worker runs the fare pipeline
 (``voe.worker.farepipeline``) over it before anything is stored; its first stage refuses a
@@ -70,6 +74,20 @@ class BlockedError(TransientError):
     """
 
     kind = "blocked"
+
+
+def check_trip(backend: object, job: SearchJob) -> None:
+    """``PermanentError`` for a round-trip job of a backend that does not read return legs.
+
+    Searched anyway, such a backend answers the outbound leg alone, and its one-way
+    prices would be stored under the round trip: plausible fares, and wrong ones.
+    """
+    if job.return_date and not getattr(backend, "round_trips", False):
+        raise PermanentError(
+            f"backend {job.backend!r} does not search round trips (it declares no "
+            f"round_trips = True): this round-trip job (return {job.return_date}) would store "
+            "one-way prices; use trip = \"oneway\" in the plan, or a backend that reads the "
+            "return leg")
 
 
 class Backend(Protocol):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from voe.backends import get_backend
-from voe.backends.base import BackendError
+from voe.backends.base import BackendError, check_trip
 from voe.backends.registry import UnknownBackend
 from voe.master.ledger import Ledger
 from voe.model import OK, Result, SearchJob
@@ -122,6 +122,7 @@ def _reparse_one(settings: Settings, job: SearchJob, pages_dir: Path, pipeline: 
         return None
     started = time.perf_counter()
     try:
+        check_trip(found, job)
         answer = pipeline.run(found.parse(job, page), job)
     except BackendError as error:
         outcome.failing.append((job.id, f"{error.kind}: {error}"))

@@ -81,7 +81,8 @@ def parse_fares(page: bytes) -> Answer:
 class DemoApiBackend:
     """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``.
 
-    The demo airline sells one-way fares only, so a job's ``return_date`` is ignored.
+    The demo airline sells one-way fares only: no ``round_trips``, so the worker refuses
+    a round-trip job (``voe.backends.base.check_trip``) before it is searched.
     """
 
     name = "demo-api"

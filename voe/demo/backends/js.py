@@ -46,7 +46,8 @@ def _error_text(text: str) -> str:
 class DemoJsBackend:
     """Search the demo airline's JavaScript page through headless Chromium.
 
-    The demo airline sells one-way fares only, so a job's ``return_date`` is ignored.
+    The demo airline sells one-way fares only: no ``round_trips``, so the worker refuses
+    a round-trip job (``voe.backends.base.check_trip``) before it is searched.
     """
 
     name = "demo-js"

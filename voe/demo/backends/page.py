@@ -80,7 +80,8 @@ def fetch(http: requests.Session, url: str, job: SearchJob,
 class DemoBackend:
     """Search the demo airline's HTML site (``/search``), as a scraper of a real airline would.
 
-    The demo airline sells one-way fares only, so a job's ``return_date`` is ignored.
+    The demo airline sells one-way fares only: no ``round_trips``, so the worker refuses
+    a round-trip job (``voe.backends.base.check_trip``) before it is searched.
     A result the airline spreads over pages is read page by page through the same
     session, following each page's next link (on the airline's own site only).
     """

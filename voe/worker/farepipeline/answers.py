@@ -15,8 +15,8 @@ class AnswersSearch:
     not the job's, and stored under the job they would be wrong. The backend reads
     what the page says it answers (``Answer.answered``); a backend that returns a
     plain list of fares cannot say, and then there is nothing to compare. The
-    return date is compared only when the page states one: one-way pages (the demo
-    airline's) answer a round-trip job's outbound leg.
+    return date is compared too: a page that states no return answers a one-way
+    search, and its prices are not a round trip's (nor a round trip's a one-way's).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -28,11 +28,9 @@ class AnswersSearch:
         if said is None:
             return answer
         asked = Searched(job.origin.upper(), job.destination.upper(), job.date,
-                         job.return_date)
+                         job.return_date or None)
         page = Searched(said.origin.upper(), said.destination.upper(), said.date,
-                        said.return_date)
-        if (page.origin, page.destination, page.date) != (asked.origin, asked.destination,
-                                                          asked.date) or (
-                page.return_date is not None and page.return_date != asked.return_date):
+                        said.return_date or None)
+        if page != asked:
             raise ParseError(f"page answers {page}, asked {asked}", page=answer.page)
         return answer
