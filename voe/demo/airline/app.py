@@ -33,6 +33,7 @@ from voe.demo.airline.pages import (
     sloppy,
     soft_block_page,
 )
+from voe.demo.airline.prices import Departed, PriceProcess, SimulatedClock
 from voe.demo.airline.responses import (
     StartResponse,
     endless,
@@ -48,6 +49,10 @@ from voe.demo.airline.stats import Stats
 MAX_TRACKED_URLS = 1_000_000
 
 SEARCH_PATHS = ("/search", "/api/search", "/js/search")
+# The airline's clock, and the answer a search had at a time of it (not searches: no
+# latency, no faults, not counted in /stats).
+CLOCK_PATH = "/api/clock"
+TRUTH_PATH = "/api/truth"
 # The JS page's own requests (not searches: counted apart in ``/stats``).
 JS_FARES_PATH = "/js/fares"
 CONSENT_PATH = "/consent"
@@ -104,6 +109,9 @@ class DemoAirline:
         self.rate_limit = RateLimit(self.faults.rate_limit) if self.faults.rate_limit else None
         self.block_after = (BlockAfter(self.faults.block_after, self.faults.block_seconds)
                             if self.faults.block_after else None)
+        self.clock = SimulatedClock(self.faults.clock_speed, self.faults.clock_start or None)
+        self.prices = (PriceProcess(self.faults.price_changes, self.faults.seed)
+                       if self.faults.price_changes else None)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -111,6 +119,8 @@ class DemoAirline:
         path = environ.get("PATH_INFO", "")
         if path.startswith(STATIC_PREFIX) or path in (JS_FARES_PATH, CONSENT_PATH):
             return self._js_page_request(environ, start_response, path)
+        if path in (CLOCK_PATH, TRUTH_PATH):
+            return self._clock_request(environ, start_response, path)
         if path not in (*SEARCH_PATHS, "/stats", "/captcha"):
             return html_error(start_response, "404 Not Found", f"no page at {path}")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
@@ -156,6 +166,24 @@ class DemoAirline:
         self.stats.assets[path.split("/")[2]] += 1
         content_type, body = found
         return respond(start_response, "200 OK", content_type, body, cache=ASSET_CACHE)
+
+    def _clock_request(self, environ: dict[str, Any], start_response: StartResponse,
+                       path: str) -> Iterable[bytes]:
+        """The airline's clock (``/api/clock``), or a search's answer at a time of it
+        (``/api/truth?origin=..&destination=..&date=..&at=EPOCH``; ``at`` defaults to now)."""
+        now = self.clock.now()
+        if path == CLOCK_PATH:
+            return json_response(start_response, "200 OK",
+                                 {"now": now, "speed": self.clock.speed,
+                                  "price_changes": self.faults.price_changes})
+        at = parse_qs(environ.get("QUERY_STRING", "")).get("at", [""])[0].strip()
+        try:
+            when = float(at) if at else now
+        except ValueError:
+            return json_response(start_response, "400 Bad Request",
+                                 {"error": f"bad at {at!r}: expected epoch seconds"})
+        status, content_type, body = self._page(environ, "/api/search", at=when)
+        return respond(start_response, status, content_type, body)
 
     def _visitor(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """A JS search's visitor cookie: counted when it came back, else given anew."""
@@ -247,9 +275,10 @@ class DemoAirline:
             self.stats.streaming -= 1
 
     def _page(self, environ: dict[str, Any], path: str, url: str = "",
-              nth: int = 0) -> tuple[str, str, bytes]:
+              nth: int = 0, at: float | None = None) -> tuple[str, str, bytes]:
         """The status, content type and body of a search, with page faults (if any) but no
-        other fault; ``url`` and ``nth`` identify the request for the page faults."""
+        other fault; ``url`` and ``nth`` identify the request for the page faults. With
+        the price process on, prices are those at ``at`` on the airline's clock (now)."""
         try:
             origin, destination, date = _query(environ)
         except BadRequest as error:
@@ -262,14 +291,19 @@ class DemoAirline:
             fares = drift_prices(fares_for(origin, destination, date, self.flights),
                                  f"{origin}-{destination}:{date}", self.faults.seed,
                                  self.faults.price_drift)
-        except UnknownRoute as error:
+            if self.prices is not None:
+                at = self.clock.now() if at is None else at
+                fares = self.prices.fares_at(origin, destination, date, fares, at)
+        except (UnknownRoute, Departed) as error:
             return json_body("404 Not Found", {"error": str(error)})
         except ValueError as error:
             return json_body("400 Bad Request", {"error": str(error)})
         if path == "/api/search":
             search = {"origin": origin, "destination": destination, "date": date}
-            return json_body("200 OK", {"search": search,
-                                        "fares": [fare._asdict() for fare in fares]})
+            answer = {"search": search, "fares": [fare._asdict() for fare in fares]}
+            if self.prices is not None:
+                answer["at"] = at
+            return json_body("200 OK", answer)
         if path == "/js/search":
             if (not has_consent(environ.get("HTTP_COOKIE", ""))
                     and self._fault("consent_wall", url, nth)):

@@ -27,6 +27,10 @@ def _rate(text: str) -> float:
     return between(float(text), 0.0, 1.0, "must be between 0 and 1")
 
 
+def _speed(text: str) -> float:
+    return between(float(text), 1e-3, 1e9, "must be between 0.001 and 1e9")
+
+
 def _layout(text: str) -> str:
     if text not in LAYOUTS:
         raise ValueError(f"must be one of {', '.join(LAYOUTS)}")
@@ -89,6 +93,14 @@ OPTIONS: tuple[Option, ...] = (
            "share by which each price moves up or down, decided by --seed, route, date and "
            "flight; restart with another seed to plant a price change between cycles (0)",
            "SHARE"),
+    # The price process (voe.demo.airline.prices): fares that move, on the airline's clock.
+    Option("price-changes", non_negative_float, 0.0,
+           "price changes a day of each fare a week before departure, more nearer it and "
+           "fewer further (0: prices never change; on: departed dates are not sold)", "N"),
+    Option("clock-speed", _speed, 1.0,
+           "simulated seconds of the airline's clock per real second (1)", "X"),
+    Option("clock-start", non_negative_float, 0.0,
+           "the airline's clock at its start, in epoch seconds (0: the real time)", "EPOCH"),
     # Page faults (voe.demo.airline.pagefaults): results pages that mislead a careless reader.
     _share("wrong-search-rate",
            "share of results pages answering another date, route or nearby airport, as "
@@ -138,6 +150,9 @@ class Faults:
     trickle_rate: float = 0.0
     endless_rate: float = 0.0
     price_drift: float = 0.0
+    price_changes: float = 0.0
+    clock_speed: float = 1.0
+    clock_start: float = 0.0
     wrong_search_rate: float = 0.0
     hidden_decoy_rate: float = 0.0
     duplicate_row_rate: float = 0.0
