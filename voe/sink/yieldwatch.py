@@ -14,6 +14,7 @@ read the store, so nothing is lost when the sink restarts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -42,13 +43,14 @@ FIELD_FLOOR = 0.5
 MIN_FARES = 50
 
 
+@dataclass(frozen=True)
 class _BesidePrevious:
     """What a yield and a field's yield share: one measure of a backend's cycle, shown
-    beside the previous cycle's (the classes have the fields below and ``dropped``)."""
+    beside the previous cycle's (None: no previous cycle to compare with)."""
 
     backend: str
     cycle: int
-    previous_cycle: int | None
+    previous_cycle: int | None = dataclasses.field(default=None, kw_only=True)
 
     @property
     def dropped(self) -> bool:
@@ -76,13 +78,10 @@ class _BesidePrevious:
 class Yield(_BesidePrevious):
     """A backend's pages and fares in one cycle, beside those of the previous cycle."""
 
-    backend: str
-    cycle: int
     pages: int
     fares: int
-    previous_cycle: int | None = None
-    previous_pages: int = 0
-    previous_fares: int = 0
+    previous_pages: int = dataclasses.field(default=0, kw_only=True)
+    previous_fares: int = dataclasses.field(default=0, kw_only=True)
 
     @property
     def per_page(self) -> float:
@@ -118,14 +117,11 @@ class FieldYield(_BesidePrevious):
     """A backend's fares with one field valid and invalid in one cycle, beside the previous
     cycle's."""
 
-    backend: str
-    cycle: int
     field: str
     valid: int
     invalid: int
-    previous_cycle: int | None = None
-    previous_valid: int = 0
-    previous_invalid: int = 0
+    previous_valid: int = dataclasses.field(default=0, kw_only=True)
+    previous_invalid: int = dataclasses.field(default=0, kw_only=True)
 
     @property
     def fares(self) -> int:
@@ -181,11 +177,11 @@ def cycle_field_yields(store: Store, cycle: int) -> list[FieldYield]:
     found = []
     for backend, fields in current.items():
         before = previous.get(backend, {})
-        for field, (valid, invalid) in fields.items():
-            old_valid, old_invalid = before.get(field, (0, 0))
-            found.append(FieldYield(backend, cycle, field, valid, invalid,
-                                    previous_cycle if field in before else None,
-                                    old_valid, old_invalid))
+        for name, (valid, invalid) in fields.items():
+            old_valid, old_invalid = before.get(name, (0, 0))
+            found.append(FieldYield(backend, cycle, name, valid, invalid,
+                                    previous_cycle=previous_cycle if name in before else None,
+                                    previous_valid=old_valid, previous_invalid=old_invalid))
     return sorted(found, key=_field_order)
 
 
@@ -204,8 +200,8 @@ def cycle_yields(store: Store, cycle: int) -> list[Yield]:
     for backend, (pages, fares) in sorted(current.items()):
         before_pages, before_fares = previous.get(backend, (0, 0))
         found.append(Yield(backend, cycle, pages, fares,
-                           previous_cycle if backend in previous else None,
-                           before_pages, before_fares))
+                           previous_cycle=previous_cycle if backend in previous else None,
+                           previous_pages=before_pages, previous_fares=before_fares))
     return found
 
 

@@ -93,14 +93,6 @@ OPTIONS: tuple[Option, ...] = (
            "share by which each price moves up or down, decided by --seed, route, date and "
            "flight; restart with another seed to plant a price change between cycles (0)",
            "SHARE"),
-    # The price process (voe.demo.airline.prices): fares that move, on the airline's clock.
-    Option("price-changes", non_negative_float, 0.0,
-           "price changes a day of each fare a week before departure, more nearer it and "
-           "fewer further (0: prices never change; on: departed dates are not sold)", "N"),
-    Option("clock-speed", _speed, 1.0,
-           "simulated seconds of the airline's clock per real second (1)", "X"),
-    Option("clock-start", non_negative_float, 0.0,
-           "the airline's clock at its start, in epoch seconds (0: the real time)", "EPOCH"),
     # Page faults (voe.demo.airline.pagefaults): results pages that mislead a careless reader.
     _share("wrong-search-rate",
            "share of results pages answering another date, route or nearby airport, as "
@@ -122,6 +114,14 @@ OPTIONS: tuple[Option, ...] = (
     _share("consent-wall-rate",
            "share of JS-page searches shown a cookie-consent wall until the visitor "
            "accepts (a cookie set by /consent) (0)"),
+    # The price process (voe.demo.airline.prices): fares that move, on the airline's clock.
+    Option("price-changes", non_negative_float, 0.0,
+           "price changes a day of each fare a week before departure, more nearer it and "
+           "fewer further (0: prices never change; on: departed dates are not sold)", "N"),
+    Option("clock-speed", _speed, 1.0, "simulated seconds of the airline's clock per real "
+           "second (1)", "X"),
+    Option("clock-start", non_negative_float, 0.0,
+           "the airline's clock at its start, in epoch seconds (0: the real time)", "EPOCH"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}

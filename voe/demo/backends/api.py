@@ -79,11 +79,8 @@ def parse_fares(page: bytes) -> Answer:
 
 
 class DemoApiBackend:
-    """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``.
-
-    The demo airline sells one-way fares only: no ``round_trips``, so the worker refuses
-    a round-trip job (``voe.backends.base.check_trip``) before it is searched.
-    """
+    """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``
+    (one-way only, like it: see ``DemoBackend``)."""
 
     name = "demo-api"
     # The airline's block pages (a captcha it redirects to) are the HTML site's.

@@ -44,11 +44,8 @@ def _error_text(text: str) -> str:
 
 
 class DemoJsBackend:
-    """Search the demo airline's JavaScript page through headless Chromium.
-
-    The demo airline sells one-way fares only: no ``round_trips``, so the worker refuses
-    a round-trip job (``voe.backends.base.check_trip``) before it is searched.
-    """
+    """Search the demo airline's JavaScript page through headless Chromium (one-way only,
+    like ``DemoBackend``)."""
 
     name = "demo-js"
     # The demo airline's block words: the fetch chain looks for them in the rendered page.
