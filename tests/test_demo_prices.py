@@ -57,10 +57,10 @@ def test_prices_move_more_often_as_departure_nears() -> None:
             near += sum(1 for day in days if day < 7)
             far += sum(1 for day in days if 120 <= day < 127)
     assert near > 5 * far > 0
-    # The rate's shape: twice a week-out's on the eve, about a tenth four months out.
-    assert process.rate("GRU", "REC", 0) == pytest.approx(2 * process.rate("GRU", "REC", 7))
+    # The rate's shape: four times a week-out's on the eve, about an eightieth four months out.
+    assert process.rate("GRU", "REC", 0) == pytest.approx(4 * process.rate("GRU", "REC", 7))
     assert process.rate("GRU", "REC", 7) == pytest.approx(
-        127 / 14 * process.rate("GRU", "REC", 120))
+        (127 / 14) ** 2 * process.rate("GRU", "REC", 120))
 
 
 def test_the_clock_runs_at_its_speed_from_its_start() -> None:

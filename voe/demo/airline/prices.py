@@ -2,9 +2,11 @@
 
 Off by default (``price-changes=0``: every price stays what ``fares_for`` says). When on,
 each fare (route, date, flight) changes price at the events of a Poisson process whose
-rate grows as departure nears: ``c * 14 / (t + 7)`` changes a day, ``t`` days before
-the departure date, so twice ``c`` on the eve, ``c`` a week out and about a tenth of it
-four months out; ``c`` is ``price-changes`` times a factor of the route (0.5 to 2).
+rate grows as departure nears: ``c * (14 / (t + 7))**2`` changes a day, ``t`` days
+before the departure date, so four times ``c`` on the eve, ``c`` a week out and about an
+eightieth of it four months out (a flight next week changes several times a day, one in
+four months hardly in a month); ``c`` is ``price-changes`` times a factor of the route
+(a quarter to four times the median route's).
 Changes start ``SALE_DAYS`` before the date and a date is sold until it starts; before
 its first change a fare has its timetable price, after one the timetable's times a
 log-normal factor (sigma ``SIGMA``), a little higher the nearer departure is.
@@ -31,8 +33,10 @@ from typing import NamedTuple
 from voe.model import Fare
 
 SALE_DAYS = 365
-# The rate's shape: SHAPE / (days before departure + OFFSET); 1 a week out.
+# The rate's shape: (SHAPE / (days before departure + OFFSET))**2; 1 a week out.
 SHAPE, OFFSET = 14.0, 7.0
+# Routes' rates spread over a factor of ROUTE_SPREAD**2 around the median route's.
+ROUTE_SPREAD = 4.0
 SIGMA = 0.15
 # How much dearer a fare gets on the eve of departure than a year out (a share).
 NEAR_PREMIUM = 0.3
@@ -91,13 +95,14 @@ class PriceProcess:
         self._cache: dict[str, _Changes] = {}
 
     def route_factor(self, origin: str, destination: str) -> float:
-        """How much more often than ``changes_per_day`` this route's prices move (0.5 to 2)."""
-        return 0.5 * 4 ** random.Random(f"{self.seed}\0{origin}-{destination}\0rate").random()
+        """How much more often than ``changes_per_day`` this route's prices move (1/4 to 4)."""
+        draw = random.Random(f"{self.seed}\0{origin}-{destination}\0rate").random()
+        return ROUTE_SPREAD ** (2 * draw - 1)
 
     def rate(self, origin: str, destination: str, days_before: float) -> float:
         """Changes a day of one fare of the route, ``days_before`` its date."""
         return (self.changes_per_day * self.route_factor(origin, destination)
-                * SHAPE / (max(days_before, 0.0) + OFFSET))
+                * (SHAPE / (max(days_before, 0.0) + OFFSET)) ** 2)
 
     def changes(self, origin: str, destination: str, date: str, fare: Fare) -> _Changes:
         """Every change of ``fare`` over its sale (drawn once, then cached)."""
@@ -105,7 +110,7 @@ class PriceProcess:
         found = self._cache.get(key)
         if found is not None:
             return found
-        scale = SHAPE * self.changes_per_day * self.route_factor(origin, destination)
+        scale = SHAPE ** 2 * self.changes_per_day * self.route_factor(origin, destination)
         draw = random.Random(f"{self.seed}\0{key}\0changes")
         base = _cents(fare.price)
         before: list[float] = []
@@ -113,7 +118,7 @@ class PriceProcess:
         arrived = 0.0
         while scale > 0:
             arrived += draw.expovariate(1.0)
-            days = (SALE_DAYS + OFFSET) * math.exp(-arrived / scale) - OFFSET
+            days = 1 / (arrived / scale + 1 / (SALE_DAYS + OFFSET)) - OFFSET
             if days <= 0:
                 break
             premium = 1 + NEAR_PREMIUM * OFFSET / (days + OFFSET)
