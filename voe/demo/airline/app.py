@@ -1,6 +1,7 @@
 """The demo airline's WSGI app: routes a request to a search (HTML, JSON or JavaScript
-page), ``/stats``, ``/captcha`` or the JS page's own requests, and injects the faults
-it is given (see ``voe.demo.airline.server`` for the options)."""
+page; the JSON API's trips and calendar are ``voe.demo.airline.trips``), ``/stats``,
+``/captcha`` or the JS page's own requests, and injects the faults it is given (see
+``voe.demo.airline.server`` for the options)."""
 
 from __future__ import annotations
 
