@@ -1,6 +1,7 @@
 """The demo airline's WSGI app: routes a request to a search (HTML, JSON or JavaScript
-page), ``/stats``, ``/captcha`` or the JS page's own requests, and injects the faults
-it is given (see ``voe.demo.airline.server`` for the options)."""
+page; the JSON API's trips and calendar are ``voe.demo.airline.trips``), ``/stats``,
+``/captcha`` or the JS page's own requests, and injects the faults it is given (see
+``voe.demo.airline.server`` for the options)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import gevent
 
-from voe.demo.airline import pagefaults
+from voe.demo.airline import pagefaults, tripquery, trips
 from voe.demo.airline.fares import UnknownRoute, check_date, drift_prices, fares_for
 from voe.demo.airline.faults import Faults
 from voe.demo.airline.jspage import (
@@ -44,11 +46,15 @@ from voe.demo.airline.responses import (
     trickle,
 )
 from voe.demo.airline.stats import Stats
+from voe.demo.airline.tripquery import BadQuery
+from voe.model import Fare
 
 # URLs whose requests are counted for fault decisions before the count starts over.
 MAX_TRACKED_URLS = 1_000_000
 
-SEARCH_PATHS = ("/search", "/api/search", "/js/search")
+# The calendar (the cheapest fare of each day of a month) is a search like the others.
+CALENDAR_PATH = "/api/calendar"
+SEARCH_PATHS = ("/search", "/api/search", "/js/search", CALENDAR_PATH)
 # The airline's clock, and the answer a search had at a time of it (not searches: no
 # latency, no faults, not counted in /stats).
 CLOCK_PATH = "/api/clock"
@@ -236,7 +242,7 @@ class DemoAirline:
                            [("Location", f"/captcha?{urlencode({'continue': url})}")])
         if self._fault("slow", url, nth):
             gevent.sleep(self.faults.slow_ms / 1000)
-        status, content_type, body = self._page(environ, path, url, nth)
+        status, content_type, body = self._answer(environ, path, url, nth)
         if status.startswith("200"):
             if path == "/search" and self._fault("soft_block", url, nth):
                 body = soft_block_page(*_query(environ)).encode()
@@ -274,6 +280,60 @@ class DemoAirline:
         finally:
             self.stats.streaming -= 1
 
+    def _fares(self, origin: str, destination: str, date: str,
+               at: float | None) -> list[Fare]:
+        """The one-way fares of a route and date as searches give them: the timetable's,
+        drifted, then (with the price process on) at ``at`` on the airline's clock."""
+        fares = drift_prices(fares_for(origin, destination, date, self.flights),
+                             f"{origin}-{destination}:{date}", self.faults.seed,
+                             self.faults.price_drift)
+        if self.prices is not None and at is not None:
+            fares = self.prices.fares_at(origin, destination, date, fares, at)
+        return fares
+
+    def _answer(self, environ: dict[str, Any], path: str, url: str,
+                nth: int) -> tuple[str, str, bytes]:
+        """A search's status, content type and body: a trip search of the JSON API (a
+        parameter of ``tripquery.TRIP_PARAMETERS`` given) or the calendar, else ``_page``."""
+        params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        if path == CALENDAR_PATH or (path == "/api/search" and tripquery.asks_trip(params)):
+            return self._trip_page(params, path)
+        return self._page(environ, path, url, nth)
+
+    def _trip_page(self, params: dict[str, list[str]], path: str) -> tuple[str, str, bytes]:
+        """The JSON answer of a round-trip, multi-city or priced one-way search, or of the
+        calendar (see ``voe.demo.airline.trips``); every leg's fares move like a one-way's.
+        ``/api/truth`` and ``/js/fares`` still answer plain one-way searches only."""
+        at = self.clock.now() if self.prices is not None else None
+        try:
+            if path == CALENDAR_PATH:
+                origin, destination, month, pricing = tripquery.calendar(params)
+                routes = [f"{origin}-{destination}"]
+                answer_of = partial(trips.calendar, origin, destination, month, pricing)
+            else:
+                trip = tripquery.trip(params)
+                routes = [f"{leg.origin}-{leg.destination}" for leg in trip.legs]
+                answer_of = partial(trips.search, trip)
+        except BadQuery as error:
+            return json_body("400 Bad Request", {"error": str(error)})
+        for route in routes:
+            if route in self.fail_routes:
+                return json_body("503 Service Unavailable",
+                                 {"error": f"route {route} is temporarily unavailable"})
+
+        def fares_of(origin: str, destination: str, date: str) -> list[Fare]:
+            return self._fares(origin, destination, date, at)
+
+        try:
+            answer = answer_of(fares_of)
+        except (UnknownRoute, Departed) as error:
+            return json_body("404 Not Found", {"error": str(error)})
+        except ValueError as error:
+            return json_body("400 Bad Request", {"error": str(error)})
+        if at is not None:
+            answer["at"] = at
+        return json_body("200 OK", answer)
+
     def _page(self, environ: dict[str, Any], path: str, url: str = "",
               nth: int = 0, at: float | None = None) -> tuple[str, str, bytes]:
         """The status, content type and body of a search, with page faults (if any) but no
@@ -288,12 +348,9 @@ class DemoAirline:
                              {"error": f"route {origin}-{destination} is temporarily unavailable"})
         try:
             check_date(date)
-            fares = drift_prices(fares_for(origin, destination, date, self.flights),
-                                 f"{origin}-{destination}:{date}", self.faults.seed,
-                                 self.faults.price_drift)
-            if self.prices is not None:
-                at = self.clock.now() if at is None else at
-                fares = self.prices.fares_at(origin, destination, date, fares, at)
+            if self.prices is not None and at is None:
+                at = self.clock.now()
+            fares = self._fares(origin, destination, date, at)
         except (UnknownRoute, Departed) as error:
             return json_body("404 Not Found", {"error": str(error)})
         except ValueError as error:
