@@ -21,7 +21,7 @@ from voe.demo.airline.fares import fares_for
 from voe.demo.airline.pages import results_page
 from voe.demo.backends.parse import parse_results, read_page
 from voe.demo.backends.price import parse_price
-from voe.model import OK, PARSE, Answer, Fare, FieldCount, Searched, SearchJob
+from voe.model import OK, PARSE, Answer, Fare, FieldCount, RoundTripFare, Searched, SearchJob
 from voe.store.rows import all_valid_counts
 from voe.worker.farepipeline import PIPELINES_BASE, FarePipeline
 from voe.worker.farepipeline.answers import AnswersSearch
@@ -515,3 +515,27 @@ def test_demo_api_states_the_search_it_answers(airline_url, make_worker) -> None
                                "&date=2026-12-01")
     assert json.loads(body)["search"] == {"origin": "GRU", "destination": "REC",
                                           "date": "2026-12-01"}
+
+
+def test_a_round_trip_jobs_fares_have_their_return_leg_normalised(make_settings) -> None:
+    pipeline = FarePipeline(make_settings(), third_party=False)
+    round_trip = job()._replace(return_date="2026-12-27")
+    back = RoundTripFare(*FARE, "Voo AD\xa04321", "7h05", "08:30")
+    answer = Answer([back], Searched("GRU", "SSA", "2026-12-20", "2026-12-27"), b"p")
+    assert pipeline.run(answer, round_trip) == [RoundTripFare(*FARE, "AD 4321", "07:05", "08:30")]
+    one_way_answer = Answer([FARE], Searched("GRU", "SSA", "2026-12-20", "2026-12-27"), b"p")
+    with pytest.raises(ParseError, match="fare 1 .'G3 3573'. has no return flight, but the job "
+                                         "is a round trip .return 2026-12-27.") as caught:
+        pipeline.run(one_way_answer, round_trip)
+    assert caught.value.page == b"p"
+    with pytest.raises(ParseError, match="has a return flight, but the job is one-way"):
+        pipeline.run(Answer([back], Searched("GRU", "SSA", "2026-12-20"), b"p"), job())
+    broken = Answer([back._replace(return_departure="tomorrow")], answer.answered, b"p")
+    with pytest.raises(ParseError, match="fare 1 .'G3 3573'.: return 'tomorrow' is not a time"):
+        pipeline.run(broken, round_trip)
+    # Two returns of one outbound are two fares; the same pair twice is a duplicate.
+    other = back._replace(return_flight="LA 1", price="99.00")
+    assert len(pipeline.run(Answer([back, other], answer.answered), round_trip)) == 2
+    with pytest.raises(ParseError, match="flight G3 3573 at 05:15, back on AD 4321 at 07:05, "
+                                         "listed twice"):
+        pipeline.run(Answer([back, back._replace(price="1.50")], answer.answered), round_trip)

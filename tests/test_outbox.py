@@ -13,7 +13,7 @@ import pytest
 
 from tests import legacystores
 from tests.postgres import fresh_schema
-from voe.model import Fare, Result, SearchJob
+from voe.model import Fare, Result, RoundTripFare, SearchJob
 from voe.store import SqliteStore, open_store
 from voe.store.rows import FARES_COLLECTED, PRICE_CHANGED, event_id
 
@@ -216,3 +216,23 @@ def test_pruner_deletes_in_chunks_and_stops(tmp_path: Path, monkeypatch) -> None
     stop.set()
     pruner.join(5)
     assert not pruner.is_alive()
+
+
+def test_a_round_trips_events_carry_its_return_leg_and_compare_each_pair_of_flights(store):
+    def trip(cycle: int, *prices: str) -> Result:
+        job = _job(0, cycle)._replace(id="demo:GRU-REC:2025-05-01:2025-05-08",
+                                      return_date="2025-05-08")
+        fares = tuple(RoundTripFare("VO1", "08:00", "10:00", price, "BRL", back, "18:00", "20:00")
+                      for back, price in zip(("VO2", "VO3"), prices, strict=True))
+        return Result(job, "ok", fares, None, "w1", 0.1)
+
+    store.save([trip(1, "300.00", "280.00")])
+    store.save([trip(2, "300.00", "250.00")])  # the same outbound, the other return cheaper
+    bodies = _bodies(store)
+    assert bodies[0]["fares"][1] == {
+        "flight": "VO1", "departure": "08:00", "arrival": "10:00", "price": "280.00",
+        "currency": "BRL", "return_flight": "VO3", "return_departure": "18:00",
+        "return_arrival": "20:00"}
+    assert bodies[0]["job"]["return_date"] == "2025-05-08"
+    assert [(b["flight"], b["old_price"], b["new_price"]) for b in bodies
+            if b["kind"] == PRICE_CHANGED] == [("VO1 / VO3", "280.00", "250.00")]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
 from voe.fields import MAX_FIELD_COUNT
-from voe.model import Fare, FieldCount, Result, SearchJob
+from voe.model import Fare, FieldCount, Result, RoundTripFare, SearchJob
 
 JOB = SearchJob("demo:GRU-REC:2026-12-01", 3, 2, "demo", "GRU", "REC", "2026-12-01", None)
 FARE = Fare("G3 1234", "07:15", "09:40", "1234.56", "BRL")
@@ -243,3 +243,18 @@ def test_a_hundred_thousand_mutated_frames_decode_or_are_rejected():
             continue
         decoded += 1
     assert 0 < decoded < FRAMES // 2  # mostly rejected, and nothing else escaped
+
+
+def test_a_round_trip_fare_travels_with_its_return_leg_and_a_one_way_fare_as_before():
+    back = RoundTripFare(*FARE, "AD 4321", "19:00", "20:10")
+    result = Result(JOB._replace(return_date="2026-12-27"), "ok", (FARE, back), None, "w1", 0.25)
+    frame = protocol.encode_result(result)
+    assert protocol.decode(frame) == result
+    body = msgpack.unpackb(frame, raw=False)
+    assert [len(row) for row in body["f"]] == [5, 8]  # one-way fares as before round trips
+    for row, why in (([*back[:5], "AD 4321", 5, "20:10"], "strings"),
+                     ([*back[:5], "", "19:00", "20:10"], "return flight is set"),
+                     ([*back[:5], "AD 4321"], "5 fields .8 for a round trip.")):
+        body["f"] = [row]
+        with pytest.raises(protocol.ProtocolError, match=why):
+            protocol.decode(msgpack.packb(body))

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 
 from tests.cluster import free_port, wait_for
 
@@ -175,3 +176,33 @@ def test_a_round_trip_plan_never_stores_one_way_prices_as_round_trips(tmp_path):
     assert len(failed) == 4
     assert all("after 1 attempt(s): backend 'demo' does not search round trips" in line
                and "would store one-way prices" in line for line in failed), failed
+
+
+def test_a_round_trip_plan_stores_the_airlines_round_trip_fares(tmp_path, demo_airline):
+    # demo-api reads the airline's round trips: each fare its two legs and one total.
+    env = run_env(tmp_path)
+    (tmp_path / "round.toml").write_text(ROUND_TRIP_PLAN.replace('"demo"', '"demo-api"'))
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "round.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 jobs done, 0 failed" in result.stdout
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    stored: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = {}
+    for line in (tmp_path / "f.jsonl").read_text().splitlines():
+        fare = json.loads(line)
+        key = (fare["origin"], fare["destination"], fare["date"], fare["return_date"])
+        stored.setdefault(key, []).append(tuple(fare[name] for name in (
+            "flight", "departure", "arrival", "return_flight", "return_departure",
+            "return_arrival", "price", "currency")))
+    assert len(stored) == 4
+    airline = demo_airline()  # another process of the same airline: the same fares
+    for (origin, destination, date, back), fares in stored.items():
+        query = f"origin={origin}&destination={destination}&date={date}&return={back}"
+        with urllib.request.urlopen(f"{airline}/api/search?{query}", timeout=10) as answer:
+            sold = json.loads(answer.read())["fares"]
+        assert sorted(fares) == sorted(
+            (f["outbound"]["flight"], f["outbound"]["departure"], f["outbound"]["arrival"],
+             f["inbound"]["flight"], f["inbound"]["departure"], f["inbound"]["arrival"],
+             f["price"], f["currency"]) for f in sold)
+        assert all(fare[3] is not None for fare in fares)
+    cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
+    assert len(cheapest) == 4 and all(", back " in line for line in cheapest), cheapest

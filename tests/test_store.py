@@ -20,7 +20,7 @@ import voe
 from tests import legacystores
 from tests.postgres import fresh_schema
 from voe.cli.export import export_fares
-from voe.model import Fare, FieldCount, Result, SearchJob
+from voe.model import Fare, FieldCount, Result, RoundTripFare, SearchJob
 from voe.store import SqliteStore, StoreError, open_store
 
 REPO = Path(voe.__file__).resolve().parents[1]
@@ -243,6 +243,7 @@ def test_iter_fares_orders_by_cycle_job_and_decimal_price(store: SqliteStore) ->
         "return_date": None, "flight": "VO1", "departure": "2025-05-01T01:00",
         "arrival": "2025-05-01T11:00", "price": "9.99", "currency": "EUR", "cycle": 1,
         "job_id": "demo:AAA-BBB:2025-05-01:0",
+        "return_flight": None, "return_departure": None, "return_arrival": None,
     }
     assert [f["price"] for f in store.iter_fares(cycle=1)] == ["9.99", "100.00", "50.00"]
     assert list(store.iter_fares(cycle=9)) == []
@@ -517,15 +518,15 @@ def test_an_older_sqlite_store_is_migrated_with_its_data(tmp_path: Path) -> None
                    " 1, 'w1', 0)")
         db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
-    assert sqlite_store.SCHEMA_VERSION == 4
-    with pytest.raises(StoreError, match="schema version 3, expected 4"):
+    assert sqlite_store.SCHEMA_VERSION == 5
+    with pytest.raises(StoreError, match="schema version 3, expected 5"):
         SqliteStore(path, readonly=True)  # reports never migrate
     with SqliteStore(path) as store:
         assert store.fare_count() == 1 and store.result_count() == 1
         assert store.field_counts(1) == {}
         store.save([_counted(_ok(_job(0), "1.00"), flight=(1, 0))])
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (4,)
+        assert db.execute("PRAGMA user_version").fetchone() == (5,)
     with SqliteStore(path, readonly=True) as report:
         assert report.field_counts(1) == {"demo": {"flight": (1, 0)}}
         assert report.fare_count() == 2
@@ -541,7 +542,7 @@ def test_an_older_postgres_store_gains_field_counts() -> None:
         with psycopg.connect(url, autocommit=True) as db:  # back to version 3
             db.execute("DELETE FROM voe_schema WHERE version > 3")
             db.execute("DROP TABLE field_counts")
-        with pytest.raises(StoreError, match="schema version 3, expected 4"):
+        with pytest.raises(StoreError, match="schema version 3, expected 5"):
             open_store(url, readonly=True)
         with open_store(url) as store:
             assert store.fare_count() == 1
@@ -572,3 +573,33 @@ def test_postgres_reads_fares_as_a_stream_on_a_connection_of_its_own() -> None:
             f'FETCH FORWARD {postgres.ITER_ROWS} FROM "voe_iter_fares"'], activity
         assert first["job_id"] == jobs[0].id
         assert 1 + sum(1 for _ in fares) == rows
+
+
+def test_a_round_trip_fare_is_stored_with_its_return_leg(store: SqliteStore) -> None:
+    job = _job(7, return_date="2025-05-08")
+    going = RoundTripFare("VO1", "08:00", "10:00", "300.00", "BRL", "VO2", "18:00", "20:00")
+    result = Result(job, "ok", (going, going._replace(return_flight="VO3", price="280.00")),
+                    None, "w1", 0.2)
+    assert store.save([result]) == ["done"]
+    fares = sorted(store.iter_fares(), key=lambda fare: fare["price"])
+    assert [(f["return_flight"], f["return_departure"], f["return_arrival"], f["price"])
+            for f in fares] == [("VO3", "18:00", "20:00", "280.00"),
+                                ("VO2", "18:00", "20:00", "300.00")]
+
+
+def test_a_sqlite_store_of_version_4_gains_the_return_leg_and_keeps_its_fares(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    from voe.store import schema
+
+    path = tmp_path / "fares.db"
+    with closing(sqlite3.connect(path)) as db, db:  # a store as voe wrote it before round trips
+        db.executescript(";".join(schema.ddl(schema.SQLITE, 4)))
+        db.execute("PRAGMA user_version = 4")
+        db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
+                   " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
+    with pytest.raises(StoreError, match="schema version 4, expected 5"):
+        SqliteStore(path, readonly=True)
+    with SqliteStore(path) as store:
+        assert [(f["flight"], f["return_flight"]) for f in store.iter_fares()] == [("G3 1", None)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voe.model import Fare, FieldCount
+from voe.model import Fare, FieldCount, RoundTripFare
 
 # Longest string anywhere in a message (errors are truncated to fit before sending).
 MAX_STR = 4096
@@ -76,17 +76,33 @@ def fares(value: Any) -> tuple[Fare, ...]:
     """Validate a result's fare rows; the sink's hot path, so the checks are inlined."""
     if type(value) is not list:
         raise ValueError("fares must be an array")
+    round_trips = False
     for row in value:
         if type(row) is not list or len(row) != 5:
-            raise ValueError("a fare has 5 fields")
-        flight, departure, arrival, price, currency = row
+            if type(row) is not list or len(row) != 8:
+                raise ValueError("a fare has 5 fields (8 for a round trip)")
+            _return_leg(row[5:])
+            round_trips = True
+        flight, departure, arrival, price, currency = row[:5] if round_trips else row
         if not (type(flight) is str and type(departure) is str and type(arrival) is str
                 and type(price) is str and type(currency) is str):
             raise ValueError("a fare's fields are strings")
         if (not 0 < len(flight) <= 64 or len(departure) > 64 or len(arrival) > 64
                 or not 0 < len(price) <= 32 or not 0 < len(currency) <= 8):
             raise ValueError("a fare's fields are short, and flight, price, currency are set")
+    if round_trips:
+        return tuple(RoundTripFare._make(row) if len(row) == 8 else Fare._make(row)
+                     for row in value)
     return tuple(map(Fare._make, value))
+
+
+def _return_leg(leg: list[Any]) -> None:
+    """Check a round-trip fare's return flight and times: short strings, the flight set."""
+    flight, departure, arrival = leg
+    if not (type(flight) is str and type(departure) is str and type(arrival) is str):
+        raise ValueError("a fare's fields are strings")
+    if not 0 < len(flight) <= 64 or len(departure) > 64 or len(arrival) > 64:
+        raise ValueError("a fare's return fields are short, and its return flight is set")
 
 
 _known_counts: dict[tuple[str, int, int], FieldCount] = {}

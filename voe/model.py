@@ -41,6 +41,27 @@ class Fare(NamedTuple):
     currency: str
 
 
+class RoundTripFare(NamedTuple):
+    """A round trip's fare: a ``Fare``'s fields (its outbound flight), then its return
+    flight and times; ``price`` is the total of both legs (airlines do not sell a round
+    trip as two one-ways' sum). A type of its own, so code written for a ``Fare`` (five
+    fields, unpacked or compared as a tuple) keeps working."""
+
+    flight: str
+    departure: str
+    arrival: str
+    price: str
+    currency: str
+    return_flight: str
+    return_departure: str
+    return_arrival: str
+
+
+def return_flight(fare: Fare | RoundTripFare) -> str | None:
+    """The fare's return flight, None for a one-way fare."""
+    return fare[5] if len(fare) > 5 else None
+
+
 class Searched(NamedTuple):
     """The search a page says it answers, read from the page itself (route heading, date).
 

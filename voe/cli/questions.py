@@ -82,6 +82,14 @@ def _print_master(report: dict) -> None:
                   f"{route.get('retired', 0)} retired")
 
 
+def _flights(row: dict) -> str:
+    """A stored fare's flight and departure, and for a round trip its return flight's."""
+    going = f"{row['flight']} {row['departure']}"
+    if row.get("return_flight"):
+        return f"{going}, back {row['return_flight']} {row['return_departure']}"
+    return going
+
+
 def cmd_cheapest(args: argparse.Namespace) -> int:
     """Print the cheapest stored fare per route and date."""
     from voe.cli.fares import cheapest
@@ -95,7 +103,7 @@ def cmd_cheapest(args: argparse.Namespace) -> int:
     for row in rows[: args.limit or None]:
         back = f" back {row['return_date']}" if row.get("return_date") else ""
         print(f"{row['origin']}-{row['destination']} {row['date']}{back}: {row['price']} "
-              f"{row['currency']} ({row['flight']} {row['departure']})")
+              f"{row['currency']} ({_flights(row)})")
     return 0
 
 
@@ -173,7 +181,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
             else:
                 moved = "  (unchanged)"
         print(f"{route} {row['date']}{back} cycle {row['cycle']}: {row['price']} "
-              f"{row['currency']} ({row['flight']} {row['departure']}){moved}")
+              f"{row['currency']} ({_flights(row)}){moved}")
     return 0
 
 

@@ -31,8 +31,12 @@ FARE_FIELDS = (
     "arrival",
     "price",
     "currency",
+    "return_flight",
+    "return_departure",
+    "return_arrival",
 )
-"""The keys of every fare dict a store returns, in the order exports write them."""
+"""The keys of every fare dict a store returns, in the order exports write them (the
+return flight and times are None for a one-way fare)."""
 
 
 class StoreError(Exception):

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result
+from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result, RoundTripFare, return_flight
 from voe.store.base import DONE
 
 FARES_COLLECTED = "fares.collected"
@@ -41,7 +41,7 @@ def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
     job = result.job
     route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
     for fare in result.fares:
-        yield (*route, fare.flight, fare.departure, fare.arrival, fare.price, fare.currency)
+        yield (*route, *fare) if len(fare) > 5 else (*route, *fare, None, None, None)
 
 
 def outcome_row(result: Result, now: float) -> tuple[Any, ...]:
@@ -159,14 +159,21 @@ def _price(text: str) -> Decimal | None:
         return None
 
 
+def flight_key(flight: str, return_flight: str | None) -> str:
+    """What names a fare's flights in price comparisons: the flight, or for a round trip
+    both (``G3 1234 / AD 4321``), so two returns of one outbound are two fares."""
+    return flight if return_flight is None else f"{flight} / {return_flight}"
+
+
 def prices_by_flight(result: Result) -> dict[str, str]:
-    """A result's price per flight (the lowest when a flight appears twice)."""
+    """A result's price per flight (``flight_key``; the lowest when one appears twice)."""
     prices: dict[str, str] = {}
     for fare in result.fares:
-        known = prices.get(fare.flight)
+        key = flight_key(fare.flight, return_flight(fare))
+        known = prices.get(key)
         if known is None or (known != fare.price
                              and (_price(fare.price) or 0) < (_price(known) or 0)):
-            prices[fare.flight] = fare.price
+            prices[key] = fare.price
     return prices
 
 
@@ -188,21 +195,24 @@ EVENTS_PAUSED = "SELECT 1 FROM outbox_paused"
 RESUME_EVENTS = "DELETE FROM outbox_paused"
 
 LATEST_FARES = (
-    "SELECT f.job_id, f.cycle, f.flight, f.price FROM fares AS f JOIN"
+    "SELECT f.job_id, f.cycle, f.flight, f.price, f.return_flight FROM fares AS f JOIN"
     " (SELECT job_id, MAX(cycle) AS cycle FROM results GROUP BY job_id) AS latest"
     " ON f.job_id = latest.job_id AND f.cycle = latest.cycle"
 )
 """The fares of each job's latest stored cycle: what a migration fills ``last_prices`` from."""
 
 
-def last_prices_rows(fares: Iterable[tuple[str, int, str, str]]) -> list[tuple[str, int, bytes]]:
-    """``last_prices`` rows from ``(job_id, cycle, flight, price)`` rows of ``LATEST_FARES``."""
+def last_prices_rows(fares: Iterable[tuple[str, int, str, str, str | None]]
+                     ) -> list[tuple[str, int, bytes]]:
+    """``last_prices`` rows from ``(job_id, cycle, flight, price, return_flight)`` rows of
+    ``LATEST_FARES``."""
     jobs: dict[str, tuple[int, dict[str, str]]] = {}
-    for job_id, cycle, flight, price in fares:
+    for job_id, cycle, flight, price, back in fares:
         prices = jobs.setdefault(job_id, (cycle, {}))[1]
-        known = prices.get(flight)
+        key = flight_key(flight, back)
+        known = prices.get(key)
         if known is None or (_price(price) or 0) < (_price(known) or 0):
-            prices[flight] = price
+            prices[key] = price
     return [(job_id, cycle, encode_prices(prices)) for job_id, (cycle, prices) in jobs.items()]
 
 
@@ -228,7 +238,8 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
         before = previous.get(job.id)
         if before is not None and before[0] < job.cycle:
             old_cycle, old_prices = before
-            currencies = {fare.flight: fare.currency for fare in result.fares}
+            currencies = {flight_key(fare.flight, return_flight(fare)): fare.currency
+                          for fare in result.fares}
             for flight, price in prices.items():
                 old = old_prices.get(flight)
                 if old is None or old == price or _price(old) == _price(price):
@@ -259,7 +270,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
         "job": {"id": job_id, "cycle": cycle, "backend": backend, "origin": origin,
                 "destination": destination, "date": date, "return_date": return_date}}
     if kind == FARES_COLLECTED:
-        body["fares"] = [dict(zip(_FARE_KEYS, fare, strict=True)) for fare in data[2]]
+        body["fares"] = [dict(zip(_FARE_KEYS, fare, strict=False)) for fare in data[2]]
     else:
         flight, currency, old, new, old_cycle = data[2:7]
         body.update(flight=flight, currency=currency, old_price=old, new_price=new,
@@ -267,7 +278,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
     return Event(seq, ident, kind, backend, origin, destination, _JSON.encode(body).encode())
 
 
-_FARE_KEYS = Fare._fields
+_FARE_KEYS = RoundTripFare._fields  # a one-way fare has the first five
 _pack = msgpack.Packer(use_bin_type=True).pack
 
 

@@ -21,11 +21,13 @@ from voe.store.base import NoStore, StoreError
 
 
 class Column(NamedTuple):
-    """A column: its name, logical type (a key of ``Dialect.types``) and whether NULL fits."""
+    """A column: its name, logical type (a key of ``Dialect.types``), whether NULL fits, and
+    the migration that gave it to its table (the one creating the table, unless later)."""
 
     name: str
     type: str
     null: bool = False
+    since: int = 1
 
 
 class Unique(NamedTuple):
@@ -54,13 +56,15 @@ class Index(NamedTuple):
 
 
 class Migration(NamedTuple):
-    """One logical schema step: tables and indexes it creates, and whether it then fills
-    ``last_prices`` from the fares already stored."""
+    """One logical schema step: tables and indexes it creates, tables it adds columns to
+    (those whose ``since`` is this step), and whether it then fills ``last_prices`` from
+    the fares already stored."""
 
     doc: str
     tables: tuple[str, ...] = ()
     indexes: tuple[Index, ...] = ()
     fills_last_prices: bool = False
+    widens: tuple[str, ...] = ()
 
 
 class Dialect(NamedTuple):
@@ -84,12 +88,13 @@ POSTGRES = Dialect("postgresql", {
 (SQLite has its implicit rowid, PostgreSQL a column ``id``)."""
 
 
-def _columns(spec: str) -> tuple[Column, ...]:
-    """Columns from ``"name type, name type?, ..."`` (``?``: NULL allowed)."""
+def _columns(spec: str, since: int = 1) -> tuple[Column, ...]:
+    """Columns from ``"name type, name type?, ..."`` (``?``: NULL allowed), added by
+    migration ``since``."""
     found = []
     for item in spec.split(","):
         name, kind = item.split()
-        found.append(Column(name, kind.rstrip("?"), kind.endswith("?")))
+        found.append(Column(name, kind.rstrip("?"), kind.endswith("?"), since))
     return tuple(found)
 
 
@@ -97,7 +102,8 @@ _ROUTE = "backend text, origin text, destination text, date text, return_date te
 
 TABLES = {table.name: table for table in (
     Table("fares", _columns(f"id rowid, cycle int, job_id text, {_ROUTE}, flight text,"
-                            " departure text, arrival text, price text, currency text")),
+                            " departure text, arrival text, price text, currency text")
+          + _columns("return_flight text?, return_departure text?, return_arrival text?", 5)),
     Table("results", _columns(f"cycle int, job_id text, {_ROUTE}, fare_count int,"
                               " worker text, stored_at real"), key=("cycle", "job_id")),
     Table("outcomes", _columns("id rowid, cycle int, job_id text, attempt int, worker text,"
@@ -130,17 +136,19 @@ MIGRATIONS: tuple[Migration, ...] = (
               fills_last_prices=True),
     Migration("4: the per-field yield: fares with each field valid and invalid per cycle"
               " and backend", tables=("field_counts",)),
+    Migration("5: a round-trip fare's return flight and times (NULL for one-way fares)",
+              widens=("fares",)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """The one schema version of both stores: how many ``MIGRATIONS`` a store has applied."""
 
 
-def create_table(table: Table, dialect: Dialect) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for ``table`` in ``dialect``."""
+def create_table(table: Table, dialect: Dialect, version: int = SCHEMA_VERSION) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``table`` in ``dialect``, as at ``version``."""
     parts = []
     for column in table.columns:
         spelled = dialect.types[column.type]
-        if spelled is None:
+        if spelled is None or column.since > version:
             continue
         serial = column.type in ("serial", "rowid")
         parts.append(f"{column.name} {spelled}{'' if serial or column.null else ' NOT NULL'}")
@@ -158,16 +166,30 @@ def create_index(index: Index) -> str:
             f" ({', '.join(index.columns)})")
 
 
-def statements(migration: Migration, dialect: Dialect) -> list[str]:
-    """The DDL statements of one migration in ``dialect`` (none: a step it does not need)."""
-    return ([create_table(TABLES[name], dialect) for name in migration.tables]
+def add_columns(table: Table, dialect: Dialect, version: int) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for each column migration ``version`` gives ``table``."""
+    # PostgreSQL can say IF NOT EXISTS (SQLite cannot; its file records its version with
+    # the change, in one transaction).
+    missing = " IF NOT EXISTS" if dialect.name == "postgresql" else ""
+    return [f"ALTER TABLE {table.name} ADD COLUMN{missing} {column.name}"
+            f" {dialect.types[column.type]}" + ("" if column.null else " NOT NULL")
+            for column in table.columns if column.since == version]
+
+
+def statements(migration: Migration, dialect: Dialect, number: int) -> list[str]:
+    """The DDL statements of migration ``number`` in ``dialect`` (none: a step it does not
+    need)."""
+    return ([create_table(TABLES[name], dialect, number) for name in migration.tables]
+            + [sql for name in migration.widens
+               for sql in add_columns(TABLES[name], dialect, number)]
             + [create_index(index) for index in migration.indexes
                if index.only in (None, dialect.name)])
 
 
 def ddl(dialect: Dialect, through: int = SCHEMA_VERSION) -> list[str]:
     """Every statement of the migrations up to ``through``: a new store of that version."""
-    return [sql for migration in MIGRATIONS[:through] for sql in statements(migration, dialect)]
+    return [sql for number, migration in enumerate(MIGRATIONS[:through], start=1)
+            for sql in statements(migration, dialect, number)]
 
 
 def pending(version: int, dialect: Dialect, store: str) -> Iterator[tuple[int, list[str], bool]]:
@@ -176,7 +198,7 @@ def pending(version: int, dialect: Dialect, store: str) -> Iterator[tuple[int, l
     refuse_newer(version, store)
     for number in range(version + 1, SCHEMA_VERSION + 1):
         migration = MIGRATIONS[number - 1]
-        yield number, statements(migration, dialect), migration.fills_last_prices
+        yield number, statements(migration, dialect, number), migration.fills_last_prices
 
 
 def refuse_newer(version: int, store: str) -> None:

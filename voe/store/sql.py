@@ -199,14 +199,15 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
     def _migrate(self) -> None:
         """Create the schema or bring it to ``SCHEMA_VERSION``, in one write transaction."""
         with self._transaction(write=True) as db:
-            applied = []
+            applied, fill = [], False
             for number, steps, fills in schema.pending(self._version(), self.dialect, self.name):
                 for statement in steps:
                     db.execute(statement)
-                if fills:
-                    self._many(db, self._upsert_prices,
-                               last_prices_rows(db.execute(LATEST_FARES).fetchall()))
+                fill = fill or fills
                 applied.append(number)
+            if fill:  # once every column it reads exists
+                self._many(db, self._upsert_prices,
+                           last_prices_rows(db.execute(LATEST_FARES).fetchall()))
             self._record(db, applied)
 
     def _empty(self) -> StoreError | None:

@@ -2,8 +2,10 @@
 
 Same airline and error mapping as the demo backend, but the fares come as JSON,
 which is checked field by field before it is trusted. The answer's ``search``
-object says which search it answers (origin, destination, date), for the fare
-pipeline to compare with the job.
+object says which search it answers (origin, destination, date, and the return date
+of a round trip), for the fare pipeline to compare with the job. It reads round trips:
+a job with a return date asks for one (``return=``), and each fare of the answer
+holds its ``outbound`` and ``inbound`` flights and one total price.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import requests
 
 from voe.backends.base import ParseError
 from voe.demo.backends.page import DemoBackend, fetch
-from voe.model import Answer, Fare, Searched, SearchJob
+from voe.model import Answer, Fare, RoundTripFare, Searched, SearchJob
 from voe.settings import Settings
 
 _FIELDS = ("flight", "departure", "arrival", "price", "currency")
+_LEG_FIELDS = ("flight", "departure", "arrival")
+_TOTAL_FIELDS = ("price", "currency")
 _SEARCH_FIELDS = ("origin", "destination", "date")
 _PRICE = re.compile(r"[0-9]+\.[0-9]{2}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -40,9 +44,16 @@ def _strings(item: Any, names: tuple[str, ...], label: str, not_object: str) -> 
     return values
 
 
-def _fare(item: Any) -> Fare:
-    """Check one JSON fare and return it; ``ValueError`` says what is wrong."""
-    fare = Fare(*_strings(item, _FIELDS, "field", "fare is not an object"))
+def _fare(item: Any, round_trip: bool) -> Fare | RoundTripFare:
+    """Check one JSON fare (of a round trip: its two legs and total) and return it;
+    ``ValueError`` says what is wrong."""
+    if round_trip:
+        total = _strings(item, _TOTAL_FIELDS, "field", "fare is not an object")
+        going = _strings(item.get("outbound"), _LEG_FIELDS, "outbound", "no outbound leg")
+        back = _strings(item.get("inbound"), _LEG_FIELDS, "inbound", "no inbound leg")
+        fare: Fare | RoundTripFare = RoundTripFare(*going, *total, *back)
+    else:
+        fare = Fare(*_strings(item, _FIELDS, "field", "fare is not an object"))
     if not _PRICE.fullmatch(fare.price) or Decimal(fare.price) <= 0:
         raise ValueError(f"bad price {fare.price!r}")
     if not _CURRENCY.fullmatch(fare.currency):
@@ -52,8 +63,12 @@ def _fare(item: Any) -> Fare:
 
 def _searched(item: Any) -> Searched:
     """Check the answer's ``search`` object and return it; ``ValueError`` says what is wrong."""
-    return Searched(*_strings(item, _SEARCH_FIELDS, "search field",
-                              "no search object in the answer (which search does it answer?)"))
+    found = _strings(item, _SEARCH_FIELDS, "search field",
+                     "no search object in the answer (which search does it answer?)")
+    back = item.get("return_date")
+    if back is not None and (not isinstance(back, str) or not back.strip()):
+        raise ValueError("search field return_date is not a string")
+    return Searched(*found, back.strip() if back else None)
 
 
 def parse_fares(page: bytes) -> Answer:
@@ -72,17 +87,18 @@ def parse_fares(page: bytes) -> Answer:
     fares = []
     for number, item in enumerate(items, start=1):
         try:
-            fares.append(_fare(item))
+            fares.append(_fare(item, answered.return_date is not None))
         except ValueError as error:
             raise ParseError(f"fare {number}: {error}", page=page) from None
     return Answer(fares, answered, page)
 
 
 class DemoApiBackend:
-    """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``
-    (one-way only, like it: see ``DemoBackend``)."""
+    """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``,
+    and its round trips."""
 
     name = "demo-api"
+    round_trips = True
     # The airline's block pages (a captcha it redirects to) are the HTML site's.
     block_markers = DemoBackend.block_markers
 
@@ -92,4 +108,8 @@ class DemoApiBackend:
 
     def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Fetch and check the fares of ``job``; raise a ``BackendError`` on failure."""
-        return parse_fares(fetch(http, self.url, job, self.timeout))
+        params = None
+        if job.return_date:
+            params = {"origin": job.origin, "destination": job.destination, "date": job.date,
+                      "return": job.return_date}
+        return parse_fares(fetch(http, self.url, job, self.timeout, params))

@@ -8,7 +8,8 @@ from voe.settings import Settings
 
 
 class RefuseDuplicates:
-    """Refuse an answer listing the same flight at the same departure twice.
+    """Refuse an answer listing the same flight at the same departure twice (with the same
+    return flight and departure, for a round trip).
 
     A page repeats a row when it is stitched from two responses or pages overlap;
     which of two prices is right cannot be told, and storing both would make one
@@ -21,13 +22,13 @@ class RefuseDuplicates:
 
     def process(self, answer: Answer, job: SearchJob) -> Answer:
         """Return ``answer`` if no flight and departure repeats, else raise ``ParseError``."""
-        if len({(fare.flight, fare.departure) for fare in answer}) == len(answer):
+        if len({fare[:2] + fare[5:7] for fare in answer}) == len(answer):
             return answer  # the usual case, told by one set; the loop below names the pair
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[tuple[str, ...], int] = {}
         for number, fare in enumerate(answer, start=1):
-            key = (fare.flight, fare.departure)
-            first = seen.setdefault(key, number)
+            first = seen.setdefault(fare[:2] + fare[5:7], number)
             if first != number:
-                raise ParseError(f"flight {fare.flight} at {fare.departure} listed twice "
+                back = f", back on {fare[5]} at {fare[6]}," if len(fare) > 5 else ""
+                raise ParseError(f"flight {fare.flight} at {fare.departure}{back} listed twice "
                                  f"(fares {first} and {number})", page=answer.page)
         return answer
