@@ -304,9 +304,13 @@ class LocalRun:
             table = Table(title="Cheapest fares found", show_lines=False)
             for column in ("route", "date", "flight", "departure", "price"):
                 table.add_column(column, justify="right" if column == "price" else "left")
-            for row in rows:
-                table.add_row(f"{row['origin']}-{row['destination']}", row["date"], row["flight"],
-                              row["departure"], f"{row['price']} {row['currency']}")
+            for row in rows:  # a round trip: both dates, both flights and departures
+                back = row.get("return_flight")
+                table.add_row(f"{row['origin']}-{row['destination']}",
+                              row["date"] + (f" / {row['return_date']}" if back else ""),
+                              row["flight"] + (f" / {back}" if back else ""),
+                              row["departure"] + (f" / {row['return_departure']}" if back else ""),
+                              f"{row['price']} {row['currency']}")
             self.console.print(table)
         if jobs["failed"]:
             self.console.print("failed jobs: `voe failed` lists them, `voe failed retry` "
