@@ -57,11 +57,6 @@ class RoundTripFare(NamedTuple):
     return_arrival: str
 
 
-def return_flight(fare: Fare | RoundTripFare) -> str | None:
-    """The fare's return flight, None for a one-way fare."""
-    return fare[5] if len(fare) > 5 else None
-
-
 class Searched(NamedTuple):
     """The search a page says it answers, read from the page itself (route heading, date).
 

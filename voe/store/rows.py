@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result, RoundTripFare, return_flight
+from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result, RoundTripFare
 from voe.store.base import DONE
 
 FARES_COLLECTED = "fares.collected"
@@ -169,7 +169,7 @@ def prices_by_flight(result: Result) -> dict[str, str]:
     """A result's price per flight (``flight_key``; the lowest when one appears twice)."""
     prices: dict[str, str] = {}
     for fare in result.fares:
-        key = flight_key(fare.flight, return_flight(fare))
+        key = fare.flight if len(fare) == 5 else flight_key(fare.flight, fare[5])
         known = prices.get(key)
         if known is None or (known != fare.price
                              and (_price(fare.price) or 0) < (_price(known) or 0)):
@@ -238,8 +238,8 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
         before = previous.get(job.id)
         if before is not None and before[0] < job.cycle:
             old_cycle, old_prices = before
-            currencies = {flight_key(fare.flight, return_flight(fare)): fare.currency
-                          for fare in result.fares}
+            currencies = {fare.flight if len(fare) == 5 else flight_key(fare.flight, fare[5]):
+                          fare.currency for fare in result.fares}
             for flight, price in prices.items():
                 old = old_prices.get(flight)
                 if old is None or old == price or _price(old) == _price(price):
