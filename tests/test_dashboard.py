@@ -264,8 +264,23 @@ def page_reads(page: Page, expression: str, predicate, what: str) -> dict:
     return found
 
 
+def _serves(url: str) -> bool:
+    """Whether the master's HTTP port answers ``url`` (its page) with 200 yet."""
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 def open_dashboard(page: Page, url: str, width: int = 1280, height: int = 800) -> None:
-    """Load the dashboard in a window of ``width`` x ``height`` CSS pixels."""
+    """Load the dashboard in a window of ``width`` x ``height`` CSS pixels, once the
+    master's port serves it (a page opened before would stay Chromium's error page)."""
+    wait_for(lambda: _serves(url), TIMEOUT, "the master's HTTP port to serve the dashboard")
     deadline = time.monotonic() + TIMEOUT
     page.call("Emulation.setDeviceMetricsOverride", {
         "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, deadline)
