@@ -6,7 +6,6 @@ page; the JSON API's trips and calendar are ``voe.demo.airline.trips``), ``/stat
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -67,7 +66,6 @@ STATIC_PREFIX = "/static/"
 ASSET_CACHE = "public, max-age=86400"
 # The cookie the JS page gives each new visitor (a number), to tell returning ones.
 VISITOR_COOKIE = "voe_visitor"
-_AIRPORT_CODE = re.compile(r"[A-Z]{3}")
 _ERROR_STATUSES = ("500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable")
 
 
@@ -81,20 +79,10 @@ class ResetConnection(Exception):
 
 def _query(environ: dict[str, Any]) -> tuple[str, str, str]:
     """Return the origin, destination and date of a search query, or raise ``BadRequest``."""
-    params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    values = []
-    for name in ("origin", "destination", "date"):
-        given = params.get(name)
-        if not given or not given[0].strip():
-            raise BadRequest(f"missing parameter {name}")
-        if len(given) > 1:
-            raise BadRequest(f"parameter {name} given more than once")
-        values.append(given[0].strip())
-    origin, destination, date = values[0].upper(), values[1].upper(), values[2]
-    for name, code in (("origin", origin), ("destination", destination)):
-        if not _AIRPORT_CODE.fullmatch(code):
-            raise BadRequest(f"bad {name} {code!r}: expected a three-letter airport code")
-    return origin, destination, date
+    try:
+        return tripquery.route(parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    except BadQuery as error:
+        raise BadRequest(str(error)) from None
 
 
 class DemoAirline:

@@ -57,6 +57,11 @@ def _airport(params: Params, name: str) -> str:
     return code
 
 
+def route(params: Params) -> tuple[str, str, str]:
+    """The origin, destination (airport codes) and date (as given) of a plain search."""
+    return _airport(params, "origin"), _airport(params, "destination"), _one(params, "date")
+
+
 def _date(text: str, name: str) -> str:
     try:
         check_date(text)
