@@ -367,7 +367,7 @@ def test_liveness_check_does_not_yield_to_the_gevent_hub(airline_url, tmp_path: 
 
 
 def test_a_round_trip_job_is_refused_unless_its_backend_reads_return_legs() -> None:
-    from voe.backends.base import PermanentError, check_trip
+    from voe.backends.base import PermanentError, check_search
     from voe.model import SearchJob
 
     one_way = SearchJob("demo:GRU-REC:2026-12-07", 1, 1, "demo", "GRU", "REC", "2026-12-07")
@@ -381,9 +381,37 @@ def test_a_round_trip_job_is_refused_unless_its_backend_reads_return_legs() -> N
         name = "demo"
         round_trips = True
 
-    check_trip(OneWay(), one_way)
-    check_trip(Both(), one_way)
-    check_trip(Both(), round_trip)
+    check_search(OneWay(), one_way)
+    check_search(Both(), one_way)
+    check_search(Both(), round_trip)
     with pytest.raises(PermanentError, match=r"backend 'demo' does not search round trips .*"
                                              r"return 2026-12-14\) would store one-way prices"):
-        check_trip(OneWay(), round_trip)
+        check_search(OneWay(), round_trip)
+
+
+def test_a_job_with_search_options_is_refused_unless_its_backend_sends_them() -> None:
+    from voe.backends.base import PermanentError, check_search
+    from voe.model import SearchJob
+
+    job = SearchJob("demo:GRU-REC:2026-12-07/adults=2,cabin=business", 1, 1, "demo", "GRU",
+                    "REC", "2026-12-07", None, "adults=2,cabin=business")
+
+    class Plain:
+        name = "demo"
+
+    class PartyOnly:
+        name = "demo"
+        search_options = frozenset({"adults", "children", "infants"})
+
+    class Everything:
+        name = "demo"
+        search_options = frozenset({"adults", "children", "infants", "cabin", "pos",
+                                    "currency"})
+
+    check_search(Everything(), job)
+    check_search(Plain(), job._replace(options=""))
+    with pytest.raises(PermanentError, match=r"does not send adults, cabin to the airline "
+                                             r"\(its search_options: none\)"):
+        check_search(Plain(), job)
+    with pytest.raises(PermanentError, match=r"does not send cabin .*adults, children, infants"):
+        check_search(PartyOnly(), job)

@@ -83,6 +83,13 @@ def test_points_of_sale_have_their_currencies() -> None:
         "BRL", "USD", "EUR", "EUR", "GBP", "ARS", "CLP"]
 
 
+def test_a_currency_asked_prices_in_it_whatever_the_point_of_sale(airline_url: str) -> None:
+    _, asked = get(f"{airline_url}/api/search?{ONE_WAY}&pos=US&currency=eur")
+    _, portugal = get(f"{airline_url}/api/search?{ONE_WAY}&pos=PT")
+    assert asked["search"]["pos"] == "US" and asked["search"]["currency"] == "EUR"
+    assert asked["fares"] == portugal["fares"] and asked["fares"][0]["currency"] == "EUR"
+
+
 def test_round_trips_pair_each_outbound_with_its_cheapest_connecting_inbounds() -> None:
     # The same day both ways: an inbound must leave MIN_CONNECTION after the outbound lands.
     trip = Trip((Leg("GRU", "REC", "2027-02-02"), Leg("REC", "GRU", "2027-02-02")),
@@ -281,6 +288,7 @@ def test_the_calendar_gives_each_days_cheapest_search_price(demo_airline) -> Non
     (f"{ONE_WAY}&adults=-1", "bad adults '-1'"),
     (f"{ONE_WAY}&adults=1&adults=2", "parameter adults given more than once"),
     (f"{ONE_WAY}&pos=FR", "unknown pos 'FR'"),
+    (f"{ONE_WAY}&pos=US&currency=JPY", "unknown currency 'JPY'"),
     (f"{ONE_WAY}&cabin=", "parameter cabin is empty"),
     ("legs=GRU-REC:2026-12-20", "has 2 to 6 legs, 1 given"),
     ("legs=" + ",".join(["GRU-REC:2026-12-20"] * 7), "has 2 to 6 legs, 7 given"),

@@ -8,6 +8,7 @@ kept: never as other fares.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,11 +22,21 @@ from voe.demo.airline.fares import fares_for
 from voe.demo.airline.pages import results_page
 from voe.demo.backends.parse import parse_results, read_page
 from voe.demo.backends.price import parse_price
-from voe.model import OK, PARSE, Answer, Fare, FieldCount, RoundTripFare, Searched, SearchJob
+from voe.model import (
+    OK,
+    PARSE,
+    Answer,
+    Fare,
+    FieldCount,
+    RoundTripFare,
+    Searched,
+    SearchJob,
+    SearchOptions,
+)
 from voe.store.rows import all_valid_counts
 from voe.worker.farepipeline import PIPELINES_BASE, FarePipeline
 from voe.worker.farepipeline.answers import AnswersSearch
-from voe.worker.farepipeline.currency import check_currency
+from voe.worker.farepipeline.currency import CurrencyAsked, check_currency
 from voe.worker.farepipeline.duplicates import RefuseDuplicates
 from voe.worker.farepipeline.flight import normalise_flight
 from voe.worker.farepipeline.price import PriceBounds, normalise_price
@@ -120,6 +131,46 @@ def test_a_page_answering_another_search_is_refused_naming_both(make_settings) -
     other_return = Answer([FARE], Searched("GRU", "SSA", "2026-12-20", "2026-12-28"), b"")
     with pytest.raises(ParseError, match="return 2026-12-28, asked .* return 2026-12-27"):
         stage.process(other_return, round_trip)
+
+
+def test_a_page_for_another_party_cabin_or_point_of_sale_is_refused(make_settings) -> None:
+    stage = AnswersSearch(make_settings())
+    asked = job()._replace(options="adults=2,cabin=business,pos=US")
+
+    def page(*options) -> Answer:
+        return Answer([FARE], Searched("GRU", "SSA", "2026-12-20", None,
+                                       SearchOptions(*options)), b"<page>")
+
+    right = page(2, 0, 0, "business", "US", "USD")
+    assert stage.process(right, asked) is right
+    for stated, named in (((1, 0, 0, "business", "US", "USD"), "adults 1 (asked 2)"),
+                          ((2, 0, 0, "economy", "US", "USD"), "cabin economy (asked business)"),
+                          ((2, 0, 0, "business", "BR", "BRL"), "pos BR (asked US)"),
+                          ((2, 1, 0, "business", "US", "USD"), "children 1 (asked 0)")):
+        with pytest.raises(ParseError, match=re.escape(
+                f"page answers GRU-SSA 2026-12-20 for {named}")) as caught:
+            stage.process(page(*stated), asked)
+        assert caught.value.page == b"<page>"
+    # A job that asks no point of sale or currency takes the airline's own; its party
+    # (one adult) and cabin (economy) still count.
+    assert stage.process(own := page(1, 0, 0, "economy", "BR", "BRL"), job()) is own
+    with pytest.raises(ParseError, match=r"for adults 2 \(asked 1\)"):
+        stage.process(page(2, 0, 0, "economy", "BR", "BRL"), job())
+
+
+def test_fares_in_another_currency_than_asked_or_stated_are_refused(make_settings) -> None:
+    stage = CurrencyAsked(make_settings())
+    dollars = FARE._replace(currency="USD")
+    asked = job()._replace(options="pos=BR,currency=USD")
+    assert stage.process(Answer([dollars, dollars]), asked) == [dollars, dollars]
+    with pytest.raises(ParseError, match=r"fare 2 \('G3 3573'\) is priced in BRL, not USD "
+                                         r"\(asked currency\)") as caught:
+        stage.process(Answer([dollars, FARE], page=b"<page>"), asked)
+    assert caught.value.page == b"<page>"
+    stated = Searched("GRU", "SSA", "2026-12-20", None, SearchOptions(pos="US", currency="USD"))
+    with pytest.raises(ParseError, match=r"priced in BRL, not USD \(the page's currency\)"):
+        stage.process(Answer([FARE], stated), job())
+    assert stage.process(Answer([FARE]), job()) == [FARE]  # nothing asked nor stated
 
 
 def test_duplicate_flights_are_an_error_not_two_rows(make_settings) -> None:

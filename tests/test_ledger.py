@@ -199,3 +199,31 @@ def test_times_are_bound_as_parameters_never_written_into_the_sql(tmp_path):
         assert not any(str(int(moment)) in sql for moment in (
             1_812_345_678, 1_823_456_789, 1_834_567_890, 1_845_678_901, 1_856_789_012)), sql
         assert not re.search(r"\d{9}", sql), sql  # no wall time of this century in the text
+
+
+def test_a_version_4_ledger_gains_the_options_column(tmp_path):
+    path = tmp_path / "ledger.db"
+    options = "    options TEXT NOT NULL DEFAULT '',\n"
+    assert options in ledger_module._SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(ledger_module._SCHEMA.replace(options, ""))
+        db.execute("INSERT INTO jobs (cycle, id, backend, origin, destination, date) "
+                   "VALUES (1, 'demo:GRU-REC:2026-01-01', 'demo', 'GRU', 'REC', '2026-01-01')")
+        db.execute("PRAGMA user_version=4")
+    db.close()
+    reader = Ledger(path, readonly=True)
+    try:
+        assert reader.jobs()[1][0]["options"] == ""
+    finally:
+        reader.close()
+    ledger = Ledger(path)
+    try:
+        assert ledger.take_pending(10) == [SearchJob(
+            "demo:GRU-REC:2026-01-01", 1, 0, "demo", "GRU", "REC", "2026-01-01", None, "")]
+        party = SearchJob("demo:GRU-REC:2026-01-02/adults=2,pos=US", 1, 0, "demo", "GRU",
+                          "REC", "2026-01-02", None, "adults=2,pos=US")
+        ledger.add_jobs(1, [party], 2)
+        assert ledger.take_pending(10)[1] == party
+        assert ledger.jobs()[1][1]["options"] == "adults=2,pos=US"
+    finally:
+        ledger.close()

@@ -9,6 +9,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from tests import legacystores
@@ -43,7 +44,9 @@ def test_one_fares_collected_event_per_stored_result(store) -> None:
     assert body["id"] == events[0].id == event_id(first.job.id, 1, FARES_COLLECTED)
     assert body["kind"] == FARES_COLLECTED and isinstance(body["occurred_at"], float)
     assert body["job"] == {"id": first.job.id, "cycle": 1, "backend": "demo", "origin": "GRU",
-                           "destination": "REC", "date": "2025-05-01", "return_date": None}
+                           "destination": "REC", "date": "2025-05-01", "return_date": None,
+                           "search": {"adults": 1, "children": 0, "infants": 0,
+                                      "cabin": "economy", "pos": "", "currency": ""}}
     assert body["fares"] == [fare._asdict() for fare in first.fares]
     assert json.loads(events[1].body)["fares"] == []
     assert (events[0].backend, events[0].origin, events[0].destination) == ("demo", "GRU", "REC")
@@ -236,3 +239,30 @@ def test_a_round_trips_events_carry_its_return_leg_and_compare_each_pair_of_flig
     assert bodies[0]["job"]["return_date"] == "2025-05-08"
     assert [(b["flight"], b["old_price"], b["new_price"]) for b in bodies
             if b["kind"] == PRICE_CHANGED] == [("VO1 / VO3", "280.00", "250.00")]
+
+
+def test_events_carry_the_search_options_and_compare_prices_of_one_search_only(store):
+    def search(cycle: int, options: str, price: str) -> Result:
+        job = _job(0, cycle)
+        if options:
+            job = job._replace(id=f"{job.id}/{options}", options=options)
+        return _ok(job, price)
+
+    store.save([search(1, "", "100.00"), search(1, "adults=2,pos=US", "40.00")])
+    store.save([search(2, "", "100.00"), search(2, "adults=2,pos=US", "45.00")])
+    bodies = _bodies(store)
+    collected = [b["job"]["search"] for b in bodies if b["kind"] == FARES_COLLECTED]
+    assert collected[1] == {"adults": 2, "children": 0, "infants": 0, "cabin": "economy",
+                            "pos": "US", "currency": ""}
+    changed = [b for b in bodies if b["kind"] == PRICE_CHANGED]
+    assert [(b["job"]["search"]["adults"], b["old_price"], b["new_price"]) for b in changed] == [
+        (2, "40.00", "45.00")]
+
+
+def test_an_event_stored_before_search_options_reads_as_the_defaults(store):
+    from voe.store.rows import event_from_row
+
+    old = msgpack.packb(("2025-05-01", None, [("VO1", "08:00", "10:00", "9.00", "BRL")]))
+    event = event_from_row((1, "x", FARES_COLLECTED, 1, "demo:GRU-REC:2025-05-01", "demo",
+                            "GRU", "REC", 0.0, old))
+    assert json.loads(event.body)["job"]["search"]["adults"] == 1

@@ -148,3 +148,62 @@ def test_retry_waits_double_with_jitter_up_to_the_cap():
     assert all(policy.wait(attempt, rng) <= 45.0 for attempt in range(4, 80))
     assert RetryPolicy(3, 0.0, 10.0).wait(2, rng) == 0.0
     assert not policy.gives_up(5) and policy.gives_up(6)
+
+
+SEARCH = """
+[plan]
+name = "p"
+[dates]
+days_ahead = 2
+{search}
+[[routes]]
+backend = "demo-api"
+airports = ["GRU", "REC"]
+"""
+
+
+def test_search_options_multiply_the_searches_and_name_their_jobs(tmp_path):
+    plain = load_plan(write(tmp_path, SEARCH.format(search="")))
+    assert plain.options == ("",)
+    assert [job.id for job in plain.jobs(1, START)][:1] == ["demo-api:GRU-REC:2026-12-02"]
+    plan = load_plan(write(tmp_path, SEARCH.format(search="""[search]
+adults = 2
+infants = 1
+cabin = ["economy", "first"]
+pos = ["BR", "US"]
+currency = "EUR"
+""")))
+    jobs = list(plan.jobs(1, START))
+    assert len(jobs) == plan.job_count() == 2 * 2 * 2 * 2  # pairs, dates, cabins, places
+    assert jobs[0].id == "demo-api:GRU-REC:2026-12-02/adults=2,infants=1,pos=BR,currency=EUR"
+    assert jobs[0].options == "adults=2,infants=1,pos=BR,currency=EUR"
+    assert [job.options for job in jobs[:4]] == [
+        "adults=2,infants=1,pos=BR,currency=EUR", "adults=2,infants=1,pos=US,currency=EUR",
+        "adults=2,infants=1,cabin=first,pos=BR,currency=EUR",
+        "adults=2,infants=1,cabin=first,pos=US,currency=EUR"]
+    assert [job.id for job in plan.jobs(1, START, skip=5)] == [job.id for job in jobs[5:]]
+
+
+@pytest.mark.parametrize(("search", "message"), [
+    ("adults = 0", "search.adults: adults must be 1 or more"),
+    ("adults = 10", "search.adults: must be a whole number from 0 to 9"),
+    ("children = 1.5", "search.children: must be a whole number"),
+    ("adults = 2\ninfants = 3", "search.infants: infants must not outnumber adults"),
+    ("adults = 5\nchildren = 5", "search.adults: adults, children and infants must add up"),
+    ('cabin = "coach"', "search.cabin: cabin must be one of economy, premium, business, first"),
+    ("cabin = []", "search.cabin: must be a cabin"),
+    ('pos = "usa"', 'search.pos: pos must be a country code like "US"'),
+    ('pos = ["US", "US"]', "search.pos: lists a value twice"),
+    ('currency = "dollars"', 'search.currency: currency must be a currency code like "USD"'),
+    ("currency = 5", 'search.currency: must be a currency code like "USD"'),
+    ("pets = 1", "search.pets: unknown key"),
+])
+def test_bad_search_keys_are_one_line_errors(tmp_path, search, message):
+    with pytest.raises(PlanError) as caught:
+        load_plan(write(tmp_path, SEARCH.format(search=f"[search]\n{search}")))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_search_key_that_is_no_table_is_a_one_line_error(tmp_path):
+    with pytest.raises(PlanError, match=r"\[search\]: must be a table"):
+        load_plan(write(tmp_path, 'search = "x"\n' + SEARCH.format(search="")))

@@ -258,3 +258,17 @@ def test_a_round_trip_fare_travels_with_its_return_leg_and_a_one_way_fare_as_bef
         body["f"] = [row]
         with pytest.raises(protocol.ProtocolError, match=why):
             protocol.decode(msgpack.packb(body))
+
+
+def test_a_job_carries_its_search_options_and_bad_ones_are_rejected():
+    party = JOB._replace(id=f"{JOB.id}/adults=2,pos=US", options="adults=2,pos=US")
+    frame = protocol.encode_jobs([JOB, party])
+    rows = msgpack.unpackb(frame)["j"]
+    assert [len(row) for row in rows] == [8, 9]  # no options, no 9th field
+    assert protocol.decode(frame) == protocol.Jobs((JOB, party))
+    for options in ("adults=two", "pos=US,adults=2", "cabin=coach", "adults=2\n", "x" * 200,
+                    "adults=0", 3):
+        body = {"v": protocol.VERSION, "t": "jobs", "j": [[*JOB[:8], options]]}
+        with pytest.raises(protocol.ProtocolError) as caught:
+            protocol.decode(msgpack.packb(body))
+        assert caught.value.reason == "bad-schema"

@@ -206,3 +206,73 @@ def test_a_round_trip_plan_stores_the_airlines_round_trip_fares(tmp_path, demo_a
         assert all(fare[3] is not None for fare in fares)
     cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
     assert len(cheapest) == 4 and all(", back " in line for line in cheapest), cheapest
+
+
+SEARCH_PLAN = """
+[plan]
+name = "travellers"
+max_attempts = 3
+
+[dates]
+start_in_days = 1
+days_ahead = 2
+
+[search]
+adults = 2
+children = 1
+cabin = "business"
+pos = ["BR", "US"]
+
+[[routes]]
+backend = "demo-api"
+airports = ["GRU", "REC"]
+"""
+
+
+def test_a_plan_with_two_points_of_sale_stores_each_fare_as_the_airline_priced_it(
+        tmp_path, demo_airline):
+    # Each route and date is searched once per point of sale, for the party and cabin of the
+    # plan; every fare is stored with its search options and the currency the airline
+    # answered in, equal to the airline's API for the same search.
+    env = run_env(tmp_path)
+    (tmp_path / "travellers.toml").write_text(SEARCH_PLAN)
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "travellers.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8 jobs done, 0 failed" in result.stdout
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    stored: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = {}
+    for line in (tmp_path / "f.jsonl").read_text().splitlines():
+        fare = json.loads(line)
+        assert fare["job_id"].endswith(f"/{fare['options']}")
+        key = (fare["origin"], fare["destination"], fare["date"], fare["options"])
+        stored.setdefault(key, []).append(tuple(fare[name] for name in (
+            "flight", "departure", "arrival", "price", "currency")))
+    assert sorted({key[3] for key in stored}) == [
+        "adults=2,children=1,cabin=business,pos=BR", "adults=2,children=1,cabin=business,pos=US"]
+    assert len(stored) == 8
+    airline = demo_airline()  # another process of the same airline: the same fares
+    for (origin, destination, date, options), fares in stored.items():
+        pos = options.rsplit("=", 1)[1]
+        query = (f"origin={origin}&destination={destination}&date={date}&adults=2&children=1"
+                 f"&cabin=business&pos={pos}")
+        with urllib.request.urlopen(f"{airline}/api/search?{query}", timeout=10) as answer:
+            sold = json.loads(answer.read())["fares"]
+        assert sorted(fares) == sorted(
+            (f["flight"], f["departure"], f["arrival"], f["price"], f["currency"]) for f in sold)
+        assert {fare[4] for fare in fares} == {"BR": {"BRL"}, "US": {"USD"}}[pos]
+    cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
+    assert len(cheapest) == 8 and all(" [adults=2,children=1,cabin=business,pos=" in line
+                                      for line in cheapest), cheapest
+    assert sum(line.endswith(")") and " USD (" in line for line in cheapest) == 4
+
+
+def test_a_plan_with_search_options_fails_on_a_backend_that_cannot_send_them(tmp_path):
+    env = run_env(tmp_path)
+    (tmp_path / "travellers.toml").write_text(SEARCH_PLAN.replace('"demo-api"', '"demo"'))
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "travellers.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 jobs done, 8 failed, 0 fares stored" in result.stdout
+    failed = voe(tmp_path, env, "failed").stdout.splitlines()
+    assert len(failed) == 8 and all(
+        "does not send adults, children, cabin, pos to the airline" in line
+        for line in failed), failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -243,7 +244,7 @@ def test_iter_fares_orders_by_cycle_job_and_decimal_price(store: SqliteStore) ->
         "return_date": None, "flight": "VO1", "departure": "2025-05-01T01:00",
         "arrival": "2025-05-01T11:00", "price": "9.99", "currency": "EUR", "cycle": 1,
         "job_id": "demo:AAA-BBB:2025-05-01:0",
-        "return_flight": None, "return_departure": None, "return_arrival": None,
+        "return_flight": None, "return_departure": None, "return_arrival": None, "options": "",
     }
     assert [f["price"] for f in store.iter_fares(cycle=1)] == ["9.99", "100.00", "50.00"]
     assert list(store.iter_fares(cycle=9)) == []
@@ -518,15 +519,15 @@ def test_an_older_sqlite_store_is_migrated_with_its_data(tmp_path: Path) -> None
                    " 1, 'w1', 0)")
         db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
-    assert sqlite_store.SCHEMA_VERSION == 5
-    with pytest.raises(StoreError, match="schema version 3, expected 5"):
+    assert sqlite_store.SCHEMA_VERSION == 6
+    with pytest.raises(StoreError, match="schema version 3, expected 6"):
         SqliteStore(path, readonly=True)  # reports never migrate
     with SqliteStore(path) as store:
         assert store.fare_count() == 1 and store.result_count() == 1
         assert store.field_counts(1) == {}
         store.save([_counted(_ok(_job(0), "1.00"), flight=(1, 0))])
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (5,)
+        assert db.execute("PRAGMA user_version").fetchone() == (sqlite_store.SCHEMA_VERSION,)
     with SqliteStore(path, readonly=True) as report:
         assert report.field_counts(1) == {"demo": {"flight": (1, 0)}}
         assert report.fare_count() == 2
@@ -542,7 +543,7 @@ def test_an_older_postgres_store_gains_field_counts() -> None:
         with psycopg.connect(url, autocommit=True) as db:  # back to version 3
             db.execute("DELETE FROM voe_schema WHERE version > 3")
             db.execute("DROP TABLE field_counts")
-        with pytest.raises(StoreError, match="schema version 3, expected 5"):
+        with pytest.raises(StoreError, match="schema version 3, expected 6"):
             open_store(url, readonly=True)
         with open_store(url) as store:
             assert store.fare_count() == 1
@@ -599,7 +600,61 @@ def test_a_sqlite_store_of_version_4_gains_the_return_leg_and_keeps_its_fares(
         db.execute("PRAGMA user_version = 4")
         db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
-    with pytest.raises(StoreError, match="schema version 4, expected 5"):
+    with pytest.raises(StoreError, match="schema version 4, expected 6"):
         SqliteStore(path, readonly=True)
     with SqliteStore(path) as store:
         assert [(f["flight"], f["return_flight"]) for f in store.iter_fares()] == [("G3 1", None)]
+
+
+def test_fares_keep_their_search_options_and_the_cheapest_never_mixes_them(store) -> None:
+    plain = _job(1)
+    party = plain._replace(id=f"{plain.id}/adults=2,cabin=business",
+                           options="adults=2,cabin=business")
+    assert store.save([_ok(plain, "300.00"), _ok(party, "150.00")]) == ["done", "done"]
+    fares = sorted(store.iter_fares(), key=lambda fare: fare["options"])
+    assert [(f["options"], f["price"]) for f in fares] == [
+        ("", "300.00"), ("adults=2,cabin=business", "150.00")]
+    cheapest = store.cheapest()
+    assert [(f["options"], f["price"]) for f in cheapest] == [
+        ("", "300.00"), ("adults=2,cabin=business", "150.00")]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_store_of_version_5_gains_search_options_and_keeps_its_fares(
+        tmp_path: Path, dialect: str) -> None:
+    import sqlite3
+
+    from voe.store import schema
+
+    before = ("INSERT INTO results (cycle, job_id, backend, origin, destination, date,"
+              " return_date, fare_count, worker, stored_at) VALUES"
+              " (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL, 1, 'w1', 0)",
+              "INSERT INTO fares (cycle, job_id, backend, origin, destination, date,"
+              " return_date, flight, departure, arrival, price, currency) VALUES"
+              " (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL, 'G3 1', '05:00', '06:00',"
+              " '1.00', 'BRL')")
+    if dialect == "sqlite":
+        url: str = str(tmp_path / "fares.db")
+        with closing(sqlite3.connect(url)) as db, db:  # as voe wrote it before options
+            db.executescript(";".join([*schema.ddl(schema.SQLITE, 5), *before]))
+            db.execute("PRAGMA user_version = 5")
+        context = contextlib.nullcontext(url)
+    else:
+        psycopg = pytest.importorskip("psycopg")
+        context = fresh_schema()
+    with context as url:
+        if dialect == "postgresql":
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute("CREATE TABLE voe_schema (version INTEGER PRIMARY KEY,"
+                           " applied_at DOUBLE PRECISION NOT NULL)")
+                for sql in [*schema.ddl(schema.POSTGRES, 5), *before]:
+                    db.execute(sql)
+                db.execute("INSERT INTO voe_schema SELECT n, 0 FROM generate_series(1, 5) n")
+        with pytest.raises(StoreError, match="schema version 5, expected 6"):
+            open_store(url, readonly=True)
+        with open_store(url) as store:
+            assert [(f["flight"], f["options"]) for f in store.iter_fares()] == [("G3 1", "")]
+            job = _job(2)._replace(options="pos=US", id="demo:A-B:e/pos=US")
+            assert store.save([_ok(job, "2.00")]) == ["done"]
+            assert sorted((f["job_id"], f["options"]) for f in store.iter_fares()) == [
+                ("demo:A-B:d", ""), ("demo:A-B:e/pos=US", "pos=US")]

@@ -6,19 +6,24 @@ Every part of voe speaks these types; none of them knows about ZeroMQ, SQLite or
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 class SearchJob(NamedTuple):
     """One flight search: a backend, a route and a date, in one cycle of the plan.
 
-    ``id`` is stable across cycles (``backend:ORIG-DEST:date[:return]``); the pair
-    ``(cycle, id)`` names the job in the ledger and the store. A named tuple, because
-    the master, workers and sink build hundreds of thousands of them a minute.
+    ``id`` is stable across cycles (``backend:ORIG-DEST:date[:return][/options]``); the
+    pair ``(cycle, id)`` names the job in the ledger and the store. ``options`` is the
+    search's ``SearchOptions`` as text (``""``: one adult, economy, the airline's own point
+    of sale). A named tuple, because the master, workers and sink build hundreds of
+    thousands of them a minute.
     """
 
     id: str
@@ -29,6 +34,98 @@ class SearchJob(NamedTuple):
     destination: str
     date: str
     return_date: str | None = None
+    options: str = ""
+
+
+# The cabins a search may ask, cheapest first.
+CABINS = ("economy", "premium", "business", "first")
+# Most passengers one search may ask (airlines' booking forms allow nine).
+MAX_PASSENGERS = 9
+
+
+class SearchOptions(NamedTuple):
+    """Who travels, in which cabin, and where the search is made: a search's parts beyond
+    its route and dates. ``pos`` is the point of sale's country (``"US"``) and ``currency``
+    the currency asked (``"USD"``); empty, the airline's own (and its point of sale's).
+
+    As text (``str``), the options that differ from the defaults, in this order:
+    ``adults=2,children=1,cabin=business,pos=US`` (``""`` for the defaults); this text is
+    what jobs, the ledger and the store carry, and ``parse_options`` reads it back.
+    """
+
+    adults: int = 1
+    children: int = 0
+    infants: int = 0
+    cabin: str = "economy"
+    pos: str = ""
+    currency: str = ""
+
+    def __str__(self) -> str:
+        """The options that differ from the defaults, as ``name=value`` joined by commas."""
+        return ",".join(f"{name}={value}" for name, value, default
+                        in zip(self._fields, self, _DEFAULTS, strict=True) if value != default)
+
+    def check(self) -> SearchOptions:
+        """Return these options; ``ValueError`` (its first word the option's name) says
+        which one no airline could sell."""
+        for name in ("adults", "children", "infants"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= MAX_PASSENGERS:
+                raise ValueError(f"{name} must be a whole number from 0 to {MAX_PASSENGERS} "
+                                 f"(got {value!r})")
+        if self.adults < 1:
+            raise ValueError("adults must be 1 or more: at least one adult travels")
+        if self.adults + self.children + self.infants > MAX_PASSENGERS:
+            raise ValueError(f"adults, children and infants must add up to at most "
+                             f"{MAX_PASSENGERS}: the most passengers of one search")
+        if self.infants > self.adults:
+            raise ValueError("infants must not outnumber adults: each infant travels on an "
+                             "adult's lap")
+        if self.cabin not in CABINS:
+            raise ValueError(f"cabin must be one of {', '.join(CABINS)} (got {self.cabin!r})")
+        if self.pos and not (isinstance(self.pos, str) and _COUNTRY.fullmatch(self.pos)):
+            raise ValueError(f"pos must be a country code like \"US\" (got {self.pos!r})")
+        if self.currency and not (isinstance(self.currency, str)
+                                  and _CURRENCY.fullmatch(self.currency)):
+            raise ValueError(f"currency must be a currency code like \"USD\" "
+                             f"(got {self.currency!r})")
+        return self
+
+    def differs(self, stated: SearchOptions) -> list[str]:
+        """What a page's ``stated`` options say that these (a job's) do not ask: the party
+        and cabin always count; the point of sale and currency only when asked."""
+        return [f"{name} {theirs} (asked {ours})" for name, ours, theirs
+                in zip(self._fields, self, stated, strict=True)
+                if ours != theirs and (ours or name not in ("pos", "currency"))]
+
+
+_DEFAULTS = tuple(SearchOptions())
+_INTEGER_OPTIONS = frozenset({"adults", "children", "infants"})
+
+
+@functools.lru_cache(maxsize=256)
+def parse_options(text: str) -> SearchOptions:
+    """Read back ``str(SearchOptions)``; ``ValueError`` says what is wrong. Cached: a plan
+    has few distinct options, and workers read them for every job."""
+    if not text:
+        return SearchOptions()
+    given: dict[str, int | str] = {}
+    for item in text.split(","):
+        name, equals, value = item.partition("=")
+        if not equals or name not in SearchOptions._fields or name in given:
+            raise ValueError(f"bad search options {text!r}: expected name=value pairs of "
+                             f"{', '.join(SearchOptions._fields)}, each once")
+        if name in _INTEGER_OPTIONS:
+            if not value.isdigit() or len(value) > 2:
+                raise ValueError(f"bad search options {text!r}: {name} is not a whole number")
+            given[name] = int(value)
+        else:
+            given[name] = value
+    options = SearchOptions(**given).check()  # type: ignore[arg-type]
+    if str(options) != text:
+        raise ValueError(f"bad search options {text!r}: not in canonical form "
+                         f"({str(options)!r})")
+    return options
 
 
 class Fare(NamedTuple):
@@ -60,13 +157,16 @@ class RoundTripFare(NamedTuple):
 class Searched(NamedTuple):
     """The search a page says it answers, read from the page itself (route heading, date).
 
-    ``return_date`` is None when the page states no return (a one-way search).
+    ``return_date`` is None when the page states no return (a one-way search);
+    ``options`` are the party, cabin and point of sale the page states, or None when it
+    states none.
     """
 
     origin: str
     destination: str
     date: str
     return_date: str | None = None
+    options: SearchOptions | None = None
 
     def __str__(self) -> str:
         """``GRU-POA 2026-12-21`` (plus `` return 2026-12-28`` for a round trip)."""
@@ -102,10 +202,13 @@ class Answer(list[Fare]):
         return f"Answer({list.__repr__(self)}, answered={self.answered!r}, {page})"
 
 
-def job_id(backend: str, origin: str, destination: str, date: str, return_date: str | None) -> str:
-    """Return the stable id of a search (the same in every cycle)."""
+def job_id(backend: str, origin: str, destination: str, date: str, return_date: str | None,
+           options: str = "") -> str:
+    """Return the stable id of a search (the same in every cycle): ``options`` (the text of
+    its ``SearchOptions``) follow a slash, ``demo:GRU-GIG:2026-12-20/adults=2,pos=US``."""
     base = f"{backend}:{origin}-{destination}:{date}"
-    return f"{base}:{return_date}" if return_date else base
+    base = f"{base}:{return_date}" if return_date else base
+    return f"{base}/{options}" if options else base
 
 
 class FieldCount(NamedTuple):

@@ -15,7 +15,8 @@ Message types:
   throttled worker -> master   throttling answers (429, blocks) seen per backend, and
                                optionally its identities' counts per route (older
                                workers send none)
-  jobs      master -> worker   leased jobs
+  jobs      master -> worker   leased jobs (a job's search options, when it has some,
+                               as a 9th field: older masters send none)
   result    worker -> sink     one attempt's outcome and fares, and optionally the fare
                                pipeline's per-field counts of its answer (older workers
                                send none)
@@ -42,7 +43,7 @@ from voe.fields import (
     printable,
     text,
 )
-from voe.model import RESULT_STATUSES, Result, SearchJob
+from voe.model import RESULT_STATUSES, Result, SearchJob, parse_options
 
 VERSION = 1
 # Default cap on one frame; sockets enforce it too (zmq.MAXMSGSIZE).
@@ -56,6 +57,8 @@ MAX_ADDRESS = 300
 # Most routes (proxies) a throttled message counts identities for, and a route name's length.
 MAX_ROUTES = 512
 MAX_ROUTE_NAME = 300
+# Longest search options text a job carries.
+MAX_OPTIONS = 120
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -171,8 +174,12 @@ def _pack(kind: str, body: dict[str, Any]) -> bytes:
 
 
 def _job_row(job: SearchJob) -> list[Any]:
-    return [job.id, job.cycle, job.attempt, job.backend, job.origin, job.destination,
-            job.date, job.return_date]
+    """A job as an array: 8 fields, and its search options as a 9th when it has some."""
+    row = [job.id, job.cycle, job.attempt, job.backend, job.origin, job.destination,
+           job.date, job.return_date]
+    if job.options:
+        row.append(job.options)
+    return row
 
 
 def _clip(text: str | None, limit: int = MAX_ERROR) -> str | None:
@@ -280,12 +287,17 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
 
 def _job(row: Any) -> SearchJob:
     row = array(row)
-    if len(row) != 8:
-        raise ValueError("a job has 8 fields")
+    if len(row) == 9:  # a job with search options (checked: workers read them)
+        options = text(row[8], MAX_OPTIONS, empty=True)
+        parse_options(options)
+    elif len(row) == 8:
+        options = ""
+    else:
+        raise ValueError("a job has 8 fields, or 9 with its search options")
     job = SearchJob(
         id=text(row[0], 200), cycle=integer(row[1]), attempt=integer(row[2]),
         backend=text(row[3], 64), origin=text(row[4], 16), destination=text(row[5], 16),
-        date=text(row[6], 32), return_date=opt_text(row[7], 32),
+        date=text(row[6], 32), return_date=opt_text(row[7], 32), options=options,
     )
     # Every text of a job reaches logs and terminals (voe status, voe failed): one search
     # over them all for control characters, on the hot path of workers and the sink.

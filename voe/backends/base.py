@@ -8,8 +8,11 @@ not yield fares; ``ParseError.page`` keeps the raw page for the backend's author
 ``BlockedError`` (transient, kind ``blocked``) says the airline refused to answer.
 
 A backend that reads a round trip's return leg says so with a class attribute
-``round_trips = True``; a round-trip job for any other backend ends at once as a
-permanent error (``check_trip``), so its one-way prices are never stored as round trips.
+``round_trips = True``, and one that asks the airline for a party, cabin or point of sale
+names the options it sends in ``search_options`` (a set of ``SearchOptions`` field
+names); a job asking what its backend does not send ends at once as a permanent error
+(``check_search``), so one adult's economy one-way prices are never stored as another
+search's.
 
 A backend returns an ``Answer`` (``voe.model``): the fares plus the search the page
 itself says it answers and the raw page. The worker runs the fare pipeline
@@ -25,7 +28,7 @@ from typing import Protocol
 
 import requests
 
-from voe.model import Answer, Fare, FieldCount, SearchJob
+from voe.model import Answer, Fare, FieldCount, SearchJob, SearchOptions, parse_options
 
 
 class BackendError(Exception):
@@ -76,11 +79,13 @@ class BlockedError(TransientError):
     kind = "blocked"
 
 
-def check_trip(backend: object, job: SearchJob) -> None:
-    """``PermanentError`` for a round-trip job of a backend that does not read return legs.
+def check_search(backend: object, job: SearchJob) -> None:
+    """``PermanentError`` for a job asking what ``backend`` does not send the airline: a
+    round trip (no ``round_trips = True``) or search options outside its ``search_options``.
 
-    Searched anyway, such a backend answers the outbound leg alone, and its one-way
-    prices would be stored under the round trip: plausible fares, and wrong ones.
+    Searched anyway, such a backend answers another search (the outbound leg alone, one
+    adult in economy), and its prices would be stored under this job's: plausible fares,
+    and wrong ones.
     """
     if job.return_date and not getattr(backend, "round_trips", False):
         raise PermanentError(
@@ -88,6 +93,17 @@ def check_trip(backend: object, job: SearchJob) -> None:
             f"round_trips = True): this round-trip job (return {job.return_date}) would store "
             "one-way prices; use trip = \"oneway\" in the plan, or a backend that reads the "
             "return leg")
+    if job.options:
+        sent = getattr(backend, "search_options", frozenset())
+        asked = [name for name, value, default in zip(
+            SearchOptions._fields, parse_options(job.options), SearchOptions(), strict=True)
+            if value != default and name not in sent]
+        if asked:
+            raise PermanentError(
+                f"backend {job.backend!r} does not send {', '.join(asked)} to the airline (its "
+                f"search_options: {', '.join(sorted(sent)) or 'none'}): this job "
+                f"({job.options}) would store another search's prices; drop them from the "
+                "plan's [search] table, or use a backend that sends them")
 
 
 class Backend(Protocol):

@@ -22,7 +22,8 @@ def parse_route(route: str) -> tuple[str, str]:
 
 def prices(settings: Settings, origin: str, destination: str,
            date: str | None = None) -> list[dict]:
-    """The cheapest fare of a route per date and cycle, oldest cycle first, flagging drops.
+    """The cheapest fare of a route per date, search options and cycle, oldest cycle first,
+    flagging drops (a price is compared with the same search's of the cycle before).
 
     Each row holds the fare, ``previous`` (the price of the cycle before, or None),
     ``change`` (the difference as a decimal string, or None) and ``drop`` (it fell).
@@ -34,10 +35,11 @@ def prices(settings: Settings, origin: str, destination: str,
         rows = store.price_history(origin, destination, date)
     finally:
         store.close()
-    rows.sort(key=lambda fare: (fare["date"], fare["return_date"] or "", fare["cycle"]))
-    before: dict[tuple[str, str | None], str] = {}
+    rows.sort(key=lambda fare: (fare["date"], fare["return_date"] or "", fare["options"],
+                                fare["cycle"]))
+    before: dict[tuple[str, str | None, str], str] = {}
     for row in rows:
-        key = (row["date"], row["return_date"])
+        key = (row["date"], row["return_date"], row["options"])
         previous = before.get(key)
         change = Decimal(row["price"]) - Decimal(previous) if previous is not None else None
         row.update(previous=previous, change=None if change is None else str(change),
@@ -47,7 +49,7 @@ def prices(settings: Settings, origin: str, destination: str,
 
 
 def cheapest(settings: Settings) -> list[dict]:
-    """The cheapest stored fare per route and date."""
+    """The cheapest stored fare per route, date and search options."""
     store = open_report_store(settings)
     if store is None:
         return []

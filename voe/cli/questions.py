@@ -90,8 +90,16 @@ def _flights(row: dict) -> str:
     return going
 
 
+def _search(row: dict) -> str:
+    """A stored fare's route, dates and search options (``GRU-REC 2026-12-20 back
+    2026-12-27 [adults=2,pos=US]``; no brackets for one adult in economy)."""
+    back = f" back {row['return_date']}" if row.get("return_date") else ""
+    options = f" [{row['options']}]" if row.get("options") else ""
+    return f"{row['origin']}-{row['destination']} {row['date']}{back}{options}"
+
+
 def cmd_cheapest(args: argparse.Namespace) -> int:
-    """Print the cheapest stored fare per route and date."""
+    """Print the cheapest stored fare per route, date and search options."""
     from voe.cli.fares import cheapest
 
     rows = cheapest(user_settings())
@@ -101,9 +109,7 @@ def cmd_cheapest(args: argparse.Namespace) -> int:
     if not rows:
         print("no fares stored yet")
     for row in rows[: args.limit or None]:
-        back = f" back {row['return_date']}" if row.get("return_date") else ""
-        print(f"{row['origin']}-{row['destination']} {row['date']}{back}: {row['price']} "
-              f"{row['currency']} ({_flights(row)})")
+        print(f"{_search(row)}: {row['price']} {row['currency']} ({_flights(row)})")
     return 0
 
 
@@ -148,7 +154,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
-    """Print a route's cheapest fare per date and cycle, flagging drops."""
+    """Print a route's cheapest fare per date, search options and cycle, flagging drops."""
     from decimal import Decimal
 
     from voe.cli.fares import parse_route, prices
@@ -171,7 +177,6 @@ def cmd_prices(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no fares stored for {route}" + (f" on {args.date}" if args.date else ""))
     for row in rows:
-        back = f" back {row['return_date']}" if row["return_date"] else ""
         moved = ""
         if row["change"] is not None:
             if row["drop"]:
@@ -180,7 +185,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
                 moved = f"  (up from {row['previous']}, +{row['change']})"
             else:
                 moved = "  (unchanged)"
-        print(f"{route} {row['date']}{back} cycle {row['cycle']}: {row['price']} "
+        print(f"{_search(row)} cycle {row['cycle']}: {row['price']} "
               f"{row['currency']} ({_flights(row)}){moved}")
     return 0
 

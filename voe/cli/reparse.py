@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from voe.backends import get_backend
-from voe.backends.base import BackendError, check_trip
+from voe.backends.base import BackendError, check_search
 from voe.backends.registry import UnknownBackend
 from voe.master.ledger import Ledger
 from voe.model import OK, Result, SearchJob
@@ -65,7 +65,8 @@ def _failed_jobs(ledger: Ledger, cycle: int | None, backend: str | None,
             if job_id is not None and row["job_id"] != job_id:
                 continue
             yield SearchJob(row["job_id"], row["cycle"], row["attempt"], row["backend"],
-                            row["origin"], row["destination"], row["date"], row["return_date"])
+                            row["origin"], row["destination"], row["date"], row["return_date"],
+                            row["options"])
 
 
 def reparse(settings: Settings, ledger_path: Path, store_target: str | Path, pages_dir: Path,
@@ -122,7 +123,7 @@ def _reparse_one(settings: Settings, job: SearchJob, pages_dir: Path, pipeline: 
         return None
     started = time.perf_counter()
     try:
-        check_trip(found, job)
+        check_search(found, job)
         answer = pipeline.run(found.parse(job, page), job)
     except BackendError as error:
         outcome.failing.append((job.id, f"{error.kind}: {error}"))

@@ -306,7 +306,8 @@ class LocalRun:
                 table.add_column(column, justify="right" if column == "price" else "left")
             for row in rows:  # a round trip: both dates, both flights and departures
                 back = row.get("return_flight")
-                table.add_row(f"{row['origin']}-{row['destination']}",
+                options = f" [{row['options']}]" if row.get("options") else ""
+                table.add_row(f"{row['origin']}-{row['destination']}{options}",
                               row["date"] + (f" / {row['return_date']}" if back else ""),
                               row["flight"] + (f" / {back}" if back else ""),
                               row["departure"] + (f" / {row['return_departure']}" if back else ""),

@@ -26,7 +26,7 @@ from voe.model import SearchJob
 
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 STATES = (PENDING, LEASED, DONE, FAILED)
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # How long a writer waits for another process's lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error TEXT,
     updated_at REAL,
     not_before REAL,
+    options TEXT NOT NULL DEFAULT '',
     UNIQUE (cycle, id)
 );
 -- Partial indexes: a job moving from leased to done touches no index at all.
@@ -84,8 +85,9 @@ _WORKER_COLUMNS_ADDED = {"address": "TEXT NOT NULL DEFAULT ''",
                          "identities": "TEXT NOT NULL DEFAULT '[]'"}
 _WORKER_COLUMNS = ("worker", "concurrency", "prefetch", "held", "max_held", "finished",
                    "last_seen", "alive", "address", "errors", "identities")
-# Columns added to the jobs table since (version 4: not_before, when a retry is due).
-_JOB_COLUMNS_ADDED = {"not_before": "REAL"}
+# Columns added to the jobs table since (version 4: not_before, when a retry is due;
+# version 5: options, the search's options as text).
+_JOB_COLUMNS_ADDED = {"not_before": "REAL", "options": "TEXT NOT NULL DEFAULT ''"}
 # Keys of one route's entry in the workers' identities column.
 _ROUTE_KEYS = ("route", "blocks", "jobs", "retired")
 
@@ -124,11 +126,12 @@ class Lease:
 
 
 def _job(row: sqlite3.Row | tuple) -> SearchJob:
-    cycle, job_id, backend, origin, destination, date, return_date, attempt = row
-    return SearchJob(job_id, cycle, attempt, backend, origin, destination, date, return_date)
+    cycle, job_id, backend, origin, destination, date, return_date, attempt, options = row
+    return SearchJob(job_id, cycle, attempt, backend, origin, destination, date, return_date,
+                     options)
 
 
-_JOB_COLUMNS = "cycle, id, backend, origin, destination, date, return_date, attempt"
+_JOB_COLUMNS = "cycle, id, backend, origin, destination, date, return_date, attempt, options"
 
 
 class Ledger(LedgerReads):
@@ -218,9 +221,9 @@ class Ledger(LedgerReads):
         with self.transaction():
             self.db.executemany(
                 "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, destination, date, "
-                "return_date) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date)
-                 for j in jobs))
+                "return_date, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ((cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date,
+                  j.options) for j in jobs))
             self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
 
     def close_expansion(self, cycle: int) -> None:
@@ -266,7 +269,7 @@ class Ledger(LedgerReads):
         """Every job currently leased (used by a restarted master)."""
         rows = self.db.execute(
             f"SELECT {_JOB_COLUMNS}, deadline, worker FROM jobs WHERE state = 'leased'").fetchall()
-        return [Lease(_job(row[:8]), row[8] or 0.0, row[9]) for row in rows]
+        return [Lease(_job(row[:9]), row[9] or 0.0, row[10]) for row in rows]
 
     def mark_leased(self, leases: Iterable[tuple[float, str, int, int, str]],
                     now: float | None = None) -> None:

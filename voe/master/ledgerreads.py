@@ -12,6 +12,9 @@ import sqlite3
 import time
 
 log = logging.getLogger("voe.ledger")
+# The keys of a job as ``jobs`` and ``retries`` list it.
+_LISTED = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
+           "state", "attempt", "worker", "error", "updated_at", "not_before", "options")
 
 
 def _identities(text: object) -> list[dict]:
@@ -49,12 +52,17 @@ class LedgerReads:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0]
         cursor = self.db.execute(
-            "SELECT cycle, id, backend, origin, destination, date, return_date, state, attempt, "
-            f"worker, last_error, updated_at, not_before FROM jobs {where} "
+            f"SELECT {self._listed()} FROM jobs {where} "
             "ORDER BY cycle DESC, seq LIMIT ? OFFSET ?", [*params, limit, offset])
-        names = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
-                 "state", "attempt", "worker", "error", "updated_at", "not_before")
-        return total, [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return total, [dict(zip(_LISTED, row, strict=True)) for row in cursor.fetchall()]
+
+    def _listed(self) -> str:
+        """The columns of a listed job (``_LISTED``); a ledger a reader sees before its
+        master migrated it (version 4) lists every job without options."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        options = "options" if "options" in columns else "'' AS options"
+        return ("cycle, id, backend, origin, destination, date, return_date, state, attempt, "
+                f"worker, last_error, updated_at, not_before, {options}")
 
     def routes(self, cycle: int) -> list[tuple[str, str]]:
         """The distinct (origin, destination) pairs searched in ``cycle``."""
@@ -131,12 +139,9 @@ class LedgerReads:
         if cycle is not None:
             where, params = where + " AND cycle = ?", [now, cycle]
         cursor = self.db.execute(
-            "SELECT cycle, id, backend, origin, destination, date, return_date, state, attempt, "
-            "worker, last_error, updated_at, not_before FROM jobs INDEXED BY jobs_pending "
+            f"SELECT {self._listed()} FROM jobs INDEXED BY jobs_pending "
             f"WHERE {where} ORDER BY not_before, seq LIMIT ?", [*params, limit])
-        names = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
-                 "state", "attempt", "worker", "error", "updated_at", "not_before")
-        jobs = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        jobs = [dict(zip(_LISTED, row, strict=True)) for row in cursor.fetchall()]
         for job in jobs:
             job["due_in"] = round(job["not_before"] - now, 1)
         return jobs

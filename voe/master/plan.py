@@ -1,8 +1,9 @@
 """The collection plan: a TOML file that expands lazily into search jobs.
 
 A plan names, per backend, the airports to search between and the pairs to skip,
-a window of departure dates, one-way or round trip, and how the master cycles
-(once, or a new cycle every interval). ``load_plan`` validates the whole file up
+a window of departure dates, one-way or round trip, who travels in which cabin from
+which points of sale (``[search]``), and how the master cycles (once, or a new cycle
+every interval). ``load_plan`` validates the whole file up
 front and raises ``PlanError`` with a one-line message naming the file and key.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from voe.master import retrying
 from voe.master.retrying import RetryPolicy
-from voe.model import SearchJob, job_id
+from voe.model import MAX_PASSENGERS, SearchJob, SearchOptions, job_id
 
 # The plan `voe run` and the master use when none is given.
 DEMO_PLAN = "demo.toml"
@@ -78,6 +79,9 @@ class Plan:
     routes: tuple[RouteSet, ...]
     retry_delay: float = retrying.RETRY_DELAY
     retry_delay_max: float = retrying.RETRY_DELAY_MAX
+    # The search options of every route and date, as text (``""``: one adult, economy,
+    # the airline's own point of sale); several multiply the searches.
+    options: tuple[str, ...] = ("",)
 
     @property
     def once(self) -> bool:
@@ -127,7 +131,7 @@ class Plan:
 
     def job_count(self) -> int:
         """How many jobs one cycle holds, computed without expanding them."""
-        dates = len(self.dates(dt.date(2000, 1, 1)))
+        dates = len(self.dates(dt.date(2000, 1, 1))) * len(self.options)
         return sum(routes.pair_count() for routes in self.routes) * dates
 
     def jobs(self, cycle: int, start: dt.date, skip: int = 0) -> Iterator[SearchJob]:
@@ -135,10 +139,12 @@ class Plan:
         dates = self.dates(start)
         # Skipping (on a restart) walks plain tuples at C speed; jobs are built after it.
         searches = itertools.chain.from_iterable(
-            itertools.product((routes.backend,), routes.pairs(), dates) for routes in self.routes)
-        for backend, (origin, destination), (date, back) in itertools.islice(searches, skip, None):
-            yield SearchJob(job_id(backend, origin, destination, date, back), cycle, 0,
-                            backend, origin, destination, date, back)
+            itertools.product((routes.backend,), routes.pairs(), dates, self.options)
+            for routes in self.routes)
+        for backend, (origin, destination), (date, back), options in itertools.islice(
+                searches, skip, None):
+            yield SearchJob(job_id(backend, origin, destination, date, back, options), cycle, 0,
+                            backend, origin, destination, date, back, options)
 
 
 def default_plan_path() -> Path:
@@ -198,7 +204,7 @@ class _Reader:
         return value
 
     def plan(self, digest: str) -> Plan:
-        known = {"plan", "dates", "routes"}
+        known = {"plan", "dates", "routes", "search"}
         for key in self.data:
             if key not in known:
                 raise self.fail(key, f"unknown key (expected one of {', '.join(sorted(known))})")
@@ -227,10 +233,48 @@ class _Reader:
             step_days=self.integer(dates, "dates", "step_days", 1, 1, 3650),
             stay_days=tuple(stays),
             routes=self.routes(),
+            options=self.options(),
             retry_delay=self.duration(head, "plan", "retry_delay", retrying.RETRY_DELAY),
             retry_delay_max=self.duration(head, "plan", "retry_delay_max",
                                           retrying.RETRY_DELAY_MAX),
         )
+
+    def options(self) -> tuple[str, ...]:
+        """The ``[search]`` table's options as text, one per cabin and point of sale listed
+        (none: the defaults, one adult in economy at the airline's own point of sale)."""
+        search = self.table("search", required=False)
+        unknown = set(search) - set(SearchOptions._fields)
+        if unknown:
+            raise self.fail(f"search.{sorted(unknown)[0]}",
+                            f"unknown key (expected {', '.join(SearchOptions._fields)})")
+        party = {name: self.integer(search, "search", name, default, 0, MAX_PASSENGERS)
+                 for name, default in (("adults", 1), ("children", 0), ("infants", 0))}
+        cabins = self.choices(search, "cabin", "economy", 'a cabin like "business"')
+        places = self.choices(search, "pos", "", 'a country code like "US"')
+        currency = search.get("currency", "")
+        if not isinstance(currency, str):
+            raise self.fail("search.currency", f'must be a currency code like "USD" '
+                            f"(got {currency!r})")
+        found = []
+        for cabin, pos in itertools.product(cabins, places):
+            options = SearchOptions(**party, cabin=cabin, pos=pos, currency=currency)
+            try:
+                options.check()
+            except ValueError as error:
+                key = str(error).split(maxsplit=1)[0].rstrip(",")
+                raise self.fail(f"search.{key}", str(error)) from None
+            found.append(str(options))
+        return tuple(dict.fromkeys(found))
+
+    def choices(self, table: dict[str, Any], key: str, default: str, what: str) -> list[str]:
+        """A key that names one value or a list of them (each a search of its own)."""
+        value = table.get(key, default)
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(item, str) for item in values):
+            raise self.fail(f"search.{key}", f"must be {what}, or a list of them (got {value!r})")
+        if len(set(values)) != len(values):
+            raise self.fail(f"search.{key}", "lists a value twice")
+        return values
 
     def duration(self, table: dict[str, Any], prefix: str, key: str,
                  default: float | None) -> float | None:

@@ -34,9 +34,12 @@ FARE_FIELDS = (
     "return_flight",
     "return_departure",
     "return_arrival",
+    "options",
 )
 """The keys of every fare dict a store returns, in the order exports write them (the
-return flight and times are None for a one-way fare)."""
+return flight and times are None for a one-way fare; ``options`` is the search's
+``voe.model.SearchOptions`` as text, '' for one adult in economy at the airline's own
+point of sale)."""
 
 
 class StoreError(Exception):

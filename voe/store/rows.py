@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result, RoundTripFare
+from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result, RoundTripFare, parse_options
 from voe.store.base import DONE
 
 FARES_COLLECTED = "fares.collected"
@@ -32,7 +32,7 @@ def result_row(result: Result, now: float) -> tuple[Any, ...]:
     job = result.job
     return (
         job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
-        job.return_date, len(result.fares), result.worker, now,
+        job.return_date, len(result.fares), result.worker, now, job.options,
     )
 
 
@@ -40,8 +40,9 @@ def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
     """The ``fares`` rows of a result, in ``FARE_FIELDS`` order."""
     job = result.job
     route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
+    one_way = (None, None, None, job.options)
     for fare in result.fares:
-        yield (*route, *fare) if len(fare) > 5 else (*route, *fare, None, None, None)
+        yield (*route, *fare, job.options) if len(fare) > 5 else (*route, *fare, *one_way)
 
 
 def outcome_row(result: Result, now: float) -> tuple[Any, ...]:
@@ -233,7 +234,7 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
         job = result.job
         head = (job.cycle, job.id, job.backend, job.origin, job.destination, now)
         events.append((event_id(job.id, job.cycle, FARES_COLLECTED), FARES_COLLECTED, *head,
-                       _pack((job.date, job.return_date, result.fares))))
+                       _pack((job.date, job.return_date, result.fares, job.options))))
         prices = prices_by_flight(result)
         before = previous.get(job.id)
         if before is not None and before[0] < job.cycle:
@@ -247,7 +248,7 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
                 events.append((
                     event_id(job.id, job.cycle, PRICE_CHANGED, flight), PRICE_CHANGED, *head,
                     _pack((job.date, job.return_date, flight, currencies[flight], old, price,
-                           old_cycle))))
+                           old_cycle, job.options))))
         if before is None or before[0] < job.cycle:
             previous[job.id] = (job.cycle, prices)
             latest[job.id] = (job.id, job.cycle, encode_prices(prices))
@@ -258,17 +259,21 @@ def event_from_row(row: Sequence[Any]) -> Event:
     """Turn an outbox row (``EVENT_COLUMNS``) into the event publishers send.
 
     The body is JSON: ``id``, ``kind``, ``occurred_at`` (Unix time stored), ``job``
-    (id, cycle, backend, origin, destination, date, return_date), then ``fares`` for
-    ``fares.collected``, or ``flight``, ``currency``, ``old_price``, ``new_price``,
-    ``old_cycle`` and ``new_cycle`` for ``fare.price_changed``.
+    (id, cycle, backend, origin, destination, date, return_date, and ``search``: adults,
+    children, infants, cabin, pos and currency asked, "" for the airline's own), then
+    ``fares`` for ``fares.collected``, or ``flight``, ``currency``, ``old_price``,
+    ``new_price``, ``old_cycle`` and ``new_cycle`` for ``fare.price_changed``. Events
+    stored before search options had none: theirs are the defaults.
     """
     seq, ident, kind, cycle, job_id, backend, origin, destination, created_at, payload = row
     data = msgpack.unpackb(bytes(payload), raw=False)
     date, return_date = data[0], data[1]
+    options = data[3 if kind == FARES_COLLECTED else 7:][:1]
     body: dict[str, Any] = {
         "id": ident, "kind": kind, "occurred_at": created_at,
         "job": {"id": job_id, "cycle": cycle, "backend": backend, "origin": origin,
-                "destination": destination, "date": date, "return_date": return_date}}
+                "destination": destination, "date": date, "return_date": return_date,
+                "search": parse_options(options[0] if options else "")._asdict()}}
     if kind == FARES_COLLECTED:
         body["fares"] = [dict(zip(_FARE_KEYS, fare, strict=False)) for fare in data[2]]
     else:

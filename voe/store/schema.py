@@ -21,13 +21,15 @@ from voe.store.base import NoStore, StoreError
 
 
 class Column(NamedTuple):
-    """A column: its name, logical type (a key of ``Dialect.types``), whether NULL fits, and
-    the migration that gave it to its table (the one creating the table, unless later)."""
+    """A column: its name, logical type (a key of ``Dialect.types``), whether NULL fits, the
+    migration that gave it to its table (the one creating the table, unless later), and its
+    default as SQL (what rows stored before a later migration hold)."""
 
     name: str
     type: str
     null: bool = False
     since: int = 1
+    default: str | None = None
 
 
 class Unique(NamedTuple):
@@ -99,13 +101,17 @@ def _columns(spec: str, since: int = 1) -> tuple[Column, ...]:
 
 
 _ROUTE = "backend text, origin text, destination text, date text, return_date text?"
+# A search's options as text (``voe.model.SearchOptions``; '' for the defaults).
+_OPTIONS = Column("options", "text", since=6, default="''")
 
 TABLES = {table.name: table for table in (
     Table("fares", _columns(f"id rowid, cycle int, job_id text, {_ROUTE}, flight text,"
                             " departure text, arrival text, price text, currency text")
-          + _columns("return_flight text?, return_departure text?, return_arrival text?", 5)),
+          + _columns("return_flight text?, return_departure text?, return_arrival text?", 5)
+          + (_OPTIONS,)),
     Table("results", _columns(f"cycle int, job_id text, {_ROUTE}, fare_count int,"
-                              " worker text, stored_at real"), key=("cycle", "job_id")),
+                              " worker text, stored_at real") + (_OPTIONS,),
+          key=("cycle", "job_id")),
     Table("outcomes", _columns("id rowid, cycle int, job_id text, attempt int, worker text,"
                                " status text, duration real, error text?, at real"),
           unique=(Unique(("cycle", "job_id", "attempt", "worker")),)),
@@ -138,6 +144,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               " and backend", tables=("field_counts",)),
     Migration("5: a round-trip fare's return flight and times (NULL for one-way fares)",
               widens=("fares",)),
+    Migration("6: a search's options (party, cabin, point of sale, currency asked) with its"
+              " fares and its stored-job marker ('' for the defaults)",
+              widens=("fares", "results")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """The one schema version of both stores: how many ``MIGRATIONS`` a store has applied."""
@@ -150,8 +159,7 @@ def create_table(table: Table, dialect: Dialect, version: int = SCHEMA_VERSION) 
         spelled = dialect.types[column.type]
         if spelled is None or column.since > version:
             continue
-        serial = column.type in ("serial", "rowid")
-        parts.append(f"{column.name} {spelled}{'' if serial or column.null else ' NOT NULL'}")
+        parts.append(f"{column.name} {spelled}{_constraints(column)}")
     if table.key:
         parts.append(f"PRIMARY KEY ({', '.join(table.key)})")
     parts.extend(f"UNIQUE ({', '.join(unique.columns)})" for unique in table.unique
@@ -172,8 +180,15 @@ def add_columns(table: Table, dialect: Dialect, version: int) -> list[str]:
     # the change, in one transaction).
     missing = " IF NOT EXISTS" if dialect.name == "postgresql" else ""
     return [f"ALTER TABLE {table.name} ADD COLUMN{missing} {column.name}"
-            f" {dialect.types[column.type]}" + ("" if column.null else " NOT NULL")
+            f" {dialect.types[column.type]}{_constraints(column)}"
             for column in table.columns if column.since == version]
+
+
+def _constraints(column: Column) -> str:
+    """`` NOT NULL`` unless NULL fits (or the column is serial), then its default if any."""
+    serial = column.type in ("serial", "rowid")
+    text = "" if serial or column.null else " NOT NULL"
+    return text if column.default is None else f"{text} DEFAULT {column.default}"
 
 
 def statements(migration: Migration, dialect: Dialect, number: int) -> list[str]:

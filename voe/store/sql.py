@@ -337,7 +337,7 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
                 yield dict(zip(FARE_FIELDS, row, strict=True))
 
     def cheapest(self, cycle: int | None = None) -> list[dict[str, Any]]:
-        """Return the cheapest fare per (origin, destination, date, return date).
+        """Return the cheapest fare per (origin, destination, date, return date, options).
 
         With ``cycle`` only that cycle counts; without, each route's latest cycle with fares.
         Prices are compared as numbers and returned as the stored decimal strings.

@@ -77,6 +77,8 @@ class Job(BaseModel):
     destination: str
     date: str
     return_date: str | None
+    options: str = Field("", description="the search's options (party, cabin, point of sale, "
+                                         "currency asked) as text; \"\" for the defaults")
     state: State
     attempt: int
     worker: str | None
@@ -110,7 +112,7 @@ class Routes(BaseModel):
 
 
 class Prices(BaseModel):
-    """A route's cheapest fare per date and cycle."""
+    """A route's cheapest fare per date, search options and cycle."""
 
     route: str
     date: str | None

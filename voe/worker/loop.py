@@ -26,7 +26,7 @@ import zmq.green as zmq
 
 from voe import gcpolicy, protocol
 from voe.backends import UnknownBackend, get_backend
-from voe.backends.base import BackendError, ParseError, check_trip
+from voe.backends.base import BackendError, ParseError, check_search
 from voe.logs import RejectCounter
 from voe.model import OK, PARSE, PERMANENT, TRANSIENT, FieldCount, Result, SearchJob
 from voe.settings import Settings
@@ -335,7 +335,7 @@ class Worker:
             backend = self.backends.get(job.backend)
             if backend is None:
                 backend = self.backends[job.backend] = get_backend(job.backend, self.settings)
-            check_trip(backend, job)
+            check_search(backend, job)
             with self.http.fetching_for(job.backend, backend, job.id):
                 answer = backend.search(job, self.http)
             fares = tuple(self.fare_pipeline.run(answer, job))

@@ -1,7 +1,8 @@
 """Reads the demo airline's trip parameters from a query string, or says what is wrong.
 
 ``/api/search`` takes, besides ``origin``, ``destination`` and ``date``: ``return``
-(a round trip), ``adults``, ``children``, ``infants``, ``cabin``, ``pos`` and ``legs``
+(a round trip), ``adults``, ``children``, ``infants``, ``cabin``, ``pos``, ``currency``
+(asked; the point of sale's by default) and ``legs``
 (multi-city, instead of origin/destination/date). With none of them a search is
 today's one-way search, answered as it always was (``asks_trip`` tells which).
 ``/api/calendar`` takes ``origin``, ``destination``, ``month`` and the same pricing ones.
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import re
 
-from voe.demo.airline.trips import CABINS, POS_CURRENCIES, Leg, Party, Pricing, Trip
+from voe.demo.airline.trips import BRL_RATES, CABINS, POS_CURRENCIES, Leg, Party, Pricing, Trip
 from voe.model import check_date
 
 # The parameters that make a search a trip search (any one of them, even alone).
-TRIP_PARAMETERS = ("return", "adults", "children", "infants", "cabin", "pos", "legs")
+TRIP_PARAMETERS = ("return", "adults", "children", "infants", "cabin", "pos", "currency",
+                   "legs")
 # Passengers of one search at most, as airlines' booking forms allow.
 MAX_PASSENGERS = 9
 MIN_LEGS, MAX_LEGS = 2, 6
@@ -78,7 +80,8 @@ def _count(params: Params, name: str, default: str) -> int:
 
 
 def pricing(params: Params) -> Pricing:
-    """The party, cabin and point of sale of a search (defaults: 1 adult, economy, BR)."""
+    """The party, cabin, point of sale and currency of a search (defaults: 1 adult,
+    economy, BR, the point of sale's currency)."""
     party = Party(_count(params, "adults", "1"), _count(params, "children", "0"),
                   _count(params, "infants", "0"))
     if party.adults < 1:
@@ -94,7 +97,11 @@ def pricing(params: Params) -> Pricing:
     pos = _one(params, "pos", "BR").upper()
     if pos not in POS_CURRENCIES:
         raise BadQuery(f"unknown pos {pos!r}: expected one of {', '.join(sorted(POS_CURRENCIES))}")
-    return Pricing(party, cabin, pos)
+    asked = _one(params, "currency", POS_CURRENCIES[pos]).upper()
+    if asked not in BRL_RATES:
+        raise BadQuery(f"unknown currency {asked!r}: expected one of "
+                       f"{', '.join(sorted(BRL_RATES))}")
+    return Pricing(party, cabin, pos, asked if asked != POS_CURRENCIES[pos] else "")
 
 
 def _legs(text: str) -> tuple[Leg, ...]:

@@ -87,11 +87,12 @@ class Pricing:
     party: Party = Party()
     cabin: str = "economy"
     pos: str = "BR"
+    asked: str = ""  # a currency asked (one of ``BRL_RATES``); "" for the point of sale's
 
     @property
     def currency(self) -> str:
-        """The currency of the point of sale."""
-        return POS_CURRENCIES[self.pos]
+        """The currency asked, else the point of sale's."""
+        return self.asked or POS_CURRENCIES[self.pos]
 
     def price(self, base_cents: int) -> str:
         """The price of a fare of ``base_cents`` (BRL, one adult, economy) for the party,

@@ -3,9 +3,12 @@
 Same airline and error mapping as the demo backend, but the fares come as JSON,
 which is checked field by field before it is trusted. The answer's ``search``
 object says which search it answers (origin, destination, date, and the return date
-of a round trip), for the fare pipeline to compare with the job. It reads round trips:
-a job with a return date asks for one (``return=``), and each fare of the answer
-holds its ``outbound`` and ``inbound`` flights and one total price.
+of a round trip), and for a search with options the party, cabin, point of sale and
+currency, for the fare pipeline to compare with the job. It reads round trips: a job
+with a return date asks for one (``return=``), and each fare of the answer holds its
+``outbound`` and ``inbound`` flights and one total price. A job's search options go to
+the airline as ``adults``, ``children``, ``infants``, ``cabin``, ``pos`` and
+``currency``; each fare's currency is the one the airline answered in.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ import requests
 
 from voe.backends.base import ParseError
 from voe.demo.backends.page import DemoBackend, fetch
-from voe.model import Answer, Fare, RoundTripFare, Searched, SearchJob
+from voe.model import (
+    Answer,
+    Fare,
+    RoundTripFare,
+    Searched,
+    SearchJob,
+    SearchOptions,
+    parse_options,
+)
 from voe.settings import Settings
 
 _FIELDS = ("flight", "departure", "arrival", "price", "currency")
@@ -61,6 +72,24 @@ def _fare(item: Any, round_trip: bool) -> Fare | RoundTripFare:
     return fare
 
 
+def _stated_options(item: dict[str, Any]) -> SearchOptions | None:
+    """The party, cabin, point of sale and currency the ``search`` object states (None
+    when it states none, as the answer of a plain one-way search); ``ValueError`` if odd."""
+    if "passengers" not in item:
+        return None
+    party = item["passengers"]
+    if not isinstance(party, dict):
+        raise ValueError("search field passengers is not an object")
+    counts = []
+    for name in ("adults", "children", "infants"):
+        count = party.get(name)
+        if type(count) is not int:
+            raise ValueError(f"search field passengers.{name} is not a whole number")
+        counts.append(count)
+    cabin, pos, currency = _strings(item, ("cabin", "pos", "currency"), "search field", "")
+    return SearchOptions(*counts, cabin, pos, currency)
+
+
 def _searched(item: Any) -> Searched:
     """Check the answer's ``search`` object and return it; ``ValueError`` says what is wrong."""
     found = _strings(item, _SEARCH_FIELDS, "search field",
@@ -68,7 +97,7 @@ def _searched(item: Any) -> Searched:
     back = item.get("return_date")
     if back is not None and (not isinstance(back, str) or not back.strip()):
         raise ValueError("search field return_date is not a string")
-    return Searched(*found, back.strip() if back else None)
+    return Searched(*found, back.strip() if back else None, _stated_options(item))
 
 
 def parse_fares(page: bytes) -> Answer:
@@ -99,6 +128,7 @@ class DemoApiBackend:
 
     name = "demo-api"
     round_trips = True
+    search_options = frozenset(SearchOptions._fields)
     # The airline's block pages (a captcha it redirects to) are the HTML site's.
     block_markers = DemoBackend.block_markers
 
@@ -109,7 +139,16 @@ class DemoApiBackend:
     def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Fetch and check the fares of ``job``; raise a ``BackendError`` on failure."""
         params = None
-        if job.return_date:
-            params = {"origin": job.origin, "destination": job.destination, "date": job.date,
-                      "return": job.return_date}
+        if job.return_date or job.options:
+            params = {"origin": job.origin, "destination": job.destination, "date": job.date}
+            if job.return_date:
+                params["return"] = job.return_date
+            params.update(_option_params(job.options))
         return parse_fares(fetch(http, self.url, job, self.timeout, params))
+
+
+def _option_params(options: str) -> dict[str, str]:
+    """The airline's parameters for a job's search options (only those it asks)."""
+    return {name: str(value) for name, value, default in zip(
+        SearchOptions._fields, parse_options(options), SearchOptions(), strict=True)
+        if value != default}

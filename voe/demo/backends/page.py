@@ -80,8 +80,9 @@ def fetch(http: requests.Session, url: str, job: SearchJob,
 class DemoBackend:
     """Search the demo airline's HTML site (``/search``), as a scraper of a real airline would.
 
-    The demo airline sells one-way fares only: no ``round_trips``, so the worker refuses
-    a round-trip job (``voe.backends.base.check_trip``) before it is searched.
+    The demo airline's site sells one adult's economy one-way fares only: no
+    ``round_trips`` nor ``search_options``, so the worker refuses a round-trip job or one
+    with search options (``voe.backends.base.check_search``) before it is searched.
     A result the airline spreads over pages is read page by page through the same
     session, following each page's next link (on the airline's own site only).
     """

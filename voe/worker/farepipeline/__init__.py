@@ -44,6 +44,7 @@ PIPELINES_BASE: dict[str, int] = {
     "voe.worker.farepipeline.times:Times": 300,
     "voe.worker.farepipeline.price:PriceBounds": 400,
     "voe.worker.farepipeline.currency:CurrencyCode": 450,
+    "voe.worker.farepipeline.currency:CurrencyAsked": 460,
     "voe.worker.farepipeline.returnleg:ReturnLeg": 500,
     "voe.worker.farepipeline.duplicates:RefuseDuplicates": 900,
 }

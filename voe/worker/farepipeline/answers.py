@@ -1,9 +1,10 @@
-"""The page must answer the job's search: the route and date it states are the job's."""
+"""The page must answer the job's search: the route, dates, party, cabin, point of sale and
+currency it states are the job's."""
 
 from __future__ import annotations
 
 from voe.backends.base import ParseError
-from voe.model import Answer, Searched, SearchJob
+from voe.model import Answer, Searched, SearchJob, parse_options
 from voe.settings import Settings
 
 
@@ -17,6 +18,10 @@ class AnswersSearch:
     plain list of fares cannot say, and then there is nothing to compare. The
     return date is compared too: a page that states no return answers a one-way
     search, and its prices are not a round trip's (nor a round trip's a one-way's).
+    When the page states its party, cabin and point of sale (``Searched.options``), they
+    are compared with the job's (``SearchOptions.differs``): two adults' prices are not
+    one adult's, and an airline that answers in another currency than the one asked
+    answers another search.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -33,4 +38,9 @@ class AnswersSearch:
                         said.return_date or None)
         if page != asked:
             raise ParseError(f"page answers {page}, asked {asked}", page=answer.page)
+        if said.options is not None:
+            differs = parse_options(job.options).differs(said.options)
+            if differs:
+                raise ParseError(f"page answers {page} for {', '.join(differs)}",
+                                 page=answer.page)
         return answer

@@ -1,7 +1,10 @@
-"""Currencies: an ISO 4217 code of money a fare can be priced in."""
+"""Currencies: an ISO 4217 code of money a fare can be priced in, and the one asked."""
 
 from __future__ import annotations
 
+from voe.backends.base import ParseError
+from voe.model import Answer, SearchJob, parse_options
+from voe.settings import Settings
 from voe.worker.farepipeline.base import FieldStage
 
 # The active ISO 4217 currency codes (2025), less fund codes (BOV, CHE, CHW, CLF,
@@ -38,3 +41,31 @@ class CurrencyCode(FieldStage):
     def check(self, value: str) -> str:
         """The currency code; ``ValueError`` if it is not one."""
         return check_currency(value)
+
+
+class CurrencyAsked:
+    """Refuse fares priced in another currency than the one the job asked or the page
+    states for its whole answer: such a price is real, but not this search's (and stored
+    beside the asked currency's prices of other cycles, it would read as a price change).
+
+    A fare's currency is always the one the airline answered in, never assumed from the
+    plan; this stage only checks that answer against what was asked.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        """Return ``answer``, or raise ``ParseError`` naming the first fare priced otherwise."""
+        stated = answer.answered.options if answer.answered is not None else None
+        wanted = [(currency, why) for currency, why in (
+            (parse_options(job.options).currency if job.options else "", "asked"),
+            (stated.currency if stated is not None else "", "the page's"))
+            if currency]
+        for currency, why in wanted:
+            for number, fare in enumerate(answer, start=1):
+                if fare.currency != currency:
+                    raise ParseError(f"fare {number} ({fare.flight!r}) is priced in "
+                                     f"{fare.currency}, not {currency} ({why} currency)",
+                                     page=answer.page)
+        return answer
