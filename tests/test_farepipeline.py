@@ -26,6 +26,7 @@ from voe.model import (
     OK,
     PARSE,
     Answer,
+    CalendarDay,
     Fare,
     FieldCount,
     RoundTripFare,
@@ -321,6 +322,33 @@ class Tagging:
 
     def process(self, answer: Answer, job: SearchJob) -> list[Fare]:
         return [fare._replace(currency="USD") for fare in answer]
+
+
+def test_a_calendars_days_pass_the_stages_that_read_them_and_must_be_its_months(
+        make_settings) -> None:
+    settings = make_settings(voe_fare_pipelines=f"{__name__}:Tagging=950")
+    pipeline = FarePipeline(settings, third_party=False)
+    month = job(date="2026-12")
+    days = [CalendarDay("2026-12-01", "412.3", "BRL"), CalendarDay("2026-12-02", "380.00", "BRL")]
+    said = Searched("GRU", "SSA", "2026-12")
+    answer = pipeline.run(Answer(days, said, b"<calendar>"), month)
+    # Prices normalised; Tagging (a stage written for fares) never saw the days.
+    assert answer == [days[0]._replace(price="412.30"), days[1]]
+    assert pipeline.field_counts.as_dict()["demo"] == {
+        "currency": {"valid": 2, "invalid": 0}, "price": {"valid": 2, "invalid": 0}}
+    for odd, why in (([days[0], days[0]], "day 2026-12-01 listed twice .days 1 and 2."),
+                     ([days[0]._replace(date="2027-01-01")], "2027-01-01. is not in 2026-12"),
+                     ([days[0]._replace(date="2026-12-32")], "no such day"),
+                     ([FARE], "is no calendar's day, but the job asks the calendar of 2026-12"),
+                     ([days[0]._replace(price="-1")], "price")):
+        with pytest.raises(ParseError, match=why) as caught:
+            pipeline.run(Answer(odd, said, b"<calendar>"), month)
+        assert caught.value.page == b"<calendar>"
+    with pytest.raises(ParseError, match=r"fare 1 is a calendar's day \(2026-12-01\), but the "
+                                         r"job searches one date \(2026-12-20\)"):
+        pipeline.run(Answer(days[:1], Searched("GRU", "SSA", "2026-12-20")), job())
+    with pytest.raises(ParseError, match="page answers GRU-SSA 2027-01, asked GRU-SSA 2026-12"):
+        pipeline.run(Answer(days, Searched("GRU", "SSA", "2027-01")), month)
 
 
 def test_overrides_add_move_and_remove_stages(make_settings) -> None:

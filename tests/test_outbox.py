@@ -14,7 +14,7 @@ import pytest
 
 from tests import legacystores
 from tests.postgres import fresh_schema
-from voe.model import Fare, Result, RoundTripFare, SearchJob
+from voe.model import CalendarDay, Fare, Result, RoundTripFare, SearchJob
 from voe.store import SqliteStore, open_store
 from voe.store.rows import FARES_COLLECTED, PRICE_CHANGED, event_id
 
@@ -266,3 +266,19 @@ def test_an_event_stored_before_search_options_reads_as_the_defaults(store):
     event = event_from_row((1, "x", FARES_COLLECTED, 1, "demo:GRU-REC:2025-05-01", "demo",
                             "GRU", "REC", 0.0, old))
     assert json.loads(event.body)["job"]["search"]["adults"] == 1
+
+
+def test_a_calendars_events_carry_its_days_and_compare_each_days_price(store):
+    def calendar(cycle: int, *prices: str) -> Result:
+        job = _job(0, cycle)._replace(id="demo:GRU-REC:2025-05", date="2025-05")
+        days = tuple(CalendarDay(f"2025-05-0{day}", price, "BRL")
+                     for day, price in enumerate(prices, start=1))
+        return Result(job, "ok", days, None, "w1", 0.1)
+
+    store.save([calendar(1, "90.00", "80.00")])
+    store.save([calendar(2, "90.00", "70.00")])
+    bodies = _bodies(store)
+    assert bodies[0]["fares"] == [{"date": "2025-05-01", "price": "90.00", "currency": "BRL"},
+                                  {"date": "2025-05-02", "price": "80.00", "currency": "BRL"}]
+    assert [(b["flight"], b["old_price"], b["new_price"]) for b in bodies
+            if b["kind"] == PRICE_CHANGED] == [("2025-05-02", "80.00", "70.00")]

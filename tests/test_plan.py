@@ -207,3 +207,27 @@ def test_bad_search_keys_are_one_line_errors(tmp_path, search, message):
 def test_a_search_key_that_is_no_table_is_a_one_line_error(tmp_path):
     with pytest.raises(PlanError, match=r"\[search\]: must be a table"):
         load_plan(write(tmp_path, 'search = "x"\n' + SEARCH.format(search="")))
+
+
+def test_a_calendar_plan_searches_each_month_of_its_window_once(tmp_path):
+    plan = load_plan(write(tmp_path, SEARCH.format(search="").replace(
+        "days_ahead = 2", "start_in_days = 20\ndays_ahead = 45\ncalendar = true")))
+    jobs = list(plan.jobs(1, START))  # 2026-12-21 to 2027-02-03: three months
+    assert [job.id for job in jobs] == [
+        f"demo-api:{route}:{month}" for route in ("GRU-REC", "REC-GRU")
+        for month in ("2026-12", "2027-01", "2027-02")]
+    assert all(job.calendar and job.return_date is None for job in jobs)
+    assert plan.job_count(START) == 6 and plan.job_count(dt.date(2026, 12, 12)) == 4
+    assert not next(load_plan(write(tmp_path, SEARCH.format(search=""))).jobs(1, START)).calendar
+
+
+def test_a_calendar_key_that_is_no_boolean_is_a_one_line_error(tmp_path):
+    with pytest.raises(PlanError, match=r"dates.calendar: must be true or false \(got 1\)"):
+        load_plan(write(tmp_path, SEARCH.format(search="").replace(
+            "days_ahead = 2", "days_ahead = 2\ncalendar = 1")))
+
+
+def test_a_calendar_prices_one_way_trips(tmp_path):
+    text = SEARCH.format(search="").replace("days_ahead = 2", "days_ahead = 2\ncalendar = true")
+    with pytest.raises(PlanError, match="dates.calendar: a calendar prices one-way trips"):
+        load_plan(write(tmp_path, text.replace('name = "p"', 'name = "p"\ntrip = "round"')))

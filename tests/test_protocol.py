@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
 from voe.fields import MAX_FIELD_COUNT
-from voe.model import Fare, FieldCount, Result, RoundTripFare, SearchJob
+from voe.model import CalendarDay, Fare, FieldCount, Result, RoundTripFare, SearchJob
 
 JOB = SearchJob("demo:GRU-REC:2026-12-01", 3, 2, "demo", "GRU", "REC", "2026-12-01", None)
 FARE = Fare("G3 1234", "07:15", "09:40", "1234.56", "BRL")
@@ -272,3 +272,19 @@ def test_a_job_carries_its_search_options_and_bad_ones_are_rejected():
         with pytest.raises(protocol.ProtocolError) as caught:
             protocol.decode(msgpack.packb(body))
         assert caught.value.reason == "bad-schema"
+
+
+def test_a_calendars_days_travel_as_three_fields_and_odd_ones_are_rejected():
+    days = (CalendarDay("2026-12-01", "412.30", "BRL"), CalendarDay("2026-12-02", "380.00", "BRL"))
+    result = Result(JOB._replace(id="demo-api:GRU-REC:2026-12", date="2026-12"), "ok", days,
+                    None, "w1", 0.25)
+    frame = protocol.encode_result(result)
+    assert protocol.decode(frame) == result
+    body = msgpack.unpackb(frame, raw=False)
+    for row, why in ((["2026-12-01", 412.3, "BRL"], "strings"),
+                     (["2026-12-1", "412.30", "BRL"], "a date"),
+                     (["2026-12-01", "", "BRL"], "a price"),
+                     (["2026-12-01", "412.30"], "3 for a calendar's day")):
+        body["f"] = [row]
+        with pytest.raises(protocol.ProtocolError, match=why):
+            protocol.decode(msgpack.packb(body))

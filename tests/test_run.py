@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
+from contextlib import closing
 
 from tests.cluster import free_port, wait_for
 
@@ -276,3 +278,70 @@ def test_a_plan_with_search_options_fails_on_a_backend_that_cannot_send_them(tmp
     assert len(failed) == 8 and all(
         "does not send adults, children, cabin, pos to the airline" in line
         for line in failed), failed
+
+
+CALENDAR_PLAN = """
+[plan]
+name = "calendar"
+
+[dates]
+start_in_days = 1
+days_ahead = 40
+calendar = true
+
+[search]
+adults = 2
+
+[[routes]]
+backend = "demo-api"
+airports = ["GRU", "REC"]
+"""
+
+
+def test_a_calendar_plan_spends_one_search_per_month_and_route_and_stores_the_calendar(
+        tmp_path, demo_airline):
+    # Forty days touch two or three months: one calendar search per month and route, each
+    # storing the cheapest fare of every day the airline's calendar gives.
+    env = run_env(tmp_path)
+    (tmp_path / "calendar.toml").write_text(CALENDAR_PLAN)
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "calendar.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = dt.date.today() + dt.timedelta(days=1)
+    months = sorted({(first + dt.timedelta(days=d)).isoformat()[:7] for d in range(40)})
+    jobs = len(months) * 2
+    assert f"{jobs} jobs done, 0 failed" in result.stdout
+    with closing(sqlite3.connect(tmp_path / "data" / "ledger.db")) as ledger:
+        assert ledger.execute("SELECT COUNT(*), SUM(attempt) FROM jobs").fetchone() == (jobs, jobs)
+        assert sorted(row[0] for row in ledger.execute("SELECT id FROM jobs")) == sorted(
+            f"demo-api:{route}:{month}/adults=2" for route in ("GRU-REC", "REC-GRU")
+            for month in months)
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    stored: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
+    for line in (tmp_path / "f.jsonl").read_text().splitlines():
+        fare = json.loads(line)
+        assert (fare["flight"], fare["departure"], fare["arrival"]) == ("", "", "")
+        month = fare["job_id"].split(":")[2].split("/")[0]
+        stored.setdefault((fare["origin"], fare["destination"], month), []).append(
+            (fare["date"], fare["price"], fare["currency"]))
+    airline = demo_airline()  # another process of the same airline: the same calendar
+    for (origin, destination, month), days in stored.items():
+        query = f"origin={origin}&destination={destination}&month={month}&adults=2"
+        with urllib.request.urlopen(f"{airline}/api/calendar?{query}", timeout=10) as answer:
+            sold = json.loads(answer.read())["days"]
+        assert sorted(days) == sorted((d["date"], d["price"], d["currency"]) for d in sold)
+    assert len(stored) == jobs
+    cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
+    assert cheapest and all("(calendar: the day's cheapest)" in line for line in cheapest)
+
+
+def test_a_calendar_plan_fails_on_a_backend_that_reads_no_calendars(tmp_path):
+    env = run_env(tmp_path)
+    (tmp_path / "calendar.toml").write_text(
+        CALENDAR_PLAN.replace('"demo-api"', '"demo"').replace("[search]\nadults = 2\n", "")
+        .replace("days_ahead = 40", "days_ahead = 1"))
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "calendar.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 jobs done, 2 failed, 0 fares stored" in result.stdout
+    failed = voe(tmp_path, env, "failed").stdout.splitlines()
+    assert len(failed) == 2 and all("does not read airline calendars" in line
+                                    for line in failed), failed

@@ -21,7 +21,7 @@ import voe
 from tests import legacystores
 from tests.postgres import fresh_schema
 from voe.cli.export import export_fares
-from voe.model import Fare, FieldCount, Result, RoundTripFare, SearchJob
+from voe.model import CalendarDay, Fare, FieldCount, Result, RoundTripFare, SearchJob
 from voe.store import SqliteStore, StoreError, open_store
 
 REPO = Path(voe.__file__).resolve().parents[1]
@@ -658,3 +658,22 @@ def test_a_store_of_version_5_gains_search_options_and_keeps_its_fares(
             assert store.save([_ok(job, "2.00")]) == ["done"]
             assert sorted((f["job_id"], f["options"]) for f in store.iter_fares()) == [
                 ("demo:A-B:d", ""), ("demo:A-B:e/pos=US", "pos=US")]
+
+
+def test_a_calendars_days_are_stored_as_fares_of_their_own_dates(store) -> None:
+    month = _job(3, date="2025-05")
+    days = (CalendarDay("2025-05-01", "90.00", "BRL"), CalendarDay("2025-05-02", "80.00", "BRL"))
+    assert store.save([Result(month, "ok", days, None, "w1", 0.2), _ok(_job(4), "85.00")]) == [
+        "done", "done"]
+    fares = sorted(store.iter_fares(), key=lambda fare: (fare["date"], fare["flight"]))
+    assert [(f["job_id"], f["date"], f["flight"], f["departure"], f["price"]) for f in fares] == [
+        (month.id, "2025-05-01", "", "", "90.00"), (_job(4).id, "2025-05-01", "VO0",
+                                                    "2025-05-01T00:00", "85.00"),
+        (month.id, "2025-05-02", "", "", "80.00")]
+    assert store.stored_jobs(1)[month.id] == (2, 2)  # the audit counts days as fares
+    # The cheapest fare of a day compares the calendar's with a full search's.
+    assert [(f["date"], f["price"]) for f in store.cheapest()] == [
+        ("2025-05-01", "85.00"), ("2025-05-02", "80.00")]
+    assert store.field_counts(1)["demo"] == {"flight": (1, 0), "departure": (1, 0),
+                                             "arrival": (1, 0), "price": (3, 0),
+                                             "currency": (3, 0)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voe.model import Fare, FieldCount, RoundTripFare
+from voe.model import CalendarDay, Fare, FieldCount, RoundTripFare
 
 # Longest string anywhere in a message (errors are truncated to fit before sending).
 MAX_STR = 4096
@@ -76,24 +76,40 @@ def fares(value: Any) -> tuple[Fare, ...]:
     """Validate a result's fare rows; the sink's hot path, so the checks are inlined."""
     if type(value) is not list:
         raise ValueError("fares must be an array")
-    round_trips = False
+    other_shapes = False
     for row in value:
         if type(row) is not list or len(row) != 5:
-            if type(row) is not list or len(row) != 8:
-                raise ValueError("a fare has 5 fields (8 for a round trip)")
+            if type(row) is not list or len(row) not in _SHAPES:
+                raise ValueError("a fare has 5 fields (8 for a round trip, 3 for a calendar's "
+                                 "day)")
+            other_shapes = True
+            if len(row) == 3:
+                _calendar_day(row)
+                continue
             _return_leg(row[5:])
-            round_trips = True
-        flight, departure, arrival, price, currency = row[:5] if round_trips else row
+        flight, departure, arrival, price, currency = row[:5] if other_shapes else row
         if not (type(flight) is str and type(departure) is str and type(arrival) is str
                 and type(price) is str and type(currency) is str):
             raise ValueError("a fare's fields are strings")
         if (not 0 < len(flight) <= 64 or len(departure) > 64 or len(arrival) > 64
                 or not 0 < len(price) <= 32 or not 0 < len(currency) <= 8):
             raise ValueError("a fare's fields are short, and flight, price, currency are set")
-    if round_trips:
-        return tuple(RoundTripFare._make(row) if len(row) == 8 else Fare._make(row)
-                     for row in value)
+    if other_shapes:
+        return tuple(_SHAPES[len(row)]._make(row) for row in value)
     return tuple(map(Fare._make, value))
+
+
+# A fare's type by its number of fields.
+_SHAPES: dict[int, Any] = {5: Fare, 8: RoundTripFare, 3: CalendarDay}
+
+
+def _calendar_day(row: list[Any]) -> None:
+    """Check a calendar's day: a date, a price and a currency, short strings, all set."""
+    date, price, currency = row
+    if not (type(date) is str and type(price) is str and type(currency) is str):
+        raise ValueError("a calendar day's fields are strings")
+    if len(date) != 10 or not 0 < len(price) <= 32 or not 0 < len(currency) <= 8:
+        raise ValueError("a calendar day has a date (YYYY-MM-DD), a price and a currency")
 
 
 def _return_leg(leg: list[Any]) -> None:

@@ -19,7 +19,8 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 class SearchJob(NamedTuple):
     """One flight search: a backend, a route and a date, in one cycle of the plan.
 
-    ``id`` is stable across cycles (``backend:ORIG-DEST:date[:return][/options]``); the
+    ``id`` is stable across cycles (``backend:ORIG-DEST:date[:return][/options]``, the date
+    a month ``YYYY-MM`` for a calendar job: ``calendar``); the
     pair ``(cycle, id)`` names the job in the ledger and the store. ``options`` is the
     search's ``SearchOptions`` as text (``""``: one adult, economy, the airline's own point
     of sale). A named tuple, because the master, workers and sink build hundreds of
@@ -35,6 +36,12 @@ class SearchJob(NamedTuple):
     date: str
     return_date: str | None = None
     options: str = ""
+
+    @property
+    def calendar(self) -> bool:
+        """Whether this job asks the airline's calendar of a month (``date`` is ``YYYY-MM``):
+        the cheapest fare of each day, in one search."""
+        return len(self.date) == 7
 
 
 # The cabins a search may ask, cheapest first.
@@ -154,8 +161,18 @@ class RoundTripFare(NamedTuple):
     return_arrival: str
 
 
+class CalendarDay(NamedTuple):
+    """A day of an airline's calendar: its ``date`` (``YYYY-MM-DD``) and the cheapest fare's
+    ``price`` and ``currency`` that day (a calendar names no flight)."""
+
+    date: str
+    price: str
+    currency: str
+
+
 class Searched(NamedTuple):
-    """The search a page says it answers, read from the page itself (route heading, date).
+    """The search a page says it answers, read from the page itself (route heading, date;
+    for a calendar, its month ``YYYY-MM``).
 
     ``return_date`` is None when the page states no return (a one-way search);
     ``options`` are the party, cabin and point of sale the page states, or None when it

@@ -8,11 +8,12 @@ not yield fares; ``ParseError.page`` keeps the raw page for the backend's author
 ``BlockedError`` (transient, kind ``blocked``) says the airline refused to answer.
 
 A backend that reads a round trip's return leg says so with a class attribute
-``round_trips = True``, and one that asks the airline for a party, cabin or point of sale
-names the options it sends in ``search_options`` (a set of ``SearchOptions`` field
-names); a job asking what its backend does not send ends at once as a permanent error
-(``check_search``), so one adult's economy one-way prices are never stored as another
-search's.
+``round_trips = True``, one that reads an airline's calendar of a month (the cheapest
+fare per day, as ``CalendarDay`` items) ``calendars = True``, and one that asks the
+airline for a party, cabin or point of sale names the options it sends in
+``search_options`` (a set of ``SearchOptions`` field names); a job asking what its
+backend does not send ends at once as a permanent error (``check_search``), so one
+adult's economy one-way prices are never stored as another search's.
 
 A backend returns an ``Answer`` (``voe.model``): the fares plus the search the page
 itself says it answers and the raw page. The worker runs the fare pipeline
@@ -81,7 +82,8 @@ class BlockedError(TransientError):
 
 def check_search(backend: object, job: SearchJob) -> None:
     """``PermanentError`` for a job asking what ``backend`` does not send the airline: a
-    round trip (no ``round_trips = True``) or search options outside its ``search_options``.
+    round trip (no ``round_trips = True``), a month's calendar (no ``calendars = True``) or
+    search options outside its ``search_options``.
 
     Searched anyway, such a backend answers another search (the outbound leg alone, one
     adult in economy), and its prices would be stored under this job's: plausible fares,
@@ -93,6 +95,11 @@ def check_search(backend: object, job: SearchJob) -> None:
             f"round_trips = True): this round-trip job (return {job.return_date}) would store "
             "one-way prices; use trip = \"oneway\" in the plan, or a backend that reads the "
             "return leg")
+    if job.calendar and not getattr(backend, "calendars", False):
+        raise PermanentError(
+            f"backend {job.backend!r} does not read airline calendars (it declares no "
+            f"calendars = True): this calendar job ({job.date}) cannot be searched; drop "
+            "calendar = true from the plan's [dates], or use a backend that reads calendars")
     if job.options:
         sent = getattr(backend, "search_options", frozenset())
         asked = [name for name, value, default in zip(

@@ -83,7 +83,10 @@ def _print_master(report: dict) -> None:
 
 
 def _flights(row: dict) -> str:
-    """A stored fare's flight and departure, and for a round trip its return flight's."""
+    """A stored fare's flight and departure, and for a round trip its return flight's (a
+    calendar's day names none: the cheapest fare of the day)."""
+    if not row["flight"]:
+        return "calendar: the day's cheapest"
     going = f"{row['flight']} {row['departure']}"
     if row.get("return_flight"):
         return f"{going}, back {row['return_flight']} {row['return_departure']}"

@@ -309,7 +309,7 @@ class LocalRun:
                 options = f" [{row['options']}]" if row.get("options") else ""
                 table.add_row(f"{row['origin']}-{row['destination']}{options}",
                               row["date"] + (f" / {row['return_date']}" if back else ""),
-                              row["flight"] + (f" / {back}" if back else ""),
+                              (row["flight"] or "calendar") + (f" / {back}" if back else ""),
                               row["departure"] + (f" / {row['return_departure']}" if back else ""),
                               f"{row['price']} {row['currency']}")
             self.console.print(table)

@@ -96,9 +96,10 @@ class CycleBook:
 
     def start(self) -> Cycle:
         """Start a new cycle of the plan now, and schedule the next one."""
-        cycle = self.ledger.start_cycle(self.plan.name, self.plan.digest,
-                                        self.today().isoformat(), self.plan.job_count(),
-                                        self.plan.max_attempts, self.wall())
+        today = self.today()
+        cycle = self.ledger.start_cycle(self.plan.name, self.plan.digest, today.isoformat(),
+                                        self.plan.job_count(today), self.plan.max_attempts,
+                                        self.wall())
         log.info("cycle %d started: %d jobs (plan %s)", cycle.cycle, cycle.total, self.plan.name)
         if self.plan.interval is not None:
             self.next_cycle_at = self.clock() + self.plan.interval

@@ -82,6 +82,8 @@ class Plan:
     # The search options of every route and date, as text (``""``: one adult, economy,
     # the airline's own point of sale); several multiply the searches.
     options: tuple[str, ...] = ("",)
+    # Search each month of the date window as one calendar (the cheapest fare per day).
+    calendar: bool = False
 
     @property
     def once(self) -> bool:
@@ -89,8 +91,12 @@ class Plan:
         return self.interval is None
 
     def dates(self, start: dt.date) -> list[tuple[str, str | None]]:
-        """The (departure, return) dates searched in a cycle that starts on ``start``."""
+        """The (departure, return) dates searched in a cycle that starts on ``start`` (for a
+        calendar plan, each month ``YYYY-MM`` the window touches, once)."""
         first = start + dt.timedelta(days=self.start_in_days)
+        if self.calendar:
+            days = (first + dt.timedelta(days=d) for d in range(self.days_ahead))
+            return [(month, None) for month in dict.fromkeys(day.isoformat()[:7] for day in days)]
         departures = [first + dt.timedelta(days=d)
                       for d in range(0, self.days_ahead, self.step_days)]
         if self.trip == "oneway":
@@ -129,9 +135,11 @@ class Plan:
                                         if r.retry_delay_max is not None)]
         return max(caps)
 
-    def job_count(self) -> int:
-        """How many jobs one cycle holds, computed without expanding them."""
-        dates = len(self.dates(dt.date(2000, 1, 1))) * len(self.options)
+    def job_count(self, start: dt.date | None = None) -> int:
+        """How many jobs one cycle that starts on ``start`` (default today) holds, computed
+        without expanding them (a calendar plan's window may touch one month more or less
+        another day)."""
+        dates = len(self.dates(start or dt.date.today())) * len(self.options)
         return sum(routes.pair_count() for routes in self.routes) * dates
 
     def jobs(self, cycle: int, start: dt.date, skip: int = 0) -> Iterator[SearchJob]:
@@ -216,6 +224,12 @@ class _Reader:
         trip = head.get("trip", "oneway")
         if trip not in ("oneway", "round"):
             raise self.fail("plan.trip", f'must be "oneway" or "round" (got {trip!r})')
+        calendar = dates.get("calendar", False)
+        if type(calendar) is not bool:
+            raise self.fail("dates.calendar", f"must be true or false (got {calendar!r})")
+        if calendar and trip != "oneway":
+            raise self.fail("dates.calendar", "a calendar prices one-way trips: use "
+                            'trip = "oneway" with calendar = true')
         stays = dates.get("stay_days", [7])
         if (not isinstance(stays, list) or not stays
                 or not all(type(s) is int and 0 <= s <= 365 for s in stays)):
@@ -234,6 +248,7 @@ class _Reader:
             stay_days=tuple(stays),
             routes=self.routes(),
             options=self.options(),
+            calendar=calendar,
             retry_delay=self.duration(head, "plan", "retry_delay", retrying.RETRY_DELAY),
             retry_delay_max=self.duration(head, "plan", "retry_delay_max",
                                           retrying.RETRY_DELAY_MAX),

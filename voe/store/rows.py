@@ -15,7 +15,16 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from voe.model import OK, RESULT_STATUSES, Fare, FieldCount, Result, RoundTripFare, parse_options
+from voe.model import (
+    OK,
+    RESULT_STATUSES,
+    CalendarDay,
+    Fare,
+    FieldCount,
+    Result,
+    RoundTripFare,
+    parse_options,
+)
 from voe.store.base import DONE
 
 FARES_COLLECTED = "fares.collected"
@@ -37,12 +46,18 @@ def result_row(result: Result, now: float) -> tuple[Any, ...]:
 
 
 def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
-    """The ``fares`` rows of a result, in ``FARE_FIELDS`` order."""
+    """The ``fares`` rows of a result, in ``FARE_FIELDS`` order: a calendar's day is a row of
+    its own date, with no flight nor times (empty)."""
     job = result.job
     route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
     one_way = (None, None, None, job.options)
     for fare in result.fares:
-        yield (*route, *fare, job.options) if len(fare) > 5 else (*route, *fare, *one_way)
+        if len(fare) == 5:
+            yield (*route, *fare, *one_way)
+        elif len(fare) > 5:
+            yield (*route, *fare, job.options)
+        else:
+            yield (*route[:5], fare[0], None, "", "", "", fare[1], fare[2], *one_way)
 
 
 def outcome_row(result: Result, now: float) -> tuple[Any, ...]:
@@ -79,10 +94,16 @@ def refused_results(results: Sequence[Result]) -> list[Result]:
     return list(refused.values())
 
 
-def all_valid_counts(fares: int) -> tuple[FieldCount, ...]:
+def all_valid_counts(fares: int, calendar: bool = False) -> tuple[FieldCount, ...]:
     """The per-field counts of an ok answer of ``fares`` fares: every fare field valid (the
-    fare pipeline passed it; workers send counts only with the answers it refused)."""
-    return tuple(FieldCount(field, fares, 0) for field in Fare._fields)
+    fare pipeline passed it; workers send counts only with the answers it refused); a
+    calendar's days have a price and a currency, no flight nor times."""
+    fields = _DAY_FIELDS if calendar else Fare._fields
+    return tuple(FieldCount(field, fares, 0) for field in fields)
+
+
+# The fare fields a calendar's day has.
+_DAY_FIELDS = tuple(field for field in Fare._fields if field in CalendarDay._fields)
 
 
 def field_count_rows(counted: Iterable[Result]) -> list[tuple[int, str, str, int, int]]:
@@ -94,11 +115,13 @@ def field_count_rows(counted: Iterable[Result]) -> list[tuple[int, str, str, int
         if r.field_counts:
             groups[r.job.cycle, r.job.backend, r.field_counts] += 1
         elif r.status == OK and r.fares:  # an ok answer's counts are implied: all valid
-            groups[r.job.cycle, r.job.backend, len(r.fares)] += 1
+            # (a calendar's days counted as a negative size: they have fewer fields)
+            groups[r.job.cycle, r.job.backend,
+                   -len(r.fares) if len(r.fares[0]) == 3 else len(r.fares)] += 1
     totals: dict[tuple[int, str, str], list[int]] = {}
     for (cycle, backend, counts), times in groups.items():
         if isinstance(counts, int):
-            counts = all_valid_counts(counts)
+            counts = all_valid_counts(abs(counts), calendar=counts < 0)
         for field, valid, invalid in counts:
             total = totals.setdefault((cycle, backend, field), [0, 0])
             total[0] += valid * times
@@ -167,10 +190,11 @@ def flight_key(flight: str, return_flight: str | None) -> str:
 
 
 def prices_by_flight(result: Result) -> dict[str, str]:
-    """A result's price per flight (``flight_key``; the lowest when one appears twice)."""
+    """A result's price per flight (``flight_key``; a calendar's per day; the lowest when
+    one appears twice)."""
     prices: dict[str, str] = {}
     for fare in result.fares:
-        key = fare.flight if len(fare) == 5 else flight_key(fare.flight, fare[5])
+        key = fare[0] if len(fare) <= 5 else flight_key(fare[0], fare[5])
         known = prices.get(key)
         if known is None or (known != fare.price
                              and (_price(fare.price) or 0) < (_price(known) or 0)):
@@ -239,7 +263,7 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
         before = previous.get(job.id)
         if before is not None and before[0] < job.cycle:
             old_cycle, old_prices = before
-            currencies = {fare.flight if len(fare) == 5 else flight_key(fare.flight, fare[5]):
+            currencies = {fare[0] if len(fare) <= 5 else flight_key(fare[0], fare[5]):
                           fare.currency for fare in result.fares}
             for flight, price in prices.items():
                 old = old_prices.get(flight)
@@ -261,7 +285,8 @@ def event_from_row(row: Sequence[Any]) -> Event:
     The body is JSON: ``id``, ``kind``, ``occurred_at`` (Unix time stored), ``job``
     (id, cycle, backend, origin, destination, date, return_date, and ``search``: adults,
     children, infants, cabin, pos and currency asked, "" for the airline's own), then
-    ``fares`` for ``fares.collected``, or ``flight``, ``currency``, ``old_price``,
+    ``fares`` for ``fares.collected`` (a calendar's: its days, ``date``, ``price`` and
+    ``currency``), or ``flight`` (a calendar's: the day), ``currency``, ``old_price``,
     ``new_price``, ``old_cycle`` and ``new_cycle`` for ``fare.price_changed``. Events
     stored before search options had none: theirs are the defaults.
     """
@@ -275,7 +300,8 @@ def event_from_row(row: Sequence[Any]) -> Event:
                 "destination": destination, "date": date, "return_date": return_date,
                 "search": parse_options(options[0] if options else "")._asdict()}}
     if kind == FARES_COLLECTED:
-        body["fares"] = [dict(zip(_FARE_KEYS, fare, strict=False)) for fare in data[2]]
+        body["fares"] = [dict(zip(_DAY_KEYS if len(fare) == 3 else _FARE_KEYS, fare,
+                                  strict=False)) for fare in data[2]]
     else:
         flight, currency, old, new, old_cycle = data[2:7]
         body.update(flight=flight, currency=currency, old_price=old, new_price=new,
@@ -284,6 +310,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
 
 
 _FARE_KEYS = RoundTripFare._fields  # a one-way fare has the first five
+_DAY_KEYS = CalendarDay._fields
 _pack = msgpack.Packer(use_bin_type=True).pack
 
 

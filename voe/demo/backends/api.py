@@ -8,7 +8,8 @@ currency, for the fare pipeline to compare with the job. It reads round trips: a
 with a return date asks for one (``return=``), and each fare of the answer holds its
 ``outbound`` and ``inbound`` flights and one total price. A job's search options go to
 the airline as ``adults``, ``children``, ``infants``, ``cabin``, ``pos`` and
-``currency``; each fare's currency is the one the airline answered in.
+``currency``; each fare's currency is the one the airline answered in. A calendar job
+(its date a month) asks ``/api/calendar`` and reads the cheapest fare of each day.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from voe.backends.base import ParseError
 from voe.demo.backends.page import DemoBackend, fetch
 from voe.model import (
     Answer,
+    CalendarDay,
     Fare,
     RoundTripFare,
     Searched,
@@ -37,6 +39,8 @@ _FIELDS = ("flight", "departure", "arrival", "price", "currency")
 _LEG_FIELDS = ("flight", "departure", "arrival")
 _TOTAL_FIELDS = ("price", "currency")
 _SEARCH_FIELDS = ("origin", "destination", "date")
+_CALENDAR_FIELDS = ("origin", "destination", "month")
+_DAY_FIELDS = ("date", "price", "currency")
 _PRICE = re.compile(r"[0-9]+\.[0-9]{2}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -100,12 +104,43 @@ def _searched(item: Any) -> Searched:
     return Searched(*found, back.strip() if back else None, _stated_options(item))
 
 
-def parse_fares(page: bytes) -> Answer:
-    """Parse the JSON API's answer into an ``Answer``; ``ParseError`` (with the page) if odd."""
+def _json(page: bytes) -> Any:
     try:
-        payload = json.loads(page)
+        return json.loads(page)
     except ValueError as error:
         raise ParseError(f"not JSON: {error}", page=page) from None
+
+
+def parse_calendar(page: bytes) -> Answer:
+    """Parse ``/api/calendar``'s answer (the cheapest fare per day of a month) into an
+    ``Answer`` of ``CalendarDay`` items; ``ParseError`` (with the page) if odd."""
+    payload = _json(page)
+    items = payload.get("days") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise ParseError("no days list in the calendar", page=page)
+    try:
+        search = payload.get("search")
+        origin, destination, month = _strings(
+            search, _CALENDAR_FIELDS, "search field",
+            "no search object in the calendar (which search does it answer?)")
+        answered = Searched(origin, destination, month, None, _stated_options(search))
+    except ValueError as error:
+        raise ParseError(str(error), page=page) from None
+    days = []
+    for number, item in enumerate(items, start=1):
+        try:
+            day = CalendarDay(*_strings(item, _DAY_FIELDS, "field", "day is not an object"))
+            if not _PRICE.fullmatch(day.price) or Decimal(day.price) <= 0:
+                raise ValueError(f"bad price {day.price!r}")
+        except ValueError as error:
+            raise ParseError(f"day {number}: {error}", page=page) from None
+        days.append(day)
+    return Answer(days, answered, page)
+
+
+def parse_fares(page: bytes) -> Answer:
+    """Parse the JSON API's answer into an ``Answer``; ``ParseError`` (with the page) if odd."""
+    payload = _json(page)
     items = payload.get("fares") if isinstance(payload, dict) else None
     if not isinstance(items, list):
         raise ParseError("no fares list in the answer", page=page)
@@ -124,20 +159,26 @@ def parse_fares(page: bytes) -> Answer:
 
 class DemoApiBackend:
     """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``,
-    and its round trips."""
+    its round trips and its calendars."""
 
     name = "demo-api"
     round_trips = True
+    calendars = True
     search_options = frozenset(SearchOptions._fields)
     # The airline's block pages (a captcha it redirects to) are the HTML site's.
     block_markers = DemoBackend.block_markers
 
     def __init__(self, settings: Settings) -> None:
         self.url = f"{settings.voe_demo_airline_url}/api/search"
+        self.calendar_url = f"{settings.voe_demo_airline_url}/api/calendar"
         self.timeout = (settings.voe_http_connect_timeout, settings.voe_http_timeout)
 
     def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Fetch and check the fares of ``job``; raise a ``BackendError`` on failure."""
+        if job.calendar:
+            params = {"origin": job.origin, "destination": job.destination, "month": job.date,
+                      **_option_params(job.options)}
+            return parse_calendar(fetch(http, self.calendar_url, job, self.timeout, params))
         params = None
         if job.return_date or job.options:
             params = {"origin": job.origin, "destination": job.destination, "date": job.date}

@@ -10,6 +10,11 @@ fares normalised) or raises ``ParseError``. Stages run in ascending order:
 - ``VOE_FARE_PIPELINES`` (``dotted.path:Class=ORDER,...``) adds a stage or moves
   one to another order, and ``dotted.path:Class=none`` removes one.
 
+A calendar job's answer (the cheapest fare per day of a month, ``CalendarDay`` items with
+no flight nor times) passes only the stages with ``calendar_days = True``: every field
+stage (it checks the fields the days have) and the built-in stages that read one; a
+stage written for fares, as most third-party ones are, never sees a calendar's day.
+
 A wrong fare stored silently is worse than a lost one, so nothing is let through on
 doubt: a stage that fails to load, or crashes while it runs (a bug), fails the
 attempt as a ``ParseError`` carrying the page, like a page that does not parse. The
@@ -30,7 +35,7 @@ from typing import Any, Protocol
 
 from voe.backends.base import ParseError
 from voe.components import DEFAULT_ORDER, load_class, ordered
-from voe.model import Answer, Fare, FieldCount, SearchJob
+from voe.model import Answer, Fare, FieldCount, RoundTripFare, SearchJob
 from voe.settings import Settings
 from voe.worker.farepipeline.base import FieldCounts, FieldStage
 
@@ -46,6 +51,7 @@ PIPELINES_BASE: dict[str, int] = {
     "voe.worker.farepipeline.currency:CurrencyCode": 450,
     "voe.worker.farepipeline.currency:CurrencyAsked": 460,
     "voe.worker.farepipeline.returnleg:ReturnLeg": 500,
+    "voe.worker.farepipeline.calendar:CalendarDays": 550,
     "voe.worker.farepipeline.duplicates:RefuseDuplicates": 900,
 }
 # The entry-point group of third-party stages (ordered by their ``order`` attribute).
@@ -93,6 +99,10 @@ class FarePipeline:
                 stage.counts = self.field_counts
             self.stages.append((order, path, stage))
         self._steps = _steps(self.stages)
+        # A calendar's answer (its days, ``CalendarDay``) passes the stages that say they
+        # read one; a stage written for fares (most third-party ones) is not given it.
+        self._calendar_steps = _steps([entry for entry in self.stages
+                                       if getattr(entry[2], "calendar_days", False)])
         # The fields the field stages check, each once, in the order they run.
         self.fields: tuple[str, ...] = tuple(dict.fromkeys(
             field for _, _, stage in self.stages if isinstance(stage, FieldStage)
@@ -122,7 +132,7 @@ class FarePipeline:
                              page=answer.page)
         failure: ParseError | None = None
         told: dict[str, FieldCount | None] = {}  # what refusing or crashing field stages said
-        for step in self._steps:
+        for step in self._calendar_steps if job.calendar else self._steps:
             if step.__class__ is _OnePass:
                 if step.passes(answer, job):
                     continue  # every value already valid and normal, and counted
@@ -157,7 +167,10 @@ class FarePipeline:
                     result = answer.with_fares(result)
                 answer = result
         if failure is not None:
-            failure.field_counts = _refused_counts(self.fields, len(answer), told)
+            fields = self.fields
+            if answer and len(answer[0]) < 5:  # a calendar's days: no flight nor times
+                fields = tuple(field for field in fields if field in answer[0]._fields)
+            failure.field_counts = _refused_counts(fields, len(answer), told)
             raise failure
         return answer
 
@@ -194,7 +207,7 @@ class _OnePass:
         if tests is None:
             tests = self._tests[names] = [(names.index(field), stage.all_valid)
                                           for _, _, stage in self.stages
-                                          for field in stage.fields]
+                                          for field in stage.fields if field in names]
         return tests
 
     def passes(self, answer: Answer, job: SearchJob) -> bool:
@@ -207,7 +220,10 @@ class _OnePass:
                         return False
             except Exception:  # noqa: BLE001 - each stage's process meets it and says what
                 return False
+        names = answer[0]._fields if answer else Fare._fields
         for counts, fields in self._counted:
+            if names is not Fare._fields and names is not RoundTripFare._fields:
+                fields = tuple(field for field in fields if field in names)  # a calendar's day
             counts.add_all_valid(job.backend, fields, len(answer))
         return True
 

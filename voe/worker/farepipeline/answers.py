@@ -24,6 +24,8 @@ class AnswersSearch:
     answers another search.
     """
 
+    calendar_days = True  # it reads a calendar's answer too
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

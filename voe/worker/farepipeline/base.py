@@ -82,10 +82,13 @@ class FieldStage:
     Subclasses name their ``fields`` and define ``check(value) -> normalised value``
     (``ValueError`` when invalid). Every fare is checked, so the counts say how many
     fares had each field valid, before the first problem (and the number of others)
-    fails the answer.
+    fails the answer. A field the answer's fares do not have (a ``CalendarDay`` has no
+    flight nor times) is neither checked nor counted.
     """
 
     fields: tuple[str, ...] = ()
+    # It checks a calendar's days too, by the fields they have (see ``FarePipeline``).
+    calendar_days = True
     # Optional: ``all_valid(values) -> bool``, a quick test that every value of a field (a
     # sequence of the answer's values, one per fare) is valid and already in normal form, so
     # ``check`` would return each unchanged. When it says so for every field, the
@@ -107,8 +110,11 @@ class FieldStage:
         problems: list[str] = []
         counted: list[FieldCount] = []
         fixed = list(answer)
+        shape = answer[0]._fields if answer else self.fields
         for field in self.fields:
-            index = answer[0]._fields.index(field) if answer else 0
+            if field not in shape:
+                continue  # not a field of these fares (a calendar's day names no flight)
+            index = shape.index(field)
             invalid = 0
             for number, fare in enumerate(fixed):
                 value = fare[index]

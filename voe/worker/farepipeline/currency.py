@@ -52,6 +52,8 @@ class CurrencyAsked:
     plan; this stage only checks that answer against what was asked.
     """
 
+    calendar_days = True  # it reads a calendar's answer too
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -65,7 +67,7 @@ class CurrencyAsked:
         for currency, why in wanted:
             for number, fare in enumerate(answer, start=1):
                 if fare.currency != currency:
-                    raise ParseError(f"fare {number} ({fare.flight!r}) is priced in "
+                    raise ParseError(f"fare {number} ({fare[0]!r}) is priced in "
                                      f"{fare.currency}, not {currency} ({why} currency)",
                                      page=answer.page)
         return answer

@@ -17,6 +17,8 @@ class RefuseDuplicates:
     ``G3 3573`` are the same flight.
     """
 
+    calendar_days = True  # it reads a calendar's answer too
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

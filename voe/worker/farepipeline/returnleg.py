@@ -30,6 +30,8 @@ def _normal(fare: RoundTripFare) -> RoundTripFare:
 class ReturnLeg:
     """Refuse a round-trip job's fare without a return leg, and a one-way job's with one."""
 
+    calendar_days = True  # it reads a calendar's answer too
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
