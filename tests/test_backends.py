@@ -415,3 +415,27 @@ def test_a_job_with_search_options_is_refused_unless_its_backend_sends_them() ->
         check_search(Plain(), job)
     with pytest.raises(PermanentError, match=r"does not send cabin .*adults, children, infants"):
         check_search(PartyOnly(), job)
+
+
+def test_a_multi_city_or_calendar_job_is_refused_unless_its_backend_reads_them() -> None:
+    from voe.backends.base import PermanentError, check_search
+    from voe.model import SearchJob
+
+    legs = "GRU-REC:2026-12-07,REC-SSA:2026-12-09"
+    trip = SearchJob(f"demo:{legs}", 1, 1, "demo", "GRU", "SSA", "2026-12-07", None, "", legs)
+    month = SearchJob("demo:GRU-REC:2026-12", 1, 1, "demo", "GRU", "REC", "2026-12")
+
+    class Plain:
+        name = "demo"
+
+    class Both:
+        name = "demo"
+        multi_city = True
+        calendars = True
+
+    check_search(Both(), trip)
+    check_search(Both(), month)
+    with pytest.raises(PermanentError, match="does not search multi-city trips"):
+        check_search(Plain(), trip)
+    with pytest.raises(PermanentError, match="does not read airline calendars"):
+        check_search(Plain(), month)

@@ -29,6 +29,7 @@ from voe.model import (
     CalendarDay,
     Fare,
     FieldCount,
+    MultiCityFare,
     RoundTripFare,
     Searched,
     SearchJob,
@@ -349,6 +350,31 @@ def test_a_calendars_days_pass_the_stages_that_read_them_and_must_be_its_months(
         pipeline.run(Answer(days[:1], Searched("GRU", "SSA", "2026-12-20")), job())
     with pytest.raises(ParseError, match="page answers GRU-SSA 2027-01, asked GRU-SSA 2026-12"):
         pipeline.run(Answer(days, Searched("GRU", "SSA", "2027-01")), month)
+
+
+def test_a_multi_city_fare_needs_every_later_leg_and_its_page_the_jobs_legs(
+        make_settings) -> None:
+    pipeline = FarePipeline(make_settings(), third_party=False)
+    legs = "GRU-REC:2026-12-20,REC-SSA:2026-12-24"
+    trip = job(destination="SSA")._replace(legs=legs)
+    said = Searched("GRU", "SSA", "2026-12-20", None, None, legs)
+    fare = MultiCityFare(*FARE, (("AD\xa04321", "9h00", "10:30"),))
+    answer = pipeline.run(Answer([fare], said, b"<trip>"), trip)
+    assert answer == [fare._replace(legs=(("AD 4321", "09:00", "10:30"),))]
+    for odd, why in (([FARE], r"fare 1 \('G3 3573'\) has not the 2 legs of the trip"),
+                     ([fare._replace(legs=())], "has not the 2 legs"),
+                     ([fare._replace(legs=(("AD 4321", "25:00", "10:30"),))],
+                      "leg 2: .* not a time of day")):
+        with pytest.raises(ParseError, match=why) as caught:
+            pipeline.run(Answer(odd, said, b"<trip>"), trip)
+        assert caught.value.page == b"<trip>"
+    other = Searched("GRU", "SSA", "2026-12-20", None, None,
+                     "GRU-POA:2026-12-20,POA-SSA:2026-12-24")
+    with pytest.raises(ParseError, match="page answers GRU-POA:2026-12-20,POA-SSA:2026-12-24, "
+                                         "asked GRU-REC:2026-12-20,REC-SSA:2026-12-24"):
+        pipeline.run(Answer([fare], other), trip)
+    with pytest.raises(ParseError, match="is a multi-city trip's, but the job is not one"):
+        pipeline.run(Answer([fare]), job())
 
 
 def test_overrides_add_move_and_remove_stages(make_settings) -> None:

@@ -201,9 +201,9 @@ def test_times_are_bound_as_parameters_never_written_into_the_sql(tmp_path):
         assert not re.search(r"\d{9}", sql), sql  # no wall time of this century in the text
 
 
-def test_a_version_4_ledger_gains_the_options_column(tmp_path):
+def test_a_version_4_ledger_gains_the_options_and_legs_columns(tmp_path):
     path = tmp_path / "ledger.db"
-    options = "    options TEXT NOT NULL DEFAULT '',\n"
+    options = "    options TEXT NOT NULL DEFAULT '',\n    legs TEXT NOT NULL DEFAULT '',\n"
     assert options in ledger_module._SCHEMA
     with sqlite3.connect(path) as db:
         db.executescript(ledger_module._SCHEMA.replace(options, ""))
@@ -219,11 +219,15 @@ def test_a_version_4_ledger_gains_the_options_column(tmp_path):
     ledger = Ledger(path)
     try:
         assert ledger.take_pending(10) == [SearchJob(
-            "demo:GRU-REC:2026-01-01", 1, 0, "demo", "GRU", "REC", "2026-01-01", None, "")]
+            "demo:GRU-REC:2026-01-01", 1, 0, "demo", "GRU", "REC", "2026-01-01", None, "", "")]
         party = SearchJob("demo:GRU-REC:2026-01-02/adults=2,pos=US", 1, 0, "demo", "GRU",
                           "REC", "2026-01-02", None, "adults=2,pos=US")
         ledger.add_jobs(1, [party], 2)
         assert ledger.take_pending(10)[1] == party
         assert ledger.jobs()[1][1]["options"] == "adults=2,pos=US"
+        trip = SearchJob("demo:GRU-REC:2026-01-03,REC-SSA:2026-01-05", 1, 0, "demo", "GRU",
+                         "SSA", "2026-01-03", None, "", "GRU-REC:2026-01-03,REC-SSA:2026-01-05")
+        ledger.add_jobs(1, [trip], 3)
+        assert ledger.take_pending(10)[2] == trip
     finally:
         ledger.close()

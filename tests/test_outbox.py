@@ -45,7 +45,7 @@ def test_one_fares_collected_event_per_stored_result(store) -> None:
     assert body["kind"] == FARES_COLLECTED and isinstance(body["occurred_at"], float)
     assert body["job"] == {"id": first.job.id, "cycle": 1, "backend": "demo", "origin": "GRU",
                            "destination": "REC", "date": "2025-05-01", "return_date": None,
-                           "search": {"adults": 1, "children": 0, "infants": 0,
+                           "legs": "", "search": {"adults": 1, "children": 0, "infants": 0,
                                       "cabin": "economy", "pos": "", "currency": ""}}
     assert body["fares"] == [fare._asdict() for fare in first.fares]
     assert json.loads(events[1].body)["fares"] == []

@@ -231,3 +231,52 @@ def test_a_calendar_prices_one_way_trips(tmp_path):
     text = SEARCH.format(search="").replace("days_ahead = 2", "days_ahead = 2\ncalendar = true")
     with pytest.raises(PlanError, match="dates.calendar: a calendar prices one-way trips"):
         load_plan(write(tmp_path, text.replace('name = "p"', 'name = "p"\ntrip = "round"')))
+
+
+MULTI = """
+[plan]
+name = "tour"
+trip = "multi"
+[dates]
+days_ahead = 2
+stay_days = [3, 5]
+[[routes]]
+backend = "demo-api"
+{routes}
+"""
+
+
+def test_a_multi_city_plan_searches_each_itinerary_per_date_and_stay(tmp_path):
+    plan = load_plan(write(tmp_path, MULTI.format(
+        routes='itineraries = [["GRU", "REC", "SSA"], ["POA", "GIG", "BSB", "POA"]]')))
+    jobs = list(plan.jobs(1, START))
+    assert len(jobs) == plan.job_count(START) == 2 * 2 * 2  # itineraries, dates, stays
+    assert [job.legs for job in jobs[:2]] == ["GRU-REC:2026-12-02,REC-SSA:2026-12-05",
+                                              "GRU-REC:2026-12-02,REC-SSA:2026-12-07"]
+    assert jobs[0].id == "demo-api:GRU-REC:2026-12-02,REC-SSA:2026-12-05"
+    assert (jobs[0].origin, jobs[0].destination, jobs[0].date) == ("GRU", "SSA", "2026-12-02")
+    assert jobs[4].legs == "POA-GIG:2026-12-02,GIG-BSB:2026-12-05,BSB-POA:2026-12-08"
+    assert [job.id for job in plan.jobs(1, START, skip=3)] == [job.id for job in jobs[3:]]
+    assert plan.retry_policy("demo-api", "POA", "POA").max_attempts == plan.max_attempts
+
+
+@pytest.mark.parametrize(("routes", "message"), [
+    ('airports = ["GRU", "REC"]', "routes[0].itineraries: a multi-city plan (trip = \"multi\") "
+                                  "lists itineraries instead of airports"),
+    ("itineraries = []", "routes[0].itineraries: a multi-city plan lists the airports"),
+    ('itineraries = [["GRU", "REC"]]', "each trip lists 3 to 7 airport codes"),
+    ('itineraries = [["GRU", "REC", "gig"]]', "each trip lists 3 to 7 airport codes"),
+    ('itineraries = [["GRU", "REC", "REC"]]', "a leg flies from an airport to itself"),
+    ('itineraries = [["GRU", "REC", "SSA"], ["GRU", "REC", "SSA"]]', "lists a trip twice"),
+])
+def test_bad_itineraries_are_one_line_errors(tmp_path, routes, message):
+    with pytest.raises(PlanError) as caught:
+        load_plan(write(tmp_path, MULTI.format(routes=routes)))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_itineraries_belong_to_a_multi_city_plan(tmp_path):
+    text = MULTI.format(routes='itineraries = [["GRU", "REC", "SSA"]]').replace(
+        'trip = "multi"', 'trip = "oneway"')
+    with pytest.raises(PlanError, match='only a multi-city plan .trip = "multi". lists'):
+        load_plan(write(tmp_path, text))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
 from voe import protocol
 from voe.fields import MAX_FIELD_COUNT
-from voe.model import CalendarDay, Fare, FieldCount, Result, RoundTripFare, SearchJob
+from voe.model import CalendarDay, Fare, FieldCount, MultiCityFare, Result, RoundTripFare, SearchJob
 
 JOB = SearchJob("demo:GRU-REC:2026-12-01", 3, 2, "demo", "GRU", "REC", "2026-12-01", None)
 FARE = Fare("G3 1234", "07:15", "09:40", "1234.56", "BRL")
@@ -288,3 +288,25 @@ def test_a_calendars_days_travel_as_three_fields_and_odd_ones_are_rejected():
         body["f"] = [row]
         with pytest.raises(protocol.ProtocolError, match=why):
             protocol.decode(msgpack.packb(body))
+
+
+def test_a_multi_city_job_and_its_fares_travel_with_every_leg():
+    legs = "GRU-REC:2026-12-01,REC-SSA:2026-12-04"
+    trip = JOB._replace(id=f"demo:{legs}", destination="SSA", legs=legs)
+    frame = protocol.encode_jobs([trip])
+    assert len(msgpack.unpackb(frame)["j"][0]) == 10
+    assert protocol.decode(frame) == protocol.Jobs((trip,))
+    fare = MultiCityFare(*FARE, (("AD 4321", "09:00", "10:30"),))
+    result = Result(trip, "ok", (fare,), None, "w1", 0.25)
+    assert protocol.decode(protocol.encode_result(result)) == result
+    body = msgpack.unpackb(protocol.encode_result(result), raw=False)
+    for later, why in (([], "1 to 5 later legs"), ([["AD 4321", "09:00"]], "a later leg is"),
+                       ([["", "09:00", "10:30"]], "later leg's flight is set"),
+                       ([["AD 4321", 9, "10:30"]], "strings")):
+        body["f"] = [[*FARE, later]]
+        with pytest.raises(protocol.ProtocolError, match=why):
+            protocol.decode(msgpack.packb(body))
+    for bad in ("GRU-REC:2026-12-01", "GRU-REC:2026-12-04,REC-SSA:2026-12-01", "GRU:2026-12-01,x"):
+        jobs = {"v": protocol.VERSION, "t": "jobs", "j": [[*JOB[:8], "", bad]]}
+        with pytest.raises(protocol.ProtocolError, match="bad-schema"):
+            protocol.decode(msgpack.packb(jobs))

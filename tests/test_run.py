@@ -345,3 +345,53 @@ def test_a_calendar_plan_fails_on_a_backend_that_reads_no_calendars(tmp_path):
     failed = voe(tmp_path, env, "failed").stdout.splitlines()
     assert len(failed) == 2 and all("does not read airline calendars" in line
                                     for line in failed), failed
+
+
+MULTI_CITY_PLAN = """
+[plan]
+name = "tour"
+trip = "multi"
+
+[dates]
+start_in_days = 2
+days_ahead = 2
+stay_days = [3]
+
+[search]
+pos = "US"
+
+[[routes]]
+backend = "demo-api"
+itineraries = [["GRU", "REC", "SSA"], ["POA", "GIG", "BSB", "POA"]]
+"""
+
+
+def test_a_multi_city_plan_stores_the_airlines_multi_city_fares(tmp_path, demo_airline):
+    # Each trip is searched as one: every fare its legs' flights and one total, as the
+    # airline's API sells it for the same legs.
+    env = run_env(tmp_path)
+    (tmp_path / "tour.toml").write_text(MULTI_CITY_PLAN)
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "tour.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 jobs done, 0 failed" in result.stdout
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    stored: dict[str, list[tuple]] = {}
+    for line in (tmp_path / "f.jsonl").read_text().splitlines():
+        fare = json.loads(line)
+        assert fare["job_id"] == f"demo-api:{fare['legs']}/pos=US"
+        later = tuple(tuple(leg) for leg in json.loads(fare["leg_flights"]))
+        stored.setdefault(fare["legs"], []).append(
+            ((fare["flight"], fare["departure"], fare["arrival"]), *later, fare["price"],
+             fare["currency"]))
+    assert len(stored) == 4 and {len(legs.split(",")) for legs in stored} == {2, 3}
+    airline = demo_airline()  # another process of the same airline: the same fares
+    for legs, fares in stored.items():
+        with urllib.request.urlopen(f"{airline}/api/search?legs={legs}&pos=US",
+                                    timeout=10) as answer:
+            sold = json.loads(answer.read())["fares"]
+        assert sorted(fares) == sorted(
+            (*((leg["flight"], leg["departure"], leg["arrival"]) for leg in fare["legs"]),
+             fare["price"], fare["currency"]) for fare in sold)
+        assert {fare[-1] for fare in fares} == {"USD"}
+    cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
+    assert len(cheapest) == 4 and all(", then " in line for line in cheapest), cheapest

@@ -21,7 +21,7 @@ import voe
 from tests import legacystores
 from tests.postgres import fresh_schema
 from voe.cli.export import export_fares
-from voe.model import CalendarDay, Fare, FieldCount, Result, RoundTripFare, SearchJob
+from voe.model import CalendarDay, Fare, FieldCount, MultiCityFare, Result, RoundTripFare, SearchJob
 from voe.store import SqliteStore, StoreError, open_store
 
 REPO = Path(voe.__file__).resolve().parents[1]
@@ -245,6 +245,7 @@ def test_iter_fares_orders_by_cycle_job_and_decimal_price(store: SqliteStore) ->
         "arrival": "2025-05-01T11:00", "price": "9.99", "currency": "EUR", "cycle": 1,
         "job_id": "demo:AAA-BBB:2025-05-01:0",
         "return_flight": None, "return_departure": None, "return_arrival": None, "options": "",
+        "legs": "", "leg_flights": None,
     }
     assert [f["price"] for f in store.iter_fares(cycle=1)] == ["9.99", "100.00", "50.00"]
     assert list(store.iter_fares(cycle=9)) == []
@@ -677,3 +678,20 @@ def test_a_calendars_days_are_stored_as_fares_of_their_own_dates(store) -> None:
     assert store.field_counts(1)["demo"] == {"flight": (1, 0), "departure": (1, 0),
                                              "arrival": (1, 0), "price": (3, 0),
                                              "currency": (3, 0)}
+
+
+def test_a_multi_city_fare_is_stored_with_its_legs_and_compared_per_trip(store) -> None:
+    def trip(legs: str, price: str) -> Result:
+        job = _job(5, destination="CCC")._replace(id=f"demo:{legs}", legs=legs)
+        fare = MultiCityFare("VO1", "08:00", "09:00", price, "BRL", (("VO2", "10:00", "11:00"),))
+        return Result(job, "ok", (fare,), None, "w1", 0.2)
+
+    via_b = trip("AAA-BBB:2025-05-01,BBB-CCC:2025-05-03", "300.00")
+    via_d = trip("AAA-DDD:2025-05-01,DDD-CCC:2025-05-03", "200.00")
+    assert store.save([via_b, via_d]) == ["done", "done"]
+    fares = sorted(store.iter_fares(), key=lambda fare: fare["legs"])
+    assert [(f["legs"], f["flight"], json.loads(f["leg_flights"]), f["price"]) for f in fares] == [
+        ("AAA-BBB:2025-05-01,BBB-CCC:2025-05-03", "VO1", [["VO2", "10:00", "11:00"]], "300.00"),
+        ("AAA-DDD:2025-05-01,DDD-CCC:2025-05-03", "VO1", [["VO2", "10:00", "11:00"]], "200.00")]
+    # Two trips from AAA to CCC on one day are two searches: each has its cheapest.
+    assert sorted(f["price"] for f in store.cheapest()) == ["200.00", "300.00"]

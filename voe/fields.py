@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voe.model import CalendarDay, Fare, FieldCount, RoundTripFare
+from voe.model import MAX_LEGS, CalendarDay, Fare, FieldCount, MultiCityFare, RoundTripFare
 
 # Longest string anywhere in a message (errors are truncated to fit before sending).
 MAX_STR = 4096
@@ -79,14 +79,17 @@ def fares(value: Any) -> tuple[Fare, ...]:
     other_shapes = False
     for row in value:
         if type(row) is not list or len(row) != 5:
-            if type(row) is not list or len(row) not in _SHAPES:
-                raise ValueError("a fare has 5 fields (8 for a round trip, 3 for a calendar's "
-                                 "day)")
+            if type(row) is not list or len(row) not in _OTHER_SHAPES:
+                raise ValueError("a fare has 5 fields (8 for a round trip, 6 for a multi-city "
+                                 "trip, 3 for a calendar's day)")
             other_shapes = True
             if len(row) == 3:
                 _calendar_day(row)
                 continue
-            _return_leg(row[5:])
+            if len(row) == 6:
+                _later_legs(row[5])
+            else:
+                _return_leg(row[5:])
         flight, departure, arrival, price, currency = row[:5] if other_shapes else row
         if not (type(flight) is str and type(departure) is str and type(arrival) is str
                 and type(price) is str and type(currency) is str):
@@ -95,12 +98,31 @@ def fares(value: Any) -> tuple[Fare, ...]:
                 or not 0 < len(price) <= 32 or not 0 < len(currency) <= 8):
             raise ValueError("a fare's fields are short, and flight, price, currency are set")
     if other_shapes:
-        return tuple(_SHAPES[len(row)]._make(row) for row in value)
+        return tuple(_shaped(row) for row in value)
     return tuple(map(Fare._make, value))
 
 
-# A fare's type by its number of fields.
+# A fare's type by its number of fields (a multi-city fare's, 6, is made by ``_shaped``).
 _SHAPES: dict[int, Any] = {5: Fare, 8: RoundTripFare, 3: CalendarDay}
+_OTHER_SHAPES = frozenset({3, 6, 8})
+
+
+def _shaped(row: list[Any]) -> Any:
+    """A fare row (checked) as its type; a multi-city fare's later legs become tuples."""
+    if len(row) == 6:
+        return MultiCityFare(*row[:5], tuple(tuple(leg) for leg in row[5]))
+    return _SHAPES[len(row)]._make(row)
+
+
+def _later_legs(legs: Any) -> None:
+    """Check a multi-city fare's later legs: 1 to ``MAX_LEGS - 1`` (flight, departure,
+    arrival) arrays of short strings, each flight set."""
+    if type(legs) is not list or not 0 < len(legs) < MAX_LEGS:
+        raise ValueError(f"a multi-city fare has 1 to {MAX_LEGS - 1} later legs")
+    for leg in legs:
+        if type(leg) is not list or len(leg) != 3:
+            raise ValueError("a later leg is [flight, departure, arrival]")
+        _return_leg(leg, "later leg's")
 
 
 def _calendar_day(row: list[Any]) -> None:
@@ -112,13 +134,13 @@ def _calendar_day(row: list[Any]) -> None:
         raise ValueError("a calendar day has a date (YYYY-MM-DD), a price and a currency")
 
 
-def _return_leg(leg: list[Any]) -> None:
+def _return_leg(leg: list[Any], what: str = "return") -> None:
     """Check a round-trip fare's return flight and times: short strings, the flight set."""
     flight, departure, arrival = leg
     if not (type(flight) is str and type(departure) is str and type(arrival) is str):
         raise ValueError("a fare's fields are strings")
     if not 0 < len(flight) <= 64 or len(departure) > 64 or len(arrival) > 64:
-        raise ValueError("a fare's return fields are short, and its return flight is set")
+        raise ValueError(f"a fare's {what} fields are short, and its {what} flight is set")
 
 
 _known_counts: dict[tuple[str, int, int], FieldCount] = {}

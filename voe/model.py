@@ -20,7 +20,9 @@ class SearchJob(NamedTuple):
     """One flight search: a backend, a route and a date, in one cycle of the plan.
 
     ``id`` is stable across cycles (``backend:ORIG-DEST:date[:return][/options]``, the date
-    a month ``YYYY-MM`` for a calendar job: ``calendar``); the
+    a month ``YYYY-MM`` for a calendar job: ``calendar``; ``backend:LEGS[/options]`` for a
+    multi-city trip, whose ``legs`` are ``ORIG-DEST:date`` joined by commas, ``origin``
+    the first leg's, ``destination`` the last leg's and ``date`` the first leg's); the
     pair ``(cycle, id)`` names the job in the ledger and the store. ``options`` is the
     search's ``SearchOptions`` as text (``""``: one adult, economy, the airline's own point
     of sale). A named tuple, because the master, workers and sink build hundreds of
@@ -36,6 +38,7 @@ class SearchJob(NamedTuple):
     date: str
     return_date: str | None = None
     options: str = ""
+    legs: str = ""
 
     @property
     def calendar(self) -> bool:
@@ -161,6 +164,61 @@ class RoundTripFare(NamedTuple):
     return_arrival: str
 
 
+class MultiCityFare(NamedTuple):
+    """A multi-city trip's fare: a ``Fare``'s fields (its first leg's flight and times, the
+    total price of the trip), then ``legs``: each later leg's (flight, departure, arrival),
+    in the order of the job's legs."""
+
+    flight: str
+    departure: str
+    arrival: str
+    price: str
+    currency: str
+    legs: tuple[tuple[str, str, str], ...]
+
+
+class Leg(NamedTuple):
+    """One flight of a multi-city trip: from ``origin`` to ``destination`` on ``date``."""
+
+    origin: str
+    destination: str
+    date: str
+
+    def __str__(self) -> str:
+        """``GRU-REC:2026-12-20``."""
+        return f"{self.origin}-{self.destination}:{self.date}"
+
+
+# Legs of a multi-city trip, at least and at most (airlines' booking forms allow six).
+MIN_LEGS, MAX_LEGS = 2, 6
+_LEG = re.compile(r"([A-Z0-9]{3,4})-([A-Z0-9]{3,4}):(\d{4}-\d{2}-\d{2})")
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_legs(text: str) -> tuple[Leg, ...]:
+    """A multi-city job's ``legs`` (``GRU-REC:2026-12-20,REC-SSA:2026-12-24``) as ``Leg``
+    items; ``ValueError`` says what is wrong (legs out of order included)."""
+    pieces = text.split(",")
+    if not MIN_LEGS <= len(pieces) <= MAX_LEGS:
+        raise ValueError(f"a multi-city trip has {MIN_LEGS} to {MAX_LEGS} legs ({text!r})")
+    legs: list[Leg] = []
+    for number, piece in enumerate(pieces, start=1):
+        match = _LEG.fullmatch(piece)
+        if match is None:
+            raise ValueError(f"leg {number} {piece!r} is not ORIG-DEST:YYYY-MM-DD")
+        leg = Leg(match[1], match[2], match[3])
+        check_date(leg.date)
+        if legs and leg.date < legs[-1].date:
+            raise ValueError(f"leg {number} departs {leg.date}, before leg {number - 1}")
+        legs.append(leg)
+    return tuple(legs)
+
+
+def legs_text(legs: Iterable[Leg]) -> str:
+    """The ``legs`` of a multi-city job: each ``ORIG-DEST:date``, joined by commas."""
+    return ",".join(map(str, legs))
+
+
 class CalendarDay(NamedTuple):
     """A day of an airline's calendar: its ``date`` (``YYYY-MM-DD``) and the cheapest fare's
     ``price`` and ``currency`` that day (a calendar names no flight)."""
@@ -176,7 +234,7 @@ class Searched(NamedTuple):
 
     ``return_date`` is None when the page states no return (a one-way search);
     ``options`` are the party, cabin and point of sale the page states, or None when it
-    states none.
+    states none; ``legs`` a multi-city trip's legs (``legs_text``), None for any other.
     """
 
     origin: str
@@ -184,9 +242,13 @@ class Searched(NamedTuple):
     date: str
     return_date: str | None = None
     options: SearchOptions | None = None
+    legs: str | None = None
 
     def __str__(self) -> str:
-        """``GRU-POA 2026-12-21`` (plus `` return 2026-12-28`` for a round trip)."""
+        """``GRU-POA 2026-12-21`` (plus `` return 2026-12-28`` for a round trip; a multi-city
+        trip's legs, ``GRU-REC:2026-12-20,REC-SSA:2026-12-24``)."""
+        if self.legs:
+            return self.legs
         shown = f"{self.origin}-{self.destination} {self.date}"
         return f"{shown} return {self.return_date}" if self.return_date else shown
 
@@ -220,11 +282,13 @@ class Answer(list[Fare]):
 
 
 def job_id(backend: str, origin: str, destination: str, date: str, return_date: str | None,
-           options: str = "") -> str:
+           options: str = "", legs: str = "") -> str:
     """Return the stable id of a search (the same in every cycle): ``options`` (the text of
-    its ``SearchOptions``) follow a slash, ``demo:GRU-GIG:2026-12-20/adults=2,pos=US``."""
+    its ``SearchOptions``) follow a slash, ``demo:GRU-GIG:2026-12-20/adults=2,pos=US``; a
+    multi-city trip is named by its legs, ``demo:GRU-REC:2026-12-20,REC-SSA:2026-12-24``."""
     base = f"{backend}:{origin}-{destination}:{date}"
     base = f"{base}:{return_date}" if return_date else base
+    base = f"{backend}:{legs}" if legs else base
     return f"{base}/{options}" if options else base
 
 

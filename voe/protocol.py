@@ -16,7 +16,8 @@ Message types:
                                optionally its identities' counts per route (older
                                workers send none)
   jobs      master -> worker   leased jobs (a job's search options, when it has some,
-                               as a 9th field: older masters send none)
+                               as a 9th field, a multi-city trip's legs as a 10th:
+                               older masters send neither)
   result    worker -> sink     one attempt's outcome and fares, and optionally the fare
                                pipeline's per-field counts of its answer (older workers
                                send none)
@@ -43,7 +44,7 @@ from voe.fields import (
     printable,
     text,
 )
-from voe.model import RESULT_STATUSES, Result, SearchJob, parse_options
+from voe.model import RESULT_STATUSES, Result, SearchJob, parse_legs, parse_options
 
 VERSION = 1
 # Default cap on one frame; sockets enforce it too (zmq.MAXMSGSIZE).
@@ -57,8 +58,9 @@ MAX_ADDRESS = 300
 # Most routes (proxies) a throttled message counts identities for, and a route name's length.
 MAX_ROUTES = 512
 MAX_ROUTE_NAME = 300
-# Longest search options text a job carries.
+# Longest search options text a job carries, and a multi-city job's legs.
 MAX_OPTIONS = 120
+MAX_LEGS_TEXT = 200
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -174,11 +176,14 @@ def _pack(kind: str, body: dict[str, Any]) -> bytes:
 
 
 def _job_row(job: SearchJob) -> list[Any]:
-    """A job as an array: 8 fields, and its search options as a 9th when it has some."""
+    """A job as an array: 8 fields, its search options as a 9th when it has some (or legs),
+    and a multi-city trip's legs as a 10th."""
     row = [job.id, job.cycle, job.attempt, job.backend, job.origin, job.destination,
            job.date, job.return_date]
-    if job.options:
+    if job.options or job.legs:
         row.append(job.options)
+        if job.legs:
+            row.append(job.legs)
     return row
 
 
@@ -287,17 +292,22 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
 
 def _job(row: Any) -> SearchJob:
     row = array(row)
-    if len(row) == 9:  # a job with search options (checked: workers read them)
+    options = legs = ""
+    if len(row) > 8:  # a job with search options or legs (checked: workers read them)
+        if len(row) > 10:
+            raise ValueError("a job has 8 fields, 9 with its search options, 10 with legs")
         options = text(row[8], MAX_OPTIONS, empty=True)
         parse_options(options)
-    elif len(row) == 8:
-        options = ""
-    else:
-        raise ValueError("a job has 8 fields, or 9 with its search options")
+        if len(row) == 10:
+            legs = text(row[9], MAX_LEGS_TEXT, empty=True)
+            if legs:
+                parse_legs(legs)
+    elif len(row) != 8:
+        raise ValueError("a job has 8 fields, 9 with its search options, 10 with legs")
     job = SearchJob(
         id=text(row[0], 200), cycle=integer(row[1]), attempt=integer(row[2]),
         backend=text(row[3], 64), origin=text(row[4], 16), destination=text(row[5], 16),
-        date=text(row[6], 32), return_date=opt_text(row[7], 32), options=options,
+        date=text(row[6], 32), return_date=opt_text(row[7], 32), options=options, legs=legs,
     )
     # Every text of a job reaches logs and terminals (voe status, voe failed): one search
     # over them all for control characters, on the hot path of workers and the sink.

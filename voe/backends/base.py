@@ -8,8 +8,9 @@ not yield fares; ``ParseError.page`` keeps the raw page for the backend's author
 ``BlockedError`` (transient, kind ``blocked``) says the airline refused to answer.
 
 A backend that reads a round trip's return leg says so with a class attribute
-``round_trips = True``, one that reads an airline's calendar of a month (the cheapest
-fare per day, as ``CalendarDay`` items) ``calendars = True``, and one that asks the
+``round_trips = True``, one that reads a multi-city trip's legs (``MultiCityFare``
+items) ``multi_city = True``, one that reads an airline's calendar of a month (the
+cheapest fare per day, as ``CalendarDay`` items) ``calendars = True``, and one that asks the
 airline for a party, cabin or point of sale names the options it sends in
 ``search_options`` (a set of ``SearchOptions`` field names); a job asking what its
 backend does not send ends at once as a permanent error (``check_search``), so one
@@ -82,7 +83,8 @@ class BlockedError(TransientError):
 
 def check_search(backend: object, job: SearchJob) -> None:
     """``PermanentError`` for a job asking what ``backend`` does not send the airline: a
-    round trip (no ``round_trips = True``), a month's calendar (no ``calendars = True``) or
+    round trip (no ``round_trips = True``), a multi-city trip (no ``multi_city = True``), a
+    month's calendar (no ``calendars = True``) or
     search options outside its ``search_options``.
 
     Searched anyway, such a backend answers another search (the outbound leg alone, one
@@ -95,6 +97,11 @@ def check_search(backend: object, job: SearchJob) -> None:
             f"round_trips = True): this round-trip job (return {job.return_date}) would store "
             "one-way prices; use trip = \"oneway\" in the plan, or a backend that reads the "
             "return leg")
+    if job.legs and not getattr(backend, "multi_city", False):
+        raise PermanentError(
+            f"backend {job.backend!r} does not search multi-city trips (it declares no "
+            f"multi_city = True): this trip ({job.legs}) would store another search's prices; "
+            "use a backend that reads every leg")
     if job.calendar and not getattr(backend, "calendars", False):
         raise PermanentError(
             f"backend {job.backend!r} does not read airline calendars (it declares no "

@@ -88,6 +88,9 @@ def _flights(row: dict) -> str:
     if not row["flight"]:
         return "calendar: the day's cheapest"
     going = f"{row['flight']} {row['departure']}"
+    if row.get("leg_flights"):  # a multi-city trip: each later leg's flight
+        later = json.loads(row["leg_flights"])
+        return ", then ".join([going, *(f"{leg[0]} {leg[1]}" for leg in later)])
     if row.get("return_flight"):
         return f"{going}, back {row['return_flight']} {row['return_departure']}"
     return going
@@ -98,6 +101,8 @@ def _search(row: dict) -> str:
     2026-12-27 [adults=2,pos=US]``; no brackets for one adult in economy)."""
     back = f" back {row['return_date']}" if row.get("return_date") else ""
     options = f" [{row['options']}]" if row.get("options") else ""
+    if row.get("legs"):  # a multi-city trip
+        return f"{row['legs']}{options}"
     return f"{row['origin']}-{row['destination']} {row['date']}{back}{options}"
 
 

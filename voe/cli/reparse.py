@@ -66,7 +66,7 @@ def _failed_jobs(ledger: Ledger, cycle: int | None, backend: str | None,
                 continue
             yield SearchJob(row["job_id"], row["cycle"], row["attempt"], row["backend"],
                             row["origin"], row["destination"], row["date"], row["return_date"],
-                            row["options"])
+                            row["options"], row["legs"])
 
 
 def reparse(settings: Settings, ledger_path: Path, store_target: str | Path, pages_dir: Path,

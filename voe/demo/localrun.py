@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import socket
 import sys
 import time
@@ -34,6 +35,7 @@ from voe import private
 from voe.cli import fares, report
 from voe.master.lock import MasterRunning
 from voe.master.plan import Plan
+from voe.model import parse_legs
 from voe.processes import Child, child_env
 from voe.settings import Settings
 
@@ -304,14 +306,8 @@ class LocalRun:
             table = Table(title="Cheapest fares found", show_lines=False)
             for column in ("route", "date", "flight", "departure", "price"):
                 table.add_column(column, justify="right" if column == "price" else "left")
-            for row in rows:  # a round trip: both dates, both flights and departures
-                back = row.get("return_flight")
-                options = f" [{row['options']}]" if row.get("options") else ""
-                table.add_row(f"{row['origin']}-{row['destination']}{options}",
-                              row["date"] + (f" / {row['return_date']}" if back else ""),
-                              (row["flight"] or "calendar") + (f" / {back}" if back else ""),
-                              row["departure"] + (f" / {row['return_departure']}" if back else ""),
-                              f"{row['price']} {row['currency']}")
+            for row in rows:
+                table.add_row(*_cheapest_row(row))
             self.console.print(table)
         if jobs["failed"]:
             self.console.print("failed jobs: `voe failed` lists them, `voe failed retry` "
@@ -320,3 +316,21 @@ class LocalRun:
                            "worker.log). Next: `voe status`, `voe cheapest`, "
                            "`voe export --format csv --out fares.csv`")
         sys.stdout.flush()
+
+
+def _cheapest_row(row: dict) -> tuple[str, str, str, str, str]:
+    """A stored fare in the run's table: route, date, flight, departure, price (a round trip
+    or multi-city trip: every date, flight and departure; a calendar's day: no flight)."""
+    options = f" [{row['options']}]" if row.get("options") else ""
+    route = f"{row['origin']}-{row['destination']}{options}"
+    legs = [(row["date"], row["flight"] or "calendar", row["departure"])]
+    if row.get("return_flight"):
+        legs.append((row["return_date"], row["return_flight"], row["return_departure"]))
+    if row.get("legs"):
+        trip = parse_legs(row["legs"])
+        route = "-".join([row["origin"], *(leg.destination for leg in trip)]) + options
+        later = json.loads(row["leg_flights"] or "[]")
+        legs += [(leg.date, flight, departure) for leg, (flight, departure, _)
+                 in zip(trip[1:], later, strict=False)]
+    return (route, *(" / ".join(column) for column in zip(*legs, strict=True)),
+            f"{row['price']} {row['currency']}")

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL,
     not_before REAL,
     options TEXT NOT NULL DEFAULT '',
+    legs TEXT NOT NULL DEFAULT '',
     UNIQUE (cycle, id)
 );
 -- Partial indexes: a job moving from leased to done touches no index at all.
@@ -86,8 +87,9 @@ _WORKER_COLUMNS_ADDED = {"address": "TEXT NOT NULL DEFAULT ''",
 _WORKER_COLUMNS = ("worker", "concurrency", "prefetch", "held", "max_held", "finished",
                    "last_seen", "alive", "address", "errors", "identities")
 # Columns added to the jobs table since (version 4: not_before, when a retry is due;
-# version 5: options, the search's options as text).
-_JOB_COLUMNS_ADDED = {"not_before": "REAL", "options": "TEXT NOT NULL DEFAULT ''"}
+# version 5: options, the search's options as text, and legs, a multi-city trip's).
+_JOB_COLUMNS_ADDED = {"not_before": "REAL", "options": "TEXT NOT NULL DEFAULT ''",
+                      "legs": "TEXT NOT NULL DEFAULT ''"}
 # Keys of one route's entry in the workers' identities column.
 _ROUTE_KEYS = ("route", "blocks", "jobs", "retired")
 
@@ -126,12 +128,13 @@ class Lease:
 
 
 def _job(row: sqlite3.Row | tuple) -> SearchJob:
-    cycle, job_id, backend, origin, destination, date, return_date, attempt, options = row
+    cycle, job_id, backend, origin, destination, date, return_date, attempt, options, legs = row
     return SearchJob(job_id, cycle, attempt, backend, origin, destination, date, return_date,
-                     options)
+                     options, legs)
 
 
-_JOB_COLUMNS = "cycle, id, backend, origin, destination, date, return_date, attempt, options"
+_JOB_COLUMNS = ("cycle, id, backend, origin, destination, date, return_date, attempt, options,"
+                " legs")
 
 
 class Ledger(LedgerReads):
@@ -221,9 +224,9 @@ class Ledger(LedgerReads):
         with self.transaction():
             self.db.executemany(
                 "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, destination, date, "
-                "return_date, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "return_date, options, legs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 ((cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date,
-                  j.options) for j in jobs))
+                  j.options, j.legs) for j in jobs))
             self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
 
     def close_expansion(self, cycle: int) -> None:
@@ -269,7 +272,7 @@ class Ledger(LedgerReads):
         """Every job currently leased (used by a restarted master)."""
         rows = self.db.execute(
             f"SELECT {_JOB_COLUMNS}, deadline, worker FROM jobs WHERE state = 'leased'").fetchall()
-        return [Lease(_job(row[:9]), row[9] or 0.0, row[10]) for row in rows]
+        return [Lease(_job(row[:10]), row[10] or 0.0, row[11]) for row in rows]
 
     def mark_leased(self, leases: Iterable[tuple[float, str, int, int, str]],
                     now: float | None = None) -> None:

@@ -14,7 +14,7 @@ import time
 log = logging.getLogger("voe.ledger")
 # The keys of a job as ``jobs`` and ``retries`` list it.
 _LISTED = ("cycle", "job_id", "backend", "origin", "destination", "date", "return_date",
-           "state", "attempt", "worker", "error", "updated_at", "not_before", "options")
+           "state", "attempt", "worker", "error", "updated_at", "not_before", "options", "legs")
 
 
 def _identities(text: object) -> list[dict]:
@@ -58,11 +58,12 @@ class LedgerReads:
 
     def _listed(self) -> str:
         """The columns of a listed job (``_LISTED``); a ledger a reader sees before its
-        master migrated it (version 4) lists every job without options."""
+        master migrated it (version 4) lists every job without options nor legs."""
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
-        options = "options" if "options" in columns else "'' AS options"
+        added = ", ".join(name if name in columns else f"'' AS {name}"
+                          for name in ("options", "legs"))
         return ("cycle, id, backend, origin, destination, date, return_date, state, attempt, "
-                f"worker, last_error, updated_at, not_before, {options}")
+                f"worker, last_error, updated_at, not_before, {added}")
 
     def routes(self, cycle: int) -> list[tuple[str, str]]:
         """The distinct (origin, destination) pairs searched in ``cycle``."""

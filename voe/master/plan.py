@@ -22,7 +22,16 @@ from typing import Any
 
 from voe.master import retrying
 from voe.master.retrying import RetryPolicy
-from voe.model import MAX_PASSENGERS, SearchJob, SearchOptions, job_id
+from voe.model import (
+    MAX_LEGS,
+    MAX_PASSENGERS,
+    MIN_LEGS,
+    Leg,
+    SearchJob,
+    SearchOptions,
+    job_id,
+    legs_text,
+)
 
 # The plan `voe run` and the master use when none is given.
 DEMO_PLAN = "demo.toml"
@@ -39,7 +48,8 @@ class PlanError(Exception):
 
 @dataclass(frozen=True)
 class RouteSet:
-    """The routes of one backend: every ordered pair of airports, minus blocked pairs."""
+    """The routes of one backend: every ordered pair of airports, minus blocked pairs; or,
+    in a multi-city plan, its ``itineraries`` (the airports each trip flies through)."""
 
     backend: str
     airports: tuple[str, ...]
@@ -49,6 +59,7 @@ class RouteSet:
     max_attempts: int | None = None
     retry_delay: float | None = None
     retry_delay_max: float | None = None
+    itineraries: tuple[tuple[str, ...], ...] = ()
 
     def pairs(self) -> Iterator[tuple[str, str]]:
         """Yield the (origin, destination) pairs to search, in a stable order."""
@@ -57,8 +68,18 @@ class RouteSet:
                 yield origin, destination
 
     def pair_count(self) -> int:
-        """How many pairs ``pairs`` yields, without expanding them."""
-        return sum(1 for _ in self.pairs())
+        """How many pairs ``pairs`` yields (itineraries, in a multi-city plan), without
+        expanding them."""
+        return len(self.itineraries) or sum(1 for _ in self.pairs())
+
+    def covers(self, origin: str, destination: str) -> bool:
+        """Whether these routes search from ``origin`` to ``destination`` (an itinerary's
+        first and last airports, in a multi-city plan)."""
+        if self.itineraries:
+            return any(trip[0] == origin and trip[-1] == destination
+                       for trip in self.itineraries)
+        return (origin in self.airports and destination in self.airports
+                and (origin, destination) not in self.blocked)
 
 
 @dataclass(frozen=True)
@@ -99,10 +120,19 @@ class Plan:
             return [(month, None) for month in dict.fromkeys(day.isoformat()[:7] for day in days)]
         departures = [first + dt.timedelta(days=d)
                       for d in range(0, self.days_ahead, self.step_days)]
-        if self.trip == "oneway":
+        if self.trip != "round":  # a multi-city trip's later legs: ``multi_city_legs``
             return [(day.isoformat(), None) for day in departures]
         return [(day.isoformat(), (day + dt.timedelta(days=stay)).isoformat())
                 for day in departures for stay in self.stay_days]
+
+    def multi_city_legs(self, itinerary: tuple[str, ...], first: str) -> list[str]:
+        """The legs (``voe.model.legs_text``) of ``itinerary`` whose first leg departs on
+        ``first``: one trip per ``stay_days`` value, each later leg that many days after
+        the one before."""
+        day = dt.date.fromisoformat(first)
+        return [legs_text(Leg(origin, destination, (day + dt.timedelta(days=stay * n)).isoformat())
+                          for n, (origin, destination) in enumerate(itertools.pairwise(itinerary)))
+                for stay in self.stay_days]
 
     def budgets(self) -> dict[str, float]:
         """Fleet-wide requests per second per backend (the strictest of its route tables)."""
@@ -120,9 +150,7 @@ class Plan:
         attempts = self.max_attempts if max_attempts is None else max_attempts
         policy = RetryPolicy(attempts, self.retry_delay, self.retry_delay_max)
         for routes in self.routes:
-            if (routes.backend == backend and origin in routes.airports
-                    and destination in routes.airports
-                    and (origin, destination) not in routes.blocked):
+            if routes.backend == backend and routes.covers(origin, destination):
                 return RetryPolicy(
                     attempts if routes.max_attempts is None else routes.max_attempts,
                     policy.delay if routes.retry_delay is None else routes.retry_delay,
@@ -140,11 +168,16 @@ class Plan:
         without expanding them (a calendar plan's window may touch one month more or less
         another day)."""
         dates = len(self.dates(start or dt.date.today())) * len(self.options)
+        if self.trip == "multi":
+            dates *= len(self.stay_days)
         return sum(routes.pair_count() for routes in self.routes) * dates
 
     def jobs(self, cycle: int, start: dt.date, skip: int = 0) -> Iterator[SearchJob]:
         """Yield the jobs of ``cycle`` lazily, in a stable order, after the first ``skip``."""
         dates = self.dates(start)
+        if self.trip == "multi":
+            yield from self._multi_city_jobs(cycle, dates, skip)
+            return
         # Skipping (on a restart) walks plain tuples at C speed; jobs are built after it.
         searches = itertools.chain.from_iterable(
             itertools.product((routes.backend,), routes.pairs(), dates, self.options)
@@ -153,6 +186,21 @@ class Plan:
                 searches, skip, None):
             yield SearchJob(job_id(backend, origin, destination, date, back, options), cycle, 0,
                             backend, origin, destination, date, back, options)
+
+
+    def _multi_city_jobs(self, cycle: int, dates: list[tuple[str, str | None]],
+                         skip: int) -> Iterator[SearchJob]:
+        """The jobs of a multi-city plan: per itinerary, first date, stay and options."""
+        searches = itertools.chain.from_iterable(
+            itertools.product((routes.backend,), routes.itineraries, dates,
+                              range(len(self.stay_days)), self.options)
+            for routes in self.routes)
+        for backend, itinerary, (date, _), stay, options in itertools.islice(
+                searches, skip, None):
+            legs = self.multi_city_legs(itinerary, date)[stay]
+            yield SearchJob(job_id(backend, itinerary[0], itinerary[-1], date, None, options,
+                                   legs), cycle, 0, backend, itinerary[0], itinerary[-1],
+                            date, None, options, legs)
 
 
 def default_plan_path() -> Path:
@@ -222,8 +270,8 @@ class _Reader:
         if not isinstance(name, str) or not name:
             raise self.fail("plan.name", "must be a non-empty string")
         trip = head.get("trip", "oneway")
-        if trip not in ("oneway", "round"):
-            raise self.fail("plan.trip", f'must be "oneway" or "round" (got {trip!r})')
+        if trip not in ("oneway", "round", "multi"):
+            raise self.fail("plan.trip", f'must be "oneway", "round" or "multi" (got {trip!r})')
         calendar = dates.get("calendar", False)
         if type(calendar) is not bool:
             raise self.fail("dates.calendar", f"must be true or false (got {calendar!r})")
@@ -246,7 +294,7 @@ class _Reader:
             days_ahead=self.integer(dates, "dates", "days_ahead", None, 1, 3650),
             step_days=self.integer(dates, "dates", "step_days", 1, 1, 3650),
             stay_days=tuple(stays),
-            routes=self.routes(),
+            routes=self.routes(trip == "multi"),
             options=self.options(),
             calendar=calendar,
             retry_delay=self.duration(head, "plan", "retry_delay", retrying.RETRY_DELAY),
@@ -320,7 +368,28 @@ class _Reader:
                             f'must be "once" or an interval like "30m", "6h", "1d" (got {value!r})')
         return seconds
 
-    def routes(self) -> tuple[RouteSet, ...]:
+    def itineraries(self, entry: dict[str, Any], key: str) -> tuple[tuple[str, ...], ...]:
+        """A multi-city routes table's ``itineraries``: lists of 3 to 7 airport codes."""
+        found = entry.get("itineraries")
+        example = 'e.g. [["GRU", "REC", "SSA"]]'
+        if not isinstance(found, list) or not found:
+            raise self.fail(f"{key}.itineraries", "a multi-city plan lists the airports of each "
+                            f"trip, {example}")
+        trips = []
+        for trip in found:
+            if (not isinstance(trip, list) or not MIN_LEGS + 1 <= len(trip) <= MAX_LEGS + 1
+                    or not all(isinstance(code, str) and _AIRPORT.match(code) for code in trip)):
+                raise self.fail(f"{key}.itineraries", f"each trip lists {MIN_LEGS + 1} to "
+                                f"{MAX_LEGS + 1} airport codes, {example} (got {trip!r})")
+            if any(a == b for a, b in itertools.pairwise(trip)):
+                raise self.fail(f"{key}.itineraries", f"a leg flies from an airport to itself "
+                                f"(got {trip!r})")
+            trips.append(tuple(trip))
+        if len(set(trips)) != len(trips):
+            raise self.fail(f"{key}.itineraries", "lists a trip twice")
+        return tuple(trips)
+
+    def routes(self, multi_city: bool = False) -> tuple[RouteSet, ...]:
         routes = self.data.get("routes")
         if not isinstance(routes, list) or not routes:
             raise self.fail("[[routes]]", "at least one routes table is required")
@@ -335,7 +404,13 @@ class _Reader:
             if self.backends is not None and backend not in self.backends:
                 raise self.fail(f"{key}.backend", f"unknown backend {backend!r}; installed: "
                                 f"{', '.join(sorted(self.backends)) or 'none'}")
-            airports = entry.get("airports")
+            if multi_city != ("itineraries" in entry):
+                raise self.fail(f"{key}.itineraries", "a multi-city plan (trip = \"multi\") "
+                                "lists itineraries instead of airports" if multi_city else
+                                'only a multi-city plan (trip = "multi") lists itineraries')
+            trips = self.itineraries(entry, key) if multi_city else ()
+            airports = (sorted({code for trip in trips for code in trip}) if multi_city
+                        else entry.get("airports"))
             if not isinstance(airports, list) or len(airports) < 2:
                 raise self.fail(f"{key}.airports", "must list at least two airport codes")
             for code in airports:
@@ -352,7 +427,8 @@ class _Reader:
                                     f'each entry must be a pair like ["GRU", "GIG"] (got {pair!r})')
                 blocked.add((pair[0], pair[1]))
             unknown = set(entry) - {"backend", "airports", "blocked", "requests_per_second",
-                                    "max_attempts", "retry_delay", "retry_delay_max"}
+                                    "max_attempts", "retry_delay", "retry_delay_max",
+                                    "itineraries"}
             if unknown:
                 raise self.fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
             rps = entry.get("requests_per_second")
@@ -364,5 +440,6 @@ class _Reader:
             result.append(RouteSet(backend, tuple(airports), frozenset(blocked),
                                    float(rps) if rps is not None else None, attempts,
                                    self.duration(entry, key, "retry_delay", None),
-                                   self.duration(entry, key, "retry_delay_max", None)))
+                                   self.duration(entry, key, "retry_delay_max", None),
+                                   trips))
         return tuple(result)

@@ -35,11 +35,15 @@ FARE_FIELDS = (
     "return_departure",
     "return_arrival",
     "options",
+    "legs",
+    "leg_flights",
 )
 """The keys of every fare dict a store returns, in the order exports write them (the
 return flight and times are None for a one-way fare; ``options`` is the search's
 ``voe.model.SearchOptions`` as text, '' for one adult in economy at the airline's own
-point of sale)."""
+point of sale; ``legs`` a multi-city trip's legs, ``GRU-REC:2026-12-20,REC-SSA:2026-12-24``,
+'' for any other search, and ``leg_flights`` its later legs' flights and times as JSON,
+``[["AD 4321", "09:00", "10:30"]]``, None for any other fare)."""
 
 
 class StoreError(Exception):

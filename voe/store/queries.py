@@ -10,8 +10,9 @@ from voe.store.base import FARE_FIELDS
 from voe.store.rows import EVENT_COLUMNS
 
 COLUMNS = ", ".join(FARE_FIELDS)
-# What makes one search: a fare's route, dates and options (party, cabin, point of sale).
-ROUTE = ("origin", "destination", "date", "return_date", "options")
+# What makes one search: a fare's route, dates, options (party, cabin, point of sale) and
+# a multi-city trip's legs.
+ROUTE = ("origin", "destination", "date", "return_date", "options", "legs")
 # Among equal prices, the cheapest fare is picked the same way every time.
 TIE_BREAK = "backend, flight, departure"
 
@@ -29,11 +30,12 @@ def cheapest(chosen: str, by_price: str) -> str:
 def latest_per_route(same: str) -> str:
     """The fares of each route's latest cycle with fares; ``same`` compares NULLs equal."""
     return ("SELECT f.* FROM fares AS f JOIN ("
-            " SELECT origin, destination, date, return_date, options, MAX(cycle) AS cycle"
-            " FROM fares GROUP BY origin, destination, date, return_date, options"
+            " SELECT origin, destination, date, return_date, options, legs, MAX(cycle) AS cycle"
+            " FROM fares GROUP BY origin, destination, date, return_date, options, legs"
             ") AS latest ON f.origin = latest.origin AND f.destination = latest.destination"
             f" AND f.date = latest.date AND f.return_date {same} latest.return_date"
-            " AND f.options = latest.options AND f.cycle = latest.cycle")
+            " AND f.options = latest.options AND f.legs = latest.legs"
+            " AND f.cycle = latest.cycle")
 
 
 def price_history(by_price: str, mark: str, with_date: bool) -> str:
@@ -46,10 +48,11 @@ def price_history(by_price: str, mark: str, with_date: bool) -> str:
         where += f" AND date = {mark}"
     return (f"WITH ranked AS ("
             f" SELECT {COLUMNS}, ROW_NUMBER() OVER ("
-            f"  PARTITION BY cycle, date, return_date, options ORDER BY {by_price}, {TIE_BREAK}"
+            f"  PARTITION BY cycle, date, return_date, options, legs"
+            f"  ORDER BY {by_price}, {TIE_BREAK}"
             f" ) AS rank FROM fares WHERE {where})"
             f" SELECT {COLUMNS} FROM ranked WHERE rank = 1"
-            " ORDER BY date, return_date, options, cycle")
+            " ORDER BY date, return_date, options, legs, cycle")
 
 
 # What a batch writes -----------------------------------------------------------------
@@ -62,7 +65,7 @@ def _insert(table: str, columns: str, mark: str, tail: str = "") -> str:
 def insert_result(mark: str) -> str:
     """Mark a job's fares of a cycle stored (``rows.result_row``)."""
     return _insert("results", "cycle, job_id, backend, origin, destination, date, return_date,"
-                   " fare_count, worker, stored_at, options", mark)
+                   " fare_count, worker, stored_at, options, legs", mark)
 
 
 def insert_fare(mark: str) -> str:

@@ -21,6 +21,7 @@ from voe.model import (
     CalendarDay,
     Fare,
     FieldCount,
+    MultiCityFare,
     Result,
     RoundTripFare,
     parse_options,
@@ -41,7 +42,7 @@ def result_row(result: Result, now: float) -> tuple[Any, ...]:
     job = result.job
     return (
         job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
-        job.return_date, len(result.fares), result.worker, now, job.options,
+        job.return_date, len(result.fares), result.worker, now, job.options, job.legs,
     )
 
 
@@ -50,12 +51,15 @@ def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
     its own date, with no flight nor times (empty)."""
     job = result.job
     route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date, job.return_date)
-    one_way = (None, None, None, job.options)
+    one_way = (None, None, None, job.options, job.legs, None)
     for fare in result.fares:
         if len(fare) == 5:
             yield (*route, *fare, *one_way)
-        elif len(fare) > 5:
-            yield (*route, *fare, job.options)
+        elif len(fare) == 8:
+            yield (*route, *fare, job.options, job.legs, None)
+        elif len(fare) == 6:  # a multi-city trip's: its later legs as JSON
+            yield (*route, *fare[:5], None, None, None, job.options, job.legs,
+                   _JSON.encode(fare[5]))
         else:
             yield (*route[:5], fare[0], None, "", "", "", fare[1], fare[2], *one_way)
 
@@ -189,12 +193,19 @@ def flight_key(flight: str, return_flight: str | None) -> str:
     return flight if return_flight is None else f"{flight} / {return_flight}"
 
 
+def fare_key(fare: RoundTripFare | MultiCityFare) -> str:
+    """``flight_key`` of a round trip's or multi-city trip's fare: every flight of it."""
+    if len(fare) == 6:
+        return " / ".join([fare[0], *(leg[0] for leg in fare[5])])
+    return flight_key(fare[0], fare[5])
+
+
 def prices_by_flight(result: Result) -> dict[str, str]:
     """A result's price per flight (``flight_key``; a calendar's per day; the lowest when
     one appears twice)."""
     prices: dict[str, str] = {}
     for fare in result.fares:
-        key = fare[0] if len(fare) <= 5 else flight_key(fare[0], fare[5])
+        key = fare[0] if len(fare) <= 5 else fare_key(fare)
         known = prices.get(key)
         if known is None or (known != fare.price
                              and (_price(fare.price) or 0) < (_price(known) or 0)):
@@ -258,13 +269,13 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
         job = result.job
         head = (job.cycle, job.id, job.backend, job.origin, job.destination, now)
         events.append((event_id(job.id, job.cycle, FARES_COLLECTED), FARES_COLLECTED, *head,
-                       _pack((job.date, job.return_date, result.fares, job.options))))
+                       _pack((job.date, job.return_date, result.fares, job.options, job.legs))))
         prices = prices_by_flight(result)
         before = previous.get(job.id)
         if before is not None and before[0] < job.cycle:
             old_cycle, old_prices = before
-            currencies = {fare[0] if len(fare) <= 5 else flight_key(fare[0], fare[5]):
-                          fare.currency for fare in result.fares}
+            currencies = {fare[0] if len(fare) <= 5 else fare_key(fare): fare.currency
+                          for fare in result.fares}
             for flight, price in prices.items():
                 old = old_prices.get(flight)
                 if old is None or old == price or _price(old) == _price(price):
@@ -272,7 +283,7 @@ def outbox_rows(fresh: Sequence[Result], previous: dict[str, tuple[int, dict[str
                 events.append((
                     event_id(job.id, job.cycle, PRICE_CHANGED, flight), PRICE_CHANGED, *head,
                     _pack((job.date, job.return_date, flight, currencies[flight], old, price,
-                           old_cycle, job.options))))
+                           old_cycle, job.options, job.legs))))
         if before is None or before[0] < job.cycle:
             previous[job.id] = (job.cycle, prices)
             latest[job.id] = (job.id, job.cycle, encode_prices(prices))
@@ -283,25 +294,26 @@ def event_from_row(row: Sequence[Any]) -> Event:
     """Turn an outbox row (``EVENT_COLUMNS``) into the event publishers send.
 
     The body is JSON: ``id``, ``kind``, ``occurred_at`` (Unix time stored), ``job``
-    (id, cycle, backend, origin, destination, date, return_date, and ``search``: adults,
-    children, infants, cabin, pos and currency asked, "" for the airline's own), then
+    (id, cycle, backend, origin, destination, date, return_date, ``legs`` of a multi-city
+    trip, "" for any other, and ``search``: adults, children, infants, cabin, pos and
+    currency asked, "" for the airline's own), then
     ``fares`` for ``fares.collected`` (a calendar's: its days, ``date``, ``price`` and
-    ``currency``), or ``flight`` (a calendar's: the day), ``currency``, ``old_price``,
-    ``new_price``, ``old_cycle`` and ``new_cycle`` for ``fare.price_changed``. Events
+    ``currency``; a multi-city fare's later legs as ``legs``), or ``flight`` (a
+    calendar's: the day), ``currency``, ``old_price``, ``new_price``, ``old_cycle`` and
+    ``new_cycle`` for ``fare.price_changed``. Events
     stored before search options had none: theirs are the defaults.
     """
     seq, ident, kind, cycle, job_id, backend, origin, destination, created_at, payload = row
     data = msgpack.unpackb(bytes(payload), raw=False)
     date, return_date = data[0], data[1]
-    options = data[3 if kind == FARES_COLLECTED else 7:][:1]
+    options, legs = (data[3 if kind == FARES_COLLECTED else 7:] + ["", ""])[:2]
     body: dict[str, Any] = {
         "id": ident, "kind": kind, "occurred_at": created_at,
         "job": {"id": job_id, "cycle": cycle, "backend": backend, "origin": origin,
                 "destination": destination, "date": date, "return_date": return_date,
-                "search": parse_options(options[0] if options else "")._asdict()}}
+                "legs": legs, "search": parse_options(options)._asdict()}}
     if kind == FARES_COLLECTED:
-        body["fares"] = [dict(zip(_DAY_KEYS if len(fare) == 3 else _FARE_KEYS, fare,
-                                  strict=False)) for fare in data[2]]
+        body["fares"] = [_fare_body(fare) for fare in data[2]]
     else:
         flight, currency, old, new, old_cycle = data[2:7]
         body.update(flight=flight, currency=currency, old_price=old, new_price=new,
@@ -311,6 +323,16 @@ def event_from_row(row: Sequence[Any]) -> Event:
 
 _FARE_KEYS = RoundTripFare._fields  # a one-way fare has the first five
 _DAY_KEYS = CalendarDay._fields
+_LEG_KEYS = ("flight", "departure", "arrival")
+
+
+def _fare_body(fare: Sequence[Any]) -> dict[str, Any]:
+    """A fare as an event shows it: its fields by name (a multi-city fare's later legs as
+    ``legs``, each a flight, departure and arrival)."""
+    if len(fare) == 6:
+        return {**dict(zip(_FARE_KEYS[:5], fare[:5], strict=True)),
+                "legs": [dict(zip(_LEG_KEYS, leg, strict=True)) for leg in fare[5]]}
+    return dict(zip(_DAY_KEYS if len(fare) == 3 else _FARE_KEYS, fare, strict=False))
 _pack = msgpack.Packer(use_bin_type=True).pack
 
 

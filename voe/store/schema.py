@@ -101,16 +101,18 @@ def _columns(spec: str, since: int = 1) -> tuple[Column, ...]:
 
 
 _ROUTE = "backend text, origin text, destination text, date text, return_date text?"
-# A search's options as text (``voe.model.SearchOptions``; '' for the defaults).
-_OPTIONS = Column("options", "text", since=6, default="''")
+# A search's options as text (``voe.model.SearchOptions``; '' for the defaults), and a
+# multi-city trip's legs (``voe.model.legs_text``; '' for any other search).
+_SEARCH = (Column("options", "text", since=6, default="''"),
+           Column("legs", "text", since=6, default="''"))
 
 TABLES = {table.name: table for table in (
     Table("fares", _columns(f"id rowid, cycle int, job_id text, {_ROUTE}, flight text,"
                             " departure text, arrival text, price text, currency text")
           + _columns("return_flight text?, return_departure text?, return_arrival text?", 5)
-          + (_OPTIONS,)),
+          + _SEARCH + _columns("leg_flights text?", 6)),
     Table("results", _columns(f"cycle int, job_id text, {_ROUTE}, fare_count int,"
-                              " worker text, stored_at real") + (_OPTIONS,),
+                              " worker text, stored_at real") + _SEARCH,
           key=("cycle", "job_id")),
     Table("outcomes", _columns("id rowid, cycle int, job_id text, attempt int, worker text,"
                                " status text, duration real, error text?, at real"),
@@ -144,8 +146,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               " and backend", tables=("field_counts",)),
     Migration("5: a round-trip fare's return flight and times (NULL for one-way fares)",
               widens=("fares",)),
-    Migration("6: a search's options (party, cabin, point of sale, currency asked) with its"
-              " fares and its stored-job marker ('' for the defaults)",
+    Migration("6: a search's options (party, cabin, point of sale, currency asked) and a"
+              " multi-city trip's legs with its fares and its stored-job marker ('' for none),"
+              " and a multi-city fare's later flights",
               widens=("fares", "results")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

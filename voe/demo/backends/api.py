@@ -9,7 +9,8 @@ with a return date asks for one (``return=``), and each fare of the answer holds
 ``outbound`` and ``inbound`` flights and one total price. A job's search options go to
 the airline as ``adults``, ``children``, ``infants``, ``cabin``, ``pos`` and
 ``currency``; each fare's currency is the one the airline answered in. A calendar job
-(its date a month) asks ``/api/calendar`` and reads the cheapest fare of each day.
+(its date a month) asks ``/api/calendar`` and reads the cheapest fare of each day; a
+multi-city job sends its ``legs`` and reads each fare's legs and total.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from voe.model import (
     Answer,
     CalendarDay,
     Fare,
+    Leg,
+    MultiCityFare,
     RoundTripFare,
     Searched,
     SearchJob,
     SearchOptions,
+    legs_text,
     parse_options,
 )
 from voe.settings import Settings
@@ -59,14 +63,28 @@ def _strings(item: Any, names: tuple[str, ...], label: str, not_object: str) -> 
     return values
 
 
-def _fare(item: Any, round_trip: bool) -> Fare | RoundTripFare:
-    """Check one JSON fare (of a round trip: its two legs and total) and return it;
-    ``ValueError`` says what is wrong."""
-    if round_trip:
+def _multi_city_fare(item: Any, legs: int) -> MultiCityFare:
+    """A multi-city fare's ``legs`` (each with its flight and times, in the trip's order)
+    and total; ``ValueError`` says what is wrong."""
+    total = _strings(item, _TOTAL_FIELDS, "field", "fare is not an object")
+    found = item.get("legs")
+    if not isinstance(found, list) or len(found) != legs:
+        raise ValueError(f"a multi-city fare of this search has {legs} legs")
+    flights = [tuple(_strings(leg, _LEG_FIELDS, f"leg {number}", f"leg {number} is no object"))
+               for number, leg in enumerate(found, start=1)]
+    return MultiCityFare(*flights[0], *total, tuple(flights[1:]))
+
+
+def _fare(item: Any, round_trip: bool, legs: int = 0) -> Fare | RoundTripFare | MultiCityFare:
+    """Check one JSON fare (of a round trip: its two legs and total; of a multi-city trip of
+    ``legs`` legs: each leg and the total) and return it; ``ValueError`` says what is wrong."""
+    if legs:
+        fare: Fare | RoundTripFare | MultiCityFare = _multi_city_fare(item, legs)
+    elif round_trip:
         total = _strings(item, _TOTAL_FIELDS, "field", "fare is not an object")
         going = _strings(item.get("outbound"), _LEG_FIELDS, "outbound", "no outbound leg")
         back = _strings(item.get("inbound"), _LEG_FIELDS, "inbound", "no inbound leg")
-        fare: Fare | RoundTripFare = RoundTripFare(*going, *total, *back)
+        fare = RoundTripFare(*going, *total, *back)
     else:
         fare = Fare(*_strings(item, _FIELDS, "field", "fare is not an object"))
     if not _PRICE.fullmatch(fare.price) or Decimal(fare.price) <= 0:
@@ -96,6 +114,14 @@ def _stated_options(item: dict[str, Any]) -> SearchOptions | None:
 
 def _searched(item: Any) -> Searched:
     """Check the answer's ``search`` object and return it; ``ValueError`` says what is wrong."""
+    if isinstance(item, dict) and "legs" in item:  # a multi-city trip
+        found = item["legs"]
+        if not isinstance(found, list) or not found:
+            raise ValueError("search field legs is not a list of legs")
+        legs = [Leg(*_strings(leg, _SEARCH_FIELDS, "search leg", "a search leg is no object"))
+                for leg in found]
+        return Searched(legs[0].origin, legs[-1].destination, legs[0].date, None,
+                        _stated_options(item), legs_text(legs))
     found = _strings(item, _SEARCH_FIELDS, "search field",
                      "no search object in the answer (which search does it answer?)")
     back = item.get("return_date")
@@ -149,9 +175,10 @@ def parse_fares(page: bytes) -> Answer:
     except ValueError as error:
         raise ParseError(str(error), page=page) from None
     fares = []
+    legs = answered.legs.count(",") + 1 if answered.legs else 0
     for number, item in enumerate(items, start=1):
         try:
-            fares.append(_fare(item, answered.return_date is not None))
+            fares.append(_fare(item, answered.return_date is not None, legs))
         except ValueError as error:
             raise ParseError(f"fare {number}: {error}", page=page) from None
     return Answer(fares, answered, page)
@@ -159,10 +186,11 @@ def parse_fares(page: bytes) -> Answer:
 
 class DemoApiBackend:
     """Search the demo airline's JSON API, the cheap way to get the same fares as ``demo``,
-    its round trips and its calendars."""
+    its round trips, multi-city trips and calendars."""
 
     name = "demo-api"
     round_trips = True
+    multi_city = True
     calendars = True
     search_options = frozenset(SearchOptions._fields)
     # The airline's block pages (a captcha it redirects to) are the HTML site's.
@@ -179,6 +207,9 @@ class DemoApiBackend:
             params = {"origin": job.origin, "destination": job.destination, "month": job.date,
                       **_option_params(job.options)}
             return parse_calendar(fetch(http, self.calendar_url, job, self.timeout, params))
+        if job.legs:
+            params = {"legs": job.legs, **_option_params(job.options)}
+            return parse_fares(fetch(http, self.url, job, self.timeout, params))
         params = None
         if job.return_date or job.options:
             params = {"origin": job.origin, "destination": job.destination, "date": job.date}

@@ -51,6 +51,7 @@ PIPELINES_BASE: dict[str, int] = {
     "voe.worker.farepipeline.currency:CurrencyCode": 450,
     "voe.worker.farepipeline.currency:CurrencyAsked": 460,
     "voe.worker.farepipeline.returnleg:ReturnLeg": 500,
+    "voe.worker.farepipeline.legs:LaterLegs": 520,
     "voe.worker.farepipeline.calendar:CalendarDays": 550,
     "voe.worker.farepipeline.duplicates:RefuseDuplicates": 900,
 }

@@ -17,7 +17,8 @@ class AnswersSearch:
     what the page says it answers (``Answer.answered``); a backend that returns a
     plain list of fares cannot say, and then there is nothing to compare. The
     return date is compared too: a page that states no return answers a one-way
-    search, and its prices are not a round trip's (nor a round trip's a one-way's).
+    search, and its prices are not a round trip's (nor a round trip's a one-way's); so are
+    a multi-city trip's legs.
     When the page states its party, cabin and point of sale (``Searched.options``), they
     are compared with the job's (``SearchOptions.differs``): two adults' prices are not
     one adult's, and an airline that answers in another currency than the one asked
@@ -35,9 +36,9 @@ class AnswersSearch:
         if said is None:
             return answer
         asked = Searched(job.origin.upper(), job.destination.upper(), job.date,
-                         job.return_date or None)
+                         job.return_date or None, None, job.legs or None)
         page = Searched(said.origin.upper(), said.destination.upper(), said.date,
-                        said.return_date or None)
+                        said.return_date or None, None, (said.legs or "").upper() or None)
         if page != asked:
             raise ParseError(f"page answers {page}, asked {asked}", page=answer.page)
         if said.options is not None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from voe.backends.base import ParseError
-from voe.model import Answer, SearchJob
+from voe.model import Answer, MultiCityFare, RoundTripFare, SearchJob
 from voe.settings import Settings
 
 
 class RefuseDuplicates:
     """Refuse an answer listing the same flight at the same departure twice (with the same
-    return flight and departure, for a round trip).
+    return flight and departure, for a round trip; the same later legs, for a multi-city
+    trip).
 
     A page repeats a row when it is stitched from two responses or pages overlap;
     which of two prices is right cannot be told, and storing both would make one
@@ -30,7 +31,8 @@ class RefuseDuplicates:
         for number, fare in enumerate(answer, start=1):
             first = seen.setdefault(fare[:2] + fare[5:7], number)
             if first != number:
-                back = f", back on {fare[5]} at {fare[6]}," if len(fare) > 5 else ""
+                back = (f", back on {fare[5]} at {fare[6]}," if type(fare) is RoundTripFare
+                        else ", with the same later legs," if type(fare) is MultiCityFare else "")
                 raise ParseError(f"flight {fare.flight} at {fare.departure}{back} listed twice "
                                  f"(fares {first} and {number})", page=answer.page)
         return answer

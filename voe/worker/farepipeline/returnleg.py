@@ -39,7 +39,7 @@ class ReturnLeg:
         """Return ``answer`` with its return legs normalised, or raise ``ParseError``."""
         if not job.return_date:
             for number, fare in enumerate(answer, start=1):
-                if len(fare) > 5:
+                if type(fare) is RoundTripFare:
                     raise ParseError(f"fare {number} ({fare.flight!r}) has a return flight, "
                                      "but the job is one-way", page=answer.page)
             return answer
