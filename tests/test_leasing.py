@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from masterparts import LIVENESS, WALL_START, Parts, tiny_plan
 
+from voe import protocol
+from voe.master.plan import load_plan
 from voe.model import BLOCKED
 
 
@@ -210,3 +212,31 @@ def test_a_lease_and_its_done_in_one_flush_are_one_ledger_write(parts):
     assert parts.row(slow)["state"] == "leased" and parts.row(slow)["worker"] == "w1"
     parts.ack(slow)  # its lease was written by an earlier flush: a plain done now
     assert parts.row(slow)["state"] == "done" and parts.row(retried)["state"] == "pending"
+
+
+def test_a_calendars_cheapest_days_in_the_window_are_searched_in_full_once(tmp_path):
+    tiny_plan(tmp_path)  # written to tiny.toml, then made a calendar plan
+    path = tmp_path / "tiny.toml"
+    path.write_text(path.read_text().replace(
+        "days_ahead = 3", "days_ahead = 10\ncalendar = true\ncheapest_days = 2"))
+    parts = Parts(tmp_path, load_plan(path)).start()  # the cycle starts 2027-01-15
+    peer = parts.join(concurrency=10, prefetch=0)
+    calendars = parts.lease(peer)
+    assert [job.id for job in calendars] == ["demo:GRU-GIG:2027-01", "demo:GIG-GRU:2027-01"]
+    days = (("2027-01-14", "10.00"),  # before the window (2027-01-16 to 2027-01-25)
+            ("2027-01-16", "300.00"), ("2027-01-17", "90.50"), ("2027-01-20", "90.50"),
+            ("2027-01-22", "120.00"), ("2027-01-30", "5.00"))  # after it
+    ack = protocol.Ack(1, calendars[0].id, calendars[0].attempt, "done", None, days)
+    parts.state.acknowledge(ack)
+    parts.state.acknowledge(ack)  # acknowledged twice: the days are searched once
+    parts.clock.advance(1)
+    found = parts.lease(peer)
+    assert [job.id for job in found] == ["demo:GRU-GIG:2027-01-17", "demo:GRU-GIG:2027-01-20"]
+    assert not any(job.calendar for job in found)
+    assert parts.row(calendars[0])["state"] == "done"
+    assert parts.ledger.counts(1) == {"pending": 0, "leased": 3, "done": 1, "failed": 0}
+    for job in (calendars[1], *found):
+        parts.ack(job)
+    parts.state.flush()
+    parts.book.close_finished(parts.state.leased_in)
+    assert parts.ledger.counts(1)["done"] == 4 and parts.ledger.open_cycles() == []

@@ -280,3 +280,14 @@ def test_itineraries_belong_to_a_multi_city_plan(tmp_path):
         'trip = "multi"', 'trip = "oneway"')
     with pytest.raises(PlanError, match='only a multi-city plan .trip = "multi". lists'):
         load_plan(write(tmp_path, text))
+
+
+def test_cheapest_days_are_a_calendar_plans(tmp_path):
+    text = SEARCH.format(search="").replace("days_ahead = 2", "days_ahead = 2\ncheapest_days = 3")
+    with pytest.raises(PlanError, match="dates.cheapest_days: searches in full the cheapest "
+                                        "days of calendars: set calendar = true too"):
+        load_plan(write(tmp_path, text))
+    calendar = text.replace("cheapest_days", "calendar = true\ncheapest_days")
+    assert load_plan(write(tmp_path, calendar)).cheapest_days == 3
+    with pytest.raises(PlanError, match="dates.cheapest_days: must be a whole number from 0 "):
+        load_plan(write(tmp_path, calendar.replace("= 3", "= 40")))

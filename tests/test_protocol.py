@@ -310,3 +310,18 @@ def test_a_multi_city_job_and_its_fares_travel_with_every_leg():
         jobs = {"v": protocol.VERSION, "t": "jobs", "j": [[*JOB[:8], "", bad]]}
         with pytest.raises(protocol.ProtocolError, match="bad-schema"):
             protocol.decode(msgpack.packb(jobs))
+
+
+def test_an_ack_carries_a_stored_calendars_days_and_odd_ones_are_rejected():
+    days = (("2026-12-01", "412.30"), ("2026-12-02", "380"))
+    acks = [protocol.Ack(1, "demo-api:GRU-REC:2026-12", 1, "done", None, days),
+            protocol.Ack(1, "demo:GRU-REC:2026-12-01", 1, "done", None)]
+    frame = protocol.encode_acks(acks)
+    assert [len(row) for row in msgpack.unpackb(frame)["a"]] == [6, 5]
+    assert protocol.decode(frame) == protocol.Acks(tuple(acks))
+    for bad in ([["2026-12-01", "NaN"]], [["2026-12-01", "1e9"]], [["tomorrow", "1.00"]],
+                [["2026-12-01"]], [["2026-12-01", 1.0]], [["2026-12-01", "1.00"]] * 32):
+        body = {"v": protocol.VERSION, "t": "acks",
+                "a": [[1, "demo-api:GRU-REC:2026-12", 1, "done", None, bad]]}
+        with pytest.raises(protocol.ProtocolError, match="bad-schema"):
+            protocol.decode(msgpack.packb(body))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from contextlib import closing
+from decimal import Decimal
 
 from tests.cluster import free_port, wait_for
 
@@ -395,3 +396,37 @@ def test_a_multi_city_plan_stores_the_airlines_multi_city_fares(tmp_path, demo_a
         assert {fare[-1] for fare in fares} == {"USD"}
     cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
     assert len(cheapest) == 4 and all(", then " in line for line in cheapest), cheapest
+
+
+def test_a_calendar_plan_searches_its_cheapest_days_in_full(tmp_path, demo_airline):
+    # Each calendar (a month of a route) is followed by full searches of its two cheapest
+    # days in the window: their fares are the airline's for those days.
+    env = run_env(tmp_path)
+    (tmp_path / "calendar.toml").write_text(CALENDAR_PLAN.replace(
+        "days_ahead = 40", "days_ahead = 10\ncheapest_days = 2"))
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "calendar.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = dt.date.today() + dt.timedelta(days=1)
+    window = [(first + dt.timedelta(days=d)).isoformat() for d in range(10)]
+    calendars = len({day[:7] for day in window}) * 2
+    assert f"{calendars + calendars * 2} jobs done, 0 failed" in result.stdout
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    rows = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    days = {}
+    full: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for fare in rows:
+        route = (fare["origin"], fare["destination"])
+        if fare["flight"]:
+            full.setdefault((*route, fare["date"]), []).append((fare["flight"], fare["price"]))
+        elif fare["date"] in window:
+            days.setdefault((*route, fare["job_id"]), []).append((fare["price"], fare["date"]))
+    expected = {(*key[:2], date) for key, found in days.items()
+                for _, date in sorted(found, key=lambda day: (Decimal(day[0]), day[1]))[:2]}
+    assert set(full) == expected
+    airline = demo_airline()
+    for origin, destination, date in full:
+        query = f"origin={origin}&destination={destination}&date={date}&adults=2"
+        with urllib.request.urlopen(f"{airline}/api/search?{query}", timeout=10) as answer:
+            sold = json.loads(answer.read())["fares"]
+        assert sorted(full[origin, destination, date]) == sorted(
+            (fare["flight"], fare["price"]) for fare in sold)

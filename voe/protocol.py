@@ -22,11 +22,13 @@ Message types:
                                pipeline's per-field counts of its answer (older workers
                                send none)
   results   worker -> sink     several encoded results in one frame (fewer sends)
-  acks      sink -> master     stored (or failed) attempts, after commit
+  acks      sink -> master     stored (or failed) attempts, after commit (a stored
+                               calendar's with its days' dates and prices)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -61,6 +63,9 @@ MAX_ROUTE_NAME = 300
 # Longest search options text a job carries, and a multi-city job's legs.
 MAX_OPTIONS = 120
 MAX_LEGS_TEXT = 200
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DECIMAL = re.compile(r"\d{1,12}(?:\.\d{1,4})?")
 
 HELLO, FINISHED, HEARTBEAT, BYE, JOBS, RESULT, RESULTS, ACKS, THROTTLED = (
     "hello", "finished", "heartbeat", "bye", "jobs", "result", "results", "acks", "throttled",
@@ -147,13 +152,16 @@ class Jobs:
 
 
 class Ack(NamedTuple):
-    """The sink's word on one attempt: ``status`` is "done" or the failure kind."""
+    """The sink's word on one attempt: ``status`` is "done" or the failure kind. A stored
+    calendar's ``days`` are its (date, price) pairs, for the master to search the cheapest
+    in full when the plan says so (empty for any other job)."""
 
     cycle: int
     job_id: str
     attempt: int
     status: str
     error: str | None
+    days: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +269,7 @@ def encode_results(frames: list[bytes]) -> bytes:
 def encode_acks(acks: list[Ack]) -> bytes:
     """Encode a batch of acknowledgements."""
     return _pack(ACKS, {"a": [[a.cycle, a.job_id, a.attempt, a.status, _clip(a.error)]
+                              + ([[list(day) for day in a.days]] if a.days else [])
                               for a in acks]})
 
 
@@ -386,14 +395,29 @@ def _parse_results(body: dict[str, Any]) -> Results:
     return Results(tuple(results))
 
 
+def _days(value: Any) -> tuple[tuple[str, str], ...]:
+    """A calendar's (date, price) pairs in an ack: at most 31, a date and a decimal each."""
+    days = array(value)
+    if len(days) > 31:
+        raise ValueError("a calendar has at most 31 days")
+    found = []
+    for item in days:
+        pair = array(item)
+        if (len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str
+                or not _DATE.fullmatch(pair[0]) or not _DECIMAL.fullmatch(pair[1])):
+            raise ValueError("a calendar's day is [YYYY-MM-DD, decimal price]")
+        found.append((pair[0], pair[1]))
+    return tuple(found)
+
+
 def _parse_acks(body: dict[str, Any]) -> Acks:
     acks = []
     for item in array(body["a"]):
         row = array(item)
-        if len(row) != 5 or row[3] not in ACK_STATUSES:
-            raise ValueError("an ack is [cycle, id, attempt, status, error]")
+        if len(row) not in (5, 6) or row[3] not in ACK_STATUSES:
+            raise ValueError("an ack is [cycle, id, attempt, status, error, days?]")
         acks.append(Ack(integer(row[0]), text(row[1], 200), integer(row[2]), row[3],
-                        opt_text(row[4], MAX_ERROR)))
+                        opt_text(row[4], MAX_ERROR), _days(row[5]) if len(row) == 6 else ()))
     return Acks(tuple(acks))
 
 

@@ -19,6 +19,7 @@ What happens is told to the middlewares through ``emit(hook, *args)``.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import random
@@ -232,6 +233,8 @@ class Leasing:
             if lease is not None:
                 del self.leases[key]
                 self.unstored.discard(key)
+                if ack.days and lease.job.calendar and self.plan.cheapest_days:
+                    self._search_cheapest_days(lease.job, ack.days)
             self.peers.forget_key(key)
             self.recently_done.add(key)
             self._write_done(key)
@@ -247,6 +250,21 @@ class Leasing:
             lease.peer.errors += 1
         self.retry_or_fail(lease.job, ack.error or ack.status, ack.status,
                            permanent=ack.status == "permanent", pause=True)
+
+    def _search_cheapest_days(self, calendar: SearchJob,
+                              days: tuple[tuple[str, str], ...]) -> None:
+        """Add to the calendar's cycle a full search of each of its cheapest days (the
+        plan's ``cheapest_days``), written with the calendar's done in one transaction:
+        a done the ledger holds always has its full searches (a lost ack leaves neither,
+        and the calendar is searched again)."""
+        cycle = self.book.cycles.get(calendar.cycle)
+        if cycle is None:
+            return
+        found = self.plan.full_searches(calendar, days, dt.date.fromisoformat(cycle.start_date))
+        if found:
+            self.writes.append(("found", found))
+            log.info("calendar %s: searching its %d cheapest day(s) in full (%s)", calendar.id,
+                     len(found), ", ".join(job.date for job in found))
 
     def policy(self, job: SearchJob) -> RetryPolicy:
         """The retry policy of ``job``'s route (the cycle's max_attempts unless overridden)."""
@@ -345,7 +363,8 @@ class Leasing:
         writes, self.writes = [write for write in self.writes if write is not None], []
         apply = {"leased": self.ledger.mark_leased, "done": self.ledger.mark_done,
                  "done_leased": self.ledger.mark_done_leased,
-                 "pending": self.ledger.mark_pending, "failed": self.ledger.mark_failed}
+                 "pending": self.ledger.mark_pending, "failed": self.ledger.mark_failed,
+                 "found": self.ledger.add_found}
         started = self.clock()
         wall = self.wall()
         with self.ledger.transaction():

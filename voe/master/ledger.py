@@ -229,6 +229,16 @@ class Ledger(LedgerReads):
                   j.options, j.legs) for j in jobs))
             self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
 
+    def add_found(self, batches: Iterable[list[SearchJob]], now: float | None = None) -> None:
+        """Insert jobs found while collecting (a calendar's cheapest days to search in full)
+        as pending, each once, in the caller's transaction; the plan's expansion of their
+        cycle is untouched."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, destination, date, "
+            "return_date, options, legs, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((j.cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date,
+              j.options, j.legs, now) for batch in batches for j in batch))
+
     def close_expansion(self, cycle: int) -> None:
         """Stop expanding ``cycle``: its total becomes the jobs it already holds."""
         with self.transaction():

@@ -14,8 +14,9 @@ import hashlib
 import itertools
 import re
 import tomllib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,10 @@ class Plan:
     # The search options of every route and date, as text (``""``: one adult, economy,
     # the airline's own point of sale); several multiply the searches.
     options: tuple[str, ...] = ("",)
-    # Search each month of the date window as one calendar (the cheapest fare per day).
+    # Search each month of the date window as one calendar (the cheapest fare per day),
+    # then the ``cheapest_days`` cheapest days of each calendar (in the window) in full.
     calendar: bool = False
+    cheapest_days: int = 0
 
     @property
     def once(self) -> bool:
@@ -124,6 +127,24 @@ class Plan:
             return [(day.isoformat(), None) for day in departures]
         return [(day.isoformat(), (day + dt.timedelta(days=stay)).isoformat())
                 for day in departures for stay in self.stay_days]
+
+    def window(self, start: dt.date) -> tuple[str, str]:
+        """The first and last departure dates of a cycle that starts on ``start``."""
+        first = start + dt.timedelta(days=self.start_in_days)
+        return first.isoformat(), (first + dt.timedelta(days=self.days_ahead - 1)).isoformat()
+
+    def full_searches(self, calendar: SearchJob, days: Iterable[tuple[str, str]],
+                      start: dt.date) -> list[SearchJob]:
+        """The jobs that search in full the ``cheapest_days`` cheapest of a ``calendar``
+        job's ``days`` ((date, price) pairs) within the cycle's window: one-way searches of
+        its route, options and cycle, cheapest first (the earlier day among equal prices)."""
+        first, last = self.window(start)
+        chosen = sorted(((_price(price), date) for date, price in days
+                         if first <= date <= last and _price(price) is not None))
+        return [SearchJob(job_id(calendar.backend, calendar.origin, calendar.destination, date,
+                                 None, calendar.options), calendar.cycle, 0, calendar.backend,
+                          calendar.origin, calendar.destination, date, None, calendar.options)
+                for _, date in chosen[:self.cheapest_days]]
 
     def multi_city_legs(self, itinerary: tuple[str, ...], first: str) -> list[str]:
         """The legs (``voe.model.legs_text``) of ``itinerary`` whose first leg departs on
@@ -203,6 +224,15 @@ class Plan:
                             date, None, options, legs)
 
 
+def _price(text: str) -> Decimal | None:
+    """A calendar day's price as a number (None if it is none: that day is not chosen)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
 def default_plan_path() -> Path:
     """The demo plan shipped inside the package."""
     return Path(str(resources.files("voe") / "demo" / "plans" / DEMO_PLAN))
@@ -278,6 +308,10 @@ class _Reader:
         if calendar and trip != "oneway":
             raise self.fail("dates.calendar", "a calendar prices one-way trips: use "
                             'trip = "oneway" with calendar = true')
+        cheapest_days = self.integer(dates, "dates", "cheapest_days", 0, 0, 31)
+        if cheapest_days and not calendar:
+            raise self.fail("dates.cheapest_days", "searches in full the cheapest days of "
+                            "calendars: set calendar = true too")
         stays = dates.get("stay_days", [7])
         if (not isinstance(stays, list) or not stays
                 or not all(type(s) is int and 0 <= s <= 365 for s in stays)):
@@ -297,6 +331,7 @@ class _Reader:
             routes=self.routes(trip == "multi"),
             options=self.options(),
             calendar=calendar,
+            cheapest_days=cheapest_days,
             retry_delay=self.duration(head, "plan", "retry_delay", retrying.RETRY_DELAY),
             retry_delay_max=self.duration(head, "plan", "retry_delay_max",
                                           retrying.RETRY_DELAY_MAX),
