@@ -79,6 +79,8 @@ class Job(BaseModel):
     return_date: str | None
     options: str = Field("", description="the search's options (party, cabin, point of sale, "
                                          "currency asked) as text; \"\" for the defaults")
+    legs: str = Field("", description="a multi-city trip's legs, ORIG-DEST:date joined by "
+                                      "commas; \"\" for any other search")
     state: State
     attempt: int
     worker: str | None
