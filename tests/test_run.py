@@ -164,18 +164,41 @@ airports = ["GRU", "REC"]
 """
 
 
-def test_a_round_trip_plan_never_stores_one_way_prices_as_round_trips(tmp_path):
-    # The demo airline sells one-way fares only and its backends declare no round_trips:
-    # each round-trip job ends at once as a permanent error saying why, and nothing is stored.
+def run_plan(tmp_path, name: str, text: str) -> tuple[dict, str]:
+    """`voe run` of the plan ``text`` (written to NAME.toml): its environment and output."""
     env = run_env(tmp_path)
-    (tmp_path / "round.toml").write_text(ROUND_TRIP_PLAN)
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "round.toml")
+    (tmp_path / f"{name}.toml").write_text(text)
+    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", f"{name}.toml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 jobs done, 4 failed, 0 fares stored" in result.stdout
+    return env, result.stdout
+
+
+def exported(tmp_path, env) -> list[dict]:
+    """Every stored fare, as `voe export --format jsonl` writes it."""
+    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    return [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+
+
+def airline_json(airline: str, path: str) -> dict:
+    """What the demo airline at ``airline`` answers for ``path`` (its JSON API)."""
+    with urllib.request.urlopen(f"{airline}{path}", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def failed_lines(tmp_path, env) -> list[str]:
+    """`voe failed`'s lines: one per dead letter."""
+    return voe(tmp_path, env, "failed").stdout.splitlines()
+
+
+def test_a_round_trip_plan_never_stores_one_way_prices_as_round_trips(tmp_path):
+    # The demo airline's site sells one-way fares only and the demo backend declares no
+    # round_trips: each round-trip job ends at once as a permanent error saying why.
+    env, output = run_plan(tmp_path, "round", ROUND_TRIP_PLAN)
+    assert "0 jobs done, 4 failed, 0 fares stored" in output
     status = json.loads(voe(tmp_path, env, "status", "--json").stdout)
     assert status["jobs"] == {"pending": 0, "leased": 0, "done": 0, "failed": 4}
     assert status["fares"] == 0
-    failed = voe(tmp_path, env, "failed").stdout.splitlines()
+    failed = failed_lines(tmp_path, env)
     assert len(failed) == 4
     assert all("after 1 attempt(s): backend 'demo' does not search round trips" in line
                and "would store one-way prices" in line for line in failed), failed
@@ -183,15 +206,10 @@ def test_a_round_trip_plan_never_stores_one_way_prices_as_round_trips(tmp_path):
 
 def test_a_round_trip_plan_stores_the_airlines_round_trip_fares(tmp_path, demo_airline):
     # demo-api reads the airline's round trips: each fare its two legs and one total.
-    env = run_env(tmp_path)
-    (tmp_path / "round.toml").write_text(ROUND_TRIP_PLAN.replace('"demo"', '"demo-api"'))
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "round.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 jobs done, 0 failed" in result.stdout
-    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    env, output = run_plan(tmp_path, "round", ROUND_TRIP_PLAN.replace('"demo"', '"demo-api"'))
+    assert "4 jobs done, 0 failed" in output
     stored: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = {}
-    for line in (tmp_path / "f.jsonl").read_text().splitlines():
-        fare = json.loads(line)
+    for fare in exported(tmp_path, env):
         key = (fare["origin"], fare["destination"], fare["date"], fare["return_date"])
         stored.setdefault(key, []).append(tuple(fare[name] for name in (
             "flight", "departure", "arrival", "return_flight", "return_departure",
@@ -199,9 +217,8 @@ def test_a_round_trip_plan_stores_the_airlines_round_trip_fares(tmp_path, demo_a
     assert len(stored) == 4
     airline = demo_airline()  # another process of the same airline: the same fares
     for (origin, destination, date, back), fares in stored.items():
-        query = f"origin={origin}&destination={destination}&date={date}&return={back}"
-        with urllib.request.urlopen(f"{airline}/api/search?{query}", timeout=10) as answer:
-            sold = json.loads(answer.read())["fares"]
+        sold = airline_json(airline, f"/api/search?origin={origin}&destination={destination}"
+                                     f"&date={date}&return={back}")["fares"]
         assert sorted(fares) == sorted(
             (f["outbound"]["flight"], f["outbound"]["departure"], f["outbound"]["arrival"],
              f["inbound"]["flight"], f["inbound"]["departure"], f["inbound"]["arrival"],
@@ -237,15 +254,10 @@ def test_a_plan_with_two_points_of_sale_stores_each_fare_as_the_airline_priced_i
     # Each route and date is searched once per point of sale, for the party and cabin of the
     # plan; every fare is stored with its search options and the currency the airline
     # answered in, equal to the airline's API for the same search.
-    env = run_env(tmp_path)
-    (tmp_path / "travellers.toml").write_text(SEARCH_PLAN)
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "travellers.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 jobs done, 0 failed" in result.stdout
-    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    env, output = run_plan(tmp_path, "travellers", SEARCH_PLAN)
+    assert "8 jobs done, 0 failed" in output
     stored: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = {}
-    for line in (tmp_path / "f.jsonl").read_text().splitlines():
-        fare = json.loads(line)
+    for fare in exported(tmp_path, env):
         assert fare["job_id"].endswith(f"/{fare['options']}")
         key = (fare["origin"], fare["destination"], fare["date"], fare["options"])
         stored.setdefault(key, []).append(tuple(fare[name] for name in (
@@ -256,10 +268,9 @@ def test_a_plan_with_two_points_of_sale_stores_each_fare_as_the_airline_priced_i
     airline = demo_airline()  # another process of the same airline: the same fares
     for (origin, destination, date, options), fares in stored.items():
         pos = options.rsplit("=", 1)[1]
-        query = (f"origin={origin}&destination={destination}&date={date}&adults=2&children=1"
-                 f"&cabin=business&pos={pos}")
-        with urllib.request.urlopen(f"{airline}/api/search?{query}", timeout=10) as answer:
-            sold = json.loads(answer.read())["fares"]
+        sold = airline_json(airline, f"/api/search?origin={origin}&destination={destination}"
+                                     f"&date={date}&adults=2&children=1&cabin=business"
+                                     f"&pos={pos}")["fares"]
         assert sorted(fares) == sorted(
             (f["flight"], f["departure"], f["arrival"], f["price"], f["currency"]) for f in sold)
         assert {fare[4] for fare in fares} == {"BR": {"BRL"}, "US": {"USD"}}[pos]
@@ -270,12 +281,9 @@ def test_a_plan_with_two_points_of_sale_stores_each_fare_as_the_airline_priced_i
 
 
 def test_a_plan_with_search_options_fails_on_a_backend_that_cannot_send_them(tmp_path):
-    env = run_env(tmp_path)
-    (tmp_path / "travellers.toml").write_text(SEARCH_PLAN.replace('"demo-api"', '"demo"'))
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "travellers.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 jobs done, 8 failed, 0 fares stored" in result.stdout
-    failed = voe(tmp_path, env, "failed").stdout.splitlines()
+    env, output = run_plan(tmp_path, "travellers", SEARCH_PLAN.replace('"demo-api"', '"demo"'))
+    assert "0 jobs done, 8 failed, 0 fares stored" in output
+    failed = failed_lines(tmp_path, env)
     assert len(failed) == 8 and all(
         "does not send adults, children, cabin, pos to the airline" in line
         for line in failed), failed
@@ -299,36 +307,35 @@ airports = ["GRU", "REC"]
 """
 
 
+def _months(days: int) -> list[str]:
+    """The months a window of ``days`` departure dates from tomorrow touches."""
+    first = dt.date.today() + dt.timedelta(days=1)
+    return sorted({(first + dt.timedelta(days=d)).isoformat()[:7] for d in range(days)})
+
+
 def test_a_calendar_plan_spends_one_search_per_month_and_route_and_stores_the_calendar(
         tmp_path, demo_airline):
     # Forty days touch two or three months: one calendar search per month and route, each
     # storing the cheapest fare of every day the airline's calendar gives.
-    env = run_env(tmp_path)
-    (tmp_path / "calendar.toml").write_text(CALENDAR_PLAN)
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "calendar.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    first = dt.date.today() + dt.timedelta(days=1)
-    months = sorted({(first + dt.timedelta(days=d)).isoformat()[:7] for d in range(40)})
+    env, output = run_plan(tmp_path, "calendar", CALENDAR_PLAN)
+    months = _months(40)
     jobs = len(months) * 2
-    assert f"{jobs} jobs done, 0 failed" in result.stdout
+    assert f"{jobs} jobs done, 0 failed" in output
     with closing(sqlite3.connect(tmp_path / "data" / "ledger.db")) as ledger:
         assert ledger.execute("SELECT COUNT(*), SUM(attempt) FROM jobs").fetchone() == (jobs, jobs)
         assert sorted(row[0] for row in ledger.execute("SELECT id FROM jobs")) == sorted(
             f"demo-api:{route}:{month}/adults=2" for route in ("GRU-REC", "REC-GRU")
             for month in months)
-    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
     stored: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
-    for line in (tmp_path / "f.jsonl").read_text().splitlines():
-        fare = json.loads(line)
+    for fare in exported(tmp_path, env):
         assert (fare["flight"], fare["departure"], fare["arrival"]) == ("", "", "")
         month = fare["job_id"].split(":")[2].split("/")[0]
         stored.setdefault((fare["origin"], fare["destination"], month), []).append(
             (fare["date"], fare["price"], fare["currency"]))
     airline = demo_airline()  # another process of the same airline: the same calendar
     for (origin, destination, month), days in stored.items():
-        query = f"origin={origin}&destination={destination}&month={month}&adults=2"
-        with urllib.request.urlopen(f"{airline}/api/calendar?{query}", timeout=10) as answer:
-            sold = json.loads(answer.read())["days"]
+        sold = airline_json(airline, f"/api/calendar?origin={origin}&destination={destination}"
+                                     f"&month={month}&adults=2")["days"]
         assert sorted(days) == sorted((d["date"], d["price"], d["currency"]) for d in sold)
     assert len(stored) == jobs
     cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
@@ -336,16 +343,40 @@ def test_a_calendar_plan_spends_one_search_per_month_and_route_and_stores_the_ca
 
 
 def test_a_calendar_plan_fails_on_a_backend_that_reads_no_calendars(tmp_path):
-    env = run_env(tmp_path)
-    (tmp_path / "calendar.toml").write_text(
-        CALENDAR_PLAN.replace('"demo-api"', '"demo"').replace("[search]\nadults = 2\n", "")
-        .replace("days_ahead = 40", "days_ahead = 1"))
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "calendar.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 jobs done, 2 failed, 0 fares stored" in result.stdout
-    failed = voe(tmp_path, env, "failed").stdout.splitlines()
+    env, output = run_plan(tmp_path, "calendar", CALENDAR_PLAN.replace(
+        '"demo-api"', '"demo"').replace("[search]\nadults = 2\n", "").replace(
+        "days_ahead = 40", "days_ahead = 1"))
+    assert "0 jobs done, 2 failed, 0 fares stored" in output
+    failed = failed_lines(tmp_path, env)
     assert len(failed) == 2 and all("does not read airline calendars" in line
                                     for line in failed), failed
+
+
+def test_a_calendar_plan_searches_its_cheapest_days_in_full(tmp_path, demo_airline):
+    # Each calendar (a month of a route) is followed by full searches of its two cheapest
+    # days in the window: their fares are the airline's for those days.
+    env, output = run_plan(tmp_path, "calendar", CALENDAR_PLAN.replace(
+        "days_ahead = 40", "days_ahead = 10\ncheapest_days = 2"))
+    calendars = len(_months(10)) * 2
+    assert f"{calendars + calendars * 2} jobs done, 0 failed" in output
+    first = dt.date.today() + dt.timedelta(days=1)
+    window = {(first + dt.timedelta(days=d)).isoformat() for d in range(10)}
+    days: dict[tuple[str, str, str], list[tuple[Decimal, str]]] = {}
+    full: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for fare in exported(tmp_path, env):
+        route = (fare["origin"], fare["destination"])
+        if fare["flight"]:
+            full.setdefault((*route, fare["date"]), []).append((fare["flight"], fare["price"]))
+        elif fare["date"] in window:
+            days.setdefault((*route, fare["job_id"]), []).append(
+                (Decimal(fare["price"]), fare["date"]))
+    assert set(full) == {(*key[:2], date) for key, found in days.items()
+                         for _, date in sorted(found)[:2]}
+    airline = demo_airline()
+    for (origin, destination, date), fares in full.items():
+        sold = airline_json(airline, f"/api/search?origin={origin}&destination={destination}"
+                                     f"&date={date}&adults=2")["fares"]
+        assert sorted(fares) == sorted((fare["flight"], fare["price"]) for fare in sold)
 
 
 MULTI_CITY_PLAN = """
@@ -370,15 +401,10 @@ itineraries = [["GRU", "REC", "SSA"], ["POA", "GIG", "BSB", "POA"]]
 def test_a_multi_city_plan_stores_the_airlines_multi_city_fares(tmp_path, demo_airline):
     # Each trip is searched as one: every fare its legs' flights and one total, as the
     # airline's API sells it for the same legs.
-    env = run_env(tmp_path)
-    (tmp_path / "tour.toml").write_text(MULTI_CITY_PLAN)
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "tour.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 jobs done, 0 failed" in result.stdout
-    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
+    env, output = run_plan(tmp_path, "tour", MULTI_CITY_PLAN)
+    assert "4 jobs done, 0 failed" in output
     stored: dict[str, list[tuple]] = {}
-    for line in (tmp_path / "f.jsonl").read_text().splitlines():
-        fare = json.loads(line)
+    for fare in exported(tmp_path, env):
         assert fare["job_id"] == f"demo-api:{fare['legs']}/pos=US"
         later = tuple(tuple(leg) for leg in json.loads(fare["leg_flights"]))
         stored.setdefault(fare["legs"], []).append(
@@ -387,46 +413,10 @@ def test_a_multi_city_plan_stores_the_airlines_multi_city_fares(tmp_path, demo_a
     assert len(stored) == 4 and {len(legs.split(",")) for legs in stored} == {2, 3}
     airline = demo_airline()  # another process of the same airline: the same fares
     for legs, fares in stored.items():
-        with urllib.request.urlopen(f"{airline}/api/search?legs={legs}&pos=US",
-                                    timeout=10) as answer:
-            sold = json.loads(answer.read())["fares"]
+        sold = airline_json(airline, f"/api/search?legs={legs}&pos=US")["fares"]
         assert sorted(fares) == sorted(
             (*((leg["flight"], leg["departure"], leg["arrival"]) for leg in fare["legs"]),
              fare["price"], fare["currency"]) for fare in sold)
         assert {fare[-1] for fare in fares} == {"USD"}
     cheapest = voe(tmp_path, env, "cheapest").stdout.splitlines()
     assert len(cheapest) == 4 and all(", then " in line for line in cheapest), cheapest
-
-
-def test_a_calendar_plan_searches_its_cheapest_days_in_full(tmp_path, demo_airline):
-    # Each calendar (a month of a route) is followed by full searches of its two cheapest
-    # days in the window: their fares are the airline's for those days.
-    env = run_env(tmp_path)
-    (tmp_path / "calendar.toml").write_text(CALENDAR_PLAN.replace(
-        "days_ahead = 40", "days_ahead = 10\ncheapest_days = 2"))
-    result = voe(tmp_path, env, "run", "--workers", "1", "--plan", "calendar.toml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    first = dt.date.today() + dt.timedelta(days=1)
-    window = [(first + dt.timedelta(days=d)).isoformat() for d in range(10)]
-    calendars = len({day[:7] for day in window}) * 2
-    assert f"{calendars + calendars * 2} jobs done, 0 failed" in result.stdout
-    assert voe(tmp_path, env, "export", "--format", "jsonl", "--out", "f.jsonl").returncode == 0
-    rows = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
-    days = {}
-    full: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-    for fare in rows:
-        route = (fare["origin"], fare["destination"])
-        if fare["flight"]:
-            full.setdefault((*route, fare["date"]), []).append((fare["flight"], fare["price"]))
-        elif fare["date"] in window:
-            days.setdefault((*route, fare["job_id"]), []).append((fare["price"], fare["date"]))
-    expected = {(*key[:2], date) for key, found in days.items()
-                for _, date in sorted(found, key=lambda day: (Decimal(day[0]), day[1]))[:2]}
-    assert set(full) == expected
-    airline = demo_airline()
-    for origin, destination, date in full:
-        query = f"origin={origin}&destination={destination}&date={date}&adults=2"
-        with urllib.request.urlopen(f"{airline}/api/search?{query}", timeout=10) as answer:
-            sold = json.loads(answer.read())["fares"]
-        assert sorted(full[origin, destination, date]) == sorted(
-            (fare["flight"], fare["price"]) for fare in sold)
