@@ -68,9 +68,10 @@ def insert_result(mark: str) -> str:
                    " fare_count, worker, stored_at, options, legs", mark)
 
 
-def insert_fare(mark: str) -> str:
-    """Store one fare (``rows.fare_rows``)."""
-    return _insert("fares", COLUMNS, mark)
+def insert_fare(mark: str, columns: int = len(FARE_FIELDS)) -> str:
+    """Store one fare (``rows.fare_rows``), or its first ``columns`` columns (the others
+    take their defaults)."""
+    return _insert("fares", ", ".join(FARE_FIELDS[:columns]), mark)
 
 
 def insert_outcome(mark: str) -> str:

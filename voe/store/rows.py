@@ -64,6 +64,30 @@ def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
             yield (*route[:5], fare[0], None, "", "", "", fare[1], fare[2], *one_way)
 
 
+PLAIN_FARE_COLUMNS = 12
+"""How many of ``FARE_FIELDS`` a one-way fare of a search without options or legs fills:
+its later columns hold their defaults (NULL, or '')."""
+
+
+def fare_rows_by_width(results: Iterable[Result]) -> tuple[list[tuple[Any, ...]],
+                                                          list[tuple[Any, ...]]]:
+    """The ``fares`` rows of ``results`` in two lists: the one-way fares of searches without
+    options or legs as their first ``PLAIN_FARE_COLUMNS`` columns (the usual row: fewer
+    values to bind on the sink's hot path), every other row in full. A result's rows stay
+    together and in order."""
+    plain: list[tuple[Any, ...]] = []
+    full: list[tuple[Any, ...]] = []
+    for result in results:
+        job = result.job
+        if job.options or job.legs or not all(len(fare) == 5 for fare in result.fares):
+            full.extend(fare_rows(result))
+            continue
+        route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
+                 job.return_date)
+        plain.extend([(*route, *fare) for fare in result.fares])
+    return plain, full
+
+
 def outcome_row(result: Result, now: float) -> tuple[Any, ...]:
     """The ``outcomes`` row: one per attempt."""
     job = result.job

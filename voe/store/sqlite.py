@@ -31,7 +31,7 @@ from voe.dbfile import create_atomically
 from voe.model import Result
 from voe.store import queries, schema
 from voe.store.base import NoStore, StoreError, StoreUnavailable
-from voe.store.rows import fare_rows
+from voe.store.rows import PLAIN_FARE_COLUMNS, fare_rows_by_width
 from voe.store.schema import SCHEMA_VERSION
 from voe.store.sql import SqlStore
 
@@ -57,6 +57,7 @@ _LEGACY_VERSIONS = {1: 1, 2: 3, 3: 4}
 (SQLite counted its own steps, without PostgreSQL's fares index), as that version."""
 
 _INSERT_FARE = queries.insert_fare("?")
+_INSERT_PLAIN_FARE = queries.insert_fare("?", PLAIN_FARE_COLUMNS)
 
 
 def passing_kind(error: BaseException) -> str | None:
@@ -176,9 +177,12 @@ class SqliteStore(SqlStore):
         db.executemany(sql, rows)
 
     def _insert_fares(self, db: sqlite3.Connection, fresh: Sequence[Result]) -> int:
-        rows = [row for result in fresh for row in fare_rows(result)]
-        db.executemany(_INSERT_FARE, rows)
-        return len(rows)
+        plain, full = fare_rows_by_width(fresh)
+        if plain:  # most rows: fewer columns to bind, the rest take their defaults
+            db.executemany(_INSERT_PLAIN_FARE, plain)
+        if full:
+            db.executemany(_INSERT_FARE, full)
+        return len(plain) + len(full)
 
     def _job_list(self, jobs: list[str]) -> str:
         return json.dumps(jobs)
