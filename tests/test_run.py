@@ -14,6 +14,8 @@ import urllib.request
 from contextlib import closing
 from decimal import Decimal
 
+import pytest
+
 from tests.cluster import free_port, wait_for
 
 
@@ -191,22 +193,25 @@ def failed_lines(tmp_path, env) -> list[str]:
 
 
 def test_a_round_trip_plan_never_stores_one_way_prices_as_round_trips(tmp_path):
-    # The demo airline's site sells one-way fares only and the demo backend declares no
-    # round_trips: each round-trip job ends at once as a permanent error saying why.
-    env, output = run_plan(tmp_path, "round", ROUND_TRIP_PLAN)
+    # The null backend (five made-up one-way fares a job) declares no round_trips: each
+    # round-trip job ends at once as a permanent error saying why.
+    env, output = run_plan(tmp_path, "round", ROUND_TRIP_PLAN.replace('"demo"', '"null"'))
     assert "0 jobs done, 4 failed, 0 fares stored" in output
     status = json.loads(voe(tmp_path, env, "status", "--json").stdout)
     assert status["jobs"] == {"pending": 0, "leased": 0, "done": 0, "failed": 4}
     assert status["fares"] == 0
     failed = failed_lines(tmp_path, env)
     assert len(failed) == 4
-    assert all("after 1 attempt(s): backend 'demo' does not search round trips" in line
+    assert all("after 1 attempt(s): backend 'null' does not search round trips" in line
                and "would store one-way prices" in line for line in failed), failed
 
 
-def test_a_round_trip_plan_stores_the_airlines_round_trip_fares(tmp_path, demo_airline):
-    # demo-api reads the airline's round trips: each fare its two legs and one total.
-    env, output = run_plan(tmp_path, "round", ROUND_TRIP_PLAN.replace('"demo"', '"demo-api"'))
+@pytest.mark.parametrize("backend", ["demo-api", "demo"])
+def test_a_round_trip_plan_stores_the_airlines_round_trip_fares(tmp_path, demo_airline,
+                                                                backend):
+    # Both backends read the airline's round trips (its JSON API, its site's trip page):
+    # each fare its two legs and one total, as the API sells it.
+    env, output = run_plan(tmp_path, "round", ROUND_TRIP_PLAN.replace('"demo"', f'"{backend}"'))
     assert "4 jobs done, 0 failed" in output
     stored: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = {}
     for fare in exported(tmp_path, env):
@@ -249,12 +254,14 @@ airports = ["GRU", "REC"]
 """
 
 
+@pytest.mark.parametrize("backend", ["demo-api", "demo"])
 def test_a_plan_with_two_points_of_sale_stores_each_fare_as_the_airline_priced_it(
-        tmp_path, demo_airline):
+        tmp_path, demo_airline, backend):
     # Each route and date is searched once per point of sale, for the party and cabin of the
     # plan; every fare is stored with its search options and the currency the airline
     # answered in, equal to the airline's API for the same search.
-    env, output = run_plan(tmp_path, "travellers", SEARCH_PLAN)
+    env, output = run_plan(tmp_path, "travellers", SEARCH_PLAN.replace(
+        '"demo-api"', f'"{backend}"'))
     assert "8 jobs done, 0 failed" in output
     stored: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = {}
     for fare in exported(tmp_path, env):
@@ -281,7 +288,7 @@ def test_a_plan_with_two_points_of_sale_stores_each_fare_as_the_airline_priced_i
 
 
 def test_a_plan_with_search_options_fails_on_a_backend_that_cannot_send_them(tmp_path):
-    env, output = run_plan(tmp_path, "travellers", SEARCH_PLAN.replace('"demo-api"', '"demo"'))
+    env, output = run_plan(tmp_path, "travellers", SEARCH_PLAN.replace('"demo-api"', '"null"'))
     assert "0 jobs done, 8 failed, 0 fares stored" in output
     failed = failed_lines(tmp_path, env)
     assert len(failed) == 8 and all(
@@ -313,18 +320,20 @@ def _months(days: int) -> list[str]:
     return sorted({(first + dt.timedelta(days=d)).isoformat()[:7] for d in range(days)})
 
 
+@pytest.mark.parametrize("backend", ["demo-api", "demo"])
 def test_a_calendar_plan_spends_one_search_per_month_and_route_and_stores_the_calendar(
-        tmp_path, demo_airline):
+        tmp_path, demo_airline, backend):
     # Forty days touch two or three months: one calendar search per month and route, each
     # storing the cheapest fare of every day the airline's calendar gives.
-    env, output = run_plan(tmp_path, "calendar", CALENDAR_PLAN)
+    env, output = run_plan(tmp_path, "calendar", CALENDAR_PLAN.replace(
+        '"demo-api"', f'"{backend}"'))
     months = _months(40)
     jobs = len(months) * 2
     assert f"{jobs} jobs done, 0 failed" in output
     with closing(sqlite3.connect(tmp_path / "data" / "ledger.db")) as ledger:
         assert ledger.execute("SELECT COUNT(*), SUM(attempt) FROM jobs").fetchone() == (jobs, jobs)
         assert sorted(row[0] for row in ledger.execute("SELECT id FROM jobs")) == sorted(
-            f"demo-api:{route}:{month}/adults=2" for route in ("GRU-REC", "REC-GRU")
+            f"{backend}:{route}:{month}/adults=2" for route in ("GRU-REC", "REC-GRU")
             for month in months)
     stored: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
     for fare in exported(tmp_path, env):
@@ -344,7 +353,7 @@ def test_a_calendar_plan_spends_one_search_per_month_and_route_and_stores_the_ca
 
 def test_a_calendar_plan_fails_on_a_backend_that_reads_no_calendars(tmp_path):
     env, output = run_plan(tmp_path, "calendar", CALENDAR_PLAN.replace(
-        '"demo-api"', '"demo"').replace("[search]\nadults = 2\n", "").replace(
+        '"demo-api"', '"null"').replace("[search]\nadults = 2\n", "").replace(
         "days_ahead = 40", "days_ahead = 1"))
     assert "0 jobs done, 2 failed, 0 fares stored" in output
     failed = failed_lines(tmp_path, env)
@@ -398,14 +407,17 @@ itineraries = [["GRU", "REC", "SSA"], ["POA", "GIG", "BSB", "POA"]]
 """
 
 
-def test_a_multi_city_plan_stores_the_airlines_multi_city_fares(tmp_path, demo_airline):
+@pytest.mark.parametrize("backend", ["demo-api", "demo"])
+def test_a_multi_city_plan_stores_the_airlines_multi_city_fares(tmp_path, demo_airline,
+                                                                backend):
     # Each trip is searched as one: every fare its legs' flights and one total, as the
     # airline's API sells it for the same legs.
-    env, output = run_plan(tmp_path, "tour", MULTI_CITY_PLAN)
+    env, output = run_plan(tmp_path, "tour", MULTI_CITY_PLAN.replace(
+        '"demo-api"', f'"{backend}"'))
     assert "4 jobs done, 0 failed" in output
     stored: dict[str, list[tuple]] = {}
     for fare in exported(tmp_path, env):
-        assert fare["job_id"] == f"demo-api:{fare['legs']}/pos=US"
+        assert fare["job_id"] == f"{backend}:{fare['legs']}/pos=US"
         later = tuple(tuple(leg) for leg in json.loads(fare["leg_flights"]))
         stored.setdefault(fare["legs"], []).append(
             ((fare["flight"], fare["departure"], fare["arrival"]), *later, fare["price"],

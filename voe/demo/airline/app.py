@@ -45,6 +45,7 @@ from voe.demo.airline.responses import (
     trickle,
 )
 from voe.demo.airline.stats import Stats
+from voe.demo.airline.trippages import calendar_page, trip_page
 from voe.demo.airline.tripquery import BadQuery
 from voe.model import Fare
 
@@ -53,7 +54,8 @@ MAX_TRACKED_URLS = 1_000_000
 
 # The calendar (the cheapest fare of each day of a month) is a search like the others.
 CALENDAR_PATH = "/api/calendar"
-SEARCH_PATHS = ("/search", "/api/search", "/js/search", CALENDAR_PATH)
+HTML_CALENDAR_PATH = "/calendar"
+SEARCH_PATHS = ("/search", "/api/search", "/js/search", CALENDAR_PATH, HTML_CALENDAR_PATH)
 # The airline's clock, and the answer a search had at a time of it (not searches: no
 # latency, no faults, not counted in /stats).
 CLOCK_PATH = "/api/clock"
@@ -83,6 +85,17 @@ def _query(environ: dict[str, Any]) -> tuple[str, str, str]:
         return tripquery.route(parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True))
     except BadQuery as error:
         raise BadRequest(str(error)) from None
+
+
+def _soft_block_route(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """The route and date a soft block page names: the search's (a trip's first origin,
+    last destination and first date); the search answered, so its query is valid."""
+    params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    if not tripquery.asks_trip(params):
+        return _query(environ)
+    trip = tripquery.trip(params)
+    going = trip.legs[0]
+    return going.origin, (going if trip.round_trip else trip.legs[-1]).destination, going.date
 
 
 class DemoAirline:
@@ -232,8 +245,9 @@ class DemoAirline:
             gevent.sleep(self.faults.slow_ms / 1000)
         status, content_type, body = self._answer(environ, path, url, nth)
         if status.startswith("200"):
-            if path == "/search" and self._fault("soft_block", url, nth):
-                body = soft_block_page(*_query(environ)).encode()
+            if (path == "/search" and self._fault("soft_block", url, nth)
+                    and not content_type.startswith("application/json")):
+                body = soft_block_page(*_soft_block_route(environ)).encode()
             if content_type.startswith("text/html") and path == "/search":
                 if self._fault("malformed", url, nth):
                     body = sloppy(body.decode()).encode()
@@ -281,20 +295,23 @@ class DemoAirline:
 
     def _answer(self, environ: dict[str, Any], path: str, url: str,
                 nth: int) -> tuple[str, str, bytes]:
-        """A search's status, content type and body: a trip search of the JSON API (a
-        parameter of ``tripquery.TRIP_PARAMETERS`` given) or the calendar, else ``_page``."""
+        """A search's status, content type and body: a trip search of the JSON API or the
+        site (a parameter of ``tripquery.TRIP_PARAMETERS`` given) or a calendar, else
+        ``_page``."""
         params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        if path == CALENDAR_PATH or (path == "/api/search" and tripquery.asks_trip(params)):
+        if path in (CALENDAR_PATH, HTML_CALENDAR_PATH) or (
+                path in ("/api/search", "/search") and tripquery.asks_trip(params)):
             return self._trip_page(params, path)
         return self._page(environ, path, url, nth)
 
     def _trip_page(self, params: dict[str, list[str]], path: str) -> tuple[str, str, bytes]:
-        """The JSON answer of a round-trip, multi-city or priced one-way search, or of the
-        calendar (see ``voe.demo.airline.trips``); every leg's fares move like a one-way's.
+        """The answer of a round-trip, multi-city or priced one-way search, or of a calendar
+        (see ``voe.demo.airline.trips``): JSON from the API, the same drawn as a page by the
+        site (``voe.demo.airline.trippages``); every leg's fares move like a one-way's.
         ``/api/truth`` and ``/js/fares`` still answer plain one-way searches only."""
         at = self.clock.now() if self.prices is not None else None
         try:
-            if path == CALENDAR_PATH:
+            if path in (CALENDAR_PATH, HTML_CALENDAR_PATH):
                 origin, destination, month, pricing = tripquery.calendar(params)
                 routes = [f"{origin}-{destination}"]
                 answer_of = partial(trips.calendar, origin, destination, month, pricing)
@@ -320,6 +337,10 @@ class DemoAirline:
             return json_body("400 Bad Request", {"error": str(error)})
         if at is not None:
             answer["at"] = at
+        if path == "/search":
+            return "200 OK", "text/html; charset=utf-8", trip_page(answer).encode()
+        if path == HTML_CALENDAR_PATH:
+            return "200 OK", "text/html; charset=utf-8", calendar_page(answer).encode()
         return json_body("200 OK", answer)
 
     def _page(self, environ: dict[str, Any], path: str, url: str = "",

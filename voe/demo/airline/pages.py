@@ -67,6 +67,12 @@ value="{code}"><button type="submit">Selecionar</button></form></td>
 _CARRIER_NAMES = {"G3": "Gol", "LA": "Latam", "AD": "Azul"}
 
 
+def framed(title: str, main: str) -> str:
+    """A whole page of the airline's site: its head (``title``, escaped here), ``main`` (the
+    page's own markup) and its footer."""
+    return _HEAD.format(title=escape(title)) + main + _FOOTER
+
+
 def format_brl(price: str) -> str:
     """Format a decimal string such as ``"1234.56"`` as Brazilian money: ``R$ 1.234,56``."""
     amount = Decimal(price).quantize(Decimal("0.01"))

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from voe.backends.base import ParseError
-from voe.demo.backends.page import DemoBackend, fetch
+from voe.demo.backends.page import DemoBackend, fetch, search_params
 from voe.model import (
     Answer,
     CalendarDay,
@@ -35,7 +35,6 @@ from voe.model import (
     SearchJob,
     SearchOptions,
     legs_text,
-    parse_options,
 )
 from voe.settings import Settings
 
@@ -204,23 +203,6 @@ class DemoApiBackend:
     def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Fetch and check the fares of ``job``; raise a ``BackendError`` on failure."""
         if job.calendar:
-            params = {"origin": job.origin, "destination": job.destination, "month": job.date,
-                      **_option_params(job.options)}
-            return parse_calendar(fetch(http, self.calendar_url, job, self.timeout, params))
-        if job.legs:
-            params = {"legs": job.legs, **_option_params(job.options)}
-            return parse_fares(fetch(http, self.url, job, self.timeout, params))
-        params = None
-        if job.return_date or job.options:
-            params = {"origin": job.origin, "destination": job.destination, "date": job.date}
-            if job.return_date:
-                params["return"] = job.return_date
-            params.update(_option_params(job.options))
-        return parse_fares(fetch(http, self.url, job, self.timeout, params))
-
-
-def _option_params(options: str) -> dict[str, str]:
-    """The airline's parameters for a job's search options (only those it asks)."""
-    return {name: str(value) for name, value, default in zip(
-        SearchOptions._fields, parse_options(options), SearchOptions(), strict=True)
-        if value != default}
+            return parse_calendar(fetch(http, self.calendar_url, job, self.timeout,
+                                        search_params(job)))
+        return parse_fares(fetch(http, self.url, job, self.timeout, search_params(job)))

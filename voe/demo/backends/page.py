@@ -3,7 +3,9 @@
 The page is read by ``voe.demo.backends.parse`` (its prices by
 ``voe.demo.backends.price``); here it is fetched, failures mapped to error kinds,
 and a result spread over pages ("Página 1 de 3" and a next link) followed page by
-page through the same session (at most the parser's ``MAX_PAGES``).
+page through the same session (at most the parser's ``MAX_PAGES``). Trip searches
+(round trips, multi-city trips, search options) and calendars have pages of their
+own, read by ``voe.demo.backends.trippage``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import requests
 
 from voe.backends.base import ParseError, PermanentError, TransientError
 from voe.demo.backends.parse import check_count, parse_results, read_page
-from voe.model import Answer, SearchJob
+from voe.demo.backends.trippage import parse_calendar_page, parse_trip_page
+from voe.model import Answer, SearchJob, SearchOptions, parse_options
 from voe.settings import Settings
 
 _ERROR_TEXT_LIMIT = 200
@@ -37,6 +40,27 @@ def _airline_error(response: requests.Response) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         return payload["error"]
     return response.text[:_ERROR_TEXT_LIMIT].strip() or response.reason or "no details"
+
+
+def search_params(job: SearchJob) -> dict[str, str] | None:
+    """The demo airline's query for ``job`` beyond a plain one-way search (None for that:
+    ``fetch`` sends origin, destination and date): a calendar's month, a round trip's
+    return, a multi-city trip's legs, and the search options it asks (only those not the
+    defaults)."""
+    options = {name: str(value) for name, value, default in zip(
+        SearchOptions._fields, parse_options(job.options), SearchOptions(), strict=True)
+        if value != default} if job.options else {}
+    if job.calendar:
+        return {"origin": job.origin, "destination": job.destination, "month": job.date,
+                **options}
+    if job.legs:
+        return {"legs": job.legs, **options}
+    if not job.return_date and not options:
+        return None
+    params = {"origin": job.origin, "destination": job.destination, "date": job.date}
+    if job.return_date:
+        params["return"] = job.return_date
+    return {**params, **options}
 
 
 def fetch(http: requests.Session, url: str, job: SearchJob,
@@ -80,11 +104,11 @@ def fetch(http: requests.Session, url: str, job: SearchJob,
 class DemoBackend:
     """Search the demo airline's HTML site (``/search``), as a scraper of a real airline would.
 
-    The demo airline's site sells one adult's economy one-way fares only: no
-    ``round_trips`` nor ``search_options``, so the worker refuses a round-trip job or one
-    with search options (``voe.backends.base.check_search``) before it is searched.
-    A result the airline spreads over pages is read page by page through the same
-    session, following each page's next link (on the airline's own site only).
+    A plain one-way search's result, which the airline may spread over pages, is read
+    page by page through the same session, following each page's next link (on the
+    airline's own site only). Round trips, multi-city trips and searches with options are
+    one trip page each, and a calendar job the month's calendar page
+    (``voe.demo.backends.trippage``).
     """
 
     name = "demo"
@@ -93,12 +117,23 @@ class DemoBackend:
     block_markers = ("captcha", "acesso negado", "access denied",
                      "acesso temporariamente bloqueado", "muitas requisições")
 
+    round_trips = True
+    multi_city = True
+    calendars = True
+    search_options = frozenset(SearchOptions._fields)
+
     def __init__(self, settings: Settings) -> None:
         self.url = f"{settings.voe_demo_airline_url}/search"
+        self.calendar_url = f"{settings.voe_demo_airline_url}/calendar"
         self.timeout = (settings.voe_http_connect_timeout, settings.voe_http_timeout)
 
     def search(self, job: SearchJob, http: requests.Session) -> Answer:
         """Fetch and parse the fares of ``job``; raise a ``BackendError`` on failure."""
+        params = search_params(job)
+        if job.calendar:
+            return parse_calendar_page(fetch(http, self.calendar_url, job, self.timeout, params))
+        if params is not None:  # a trip page: one page, every offer on it
+            return parse_trip_page(fetch(http, self.url, job, self.timeout, params))
         page = fetch(http, self.url, job, self.timeout)
         first = read_page(page)
         if first.pages == 1:
@@ -132,6 +167,10 @@ class DemoBackend:
         A result spread over several pages cannot be re-read from one file: that is a
         ``ParseError`` saying so (`voe failed retry` searches again).
         """
+        if job.calendar:
+            return parse_calendar_page(page)
+        if search_params(job) is not None:
+            return parse_trip_page(page)
         return parse_results(page)
 
     def _next_url(self, href: str, page: bytes) -> str:
