@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import http_get
 from voe.demo.airline import tripquery
 from voe.demo.airline.fares import fares_for
+from voe.demo.airline.pages import results_page
 from voe.demo.airline.prices import DAY, PriceProcess, departure_instant
+from voe.demo.airline.trippages import trip_page
 from voe.demo.airline.trips import (
     BRL_RATES,
     CABINS,
@@ -155,9 +157,13 @@ def test_a_plain_one_way_search_answers_as_before(demo_airline) -> None:
     today = {"search": {"origin": "GRU", "destination": "REC", "date": "2026-12-20"},
              "fares": [fare._asdict() for fare in fares_for("GRU", "REC", "2026-12-20")]}
     assert status == 200 and body == json.dumps(today, ensure_ascii=False).encode()
-    # The HTML page ignores the new parameters, as it ignored them before.
+    # The site's plain search page is the results page it always was; with the new
+    # parameters it is a trip page (voe.demo.airline.trippages), the same answer drawn.
     plain = http_get(f"{url}/search?{ONE_WAY}")[2]
-    assert http_get(f"{url}/search?{ROUND}&pos=US&cabin=first")[2] == plain
+    assert plain == results_page("GRU", "REC", "2026-12-20",
+                                 fares_for("GRU", "REC", "2026-12-20")).encode()
+    trip = http_get(f"{url}/search?{ROUND}&pos=US&cabin=first")[2]
+    assert trip == trip_page(get(f"{url}/api/search?{ROUND}&pos=US&cabin=first")[1]).encode()
     assert http_get(f"{url}/js/fares?{ONE_WAY}&pos=US")[2] == body
 
 
