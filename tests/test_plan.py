@@ -291,3 +291,15 @@ def test_cheapest_days_are_a_calendar_plans(tmp_path):
     assert load_plan(write(tmp_path, calendar)).cheapest_days == 3
     with pytest.raises(PlanError, match="dates.cheapest_days: must be a whole number from 0 "):
         load_plan(write(tmp_path, calendar.replace("= 3", "= 40")))
+
+
+@pytest.mark.parametrize("name", ["demo", "weekends", "tour", "calendar"])
+def test_the_example_plans_load(name):
+    from pathlib import Path
+
+    from voe.backends import available_backends
+
+    plan = load_plan(Path(__file__).parent.parent / "plans" / f"{name}.toml",
+                     set(available_backends()))
+    assert plan.name == name and plan.job_count(START) > 0
+    assert len({job.id for job in plan.jobs(1, START)}) == plan.job_count(START)
