@@ -672,9 +672,13 @@ def test_a_calendars_days_are_stored_as_fares_of_their_own_dates(store) -> None:
                                                     "2025-05-01T00:00", "85.00"),
         (month.id, "2025-05-02", "", "", "80.00")]
     assert store.stored_jobs(1)[month.id] == (2, 2)  # the audit counts days as fares
-    # The cheapest fare of a day compares the calendar's with a full search's.
-    assert [(f["date"], f["price"]) for f in store.cheapest()] == [
-        ("2025-05-01", "85.00"), ("2025-05-02", "80.00")]
+    # The cheapest fare of a day compares the calendar's with a full search's; at the same
+    # price the full search's (its flight named) is shown.
+    assert [(f["date"], f["price"], f["flight"]) for f in store.cheapest()] == [
+        ("2025-05-01", "85.00", "VO0"), ("2025-05-02", "80.00", "")]
+    store.save([_ok(_job(6, date="2025-05-02"), "80.00")])  # the calendar's price that day
+    assert [(f["date"], f["price"], f["flight"]) for f in store.cheapest(1)] == [
+        ("2025-05-01", "85.00", "VO0"), ("2025-05-02", "80.00", "VO0")]
     assert store.field_counts(1)["demo"] == {"flight": (1, 0), "departure": (1, 0),
                                              "arrival": (1, 0), "price": (3, 0),
                                              "currency": (3, 0)}

@@ -301,13 +301,19 @@ class LocalRun:
             f"done, {jobs['failed']} failed, {stored} fares stored by this run "
             f"({stored / max(elapsed, 1e-6):.0f} fares/s)"
             + (f"; {state['cycle']['fares']} in the cycle" if self.fares_before else ""))
-        rows = sorted(fares.cheapest(self.settings), key=lambda row: Decimal(row["price"]))[:10]
+        # Prices of different currencies are not compared: the cheapest of each, in turn.
+        rows = sorted(fares.cheapest(self.settings),
+                      key=lambda row: (row["currency"], Decimal(row["price"])))[:10]
         if rows:
             table = Table(title="Cheapest fares found", show_lines=False)
-            for column in ("route", "date", "flight", "departure", "price"):
-                table.add_column(column, justify="right" if column == "price" else "left")
+            searched = any(row.get("options") for row in rows)
+            for column in ("route", "date", "flight", "departure", "price",
+                           *(("search",) if searched else ())):
+                table.add_column(column, justify="right" if column == "price" else "left",
+                                 overflow="fold")
             for row in rows:
-                table.add_row(*_cheapest_row(row))
+                shown = _cheapest_row(row)
+                table.add_row(*shown, *((row.get("options") or "",) if searched else ()))
             self.console.print(table)
         if jobs["failed"]:
             self.console.print("failed jobs: `voe failed` lists them, `voe failed retry` "
@@ -320,15 +326,15 @@ class LocalRun:
 
 def _cheapest_row(row: dict) -> tuple[str, str, str, str, str]:
     """A stored fare in the run's table: route, date, flight, departure, price (a round trip
-    or multi-city trip: every date, flight and departure; a calendar's day: no flight)."""
-    options = f" [{row['options']}]" if row.get("options") else ""
-    route = f"{row['origin']}-{row['destination']}{options}"
+    or multi-city trip: every date, flight and departure; a calendar's day: no flight; its
+    search options go in a column of their own)."""
+    route = f"{row['origin']}-{row['destination']}"
     legs = [(row["date"], row["flight"] or "calendar", row["departure"])]
     if row.get("return_flight"):
         legs.append((row["return_date"], row["return_flight"], row["return_departure"]))
     if row.get("legs"):
         trip = parse_legs(row["legs"])
-        route = "-".join([row["origin"], *(leg.destination for leg in trip)]) + options
+        route = "-".join([row["origin"], *(leg.destination for leg in trip)])
         later = json.loads(row["leg_flights"] or "[]")
         legs += [(leg.date, flight, departure) for leg, (flight, departure, _)
                  in zip(trip[1:], later, strict=False)]

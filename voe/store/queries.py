@@ -13,8 +13,9 @@ COLUMNS = ", ".join(FARE_FIELDS)
 # What makes one search: a fare's route, dates, options (party, cabin, point of sale) and
 # a multi-city trip's legs.
 ROUTE = ("origin", "destination", "date", "return_date", "options", "legs")
-# Among equal prices, the cheapest fare is picked the same way every time.
-TIE_BREAK = "backend, flight, departure"
+# Among equal prices, the cheapest fare is picked the same way every time, a full
+# search's (its flights named) before a calendar's day.
+TIE_BREAK = "flight = '', backend, flight, departure"
 
 
 def cheapest(chosen: str, by_price: str) -> str:
