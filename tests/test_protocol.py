@@ -254,7 +254,8 @@ def test_a_round_trip_fare_travels_with_its_return_leg_and_a_one_way_fare_as_bef
     assert [len(row) for row in body["f"]] == [5, 8]  # one-way fares as before round trips
     for row, why in (([*back[:5], "AD 4321", 5, "20:10"], "strings"),
                      ([*back[:5], "", "19:00", "20:10"], "return flight is set"),
-                     ([*back[:5], "AD 4321"], "5 fields .8 for a round trip.")):
+                     ([*back[:5], "AD 4321"], "a multi-city fare has 1 to 5 later legs"),
+                     ([*back[:5], "AD 4321", "19:00"], "5 fields .8 for a round trip")):
         body["f"] = [row]
         with pytest.raises(protocol.ProtocolError, match=why):
             protocol.decode(msgpack.packb(body))
@@ -325,3 +326,11 @@ def test_an_ack_carries_a_stored_calendars_days_and_odd_ones_are_rejected():
                 "a": [[1, "demo-api:GRU-REC:2026-12", 1, "done", None, bad]]}
         with pytest.raises(protocol.ProtocolError, match="bad-schema"):
             protocol.decode(msgpack.packb(body))
+
+
+def test_only_days_an_ack_can_carry_go_into_it():
+    days = [CalendarDay("2026-12-01", "412.30", "BRL"), CalendarDay("2026-12-02", "1e9", "BRL"),
+            CalendarDay("2026-12-03", "380", "BRL"), FARE]
+    assert protocol.ack_days(days) == (("2026-12-01", "412.30"), ("2026-12-03", "380"))
+    ack = protocol.Ack(1, "demo-api:GRU-REC:2026-12", 1, "done", None, protocol.ack_days(days))
+    assert protocol.decode(protocol.encode_acks([ack])).acks == (ack,)

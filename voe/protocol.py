@@ -29,6 +29,7 @@ Message types:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -393,6 +394,13 @@ def _parse_results(body: dict[str, Any]) -> Results:
             raise ValueError("each item is a result message")
         results.append(_parse_result(item))
     return Results(tuple(results))
+
+
+def ack_days(fares: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    """A stored calendar's (date, price) pairs for its ack: its days whose date and price
+    an ack can carry (a decimal price; a day that is not is left out, never the ack)."""
+    return tuple((day[0], day[1]) for day in fares[:31] if len(day) == 3
+                 and _DATE.fullmatch(day[0]) and _DECIMAL.fullmatch(day[1]))
 
 
 def _days(value: Any) -> tuple[tuple[str, str], ...]:

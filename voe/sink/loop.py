@@ -276,7 +276,8 @@ class Sink:
             metrics.SINK_ACKS.labels(status).inc(count)
         self.yields.saw(batch)
         acks = [protocol.Ack(r.job.cycle, r.job.id, r.job.attempt, status, r.error,
-                             _days(r) if status == "done" and r.job.calendar else ())
+                             protocol.ack_days(r.fares) if status == "done" and r.job.calendar
+                             else ())
                 for r, status in zip(batch, statuses, strict=True)]
         self.stored += sum(1 for status in statuses if status == "done")
         for start in range(0, len(acks), protocol.MAX_ITEMS):
@@ -298,8 +299,3 @@ def run_sink(settings: Settings) -> int:
     """Run a sink in this process until it is stopped."""
     private.make_dir(settings.data_dir)
     return Sink(settings).run()
-
-
-def _days(result: Result) -> tuple[tuple[str, str], ...]:
-    """A stored calendar's (date, price) pairs, for the master (``voe.protocol.Ack``)."""
-    return tuple((day[0], day[1]) for day in result.fares[:31] if len(day) == 3)
