@@ -122,3 +122,18 @@ def test_a_multi_city_page_whose_heading_is_not_its_legs_is_refused() -> None:
     html = page(MULTI).decode().replace("(SSA)", "(POA)", 1)
     with pytest.raises(ParseError, match="route heading .* is not the legs'"):
         parse_trip_page(html.encode())
+
+
+def test_a_kept_trip_or_calendar_page_is_reparsed_as_one(make_settings) -> None:
+    from voe.demo.backends.page import DemoBackend
+    from voe.model import SearchJob
+
+    backend = DemoBackend(make_settings())
+    job = SearchJob("demo:GRU-REC:2027-02-10:2027-02-17/adults=2,children=1,cabin=business,"
+                    "pos=US", 1, 1, "demo", "GRU", "REC", "2027-02-10", "2027-02-17",
+                    "adults=2,children=1,cabin=business,pos=US")
+    assert backend.parse(job, page(ROUND)) == parse_trip_page(page(ROUND))
+    month = SearchJob("demo:GRU-REC:2027-03", 1, 1, "demo", "GRU", "REC", "2027-03")
+    sold = calendar_page(trips.calendar("GRU", "REC", "2027-03", Pricing(),
+                                        lambda *leg: fares_for(*leg))).encode()
+    assert backend.parse(month, sold) == parse_calendar_page(sold)
