@@ -345,8 +345,8 @@ def test_a_calendars_days_pass_the_stages_that_read_them_and_must_be_its_months(
         with pytest.raises(ParseError, match=why) as caught:
             pipeline.run(Answer(odd, said, b"<calendar>"), month)
         assert caught.value.page == b"<calendar>"
-    with pytest.raises(ParseError, match=r"fare 1 is a calendar's day \(2026-12-01\), but the "
-                                         r"job searches one date \(2026-12-20\)"):
+    with pytest.raises(ParseError, match=r"fare 1 \('2026-12-01'\) is a calendar's day, but "
+                                         r"the job searches one date \(2026-12-20\)"):
         pipeline.run(Answer(days[:1], Searched("GRU", "SSA", "2026-12-20")), job())
     with pytest.raises(ParseError, match="page answers GRU-SSA 2027-01, asked GRU-SSA 2026-12"):
         pipeline.run(Answer(days, Searched("GRU", "SSA", "2027-01")), month)

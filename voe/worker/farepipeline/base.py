@@ -29,6 +29,14 @@ def all_match(pattern: str) -> Callable[[Sequence[str]], bool]:
     return test
 
 
+def refuse_kind(answer: Answer, kind: type, why: str) -> None:
+    """``ParseError`` naming the first fare of type ``kind`` in ``answer`` (``why`` says what
+    is wrong with it): a fare of a shape the job did not ask for."""
+    for number, fare in enumerate(answer, start=1):
+        if type(fare) is kind:
+            raise ParseError(f"fare {number} ({fare[0]!r}) {why}", page=answer.page)
+
+
 class FieldCounts:
     """How many fares had each field valid and invalid, per backend: the per-field yield.
 

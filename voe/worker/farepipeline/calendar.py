@@ -6,6 +6,7 @@ from __future__ import annotations
 from voe.backends.base import ParseError
 from voe.model import Answer, CalendarDay, SearchJob, check_date
 from voe.settings import Settings
+from voe.worker.farepipeline.base import refuse_kind
 
 
 class CalendarDays:
@@ -25,10 +26,8 @@ class CalendarDays:
     def process(self, answer: Answer, job: SearchJob) -> Answer:
         """Return ``answer``, or raise ``ParseError`` naming the first day (or fare) amiss."""
         if not job.calendar:
-            for number, fare in enumerate(answer, start=1):
-                if type(fare) is CalendarDay:
-                    raise ParseError(f"fare {number} is a calendar's day ({fare.date}), but the "
-                                     f"job searches one date ({job.date})", page=answer.page)
+            refuse_kind(answer, CalendarDay,
+                        f"is a calendar's day, but the job searches one date ({job.date})")
             return answer
         seen: dict[str, int] = {}
         for number, day in enumerate(answer, start=1):

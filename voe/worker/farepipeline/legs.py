@@ -13,6 +13,7 @@ from __future__ import annotations
 from voe.backends.base import ParseError
 from voe.model import Answer, MultiCityFare, SearchJob
 from voe.settings import Settings
+from voe.worker.farepipeline.base import refuse_kind
 from voe.worker.farepipeline.flight import normalise_flight
 from voe.worker.farepipeline.times import normalise_time
 
@@ -41,10 +42,7 @@ class LaterLegs:
     def process(self, answer: Answer, job: SearchJob) -> Answer:
         """Return ``answer`` with its later legs normalised, or raise ``ParseError``."""
         if not job.legs:
-            for number, fare in enumerate(answer, start=1):
-                if type(fare) is MultiCityFare:
-                    raise ParseError(f"fare {number} ({fare.flight!r}) is a multi-city trip's, "
-                                     "but the job is not one", page=answer.page)
+            refuse_kind(answer, MultiCityFare, "is a multi-city trip's, but the job is not one")
             return answer
         later = job.legs.count(",")
         fixed = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from voe.backends.base import ParseError
 from voe.model import Answer, RoundTripFare, SearchJob
 from voe.settings import Settings
+from voe.worker.farepipeline.base import refuse_kind
 from voe.worker.farepipeline.flight import normalise_flight
 from voe.worker.farepipeline.times import normalise_time
 
@@ -38,10 +39,7 @@ class ReturnLeg:
     def process(self, answer: Answer, job: SearchJob) -> Answer:
         """Return ``answer`` with its return legs normalised, or raise ``ParseError``."""
         if not job.return_date:
-            for number, fare in enumerate(answer, start=1):
-                if type(fare) is RoundTripFare:
-                    raise ParseError(f"fare {number} ({fare.flight!r}) has a return flight, "
-                                     "but the job is one-way", page=answer.page)
+            refuse_kind(answer, RoundTripFare, "has a return flight, but the job is one-way")
             return answer
         fixed = []
         for number, fare in enumerate(answer, start=1):
