@@ -27,7 +27,7 @@ from voe.demo.backends.api import DemoApiBackend, parse_fares
 from voe.demo.backends.page import DemoBackend
 from voe.demo.backends.parse import parse_results
 from voe.demo.backends.price import parse_price
-from voe.model import Fare, SearchJob
+from voe.model import Fare, MultiCityFare, SearchJob
 from voe.worker.http import new_session
 
 HTTP_BACKENDS = ["demo", "demo-api"]
@@ -439,3 +439,28 @@ def test_a_multi_city_or_calendar_job_is_refused_unless_its_backend_reads_them()
         check_search(Plain(), trip)
     with pytest.raises(PermanentError, match="does not read airline calendars"):
         check_search(Plain(), month)
+
+
+def test_api_parse_reads_a_multi_city_fare_only_for_the_searchs_legs() -> None:
+    import json
+
+    search = {"legs": [{"origin": "GRU", "destination": "REC", "date": "2026-12-20"},
+                       {"origin": "REC", "destination": "SSA", "date": "2026-12-23"}]}
+    legs = [{**search["legs"][0], "flight": "G3 1", "departure": "07:00", "arrival": "09:00"},
+            {**search["legs"][1], "flight": "AD 2", "departure": "10:00", "arrival": "11:30"}]
+    fare = {"legs": legs, "price": "480.00", "currency": "BRL"}
+    answer = parse_fares(json.dumps({"search": search, "fares": [fare]}).encode())
+    assert answer.answered.legs == "GRU-REC:2026-12-20,REC-SSA:2026-12-23"
+    assert answer == [MultiCityFare("G3 1", "07:00", "09:00", "480.00", "BRL",
+                                    (("AD 2", "10:00", "11:30"),))]
+    for odd, why in (({**fare, "legs": legs[:1]}, "fare 1: a multi-city fare of this search "
+                                                  "has 2 legs"),
+                     ({**fare, "legs": [legs[0], {**legs[1], "destination": "POA"}]},
+                      "fare 1: leg 2 flies REC-POA:2026-12-23, the search's leg 2 is "
+                      "REC-SSA:2026-12-23"),
+                     ({**fare, "legs": [legs[0], {**legs[1], "flight": ""}]},
+                      "fare 1: leg 2 flight is missing")):
+        payload = json.dumps({"search": search, "fares": [odd]}).encode()
+        with pytest.raises(ParseError, match=why) as caught:
+            parse_fares(payload)
+        assert caught.value.page == payload

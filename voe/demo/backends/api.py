@@ -35,6 +35,7 @@ from voe.model import (
     SearchJob,
     SearchOptions,
     legs_text,
+    parse_legs,
 )
 from voe.settings import Settings
 
@@ -62,21 +63,31 @@ def _strings(item: Any, names: tuple[str, ...], label: str, not_object: str) -> 
     return values
 
 
-def _multi_city_fare(item: Any, legs: int) -> MultiCityFare:
-    """A multi-city fare's ``legs`` (each with its flight and times, in the trip's order)
-    and total; ``ValueError`` says what is wrong."""
+def _multi_city_fare(item: Any, legs: tuple[Leg, ...]) -> MultiCityFare:
+    """A multi-city fare's ``legs`` (each with its flight and times, in the order of the
+    search's ``legs``; a leg that states its route and date must state the search's) and
+    total; ``ValueError`` says what is wrong."""
     total = _strings(item, _TOTAL_FIELDS, "field", "fare is not an object")
     found = item.get("legs")
-    if not isinstance(found, list) or len(found) != legs:
-        raise ValueError(f"a multi-city fare of this search has {legs} legs")
-    flights = [tuple(_strings(leg, _LEG_FIELDS, f"leg {number}", f"leg {number} is no object"))
-               for number, leg in enumerate(found, start=1)]
+    if not isinstance(found, list) or len(found) != len(legs):
+        raise ValueError(f"a multi-city fare of this search has {len(legs)} legs")
+    flights = []
+    for number, (leg, searched) in enumerate(zip(found, legs, strict=True), start=1):
+        flights.append(tuple(_strings(leg, _LEG_FIELDS, f"leg {number}",
+                                      f"leg {number} is no object")))
+        if any(name in leg for name in _SEARCH_FIELDS):
+            flown = Leg(*_strings(leg, _SEARCH_FIELDS, f"leg {number}", ""))
+            if flown != searched:
+                raise ValueError(f"leg {number} flies {flown}, the search's leg {number} is "
+                                 f"{searched}")
     return MultiCityFare(*flights[0], *total, tuple(flights[1:]))
 
 
-def _fare(item: Any, round_trip: bool, legs: int = 0) -> Fare | RoundTripFare | MultiCityFare:
-    """Check one JSON fare (of a round trip: its two legs and total; of a multi-city trip of
-    ``legs`` legs: each leg and the total) and return it; ``ValueError`` says what is wrong."""
+def _fare(item: Any, round_trip: bool,
+          legs: tuple[Leg, ...] = ()) -> Fare | RoundTripFare | MultiCityFare:
+    """Check one JSON fare (of a round trip: its two legs and total; of a multi-city trip,
+    the search's ``legs``: each leg and the total) and return it; ``ValueError`` says what
+    is wrong."""
     if legs:
         fare: Fare | RoundTripFare | MultiCityFare = _multi_city_fare(item, legs)
     elif round_trip:
@@ -174,7 +185,10 @@ def parse_fares(page: bytes) -> Answer:
     except ValueError as error:
         raise ParseError(str(error), page=page) from None
     fares = []
-    legs = answered.legs.count(",") + 1 if answered.legs else 0
+    try:
+        legs = parse_legs(answered.legs) if answered.legs else ()
+    except ValueError as error:
+        raise ParseError(f"the search's legs: {error}", page=page) from None
     for number, item in enumerate(items, start=1):
         try:
             fares.append(_fare(item, answered.return_date is not None, legs))
