@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-# Longest date window a plan accepts (plan.py: dates.days_ahead).
+# Longest date window a plan accepts (voe/master/planfile.py: dates.days_ahead).
 MAX_DAYS = 3650
 
 
