@@ -11,6 +11,8 @@ from voe.master.cycles import CycleBook
 from voe.master.leasing import Leasing
 from voe.master.ledger import Ledger
 from voe.master.plan import Plan, load_plan
+from voe.master.rounds import RoundBook
+from voe.master.scheduling.clock import ScheduleClock
 
 # A wall time the fake clocks start from (2027-01-15).
 WALL_START = 1_800_000_000.0
@@ -33,14 +35,16 @@ class FakeClock:
 
 
 def tiny_plan(tmp_path: Path, extra_plan: str = "", extra_routes: str = "",
-              cycle: str = '"once"', airports: str = '["GRU", "GIG"]') -> Plan:
-    """Two airports, three dates: six jobs a cycle (by default), 30 s leases, 3 attempts."""
+              cycle: str | None = '"once"', airports: str = '["GRU", "GIG"]') -> Plan:
+    """Two airports, three dates: six jobs a cycle (by default), 30 s leases, 3 attempts;
+    ``cycle`` None leaves the key out."""
     path = tmp_path / "tiny.toml"
+    cycle_line = "" if cycle is None else f"cycle = {cycle}"
     path.write_text(f"""
 [plan]
 name = "tiny"
 trip = "oneway"
-cycle = {cycle}
+{cycle_line}
 max_attempts = 3
 retry_delay = "10s"
 retry_delay_max = "1m"
@@ -70,8 +74,12 @@ class Parts:
         self.wall = wall or FakeClock(WALL_START)
         self.hooks: list[tuple] = []
         self.ledger = Ledger(tmp_path / "ledger.db")
-        self.book = CycleBook(plan, self.ledger, plan.once, self.clock, self.wall,
-                              today=lambda: dt.date(2027, 1, 15))
+        if plan.scheduler == "cycle":
+            self.book = CycleBook(plan, self.ledger, plan.once, self.clock, self.wall,
+                                  today=lambda: dt.date(2027, 1, 15))
+        else:
+            self.book = RoundBook(plan, self.ledger, self.clock, self.wall,
+                                  ScheduleClock(wall=self.wall))
         self.state = Leasing(plan, self.ledger, self.book, LIVENESS, max_unstored, self.clock,
                              self.wall, lambda *hook: self.hooks.append(hook),
                              random.Random(7))
@@ -108,9 +116,11 @@ class Parts:
                 return found[0]
         raise AssertionError(f"{job.id} was not leased again")
 
-    def ack(self, job, status: str = "done", error: str | None = None) -> None:
-        """The sink acknowledges ``job``'s attempt."""
-        self.state.acknowledge(protocol.Ack(job.cycle, job.id, job.attempt, status, error))
+    def ack(self, job, status: str = "done", error: str | None = None,
+            answer: int | None = None) -> None:
+        """The sink acknowledges ``job``'s attempt (``answer``: the digest of a done's)."""
+        self.state.acknowledge(protocol.Ack(job.cycle, job.id, job.attempt, status, error,
+                                            answer=answer))
 
     def row(self, job) -> dict:
         """The ledger's row of ``job``, after a flush."""

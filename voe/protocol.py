@@ -182,9 +182,18 @@ def encode_results(frames: list[bytes]) -> bytes:
 
 def encode_acks(acks: list[Ack]) -> bytes:
     """Encode a batch of acknowledgements."""
-    return _pack(ACKS, {"a": [[a.cycle, a.job_id, a.attempt, a.status, _clip(a.error)]
-                              + ([[list(day) for day in a.days]] if a.days else [])
-                              for a in acks]})
+    return _pack(ACKS, {"a": [_ack_row(a) for a in acks]})
+
+
+def _ack_row(ack: Ack) -> list[Any]:
+    """An ack on the wire: five fields, then the days (when there are days or an answer),
+    then the answer's digest (when there is one)."""
+    row: list[Any] = [ack.cycle, ack.job_id, ack.attempt, ack.status, _clip(ack.error)]
+    if ack.days or ack.answer is not None:
+        row.append([list(day) for day in ack.days])
+    if ack.answer is not None:
+        row.append(ack.answer)
+    return row
 
 
 def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
@@ -335,10 +344,11 @@ def _parse_acks(body: dict[str, Any]) -> Acks:
     acks = []
     for item in array(body["a"]):
         row = array(item)
-        if len(row) not in (5, 6) or row[3] not in ACK_STATUSES:
-            raise ValueError("an ack is [cycle, id, attempt, status, error, days?]")
+        if len(row) not in (5, 6, 7) or row[3] not in ACK_STATUSES:
+            raise ValueError("an ack is [cycle, id, attempt, status, error, days?, answer?]")
         acks.append(Ack(integer(row[0]), text(row[1], 200), integer(row[2]), row[3],
-                        opt_text(row[4], MAX_ERROR), _days(row[5]) if len(row) == 6 else ()))
+                        opt_text(row[4], MAX_ERROR), _days(row[5]) if len(row) >= 6 else (),
+                        integer(row[6], 0, 2**32 - 1) if len(row) == 7 else None))
     return Acks(tuple(acks))
 
 

@@ -115,7 +115,8 @@ class Jobs:
 class Ack(NamedTuple):
     """The sink's word on one attempt: ``status`` is "done" or the failure kind. A stored
     calendar's ``days`` are its (date, price) pairs, for the master to search the cheapest
-    in full when the plan says so (empty for any other job)."""
+    in full when the plan says so (empty for any other job). A stored answer's ``answer``
+    is its digest (``voe.answers``), for the continuous schedulers to tell a change."""
 
     cycle: int
     job_id: str
@@ -123,6 +124,7 @@ class Ack(NamedTuple):
     status: str
     error: str | None
     days: tuple[tuple[str, str], ...] = ()
+    answer: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

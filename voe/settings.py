@@ -66,6 +66,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_MAX_UNSTORED", "5000", casts.positive_int, "a whole number of at least 1",
             "Results between the workers and the store (finished, not yet acknowledged) at "
             "which the master stops leasing until the sink catches up."),
+    Setting("VOE_CLOCK_SPEED", "1", casts.positive_float, "a positive number",
+            "How many times faster than the wall clock the master's continuous schedulers "
+            "see time run (simulations against a demo airline with --clock-speed)."),
+    Setting("VOE_CLOCK_ORIGIN", "0", casts.non_negative_float, "epoch seconds",
+            "The wall time at which the schedulers' clock reads the same as the wall clock "
+            "(the demo airline's --clock-origin); matters only with VOE_CLOCK_SPEED."),
     Setting("VOE_HEARTBEAT_SECONDS", "1.0", casts.positive_float, "a positive number of seconds",
             "Interval of heartbeats between workers and the master."),
     Setting("VOE_HEARTBEAT_LIVENESS", "5", casts.positive_int, "a whole number of at least 1",

@@ -50,6 +50,9 @@ def cmd_master(args: argparse.Namespace) -> int:
     """Run the master (the original's ventilator)."""
     settings = user_settings()
     plan = user_plan(args.plan, settings)
+    if args.once and plan.scheduler != "cycle":
+        raise UsageError(f"{plan.source}: --once runs one cycle, and the {plan.scheduler} "
+                         "scheduler has none; run without --once")
     require_keys(settings, "master")
     start_logs("master", settings, not args.no_console)
     from voe.master.lock import MasterRunning

@@ -40,6 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole pipeline locally against the demo airline."""
     settings = user_settings()
     plan = user_plan(args.plan, settings)
+    if plan.scheduler != "cycle":
+        raise UsageError(f"{plan.source}: `voe run` runs a plan once, and the {plan.scheduler} "
+                         "scheduler never ends; run `voe master` with it (or use scheduler = "
+                         '"cycle")')
     from voe.demo.airline.faults import option_arguments
     from voe.demo.localrun import LocalRun
 

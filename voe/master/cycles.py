@@ -144,6 +144,11 @@ class CycleBook:
                          counts["failed"])
                 del self.cycles[number]
 
+    def settle(self, key: tuple[int, str], answer: int | None) -> tuple[int, float] | None:
+        """A job ended (done with its answer's digest, or failed for good: None); cycles keep
+        no observations (``voe.master.rounds`` does)."""
+        return None
+
     def due(self) -> bool:
         """Whether the schedule wants a new cycle now (never with ``once``)."""
         return not self.once and (self.next_cycle_at is None or self.clock() >= self.next_cycle_at)

@@ -238,6 +238,9 @@ class Leasing:
             self.peers.forget_key(key)
             self.recently_done.add(key)
             self._write_done(key)
+            observed = self.book.settle(key, ack.answer)
+            if observed is not None:
+                self.writes.append(("observed", (*observed, *key)))
             self.stats["done"] += 1
             self.emit("after_ack", key, lease)
             return
@@ -287,6 +290,7 @@ class Leasing:
             self.stats["failed"] += 1
             log.warning("job %s (cycle %d) failed after %d attempt(s): %s",
                         job.id, job.cycle, job.attempt, error)
+            self.book.settle((job.cycle, job.id), None)
             self.emit("after_failure", job, status, error, None)
             return
         wait = policy.wait(job.attempt, self.random) if pause else 0.0
@@ -364,7 +368,7 @@ class Leasing:
         apply = {"leased": self.ledger.mark_leased, "done": self.ledger.mark_done,
                  "done_leased": self.ledger.mark_done_leased,
                  "pending": self.ledger.mark_pending, "failed": self.ledger.mark_failed,
-                 "found": self.ledger.add_found}
+                 "found": self.ledger.add_found, "observed": self.ledger.add_observations}
         started = self.clock()
         wall = self.wall()
         with self.ledger.transaction():

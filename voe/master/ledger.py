@@ -22,11 +22,12 @@ from pathlib import Path
 
 from voe.dbfile import create_atomically
 from voe.master.ledgerreads import LedgerReads
+from voe.master.observations import OBSERVATIONS_TABLE, LedgerObservations
 from voe.model import SearchJob
 
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 STATES = (PENDING, LEASED, DONE, FAILED)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # How long a writer waits for another process's lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS workers (
     errors INTEGER NOT NULL DEFAULT 0,
     identities TEXT NOT NULL DEFAULT '[]'
 );
-"""
+""" + OBSERVATIONS_TABLE + ";"
 # Columns added to the workers table since schema version 1, as ALTER TABLE adds them
 # (version 2: address and errors; version 3: identities, a JSON list per route).
 _WORKER_COLUMNS_ADDED = {"address": "TEXT NOT NULL DEFAULT ''",
@@ -137,7 +138,7 @@ _JOB_COLUMNS = ("cycle, id, backend, origin, destination, date, return_date, att
                 " legs")
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerReads, LedgerObservations):
     """The job ledger in ``path`` (created on first use unless ``readonly``)."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
@@ -174,6 +175,7 @@ class Ledger(LedgerReads):
             for name, definition in _JOB_COLUMNS_ADDED.items():
                 if name not in present:
                     self.db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+            self.db.execute(OBSERVATIONS_TABLE)  # version 6
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:

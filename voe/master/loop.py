@@ -28,13 +28,14 @@ from typing import Any
 
 from voe import gcpolicy, private, protocol
 from voe.logs import RejectCounter
-from voe.master.cycles import CycleBook
 from voe.master.leasing import Leasing
 from voe.master.ledger import Ledger
 from voe.master.lock import MasterLock
 from voe.master.middleware import Middlewares, build_middlewares
 from voe.master.peers import Peer
 from voe.master.plan import Plan
+from voe.master.rounds import make_book
+from voe.master.scheduling.clock import ScheduleClock
 from voe.master.transport import CONTROL, SENT, UNREACHABLE, ZmqTransport
 from voe.settings import Settings
 
@@ -78,7 +79,8 @@ class Master:
         self.ledger = Ledger(ledger_path or settings.data_dir / "ledger.db")
         self.epoch = uuid.uuid4().hex[:12]
         self.rejects = RejectCounter(log)
-        self.book = CycleBook(plan, self.ledger, self.once, clock, wall)
+        self.book = make_book(plan, self.ledger, self.once, clock, wall, ScheduleClock(
+            settings.voe_clock_speed, settings.voe_clock_origin, wall))
         liveness = settings.voe_heartbeat_seconds * settings.voe_heartbeat_liveness
         self.state = Leasing(plan, self.ledger, self.book, liveness, settings.voe_max_unstored,
                              clock, wall, self.emit)
@@ -112,7 +114,7 @@ class Master:
         log.info("master %s listening: jobs tcp://%s:%d, acks tcp://%s:%d (plan %s, %s)",
                  self.epoch, self.settings.voe_bind_ip, self.settings.voe_jobs_port,
                  self.settings.voe_bind_ip, self.settings.voe_control_port, self.plan.source,
-                 "once" if self.once else f"a cycle every {self.plan.interval:g}s")
+                 _schedule(self.plan, self.once))
         try:
             self.emit("before_start")
             while not self.stopping and not self.step(POLL_MS):
@@ -300,3 +302,10 @@ def run_master(settings: Settings, plan: Plan, once: bool | None = None) -> int:
             return master.run()
         finally:
             pid_path.unlink(missing_ok=True)
+
+
+def _schedule(plan: Plan, once: bool) -> str:
+    """How ``plan`` runs, in words for the log."""
+    if plan.scheduler != "cycle":
+        return f"the {plan.scheduler} scheduler within each backend's budget"
+    return "once" if once else f"a cycle every {plan.interval:g}s"

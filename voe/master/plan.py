@@ -24,6 +24,8 @@ from voe.model import Leg, SearchJob, job_id, legs_text
 
 # The plan `voe run` and the master use when none is given.
 DEMO_PLAN = "demo.toml"
+# How a plan may schedule its searches: in cycles, or continuously (``voe.master.scheduling``).
+SCHEDULERS = ("cycle", "ttl", "adaptive", "freshness")
 # Longest cycle interval accepted (a year), to catch unit mistakes.
 MAX_INTERVAL = 366 * 86400
 
@@ -93,11 +95,13 @@ class Plan:
     # then the ``cheapest_days`` cheapest days of each calendar (in the window) in full.
     calendar: bool = False
     cheapest_days: int = 0
+    # "cycle", or a continuous scheduler (``voe.master.rounds``) spending each backend's budget.
+    scheduler: str = "cycle"
 
     @property
     def once(self) -> bool:
         """True when the plan runs a single cycle."""
-        return self.interval is None
+        return self.interval is None and self.scheduler == "cycle"
 
     def dates(self, start: dt.date) -> list[tuple[str, str | None]]:
         """The (departure, return) dates searched in a cycle that starts on ``start`` (for a

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from voe.master import retrying
-from voe.master.plan import MAX_INTERVAL, Plan, PlanError, RouteSet, default_plan_path
+from voe.master.plan import (
+    MAX_INTERVAL,
+    SCHEDULERS,
+    Plan,
+    PlanError,
+    RouteSet,
+    default_plan_path,
+)
 from voe.model import MAX_LEGS, MAX_PASSENGERS, MIN_LEGS, SearchOptions
 
 _AIRPORT = re.compile(r"^[A-Z0-9]{3,4}$")
@@ -95,6 +102,7 @@ class _Reader:
         if cheapest_days and not calendar:
             raise self.fail("dates.cheapest_days", "searches in full the cheapest days of "
                             "calendars: set calendar = true too")
+        scheduler = self.scheduler(head, calendar)
         stays = dates.get("stay_days", [7])
         if (not isinstance(stays, list) or not stays
                 or not all(type(s) is int and 0 <= s <= 365 for s in stays)):
@@ -118,7 +126,30 @@ class _Reader:
             retry_delay=self.duration(head, "plan", "retry_delay", retrying.RETRY_DELAY),
             retry_delay_max=self.duration(head, "plan", "retry_delay_max",
                                           retrying.RETRY_DELAY_MAX),
+            scheduler=scheduler,
         )
+
+    def scheduler(self, head: dict[str, Any], calendar: bool) -> str:
+        """``plan.scheduler``: "cycle" (the default) or a continuous scheduler, which spends
+        each backend's budget (``requests_per_second``) instead of running cycles."""
+        name = head.get("scheduler", "cycle")
+        if name not in SCHEDULERS:
+            raise self.fail("plan.scheduler", f"must be one of {', '.join(SCHEDULERS)} "
+                            f"(got {name!r})")
+        if name == "cycle":
+            return name
+        if "cycle" in head:
+            raise self.fail("plan.cycle", f'the "{name}" scheduler runs searches as they fall '
+                            "due, not in cycles: remove cycle")
+        if calendar:
+            raise self.fail("dates.calendar", f'calendars run in cycles: use scheduler = "cycle"'
+                            f' (not "{name}")')
+        routes = self.data.get("routes")
+        if isinstance(routes, list) and any(
+                isinstance(entry, dict) and "requests_per_second" not in entry for entry in routes):
+            raise self.fail("routes.requests_per_second", f'the "{name}" scheduler spends a '
+                            "budget: set requests_per_second in every [[routes]] table")
+        return name
 
     def options(self) -> tuple[str, ...]:
         """The ``[search]`` table's options as text, one per cabin and point of sale listed

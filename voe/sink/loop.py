@@ -27,6 +27,7 @@ from pathlib import Path
 import zmq
 
 from voe import gcpolicy, metrics, private, protocol
+from voe.answers import answer_digest
 from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
@@ -277,7 +278,7 @@ class Sink:
         self.yields.saw(batch)
         acks = [protocol.Ack(r.job.cycle, r.job.id, r.job.attempt, status, r.error,
                              protocol.ack_days(r.fares) if status == "done" and r.job.calendar
-                             else ())
+                             else (), answer_digest(r.fares) if status == "done" else None)
                 for r, status in zip(batch, statuses, strict=True)]
         self.stored += sum(1 for status in statuses if status == "done")
         for start in range(0, len(acks), protocol.MAX_ITEMS):

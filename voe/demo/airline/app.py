@@ -116,7 +116,8 @@ class DemoAirline:
         self.rate_limit = RateLimit(self.faults.rate_limit) if self.faults.rate_limit else None
         self.block_after = (BlockAfter(self.faults.block_after, self.faults.block_seconds)
                             if self.faults.block_after else None)
-        self.clock = SimulatedClock(self.faults.clock_speed, self.faults.clock_start or None)
+        self.clock = SimulatedClock(self.faults.clock_speed, self.faults.clock_start or None,
+                                    origin=self.faults.clock_origin or None)
         self.prices = (PriceProcess(self.faults.price_changes, self.faults.seed)
                        if self.faults.price_changes else None)
 

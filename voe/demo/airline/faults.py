@@ -122,6 +122,10 @@ OPTIONS: tuple[Option, ...] = (
            "second (1)", "X"),
     Option("clock-start", non_negative_float, 0.0,
            "the airline's clock at its start, in epoch seconds (0: the real time)", "EPOCH"),
+    Option("clock-origin", non_negative_float, 0.0,
+           "the real time, in epoch seconds, at which the clock reads the real time and from "
+           "which it runs clock-speed times faster, as the master's with VOE_CLOCK_ORIGIN "
+           "(0: the airline's start)", "EPOCH"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -153,6 +157,7 @@ class Faults:
     price_changes: float = 0.0
     clock_speed: float = 1.0
     clock_start: float = 0.0
+    clock_origin: float = 0.0
     wrong_search_rate: float = 0.0
     hidden_decoy_rate: float = 0.0
     duplicate_row_rate: float = 0.0

@@ -23,13 +23,13 @@ Time is the airline's own clock (``SimulatedClock``): it may run faster than rea
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from voe.master.scheduling.history import departure
 from voe.model import Fare
 
 SALE_DAYS = 365
@@ -50,15 +50,17 @@ class Departed(LookupError):
 
 
 class SimulatedClock:
-    """The airline's clock: ``start`` (epoch seconds) when made, then ``speed`` times real time."""
+    """The airline's clock: ``start`` (epoch seconds) when made, then ``speed`` times real
+    time; with ``origin``, it reads ``start`` (by default ``origin`` itself) at real time
+    ``origin`` instead, as the master's schedulers' clock does (``ScheduleClock``)."""
 
     def __init__(self, speed: float = 1.0, start: float | None = None,
-                 real: Callable[[], float] = time.time) -> None:
+                 real: Callable[[], float] = time.time, origin: float | None = None) -> None:
         if speed <= 0:
             raise ValueError("the clock's speed must be positive")
         self.speed = speed
         self.real = real
-        self.started = real()
+        self.started = real() if origin is None else origin
         self.start = self.started if start is None else start
 
     def now(self) -> float:
@@ -75,8 +77,7 @@ class _Changes(NamedTuple):
 
 def departure_instant(date: str) -> float:
     """The start of ``date`` (UTC), in epoch seconds: when it stops being sold."""
-    day = dt.date.fromisoformat(date)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+    return departure(date)
 
 
 def _cents(price: str) -> int:

@@ -1,0 +1,125 @@
+"""A continuous scheduler's rounds on fake clocks: searches chosen within the budget, never
+twice at once, each observation kept once, and estimates resumed after a restart."""
+
+from __future__ import annotations
+
+import pytest
+from masterparts import Parts, tiny_plan
+
+from voe.master import rounds
+from voe.master.plan import PlanError
+from voe.master.rounds import RoundBook
+
+
+def continuous(tmp_path, scheduler: str = "freshness", rate: float = 1.0):
+    """The tiny plan (six searches) under ``scheduler``, ``rate`` searches a second."""
+    return tiny_plan(tmp_path, extra_plan=f'scheduler = "{scheduler}"', cycle=None,
+                     extra_routes=f"requests_per_second = {rate}")
+
+
+def observations(parts: Parts) -> list[tuple]:
+    parts.state.flush()
+    return parts.ledger.db.execute(
+        "SELECT cycle, search, answer FROM observations ORDER BY cycle, search").fetchall()
+
+
+@pytest.mark.parametrize("scheduler", ["ttl", "adaptive", "freshness"])
+def test_searches_are_chosen_a_budgets_worth_at_a_time(tmp_path, scheduler):
+    parts = Parts(tmp_path, continuous(tmp_path, scheduler, rate=1.0)).start()
+    assert isinstance(parts.book, RoundBook) and not parts.book.cycles and not parts.plan.once
+    peer = parts.join(concurrency=100)
+    # One search a second, chosen two seconds' worth at a time (the pace is the pacing
+    # middleware's): never more pending than that, every search once, all in round 1.
+    seen = []
+    for _ in range(5):
+        batch = parts.lease(peer, 100)
+        assert len(batch) <= 2
+        seen.extend(batch)
+        parts.clock.advance(1)
+    assert len(seen) == 6 == len({job.id for job in seen}) and {job.cycle for job in seen} == {1}
+    assert parts.ledger.latest_cycle().total == 6
+
+
+def test_a_search_out_on_a_lease_is_never_chosen_again(tmp_path):
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    assert len(out) == 6  # every search once, though the budget would allow more
+    parts.clock.advance(1)
+    assert parts.lease(peer, 100) == []
+    parts.ack(out[0], answer=1)
+    parts.clock.advance(1)
+    again = parts.lease(peer, 100)
+    # Only the search that came back; a search already in round 1 opens round 2.
+    assert [(job.id, job.cycle) for job in again] == [(out[0].id, 2)]
+
+
+def test_each_observation_is_kept_once_however_often_it_is_acknowledged(tmp_path):
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    parts.ack(out[0], answer=11)
+    parts.ack(out[0], answer=12)  # the same attempt again (a resent ack)
+    parts.state.flush()
+    parts.ack(out[0], answer=13)
+    assert observations(parts) == [(1, out[0].id, 11)]
+    search = parts.book.schedulers["demo"].searches[out[0].id]
+    assert search.observations == 1 and search.last_answer == 11
+
+
+def test_a_search_failed_for_good_can_be_chosen_again_without_an_observation(tmp_path):
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    parts.ack(out[0], status="permanent", error="no such route")
+    assert observations(parts) == []
+    parts.clock.advance(1)
+    assert [job.id for job in parts.lease(peer, 100)] == [out[0].id]
+
+
+def test_a_restarted_master_resumes_estimates_and_searches_in_flight(tmp_path):
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    for index, job in enumerate(out[:4]):
+        parts.ack(job, answer=index)
+    parts.wall.advance(3600)
+    parts.clock.advance(1)
+    again = parts.lease(peer, 100)
+    for job in again:
+        parts.ack(job, answer=99)  # every one of them changed
+    before = {key: (search.observations, search.changes, search.last_answer)
+              for key, search in parts.book.schedulers["demo"].searches.items()}
+    restarted = parts.restart()
+    after = {key: (search.observations, search.changes, search.last_answer)
+             for key, search in restarted.book.schedulers["demo"].searches.items()}
+    assert after == before and sum(count for count, _, _ in after.values()) == 8
+    # The two searches still out are not chosen again after the restart.
+    assert set(restarted.book.busy) == {job.id for job in out[4:]}
+    peer = restarted.join(concurrency=100)
+    assert not {job.id for job in restarted.lease(peer, 100)} & {job.id for job in out[4:]}
+
+
+def test_a_round_finishes_once_it_is_old_and_drained(tmp_path, monkeypatch):
+    monkeypatch.setattr(rounds, "ROUND_SECONDS", 60.0)
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    for job in parts.lease(peer, 100):
+        parts.ack(job, answer=1)
+    parts.state.flush()
+    parts.book.close_finished(parts.state.leased_in)
+    assert list(parts.book.cycles) == [1]  # still taking searches
+    parts.wall.advance(61)
+    parts.book.close_finished(parts.state.leased_in)
+    assert parts.book.cycles == {} and parts.ledger.counts(1)["done"] == 6
+
+
+@pytest.mark.parametrize(("plan", "routes", "message"), [
+    ('scheduler = "sometimes"', "", "plan.scheduler: must be one of cycle, ttl"),
+    ('scheduler = "ttl"', "", "routes.requests_per_second: the \"ttl\" scheduler spends"),
+    ('scheduler = "freshness"\ncycle = "6h"', "requests_per_second = 1",
+     "plan.cycle: the \"freshness\" scheduler runs searches as they fall due"),
+])
+def test_a_plan_names_a_scheduler_it_can_run(tmp_path, plan, routes, message):
+    with pytest.raises(PlanError, match=message):
+        tiny_plan(tmp_path, extra_plan=plan, cycle=None, extra_routes=routes)
