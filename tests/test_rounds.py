@@ -123,3 +123,33 @@ def test_a_round_finishes_once_it_is_old_and_drained(tmp_path, monkeypatch):
 def test_a_plan_names_a_scheduler_it_can_run(tmp_path, plan, routes, message):
     with pytest.raises(PlanError, match=message):
         tiny_plan(tmp_path, extra_plan=plan, cycle=None, extra_routes=routes)
+
+
+def test_audits_re_search_stored_searches_at_random_and_measure_staleness(tmp_path):
+    parts = Parts(tmp_path, continuous(tmp_path, "ttl", rate=2.0)).start()
+    parts.book.random.seed(3)
+    peer = parts.join(concurrency=100)
+    for _ in range(3):  # every search observed once
+        for job in parts.lease(peer, 100):
+            parts.ack(job, answer=1)
+        parts.clock.advance(1)
+    parts.book.audit_share = 0.5
+    parts.wall.advance(600)  # nothing is due for ttl now: only audits go out
+    audited, last, changed = [], dict.fromkeys(parts.book.jobs, 1), 0
+    for _ in range(4):
+        for job in parts.lease(peer, 100):
+            audited.append(job)
+            answer = 1 + len(audited) % 2  # the airline changes its answers now and then
+            changed += answer != last[job.id]
+            last[job.id] = answer
+            parts.ack(job, answer=answer)
+        parts.clock.advance(1)
+    assert audited and len(audited) <= 8
+    summary = parts.book.audits.summary()
+    assert summary["audits"] == len(audited) and 0 < changed < len(audited)
+    assert summary["estimated_stale"] == pytest.approx(changed / len(audited))
+    assert summary["by_age"][0]["age"] == "under 1 h"
+    assert summary["by_age"][0]["audits"] == len(audited)  # answers about ten minutes old
+    kept = [row for row in observations(parts) if row[0] > 1]
+    assert len(kept) == len(audited)
+    assert parts.restart().book.audits.summary() == summary  # resumed from the ledger

@@ -162,3 +162,8 @@ def status_list(value: str) -> str:
     if any(not 100 <= status <= 599 for status in statuses):
         raise ValueError("not HTTP statuses")
     return ",".join(str(status) for status in statuses)
+
+
+def share(value: str) -> float:
+    """A share from 0 to 0.5 (of a budget)."""
+    return between(float(value), 0.0, 0.5, "must be from 0 to 0.5")

@@ -67,6 +67,16 @@ MASTER_REJECTED = Counter(
 MASTER_FLUSH = Histogram(
     "voe_master_ledger_flush_seconds", "Time of one ledger transaction of batched job writes.",
     buckets=COMMIT_BUCKETS, registry=MASTER)
+MASTER_AUDITS = Gauge(
+    "voe_master_freshness_audits", "Audits (stored searches re-searched at random) counted in "
+    "the measured staleness: the latest 2000.", registry=MASTER)
+MASTER_STALE = Gauge(
+    "voe_master_freshness_estimated_stale_share", "Estimated share of the store's searches "
+    "whose stored answer is no longer the airline's (audits that found a change).",
+    registry=MASTER)
+MASTER_STILL_CORRECT = Gauge(
+    "voe_master_freshness_still_correct_share", "Share of audits that found the stored "
+    "answer still correct, by its age.", ["age"], registry=MASTER)
 for _outcome in JOB_OUTCOMES:
     MASTER_JOBS.labels(_outcome)
 

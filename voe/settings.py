@@ -66,6 +66,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOE_MAX_UNSTORED", "5000", casts.positive_int, "a whole number of at least 1",
             "Results between the workers and the store (finished, not yet acknowledged) at "
             "which the master stops leasing until the sink catches up."),
+    Setting("VOE_AUDIT_SHARE", "0.03", casts.share, "a share from 0 to 0.5",
+            "Share of each backend's budget a continuous scheduler spends re-searching stored "
+            "searches chosen at random, to measure how stale the store is."),
     Setting("VOE_CLOCK_SPEED", "1", casts.positive_float, "a positive number",
             "How many times faster than the wall clock the master's continuous schedulers "
             "see time run (simulations against a demo airline with --clock-speed)."),

@@ -10,7 +10,7 @@ from voe.cli.common import Command, UsageError, user_settings
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show jobs by state, fares stored and workers; status 1 if a lease or cycle is stuck."""
-    from voe.cli.report import field_yield_lines, health_lines, status, stuck
+    from voe.cli.report import field_yield_lines, freshness_lines, health_lines, status, stuck
 
     report = status(user_settings())
     if args.json:
@@ -24,7 +24,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f" (cycle {found['previous_cycle']}: {previous})" if previous is not None else "")
               + (" DROPPED by more than half: did the airline change its pages?"
                  if found["dropped"] else ""))
-    for line in field_yield_lines(report["field_yield"]):
+    for line in [*field_yield_lines(report["field_yield"]), *freshness_lines(report["freshness"])]:
         print(line)
     outbox = report["outbox"]
     if not outbox["destinations"]:

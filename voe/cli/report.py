@@ -12,6 +12,7 @@ from typing import Any
 from voe.master.ledger import STATES, Cycle, Ledger
 from voe.master.lock import holder
 from voe.master.plan import Plan
+from voe.master.scheduling.audits import WINDOW, Audits
 from voe.settings import Settings
 from voe.sink.publish import destinations
 from voe.sink.yieldwatch import latest_field_yields, latest_yields
@@ -116,6 +117,8 @@ def _ledger_status(settings: Settings) -> dict[str, Any]:
                     found["waiting_to_retry"] = waiting
                     found["retries"] = ledger.retries(latest.cycle, now, LISTED) if waiting else []
             found["workers"] = ledger.workers()
+            found["freshness"] = (Audits(ledger.audit_outcomes(WINDOW)).summary()
+                                  if ledger.has_observations() else None)
             pid, health_found = _health(ledger, settings, pid)
         finally:
             ledger.close()
@@ -226,6 +229,20 @@ def health_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"cycle {cycle['cycle']} cannot finish: {cycle['reason']}")
     lines.extend(f"hint: {hint}" for hint in report["hints"])
     return lines
+
+
+def freshness_lines(summary: dict[str, Any] | None) -> list[str]:
+    """``voe status``'s lines on measured staleness (none for a plan run in cycles)."""
+    if summary is None:
+        return []
+    if not summary["audits"]:
+        return ["freshness: no audit yet (VOE_AUDIT_SHARE of the budget re-searches stored "
+                "searches at random)"]
+    bands = ", ".join(f"{band['age']} {band['still_correct']:.0%} of {band['audits']}"
+                      for band in summary["by_age"] if band["audits"])
+    return [f"freshness: {summary['still_correct']:.1%} of {summary['audits']} audits still "
+            f"correct; the store's stale share is estimated at {summary['estimated_stale']:.1%}",
+            f"freshness by age: {bands}"]
 
 
 def field_yield_lines(field_yields: list[dict[str, Any]]) -> list[str]:

@@ -80,7 +80,7 @@ class Master:
         self.epoch = uuid.uuid4().hex[:12]
         self.rejects = RejectCounter(log)
         self.book = make_book(plan, self.ledger, self.once, clock, wall, ScheduleClock(
-            settings.voe_clock_speed, settings.voe_clock_origin, wall))
+            settings.voe_clock_speed, settings.voe_clock_origin, wall), settings.voe_audit_share)
         liveness = settings.voe_heartbeat_seconds * settings.voe_heartbeat_liveness
         self.state = Leasing(plan, self.ledger, self.book, liveness, settings.voe_max_unstored,
                              clock, wall, self.emit)

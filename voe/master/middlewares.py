@@ -86,6 +86,18 @@ class Metrics(Middleware):
         metrics.MASTER_JOBS_READY.set(len(state.ready))
         metrics.MASTER_WORKERS.set(len(state.peers))
 
+    def tick(self, master: Master) -> None:
+        """Publish the measured staleness of a continuous scheduler (once a tick: it sums
+        the latest audits)."""
+        audits = getattr(master.book, "audits", None)
+        if audits is not None and audits.outcomes:
+            summary = audits.summary()
+            metrics.MASTER_AUDITS.set(summary["audits"])
+            metrics.MASTER_STALE.set(summary["estimated_stale"])
+            for band in summary["by_age"]:
+                if band["still_correct"] is not None:
+                    metrics.MASTER_STILL_CORRECT.labels(band["age"]).set(band["still_correct"])
+
     def after_flush(self, master: Master, seconds: float) -> None:
         """Time the ledger's commit."""
         metrics.MASTER_FLUSH.observe(seconds)
@@ -225,5 +237,7 @@ class ControlPlane(Middleware):
             "rejected": master.rejects.total, "unstored": len(state.unstored),
             "unstored_limit": state.max_unstored,
             "waiting_to_retry": book.waiting_to_retry, "overdue_leases": state.held_for_sink,
+            "scheduler": master.plan.scheduler,
+            "freshness": audits.summary() if (audits := getattr(book, "audits", None)) else None,
             "sink": state.sink.snapshot(master.clock())},
             state.stats["done"], state.stats["failed"])

@@ -17,9 +17,14 @@ CREATE TABLE IF NOT EXISTS observations (
     search TEXT NOT NULL,
     at REAL NOT NULL,
     answer INTEGER NOT NULL,
+    audit INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER,
+    age REAL,
     PRIMARY KEY (cycle, search)
 )"""
-"""Times are on the scheduler's clock (``voe.master.scheduling.clock``)."""
+"""Times are on the scheduler's clock (``voe.master.scheduling.clock``); ``audit`` marks a
+search chosen at random to measure staleness (``voe.master.scheduling.audits``);
+``changed`` and ``age`` compare with the search's previous observation (NULL for a first)."""
 
 
 class LedgerObservations:
@@ -27,13 +32,26 @@ class LedgerObservations:
 
     db: sqlite3.Connection
 
-    def add_observations(self, rows: Iterable[tuple[int, float, int, str]],
-                         now: float | None = None) -> None:
-        """Keep observations as (answer, at, cycle, search), each once, in the caller's
-        transaction (``now`` is unused: a flush passes its time to every write)."""
+    def add_observations(self, rows: Iterable[tuple], now: float | None = None) -> None:
+        """Keep observations as (answer, at, audit, changed, age, cycle, search), each once,
+        in the caller's transaction (``now`` is unused: a flush passes its time to all)."""
         self.db.executemany(
-            "INSERT OR IGNORE INTO observations (answer, at, cycle, search) VALUES (?, ?, ?, ?)",
-            rows)
+            "INSERT OR IGNORE INTO observations (answer, at, audit, changed, age, cycle, search)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def audit_outcomes(self, limit: int) -> list[tuple[float, bool]]:
+        """The latest ``limit`` audits as (age, changed), oldest first."""
+        rows = self.db.execute(
+            "SELECT age, changed FROM observations WHERE audit = 1 AND changed IS NOT NULL "
+            "ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
+        return [(age, bool(changed)) for age, changed in reversed(rows)]
+
+    def has_observations(self) -> bool:
+        """Whether the table exists and holds any row (a ledger of a cycle plan has none)."""
+        try:
+            return self.db.execute("SELECT 1 FROM observations LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # a ledger older than schema 6, read-only
+            return False
 
     def observations(self) -> Iterator[tuple[str, float, int]]:
         """Every observation as (search, at, answer), oldest first."""

@@ -14,12 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 
 from voe.master.cycles import CycleBook
 from voe.master.ledger import Cycle, Ledger
 from voe.master.plan import Plan
+from voe.master.scheduling.audits import WINDOW, Audits
 from voe.master.scheduling.clock import ScheduleClock
 from voe.master.scheduling.history import Search, departure
 from voe.master.scheduling.policies import POLICIES
@@ -40,8 +42,14 @@ class RoundBook(CycleBook):
 
     def __init__(self, plan: Plan, ledger: Ledger, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
-                 schedule_clock: ScheduleClock | None = None) -> None:
+                 schedule_clock: ScheduleClock | None = None, audit_share: float = 0.0,
+                 rng: random.Random | None = None) -> None:
         super().__init__(plan, ledger, False, clock, wall)
+        self.audit_share = audit_share
+        self.random = rng or random.Random()
+        self.audit_credit: dict[str, float] = {}
+        self.auditing: set[str] = set()  # searches out as audits
+        self.audits = Audits()
         self.schedule_clock = schedule_clock or ScheduleClock(wall=wall)
         speed = self.schedule_clock.speed
         self.budgets = {backend: rate for backend, rate in plan.budgets().items()}
@@ -64,6 +72,7 @@ class RoundBook(CycleBook):
             job = self.jobs.get(search)
             if job is not None and self.schedulers[job.backend].observe(search, at, answer):
                 count += 1
+        self.audits = Audits(self.ledger.audit_outcomes(WINDOW))
         latest = max(self.cycles.values(), key=lambda cycle: cycle.cycle, default=None)
         if latest is not None and self.wall() - latest.started_at < ROUND_SECONDS:
             self.round = latest
@@ -90,7 +99,9 @@ class RoundBook(CycleBook):
         chosen: list[SearchJob] = []
         for backend, scheduler in self.schedulers.items():
             count = max(1, math.ceil(self.budgets[backend] * BATCH_SECONDS))
-            chosen.extend(self.jobs[key] for key in scheduler.next(now, count, self.busy))
+            audits = self._audits(backend, scheduler, count, now)
+            wanted = scheduler.next(now, count - len(audits), self.busy.keys() | audits)
+            chosen.extend(self.jobs[key] for key in (*audits, *wanted))
         if not chosen:
             return False
         round_ = self._open_round({job.id for job in chosen})
@@ -101,6 +112,23 @@ class RoundBook(CycleBook):
         self.round_keys.update(job.id for job in jobs)
         self.busy.update((job.id, round_.cycle) for job in jobs)
         return True
+
+    def _audits(self, backend: str, scheduler: Scheduler, count: int, now: float) -> set[str]:
+        """Searches to re-search at random for the audits, ``audit_share`` of ``count``
+        (chosen among those observed before, not out now and not departed)."""
+        credit = self.audit_credit.get(backend, 0.0) + count * self.audit_share
+        chosen: set[str] = set()
+        searches = list(scheduler.searches.values())
+        for _ in range(min(int(credit), count) * 4):  # a few draws may hit busy ones
+            if len(chosen) >= min(int(credit), count) or not searches:
+                break
+            search = self.random.choice(searches)
+            if (search.last_at is not None and search.departs > now
+                    and search.key not in self.busy and search.key not in chosen):
+                chosen.add(search.key)
+        self.audit_credit[backend] = credit - len(chosen)
+        self.auditing.update(chosen)
+        return chosen
 
     def _open_round(self, keys: set[str]) -> Cycle:
         """The round to add ``keys`` to: the open one, or a new one when it is old, full or
@@ -121,19 +149,29 @@ class RoundBook(CycleBook):
         log.debug("round %d opened", cycle.cycle)
         return cycle
 
-    def settle(self, key: tuple[int, str], answer: int | None) -> tuple[int, float] | None:
+    def settle(self, key: tuple[int, str], answer: int | None) -> tuple | None:
         """Job ``key`` ended (done with ``answer``'s digest, or failed for good: None); the
-        observation to keep, as (answer, at), the first time a done of it arrives."""
+        observation to keep, as (answer, at, audit, changed, age), the first time a done of
+        it arrives (``changed`` and ``age`` None for a search's first)."""
         cycle, search = key
         if self.busy.get(search) != cycle:
             return None
         del self.busy[search]
+        audit = search in self.auditing
+        self.auditing.discard(search)
         job = self.jobs.get(search)
         if answer is None or job is None:
             return None
+        scheduler = self.schedulers[job.backend]
+        before = scheduler.searches.get(search)
         at = self.schedule_clock.now()
-        self.schedulers[job.backend].observe(search, at, answer)
-        return answer, at
+        changed = age = None
+        if before is not None and before.last_at is not None and before.last_answer is not None:
+            changed, age = answer != before.last_answer, at - before.last_at
+            if audit:
+                self.audits.add(age, changed)
+        scheduler.observe(search, at, answer)
+        return answer, at, int(audit), changed, age
 
     def close_finished(self, leased: Callable[[int], bool]) -> None:
         """Finish every round but the open one with nothing pending or leased."""
@@ -157,8 +195,9 @@ class RoundBook(CycleBook):
 
 
 def make_book(plan: Plan, ledger: Ledger, once: bool, clock: Callable[[], float],
-              wall: Callable[[], float], schedule_clock: ScheduleClock) -> CycleBook:
+              wall: Callable[[], float], schedule_clock: ScheduleClock,
+              audit_share: float = 0.0) -> CycleBook:
     """The book of ``plan``'s scheduler: its cycles, or the rounds of a continuous one."""
     if plan.scheduler == "cycle":
         return CycleBook(plan, ledger, once, clock, wall)
-    return RoundBook(plan, ledger, clock, wall, schedule_clock)
+    return RoundBook(plan, ledger, clock, wall, schedule_clock, audit_share)
