@@ -99,11 +99,13 @@ class VoeCluster(LocalCluster[Proc]):
             return float(db.execute("SELECT MAX(stored_at) FROM results").fetchone()[0] or 0)
 
 
-def start_airline(tmp: Path, latency_ms: int, flights: int | None = None) -> tuple[Proc, str]:
-    """Start ``voe demo-airline`` on a free port; return it and its base URL once it answers."""
+def start_airline(tmp: Path, latency_ms: int, flights: int | None = None,
+                  options: Sequence[str] = ()) -> tuple[Proc, str]:
+    """Start ``voe demo-airline`` (with ``options``) on a free port; return it and its base
+    URL once it answers."""
     port = free_port()
     args = [sys.executable, "-m", "voe", "demo-airline", "--port", str(port),
-            "--latency-ms", str(latency_ms)]
+            "--latency-ms", str(latency_ms), *options]
     if flights is not None:
         args += ["--flights", str(flights)]
     proc = Proc("airline", args, clean_env(), tmp, tmp / "airline.out")

@@ -150,6 +150,16 @@ def test_e2e():
     assert "fares stored per second" in out
 
 
+def test_freshness(tmp_path):
+    """The schedulers' benchmark at a toy size: 36 searches, two simulated days in 12 s."""
+    out = run_bench("freshness.py", "--dates", "6", "--days", "2", "--budget", "20",
+                    "--speed", "14400", "--plot", str(tmp_path / "chart.svg"))
+    for scheduler in ("cycle", "ttl", "adaptive", "freshness"):
+        assert f"| {scheduler} | " in out
+    assert "freshness vs cycle:" in out and "searches spent" in out
+    assert (tmp_path / "chart.svg").read_text().count("<polyline") == 4
+
+
 def test_scrape_inprocess():
     """The in-process harness (a worker's search path, no master or sink) runs and reports."""
     command = [sys.executable, "bench/scrape_inprocess.py", "--pages", "20", "--warmup", "10",

@@ -293,7 +293,7 @@ def test_cheapest_days_are_a_calendar_plans(tmp_path):
         load_plan(write(tmp_path, calendar.replace("= 3", "= 40")))
 
 
-@pytest.mark.parametrize("name", ["demo", "weekends", "tour", "calendar"])
+@pytest.mark.parametrize("name", ["demo", "weekends", "tour", "calendar", "freshness"])
 def test_the_example_plans_load(name):
     from pathlib import Path
 

@@ -153,3 +153,21 @@ def test_audits_re_search_stored_searches_at_random_and_measure_staleness(tmp_pa
     kept = [row for row in observations(parts) if row[0] > 1]
     assert len(kept) == len(audited)
     assert parts.restart().book.audits.summary() == summary  # resumed from the ledger
+
+
+def test_a_done_whose_search_left_the_plan_or_failed_before_still_has_its_observation(tmp_path):
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    first = min(out, key=lambda job: job.date)
+    parts.wall.advance(86_400)  # a day later the first date is out of the plan's window
+    parts.clock.advance(1)
+    parts.lease(peer, 100)  # the scheduler takes the plan's searches of the new day
+    assert first.id not in parts.book.jobs
+    parts.ack(first, answer=5)
+    failed = next(job for job in out if job.date != first.date)
+    parts.ack(failed, status="permanent", error="gone")
+    parts.ack(failed, answer=6)  # a late done of the same attempt after it failed for good
+    kept = {(cycle, search): answer for cycle, search, answer in observations(parts)}
+    assert kept == {(first.cycle, first.id): 5, (failed.cycle, failed.id): 6}
+    assert parts.ledger.job(failed.cycle, failed.id)["state"] == "done"

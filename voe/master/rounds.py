@@ -151,20 +151,26 @@ class RoundBook(CycleBook):
 
     def settle(self, key: tuple[int, str], answer: int | None) -> tuple | None:
         """Job ``key`` ended (done with ``answer``'s digest, or failed for good: None); the
-        observation to keep, as (answer, at, audit, changed, age), the first time a done of
-        it arrives (``changed`` and ``age`` None for a search's first)."""
+        observation to keep, as (answer, at, audit, changed, age). Every done gives one (the
+        ledger keeps the first of a (round, search)); only one of a search out on a lease
+        teaches the scheduler, and ``changed`` and ``age`` are None for any other (a late
+        done after the job failed for good, a search whose date left the plan while it was
+        out) and for a search's first."""
         cycle, search = key
-        if self.busy.get(search) != cycle:
+        in_flight = self.busy.get(search) == cycle
+        audit = False
+        if in_flight:
+            del self.busy[search]
+            audit = search in self.auditing
+            self.auditing.discard(search)
+        if answer is None:
             return None
-        del self.busy[search]
-        audit = search in self.auditing
-        self.auditing.discard(search)
+        at = self.schedule_clock.now()
         job = self.jobs.get(search)
-        if answer is None or job is None:
-            return None
+        if not in_flight or job is None:
+            return answer, at, int(audit), None, None
         scheduler = self.schedulers[job.backend]
         before = scheduler.searches.get(search)
-        at = self.schedule_clock.now()
         changed = age = None
         if before is not None and before.last_at is not None and before.last_answer is not None:
             changed, age = answer != before.last_answer, at - before.last_at
@@ -199,5 +205,8 @@ def make_book(plan: Plan, ledger: Ledger, once: bool, clock: Callable[[], float]
               audit_share: float = 0.0) -> CycleBook:
     """The book of ``plan``'s scheduler: its cycles, or the rounds of a continuous one."""
     if plan.scheduler == "cycle":
-        return CycleBook(plan, ledger, once, clock, wall)
+        if schedule_clock.speed == 1:
+            return CycleBook(plan, ledger, once, clock, wall)
+        # A simulation: a cycle's dates count from the day on the schedulers' clock.
+        return CycleBook(plan, ledger, once, clock, wall, today=schedule_clock.today)
     return RoundBook(plan, ledger, clock, wall, schedule_clock, audit_share)
