@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sqlite3
 import time
 import urllib.request
@@ -216,13 +217,23 @@ def _report(tmp: Path, args: argparse.Namespace, runs: list[Run], spent: dict[st
             f"{best_other / fresh.stale:.2f}x (target 1.2x); searches spent "
             f"{fresh.searches} against {max(by_name[n].searches for n in ('ttl', 'adaptive'))} "
             f"(the most of ttl and adaptive)"
-            + (f"\n- measured staleness: estimated {fresh.estimate:.1%} against a true "
-               f"{fresh.stale:.1%} ({abs(fresh.estimate - fresh.stale) * 100:.1f} points apart, "
-               "target within 5)" if fresh.estimate is not None else "")
+            + (f"\n- measured staleness: estimated {fresh.estimate:.1%} (95% interval "
+               f"{_interval(fresh.estimate, fresh.audits)}) against a true {fresh.stale:.1%} "
+               f"({abs(fresh.estimate - fresh.stale) * 100:.1f} points apart, target within 5)"
+               if fresh.estimate is not None else "")
             + f"\n- chart: {_shown(args.plot)}")
     record("Freshness: schedulers against moving prices (bench/freshness.py)", body,
            args.no_record)
     return 0
+
+
+def _interval(share: float, count: int) -> str:
+    """Wilson's 95% interval of a share measured on ``count`` audits."""
+    z = 1.96
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * math.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / (
+        1 + z * z / count)
+    return f"{max(centre - half, 0.0):.1%}-{min(centre + half, 1.0):.1%}"
 
 
 def _shown(path: Path) -> str:

@@ -19,6 +19,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.cluster import Airline, Cluster, wait_for
 from voe.answers import answer_digest
 from voe.processes import Child
@@ -73,14 +75,17 @@ def clock_origin(into_day: float, speed: float = SPEED) -> float:
     return (speed * now - target) / (speed - 1)
 
 
-def start(tmp_path: Path, into_day: float = START_INTO_DAY) -> tuple[Airline, Cluster]:
-    """The airline (prices moving twice a day) and a cluster sharing its clock."""
+def start(tmp_path: Path, into_day: float = START_INTO_DAY,
+          scheduler: str = "freshness") -> tuple[Airline, Cluster]:
+    """The airline (prices moving twice a day) and a cluster sharing its clock, its plan
+    under ``scheduler``."""
     origin = f"{clock_origin(into_day):.6f}"
     airline = Airline(tmp_path, latency_ms=LATENCY_MS, options=(
         "--price-changes", "2", "--seed", "7", "--clock-speed", f"{SPEED:g}",
         "--clock-origin", origin))
     try:
-        cluster = Cluster(tmp_path, airline.url, plan=PLAN)
+        cluster = Cluster(tmp_path, airline.url, plan=PLAN.replace(
+            'scheduler = "freshness"', f'scheduler = "{scheduler}"'))
     except BaseException:
         airline.stop()
         raise
@@ -93,7 +98,7 @@ def master(cluster: Cluster, count: int = 1) -> Child:
     """A continuous master (no --once: it never ends by itself), once it has resumed from
     the ledger (the ``count``-th master of the data dir)."""
     child = cluster.spawn("master", "master", "--plan", str(cluster.plan_path))
-    cluster.wait_log("master", "observations resumed", count=count, timeout=20)
+    cluster.wait_log("master", " observations resumed", count=count, timeout=20)
     return child
 
 
@@ -300,6 +305,28 @@ def test_a_sink_killed_mid_run_loses_and_repeats_no_observation(tmp_path):
         lost = set(kept) - set(observations(cluster))
         assert not lost, f"observations lost or rewritten: {sorted(lost)[:5]}"
         assert_answers_changed(cluster)
+    finally:
+        cluster.stop()
+        airline.stop()
+
+
+@pytest.mark.parametrize("scheduler", ["ttl", "adaptive"])
+def test_ttl_and_adaptive_keep_within_the_budget_and_lease_a_search_once_at_a_time(
+        tmp_path, scheduler):
+    airline, cluster = start(tmp_path, scheduler=scheduler)
+    try:
+        master(cluster)
+        cluster.sink()
+        worker = cluster.worker("w1", concurrency=8)
+        observed_for(cluster, SEARCHES)
+        before, started = airline_searches(airline), time.monotonic()
+        while time.monotonic() - started < 4:
+            assert searches_out_twice(cluster) == []
+            time.sleep(0.25)
+        spent, window = airline_searches(airline) - before, time.monotonic() - started
+        assert spent <= BUDGET * window * 1.2 + 10, f"{spent} searches in {window:.1f} s"
+        drain(cluster, worker)
+        assert_consistent(cluster)
     finally:
         cluster.stop()
         airline.stop()

@@ -171,3 +171,48 @@ def test_a_done_whose_search_left_the_plan_or_failed_before_still_has_its_observ
     kept = {(cycle, search): answer for cycle, search, answer in observations(parts)}
     assert kept == {(first.cycle, first.id): 5, (failed.cycle, failed.id): 6}
     assert parts.ledger.job(failed.cycle, failed.id)["state"] == "done"
+
+
+def test_voe_status_and_metrics_show_the_measured_staleness(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from voe import metrics
+    from voe.master.middlewares import Metrics
+
+    parts = Parts(tmp_path, continuous(tmp_path, rate=50.0)).start()
+    parts.book.random.seed(1)
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    for job in out:
+        parts.ack(job, answer=1)
+    parts.book.audit_share = 0.5
+    parts.wall.advance(7200)
+    audited = []
+    for _ in range(10):
+        parts.clock.advance(1)
+        for job in parts.lease(peer, 100):
+            if job.id in parts.book.auditing:
+                audited.append(job)
+            parts.ack(job, answer=1 if len(audited) % 4 else 2)
+    parts.state.flush()
+    summary = parts.book.audits.summary()
+    assert summary["audits"] >= 2 and summary["by_age"][1]["audits"] >= 1  # 1-6 h old
+
+    class FakeMaster:
+        book = parts.book
+
+    Metrics().tick(FakeMaster())
+    assert metrics.MASTER_AUDITS._value.get() == summary["audits"]
+    assert metrics.MASTER_STALE._value.get() == pytest.approx(summary["estimated_stale"])
+
+    env = dict(os.environ, VOE_DATA_DIR=str(tmp_path))
+    shown = subprocess.run([sys.executable, "-m", "voe", "status", "--json"], env=env,
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert json.loads(shown.stdout)["freshness"] == summary
+    text = subprocess.run([sys.executable, "-m", "voe", "status"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout
+    assert f"of {summary['audits']} audits still correct" in text
+    assert "freshness by age: " in text and "% of " in text.split("freshness by age: ")[1]

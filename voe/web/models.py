@@ -42,6 +42,11 @@ class Worker(Open):
     errors: int = Field(description="its attempts that did not end done")
 
 
+FRESHNESS = ("measured staleness of a continuous scheduler (stored searches re-searched at "
+             "random): audits, still_correct, estimated_stale and by_age (age, audits, "
+             "still_correct); null for a plan run in cycles")
+
+
 class Status(Open):
     """Exactly ``voe status --json``."""
 
@@ -56,6 +61,7 @@ class Status(Open):
     outbox: dict[str, Any] = Field(description="backlog, retrying and dead letters per "
                                                "destination (amqp:, nats:, webhook:)")
     data_dir: str
+    freshness: dict[str, Any] | None = Field(None, description=FRESHNESS)
 
 
 class Master(Open):
@@ -65,6 +71,9 @@ class Master(Open):
     samples: list[list[float]] = Field(description="[unix time, jobs done, jobs failed], one "
                                                    "a second, the last ten minutes")
     store: str = Field(description="where the sink stores (no password)")
+    scheduler: str = Field("cycle", description='the plan\'s scheduler: "cycle", "ttl", '
+                                                '"adaptive" or "freshness"')
+    freshness: dict[str, Any] | None = Field(None, description=FRESHNESS)
 
 
 class Job(BaseModel):

@@ -237,6 +237,24 @@ function showRetries(status, master) {
   }
 }
 
+// Measured staleness of a continuous scheduler (audits: stored searches re-searched at
+// random): from the live master, else the ledger as `voe status` reads it; none in cycles.
+function showFreshness(status, master) {
+  const found = (master && master.freshness) || status.freshness;
+  const line = $("freshness-line");
+  line.hidden = !found;
+  if (!found) return;
+  if (!found.audits) {
+    line.textContent = "Freshness: no audit yet";
+    return;
+  }
+  const bands = found.by_age.filter((band) => band.audits)
+    .map((band) => `${band.age} ${(band.still_correct * 100).toFixed(0)}% of ${band.audits}`);
+  line.textContent = `Freshness: ${(found.still_correct * 100).toFixed(1)}% of ` +
+    `${plural(found.audits, "audit")} still correct; estimated stale share of the store ` +
+    `${(found.estimated_stale * 100).toFixed(1)}% (by age: ${bands.join(", ")})`;
+}
+
 // The sink's line: what it says it waits for, or how long it has been silent while results
 // wait to be stored ("" when all is well, or the master does not say).
 function sinkAlert(master) {
@@ -303,6 +321,7 @@ function showAlerts(status, master) {
 
 function showHealth(status, master) {
   showRetries(status, master);
+  showFreshness(status, master);
   showSink(master);
   showAlerts(status, master);
 }
