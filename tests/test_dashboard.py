@@ -612,3 +612,40 @@ def test_a_silent_sink_and_the_unstored_results_show_until_it_stores(tmp_path):
         browser.stop()
         cluster.stop()
         airline.stop()
+
+
+def test_a_continuous_schedulers_measured_staleness_shows(tmp_path):
+    airline = Airline(tmp_path)
+    plan = DAILY_PLAN.replace('cycle = "1d"', 'scheduler = "freshness"').replace(
+        'backend = "demo"', 'backend = "demo"\nrequests_per_second = 1')
+    cluster = Cluster(tmp_path, airline.url, plan=plan)
+    url = f"http://127.0.0.1:{cluster.env['VOE_HTTP_PORT']}/"
+    browser = Browser(pages=1)
+    ledger = Ledger(cluster.data_dir / "ledger.db")
+    try:  # four audits: two of answers under an hour old (one changed), two 10 h old
+        with ledger.transaction():
+            ledger.add_observations([(1, 100.0, 1, False, 600.0, 1, "a"),
+                                     (2, 101.0, 1, True, 1200.0, 1, "b"),
+                                     (3, 102.0, 1, False, 36_000.0, 1, "c"),
+                                     (4, 103.0, 1, False, 36_000.0, 1, "d")])
+    finally:
+        ledger.close()
+    freshness = """JSON.stringify({
+      loaded: document.body.dataset.loaded === "true",
+      line: document.getElementById("freshness-line").textContent,
+      hidden: document.getElementById("freshness-line").hidden,
+    })"""
+    try:
+        cluster.spawn("master", "master", "--plan", str(cluster.plan_path))  # no worker
+        with browser.page(TIMEOUT) as page:
+            open_dashboard(page, url)
+            seen = page_reads(page, freshness, lambda s: s["loaded"] and not s["hidden"],
+                              "the measured staleness")
+        assert seen["line"] == ("Freshness: 75.0% of 4 audits still correct; estimated stale "
+                                "share of the store 25.0% (by age: under 1 h 50% of 2, "
+                                "6-24 h 100% of 2)")
+        assert status_of(cluster)["freshness"]["estimated_stale"] == 0.25
+    finally:
+        browser.stop()
+        cluster.stop()
+        airline.stop()

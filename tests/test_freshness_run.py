@@ -192,6 +192,10 @@ def assert_consistent(cluster: Cluster) -> set[Key]:
     unobserved, extra = sorted(set(done) - set(observed)), sorted(set(observed) - set(done))
     assert not unobserved, f"{len(unobserved)} done without an observation: {unobserved[:5]}"
     assert not extra, f"{len(extra)} observations of a job not done: {extra[:5]}"
+    # `voe check` works per observation: no round lost or stored twice.
+    checked = cluster.voe("check", "--json", check=False)
+    totals = json.loads(checked.stdout)["totals"]
+    assert (totals["lost"], totals["duplicated"]) == (0, 0), checked.stdout
     return set(done)
 
 

@@ -98,7 +98,7 @@ def status(settings: Settings, plan: Plan | None = None) -> dict[str, Any]:
 def _ledger_status(settings: Settings) -> dict[str, Any]:
     """The ledger's part of the status: the latest cycle, its jobs, retries, workers, health."""
     found: dict[str, Any] = {"jobs": dict.fromkeys(STATES, 0), "waiting_to_retry": 0,
-                             "retries": [], "cycle": None, "workers": []}
+                             "retries": [], "cycle": None, "workers": [], "freshness": None}
     pid = master_pid(settings)
     health_found = health(None, pid)
     if ledger_path(settings).is_file():
