@@ -216,3 +216,18 @@ def test_voe_status_and_metrics_show_the_measured_staleness(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout
     assert f"of {summary['audits']} audits still correct" in text
     assert "freshness by age: " in text and "% of " in text.split("freshness by age: ")[1]
+
+
+def test_after_a_restart_searches_done_in_the_open_round_go_to_a_new_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(rounds, "ROUND_SECONDS", 10 * 3600.0)
+    parts = Parts(tmp_path, continuous(tmp_path, "ttl", rate=50.0)).start()
+    peer = parts.join(concurrency=100)
+    out = parts.lease(peer, 100)
+    for job in out[:4]:
+        parts.ack(job, answer=1)
+    restarted = parts.restart()
+    restarted.wall.advance(5 * 3600)  # past ttl's 4 h lifetime, within the round's 10 h
+    peer = restarted.join(concurrency=100, held=tuple((job.cycle, job.id) for job in out[4:]))
+    again = restarted.lease(peer, 100)
+    assert sorted(job.id for job in again) == sorted(job.id for job in out[:4])
+    assert {job.cycle for job in again} == {2}

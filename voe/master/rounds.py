@@ -73,10 +73,7 @@ class RoundBook(CycleBook):
             if job is not None and self.schedulers[job.backend].observe(search, at, answer):
                 count += 1
         self.audits = Audits(self.ledger.audit_outcomes(WINDOW))
-        latest = max(self.cycles.values(), key=lambda cycle: cycle.cycle, default=None)
-        if latest is not None and self.wall() - latest.started_at < ROUND_SECONDS:
-            self.round = latest
-            self.round_keys = {search for cycle, search in self.ledger.in_flight([latest.cycle])}
+        # The open rounds finish as their jobs do; the next searches go to a new one.
         log.info("%s scheduler: %d searches, %d observations resumed, %d in flight",
                  self.plan.scheduler, len(self.jobs), count, len(self.busy))
 
