@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -45,11 +46,21 @@ airports = {airports}
 """
 
 
+# Ports this process handed out lately: the kernel may give a port just probed and closed
+# to the next probe, and two roles of one test must never be told the same port.
+_HANDED: deque[int] = deque(maxlen=2000)
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port free on loopback right now, none of the last 2,000 this process gave."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _HANDED:
+            _HANDED.append(port)
+            return port
+    raise RuntimeError("no free loopback port that was not handed out lately")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str,
