@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from voe.backends.base import ParseError
 from voe.model import Answer, FieldCount, SearchJob
@@ -35,6 +36,51 @@ def refuse_kind(answer: Answer, kind: type, why: str) -> None:
     for number, fare in enumerate(answer, start=1):
         if type(fare) is kind:
             raise ParseError(f"fare {number} ({fare[0]!r}) {why}", page=answer.page)
+
+
+class TripLegs:
+    """A stage for the legs a trip job asks beyond its first (a return, later cities): a
+    fare of ``kind`` is refused for a job that does not ask them, and for one that does,
+    every fare must be of ``kind`` with those legs (``missing`` says why one is not), each
+    normalised by ``normal`` (a ``ValueError`` from it, prefixed with ``prefix``, is the
+    fare's error)."""
+
+    calendar_days = True  # it reads a calendar's answer too (it holds no such fare)
+    kind: type
+    not_asked: str  # why a fare of ``kind`` is wrong for a job that does not ask its legs
+    prefix = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def asked(self, job: SearchJob) -> bool:
+        """Whether ``job`` asks the legs."""
+        raise NotImplementedError
+
+    def missing(self, fare: Any, job: SearchJob) -> str | None:
+        """Why ``fare`` lacks the legs ``job`` asks (said after "fare N (flight)"), or None."""
+        raise NotImplementedError
+
+    def normal(self, fare: Any) -> Any:
+        """``fare`` with its legs normalised; ``ValueError`` says what is not."""
+        raise NotImplementedError
+
+    def process(self, answer: Answer, job: SearchJob) -> Answer:
+        """Return ``answer`` with its legs normalised, or raise ``ParseError``."""
+        if not self.asked(job):
+            refuse_kind(answer, self.kind, self.not_asked)
+            return answer
+        fixed = []
+        for number, fare in enumerate(answer, start=1):
+            why = self.missing(fare, job)
+            if why is not None:
+                raise ParseError(f"fare {number} ({fare[0]!r}) {why}", page=answer.page)
+            try:
+                fixed.append(self.normal(fare))
+            except ValueError as error:
+                raise ParseError(f"fare {number} ({fare[0]!r}): {self.prefix}{error}",
+                                 page=answer.page) from None
+        return answer.with_fares(fixed)
 
 
 class FieldCounts:

@@ -10,10 +10,10 @@ leg's are (``voe.worker.farepipeline.flight``, ``voe.worker.farepipeline.times``
 
 from __future__ import annotations
 
-from voe.backends.base import ParseError
-from voe.model import Answer, MultiCityFare, SearchJob
-from voe.settings import Settings
-from voe.worker.farepipeline.base import refuse_kind
+from typing import Any
+
+from voe.model import MultiCityFare, SearchJob
+from voe.worker.farepipeline.base import TripLegs
 from voe.worker.farepipeline.flight import normalise_flight
 from voe.worker.farepipeline.times import normalise_time
 
@@ -31,29 +31,22 @@ def _normal(fare: MultiCityFare) -> MultiCityFare:
     return fare if found == fare.legs else fare._replace(legs=found)
 
 
-class LaterLegs:
+class LaterLegs(TripLegs):
     """Refuse a multi-city job's fare without each later leg, and another job's with any."""
 
-    calendar_days = True  # it reads a calendar's answer too (it holds no such fare)
+    kind = MultiCityFare
+    not_asked = "is a multi-city trip's, but the job is not one"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def asked(self, job: SearchJob) -> bool:
+        """Whether ``job`` is a multi-city trip."""
+        return bool(job.legs)
 
-    def process(self, answer: Answer, job: SearchJob) -> Answer:
-        """Return ``answer`` with its later legs normalised, or raise ``ParseError``."""
-        if not job.legs:
-            refuse_kind(answer, MultiCityFare, "is a multi-city trip's, but the job is not one")
-            return answer
+    def missing(self, fare: Any, job: SearchJob) -> str | None:
+        """Why ``fare`` has not the trip's legs, or None."""
         later = job.legs.count(",")
-        fixed = []
-        for number, fare in enumerate(answer, start=1):
-            if type(fare) is not MultiCityFare or len(fare.legs) != later:
-                raise ParseError(f"fare {number} ({fare[0]!r}) has not the {later + 1} legs of "
-                                 f"the trip {job.legs}: a part of a trip is not its price",
-                                 page=answer.page)
-            try:
-                fixed.append(_normal(fare))
-            except ValueError as error:
-                raise ParseError(f"fare {number} ({fare.flight!r}): {error}",
-                                 page=answer.page) from None
-        return answer.with_fares(fixed)
+        if type(fare) is not MultiCityFare or len(fare.legs) != later:
+            return (f"has not the {later + 1} legs of the trip {job.legs}: a part of a trip "
+                    "is not its price")
+        return None
+
+    normal = staticmethod(_normal)

@@ -9,10 +9,10 @@ stored as a one-way's. The return flight and times are normalised as the outboun
 
 from __future__ import annotations
 
-from voe.backends.base import ParseError
-from voe.model import Answer, RoundTripFare, SearchJob
-from voe.settings import Settings
-from voe.worker.farepipeline.base import refuse_kind
+from typing import Any
+
+from voe.model import RoundTripFare, SearchJob
+from voe.worker.farepipeline.base import TripLegs
 from voe.worker.farepipeline.flight import normalise_flight
 from voe.worker.farepipeline.times import normalise_time
 
@@ -28,28 +28,22 @@ def _normal(fare: RoundTripFare) -> RoundTripFare:
                          return_arrival=arrival)
 
 
-class ReturnLeg:
+class ReturnLeg(TripLegs):
     """Refuse a round-trip job's fare without a return leg, and a one-way job's with one."""
 
-    calendar_days = True  # it reads a calendar's answer too
+    kind = RoundTripFare
+    not_asked = "has a return flight, but the job is one-way"
+    prefix = "return "
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def asked(self, job: SearchJob) -> bool:
+        """Whether ``job`` is a round trip."""
+        return bool(job.return_date)
 
-    def process(self, answer: Answer, job: SearchJob) -> Answer:
-        """Return ``answer`` with its return legs normalised, or raise ``ParseError``."""
-        if not job.return_date:
-            refuse_kind(answer, RoundTripFare, "has a return flight, but the job is one-way")
-            return answer
-        fixed = []
-        for number, fare in enumerate(answer, start=1):
-            if type(fare) is not RoundTripFare:
-                raise ParseError(f"fare {number} ({fare.flight!r}) has no return flight, but "
-                                 f"the job is a round trip (return {job.return_date}): a one-way "
-                                 "price is not a round trip's", page=answer.page)
-            try:
-                fixed.append(_normal(fare))
-            except ValueError as error:
-                raise ParseError(f"fare {number} ({fare.flight!r}): return {error}",
-                                 page=answer.page) from None
-        return answer.with_fares(fixed)
+    def missing(self, fare: Any, job: SearchJob) -> str | None:
+        """Why ``fare`` is not a round trip's, or None."""
+        if type(fare) is not RoundTripFare:
+            return (f"has no return flight, but the job is a round trip (return "
+                    f"{job.return_date}): a one-way price is not a round trip's")
+        return None
+
+    normal = staticmethod(_normal)
