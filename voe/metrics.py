@@ -43,6 +43,19 @@ JOB_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 6
 # Buckets of one store commit (seconds): a few ms for SQLite to seconds for a busy database.
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+
+
+def _rejected(role: str, registry: CollectorRegistry) -> Counter:
+    """The counter of messages ``role`` refused, by reason (both roles count them alike)."""
+    return Counter(f"voe_{role}_rejected_messages", f"Messages refused by the {role}, by reason.",
+                   ["reason"], registry=registry)
+
+
+def _commit_time(name: str, what: str, registry: CollectorRegistry) -> Histogram:
+    """The histogram of the time of one ``what`` (a database transaction)."""
+    return Histogram(name, f"Time of one {what}.", buckets=COMMIT_BUCKETS, registry=registry)
+
+
 # The master -------------------------------------------------------------------
 
 MASTER_JOBS = Counter(
@@ -61,12 +74,9 @@ MASTER_UNSTORED = Gauge(
     "acknowledged; leasing stops at VOE_MAX_UNSTORED.", registry=MASTER)
 MASTER_WORKERS = Gauge(
     "voe_master_workers", "Workers connected (sending heartbeats).", registry=MASTER)
-MASTER_REJECTED = Counter(
-    "voe_master_rejected_messages", "Messages refused by the master, by reason.", ["reason"],
-    registry=MASTER)
-MASTER_FLUSH = Histogram(
-    "voe_master_ledger_flush_seconds", "Time of one ledger transaction of batched job writes.",
-    buckets=COMMIT_BUCKETS, registry=MASTER)
+MASTER_REJECTED = _rejected("master", MASTER)
+MASTER_FLUSH = _commit_time("voe_master_ledger_flush_seconds",
+                            "ledger transaction of batched job writes", MASTER)
 MASTER_AUDITS = Gauge(
     "voe_master_freshness_audits", "Audits (stored searches re-searched at random) counted in "
     "the measured staleness: the latest 2000.", registry=MASTER)
@@ -93,12 +103,9 @@ SINK_ACKS = Counter(
 SINK_ACKS_DROPPED = Counter(
     "voe_sink_acks_dropped", "Acknowledgements dropped because the master was not reachable "
     "(their leases expire and the jobs run again).", registry=SINK)
-SINK_REJECTED = Counter(
-    "voe_sink_rejected_messages", "Messages refused by the sink, by reason.", ["reason"],
-    registry=SINK)
-SINK_COMMIT = Histogram(
-    "voe_sink_commit_seconds", "Time of one store transaction (a batch of results).",
-    buckets=COMMIT_BUCKETS, registry=SINK)
+SINK_REJECTED = _rejected("sink", SINK)
+SINK_COMMIT = _commit_time("voe_sink_commit_seconds", "store transaction (a batch of results)",
+                           SINK)
 SINK_LAST_COMMIT = Gauge(
     "voe_sink_last_commit_timestamp_seconds", "Unix time of the last store commit (its age is "
     "the store's lag behind a stalled pipeline).", registry=SINK)

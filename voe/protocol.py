@@ -85,10 +85,9 @@ from voe.protocol_messages import (
     Throttled,
 )
 
+_packer = msgpack.Packer(use_bin_type=True)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DECIMAL = re.compile(r"\d{1,12}(?:\.\d{1,4})?")
-
-_packer = msgpack.Packer(use_bin_type=True)
 
 
 def _pack(kind: str, body: dict[str, Any]) -> bytes:

@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from voe.master import retrying
-from voe.master.plan import (
-    MAX_INTERVAL,
-    SCHEDULERS,
-    Plan,
-    PlanError,
-    RouteSet,
-    default_plan_path,
-)
+from voe.master.plan import MAX_INTERVAL, SCHEDULERS, Plan, PlanError, RouteSet, default_plan_path
 from voe.model import MAX_LEGS, MAX_PASSENGERS, MIN_LEGS, SearchOptions
 
 _AIRPORT = re.compile(r"^[A-Z0-9]{3,4}$")
