@@ -244,19 +244,38 @@ def test_freshness_spends_its_budget_and_keeps_one_observation_per_done_job(tmp_
         airline.stop()
 
 
+def kill_mid_run(cluster: Cluster, role: Child, name: str) -> set[Key]:
+    """SIGKILL ``role`` once two rounds are observed and a search is out on a lease; return
+    the searches that were out."""
+    observed_for(cluster, 2 * SEARCHES)
+    wait_for(lambda: leased(cluster), 10, "a search out on a lease", interval=0.02)
+    os.kill(role.pid, signal.SIGKILL)
+    role.popen.wait(5)
+    out = leased(cluster)
+    assert out, f"no search was out when the {name} died; the test proves nothing"
+    return out
+
+
+def finish_after_a_kill(cluster: Cluster, worker: Child, kept: list[tuple]) -> None:
+    """After a killed role came back: observations go on, none twice at once, every one
+    made before the kill is still there, and the ledger and store agree once drained."""
+    observed_for(cluster, len(kept) + SEARCHES)
+    assert searches_out_twice(cluster) == []
+    drain(cluster, worker)
+    assert_consistent(cluster)
+    lost = set(kept) - set(observations(cluster))
+    assert not lost, f"observations lost or rewritten: {sorted(lost)[:5]}"
+    assert_answers_changed(cluster)
+
+
 def test_a_master_killed_mid_run_resumes_every_observation(tmp_path):
     airline, cluster = start(tmp_path)
     try:
         first = master(cluster)
         cluster.sink()
         worker = cluster.worker("w1", concurrency=8)
-        observed_for(cluster, 2 * SEARCHES)
-        wait_for(lambda: leased(cluster), 10, "a search out on a lease", interval=0.02)
-        os.kill(first.pid, signal.SIGKILL)
-        first.popen.wait(5)
         # What the killed master committed: its leases, searches in flight, observations.
-        out = leased(cluster)
-        assert out, "no search was out when the master died; the test proves nothing"
+        out = kill_mid_run(cluster, first, "master")
         in_flight = query(cluster, "SELECT COUNT(*) FROM jobs "
                                    "WHERE state IN ('pending', 'leased')")[0][0]
         kept = observations(cluster)
@@ -269,13 +288,7 @@ def test_a_master_killed_mid_run_resumes_every_observation(tmp_path):
             resumed[-1], len(kept), in_flight)
         wait_for(lambda: out <= set(done_keys(cluster)), 20,
                  f"the {len(out)} searches out when the master died to be done")
-        observed_for(cluster, len(kept) + SEARCHES)  # the new master observes on
-        assert searches_out_twice(cluster) == []
-        drain(cluster, worker)
-        assert_consistent(cluster)
-        lost = set(kept) - set(observations(cluster))
-        assert not lost, f"observations lost or rewritten: {sorted(lost)[:5]}"
-        assert_answers_changed(cluster)
+        finish_after_a_kill(cluster, worker, kept)  # the new master observes on
     finally:
         cluster.stop()
         airline.stop()
@@ -287,12 +300,7 @@ def test_a_sink_killed_mid_run_loses_and_repeats_no_observation(tmp_path):
         master(cluster)
         sink = cluster.sink()
         worker = cluster.worker("w1", concurrency=8)
-        observed_for(cluster, 2 * SEARCHES)
-        wait_for(lambda: leased(cluster), 10, "a search out on a lease", interval=0.02)
-        os.kill(sink.pid, signal.SIGKILL)
-        sink.popen.wait(5)
-        out = leased(cluster)
-        assert out, "no search was out when the sink died; the test proves nothing"
+        out = kill_mid_run(cluster, sink, "sink")
         kept = observations(cluster)
         stored = len(stored_keys(cluster))
         time.sleep(1)  # the results finished meanwhile wait for a sink
@@ -302,13 +310,7 @@ def test_a_sink_killed_mid_run_loses_and_repeats_no_observation(tmp_path):
                  f"the {len(out)} searches out when the sink died to be done")
         wait_for(lambda: len(stored_keys(cluster)) >= stored + SEARCHES, 20,
                  "the restarted sink to store more results")
-        observed_for(cluster, len(kept) + SEARCHES)
-        assert searches_out_twice(cluster) == []
-        drain(cluster, worker)
-        assert_consistent(cluster)
-        lost = set(kept) - set(observations(cluster))
-        assert not lost, f"observations lost or rewritten: {sorted(lost)[:5]}"
-        assert_answers_changed(cluster)
+        finish_after_a_kill(cluster, worker, kept)
     finally:
         cluster.stop()
         airline.stop()
