@@ -372,8 +372,9 @@ def test_schema_version_is_set_and_checked(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (sqlite_store.SCHEMA_VERSION,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        db.execute("PRAGMA user_version = 7")
-    with pytest.raises(StoreError, match="version 7"):
+        newer = sqlite_store.SCHEMA_VERSION + 1  # a store written by a later voe
+        db.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError, match=f"version {newer}"):
         SqliteStore(path)
 
 
@@ -520,8 +521,8 @@ def test_an_older_sqlite_store_is_migrated_with_its_data(tmp_path: Path) -> None
                    " 1, 'w1', 0)")
         db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
-    assert sqlite_store.SCHEMA_VERSION == 6
-    with pytest.raises(StoreError, match="schema version 3, expected 6"):
+    assert sqlite_store.SCHEMA_VERSION == 7
+    with pytest.raises(StoreError, match="schema version 3, expected 7"):
         SqliteStore(path, readonly=True)  # reports never migrate
     with SqliteStore(path) as store:
         assert store.fare_count() == 1 and store.result_count() == 1
@@ -544,7 +545,7 @@ def test_an_older_postgres_store_gains_field_counts() -> None:
         with psycopg.connect(url, autocommit=True) as db:  # back to version 3
             db.execute("DELETE FROM voe_schema WHERE version > 3")
             db.execute("DROP TABLE field_counts")
-        with pytest.raises(StoreError, match="schema version 3, expected 6"):
+        with pytest.raises(StoreError, match="schema version 3, expected 7"):
             open_store(url, readonly=True)
         with open_store(url) as store:
             assert store.fare_count() == 1
@@ -601,7 +602,7 @@ def test_a_sqlite_store_of_version_4_gains_the_return_leg_and_keeps_its_fares(
         db.execute("PRAGMA user_version = 4")
         db.execute("INSERT INTO fares VALUES (1, 'demo:A-B:d', 'demo', 'A', 'B', 'd', NULL,"
                    " 'G3 1', '05:00', '06:00', '1.00', 'BRL')")
-    with pytest.raises(StoreError, match="schema version 4, expected 6"):
+    with pytest.raises(StoreError, match="schema version 4, expected 7"):
         SqliteStore(path, readonly=True)
     with SqliteStore(path) as store:
         assert [(f["flight"], f["return_flight"]) for f in store.iter_fares()] == [("G3 1", None)]
@@ -651,7 +652,7 @@ def test_a_store_of_version_5_gains_search_options_and_keeps_its_fares(
                 for sql in [*schema.ddl(schema.POSTGRES, 5), *before]:
                     db.execute(sql)
                 db.execute("INSERT INTO voe_schema SELECT n, 0 FROM generate_series(1, 5) n")
-        with pytest.raises(StoreError, match="schema version 5, expected 6"):
+        with pytest.raises(StoreError, match="schema version 5, expected 7"):
             open_store(url, readonly=True)
         with open_store(url) as store:
             assert [(f["flight"], f["options"]) for f in store.iter_fares()] == [("G3 1", "")]
@@ -659,6 +660,42 @@ def test_a_store_of_version_5_gains_search_options_and_keeps_its_fares(
             assert store.save([_ok(job, "2.00")]) == ["done"]
             assert sorted((f["job_id"], f["options"]) for f in store.iter_fares()) == [
                 ("demo:A-B:d", ""), ("demo:A-B:e/pos=US", "pos=US")]
+
+
+def test_a_repeat_is_acknowledged_with_the_answer_stored_first(store) -> None:
+    from voe.answers import answer_digest
+
+    first, repeat = _ok(_job(1), "10.00", "20.00"), _ok(_job(1, attempt=2), "10.00", "25.00")
+    assert answer_digest(first.fares) != answer_digest(repeat.fares)  # prices moved between
+    assert store.save_answers([first]) == [("done", answer_digest(first.fares))]
+    failed = _failed(_job(2))
+    # The repeat (its fares are not stored) says what is stored, in this batch or a later one.
+    assert store.save_answers([repeat, failed]) == [("done", answer_digest(first.fares)),
+                                                    ("transient", None)]
+    other, again = _ok(_job(3), "30.00"), _ok(_job(3, attempt=2), "31.00")
+    assert store.save_answers([other, again]) == [("done", answer_digest(other.fares))] * 2
+    assert store.save([repeat]) == ["done"]
+
+
+def test_a_result_stored_before_answers_were_kept_acknowledges_a_repeats_own(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    from voe.answers import answer_digest
+    from voe.store import schema
+
+    path = tmp_path / "fares.db"
+    with closing(sqlite3.connect(path)) as db, db:  # as voe wrote it before answer digests
+        db.executescript(";".join(schema.ddl(schema.SQLITE, 6)))
+        db.execute("INSERT INTO results (cycle, job_id, backend, origin, destination, date,"
+                   " return_date, fare_count, worker, stored_at) VALUES"
+                   " (1, ?, 'demo', 'AAA', 'BBB', '2025-05-01', NULL, 1, 'w1', 0)",
+                   (_job(1).id,))
+        db.execute("PRAGMA user_version = 6")
+    with SqliteStore(path) as store:
+        repeat = _ok(_job(1, attempt=2), "12.00")
+        assert store.save_answers([repeat]) == [("done", answer_digest(repeat.fares))]
+        assert store.fare_count() == 0  # still not stored twice
 
 
 def test_a_calendars_days_are_stored_as_fares_of_their_own_dates(store) -> None:

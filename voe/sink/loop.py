@@ -27,7 +27,6 @@ from pathlib import Path
 import zmq
 
 from voe import gcpolicy, metrics, private, protocol
-from voe.answers import answer_digest
 from voe.logs import RejectCounter
 from voe.model import Result
 from voe.settings import Settings
@@ -38,6 +37,10 @@ from voe.store import StoreUnavailable, open_store
 from voe.web.server import serve_metrics
 
 log = logging.getLogger("voe.sink")
+
+# What the store says of one saved result: its acknowledgement ("done" or its status) and,
+# when done, the digest of the answer stored (``Store.save_answers``).
+Saved = tuple[str, int | None]
 
 # Most results stored in one transaction.
 MAX_BATCH = 2000
@@ -211,25 +214,26 @@ class Sink:
             return
         metrics.SINK_RESULTS.inc(len(batch))
         try:
-            statuses = self._save(batch)
+            saved = self._save(batch)
         except StoreUnavailable as error:
             stored = self._wait_for_store(batch, error)
             if stored is None:
                 return
-            statuses = stored
-        self._acknowledge(batch, statuses)
+            saved = stored
+        self._acknowledge(batch, saved)
 
-    def _save(self, batch: list[Result]) -> list[str]:
-        """Store a batch in one transaction, timed and counted; return its acknowledgements."""
+    def _save(self, batch: list[Result]) -> list[Saved]:
+        """Store a batch in one transaction, timed and counted; return its acknowledgements
+        (each status with the stored answer's digest when done)."""
         fares_before = self.store.fares_written
         started = time.monotonic()
-        statuses = self.store.save(batch)
+        saved = self.store.save_answers(batch)
         metrics.SINK_COMMIT.observe(time.monotonic() - started)
         metrics.SINK_LAST_COMMIT.set_to_current_time()
         metrics.SINK_FARES.inc(self.store.fares_written - fares_before)
-        return statuses
+        return saved
 
-    def _wait_for_store(self, batch: list[Result], error: StoreUnavailable) -> list[str] | None:
+    def _wait_for_store(self, batch: list[Result], error: StoreUnavailable) -> list[Saved] | None:
         """Retry ``batch`` on a fresh connection, with capped backoff, until the store takes it.
 
         Nothing is received meanwhile; heartbeats go on. Returns the acknowledgements, or
@@ -257,7 +261,7 @@ class Sink:
                 continue
             try:
                 self.store.reconnect()
-                statuses = self._save(batch)
+                saved = self._save(batch)
             except StoreUnavailable as again:
                 metrics.SINK_STORE_ERRORS.labels(again.kind).inc()
                 delay = wait.failed(again, time.monotonic())
@@ -268,19 +272,19 @@ class Sink:
             self.wait = None
             metrics.SINK_STORE_WAITING.set(0)
             metrics.SINK_RESULTS_HELD.set(0)
-            return statuses
+            return saved
         return None
 
-    def _acknowledge(self, batch: list[Result], statuses: list[str]) -> None:
+    def _acknowledge(self, batch: list[Result], saved: list[Saved]) -> None:
         """Acknowledge every stored result to the master (after commit), counted by status."""
-        for status, count in Counter(statuses).items():
+        for status, count in Counter(status for status, _ in saved).items():
             metrics.SINK_ACKS.labels(status).inc(count)
         self.yields.saw(batch)
         acks = [protocol.Ack(r.job.cycle, r.job.id, r.job.attempt, status, r.error,
                              protocol.ack_days(r.fares) if status == "done" and r.job.calendar
-                             else (), answer_digest(r.fares) if status == "done" else None)
-                for r, status in zip(batch, statuses, strict=True)]
-        self.stored += sum(1 for status in statuses if status == "done")
+                             else (), answer)
+                for r, (status, answer) in zip(batch, saved, strict=True)]
+        self.stored += sum(1 for status, _ in saved if status == "done")
         for start in range(0, len(acks), protocol.MAX_ITEMS):
             try:
                 self.acks.send(protocol.encode_acks(acks[start:start + protocol.MAX_ITEMS]),

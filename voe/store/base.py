@@ -108,6 +108,12 @@ class Store(Protocol):
         """
         ...
 
+    def save_answers(self, results: Sequence[Result]) -> list[tuple[str, int | None]]:
+        """``save``, each acknowledgement with the digest of the stored answer (``voe.answers``)
+        when it is ``"done"``: a repeat of a stored result is acknowledged with the answer
+        stored first, not its own; None when not done."""
+        ...
+
     def keep_events(self, on: bool) -> None:
         """Write outbox events with each save (the default), or not: no destination reads them."""
         ...

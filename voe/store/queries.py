@@ -66,7 +66,7 @@ def _insert(table: str, columns: str, mark: str, tail: str = "") -> str:
 def insert_result(mark: str) -> str:
     """Mark a job's fares of a cycle stored (``rows.result_row``)."""
     return _insert("results", "cycle, job_id, backend, origin, destination, date, return_date,"
-                   " fare_count, worker, stored_at, options, legs", mark)
+                   " fare_count, worker, stored_at, options, legs, answer", mark)
 
 
 def insert_fare(mark: str, columns: int = len(FARE_FIELDS)) -> str:

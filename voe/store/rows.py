@@ -37,12 +37,13 @@ PRICE_CHANGED = "fare.price_changed"
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-def result_row(result: Result, now: float) -> tuple[Any, ...]:
-    """The ``results`` row: the marker that a job's fares of a cycle are stored."""
+def result_row(result: Result, now: float, answer: int) -> tuple[Any, ...]:
+    """The ``results`` row: the marker that a job's fares of a cycle are stored, with the
+    digest of its answer (``voe.answers``)."""
     job = result.job
     return (
         job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
-        job.return_date, len(result.fares), result.worker, now, job.options, job.legs,
+        job.return_date, len(result.fares), result.worker, now, job.options, job.legs, answer,
     )
 
 

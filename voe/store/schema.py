@@ -112,8 +112,8 @@ TABLES = {table.name: table for table in (
           + _columns("return_flight text?, return_departure text?, return_arrival text?", 5)
           + _SEARCH + _columns("leg_flights text?", 6)),
     Table("results", _columns(f"cycle int, job_id text, {_ROUTE}, fare_count int,"
-                              " worker text, stored_at real") + _SEARCH,
-          key=("cycle", "job_id")),
+                              " worker text, stored_at real") + _SEARCH
+          + _columns("answer count?", 7), key=("cycle", "job_id")),
     Table("outcomes", _columns("id rowid, cycle int, job_id text, attempt int, worker text,"
                                " status text, duration real, error text?, at real"),
           unique=(Unique(("cycle", "job_id", "attempt", "worker")),)),
@@ -150,6 +150,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               " multi-city trip's legs with its fares and its stored-job marker ('' for none),"
               " and a multi-city fare's later flights",
               widens=("fares", "results")),
+    Migration("7: each stored result's answer digest (voe.answers; NULL for results stored"
+              " before), so a repeated attempt is acknowledged with the answer stored",
+              widens=("results",)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """The one schema version of both stores: how many ``MIGRATIONS`` a store has applied."""

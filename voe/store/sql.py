@@ -20,9 +20,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from voe.answers import answer_digest
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries, schema
-from voe.store.base import FARE_FIELDS, Closing, StoreError, StoreUnavailable
+from voe.store.base import DONE, FARE_FIELDS, Closing, StoreError, StoreUnavailable
 from voe.store.outboxsql import OutboxQueries
 from voe.store.rows import (
     EVENTS_PAUSED,
@@ -45,6 +46,11 @@ from voe.store.rows import (
 from voe.store.yieldsql import YieldQueries
 
 OUTCOME_FIELDS = ("cycle", "job_id", "attempt", "worker", "status", "duration", "error", "at")
+
+
+def _or_own(answer: int | None, result: Result) -> int:
+    """A stored answer's digest, or (none kept) that of ``result``'s own answer."""
+    return answer_digest(result.fares) if answer is None else answer
 
 
 class SqlStore(OutboxQueries, YieldQueries, Closing):
@@ -231,13 +237,20 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
         the batch is committed (by this batch or an earlier one), else its status.
         Raises ``ValueError`` for an unknown status (nothing is stored then).
         """
+        return [status for status, _ in self.save_answers(results)]
+
+    def save_answers(self, results: Sequence[Result]) -> list[tuple[str, int | None]]:
+        """``save``, each status with the digest (``voe.answers``) of the answer stored for a
+        done result: its own when this batch stores it, the one stored first for a repeat
+        (its own if that was stored before the store kept digests); None if not done."""
         check_statuses(results)
         if not results:
             return []
         now = time.time()
         mark = self.mark
         with self._write("save results") as db:
-            stored = self._stored_keys(db, {(r.job.cycle, r.job.id) for r in results})
+            answers = self._stored_answers(db, {(r.job.cycle, r.job.id) for r in results})
+            stored = set(answers)
             refused = refused_results(results)
             if refused:  # counted once per attempt: only those whose outcome is new
                 known = self._stored_outcomes(db, {outcome_key(r) for r in refused})
@@ -246,7 +259,10 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
             fresh = new_results(results, stored)
             fares = 0
             if fresh:
-                self._many(db, queries.insert_result(mark), [result_row(r, now) for r in fresh])
+                for result in fresh:
+                    answers[result.job.cycle, result.job.id] = answer_digest(result.fares)
+                self._many(db, queries.insert_result(mark),
+                           [result_row(r, now, answers[r.job.cycle, r.job.id]) for r in fresh])
                 fares = self._insert_fares(db, fresh)
             counts = field_count_rows((*fresh, *refused))
             if counts:
@@ -256,7 +272,9 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
                 self._many(db, queries.insert_event(mark), events)
                 self._many(db, self._upsert_prices, prices)
         self.fares_written += fares
-        return acknowledgements(results, stored)
+        return [(status, None if status != DONE else
+                 _or_own(answers.get((r.job.cycle, r.job.id)), r))
+                for r, status in zip(results, acknowledgements(results, stored), strict=True)]
 
     def keep_events(self, on: bool) -> None:
         """Write outbox events with each save, or not (a sink with no destination to publish to).
@@ -280,13 +298,15 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
                           (self._job_list(sorted({result.job.id for result in fresh})),))
         return {job: (cycle, decode_prices(prices)) for job, cycle, prices in rows}
 
-    def _stored_keys(self, db: Any, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
-        """Return which of ``keys`` already have their fares stored, one query per cycle."""
-        stored: set[tuple[int, str]] = set()
+    def _stored_answers(self, db: Any, keys: Iterable[tuple[int, str]]
+                        ) -> dict[tuple[int, str], int | None]:
+        """Which of ``keys`` already have their fares stored, with their answers' digests
+        (None: stored before the store kept them); one query per cycle."""
+        stored: dict[tuple[int, str], int | None] = {}
         for cycle, jobs in jobs_by_cycle(keys).items():
-            rows = db.execute(f"SELECT job_id FROM results WHERE cycle = {self.mark}"
+            rows = db.execute(f"SELECT job_id, answer FROM results WHERE cycle = {self.mark}"
                               f" AND {self.any_job}", (cycle, self._job_list(jobs)))
-            stored.update((cycle, job) for (job,) in rows)
+            stored.update(((cycle, job), answer) for job, answer in rows)
         return stored
 
     def _stored_outcomes(self, db: Any, keys: set[tuple[int, str, int, str]]
