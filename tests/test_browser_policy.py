@@ -38,6 +38,15 @@ def job(destination: str = "REC", date: str = "2026-12-01") -> SearchJob:
                      backend="demo-js", origin="GRU", destination=destination, date=date)
 
 
+def gone_or_zombie(pid: int) -> bool:
+    """Whether process ``pid`` has exited (reaped, or a zombie not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:  # reaped, even between two looks
+        return True
+
+
 def stats(url: str) -> dict:
     return json.loads(http_get(f"{url}/stats")[2])
 
@@ -180,9 +189,7 @@ def test_a_hung_chromium_is_killed_and_the_next_render_gets_another(demo_airline
             backend.search(job("SSA"), None)
         assert time.monotonic() - started < 5 + 2
         # The render host cannot close the page in a hung browser: it kills it by its PID.
-        wait_for(lambda: not os.path.exists(f"/proc/{hung}") or
-                 open(f"/proc/{hung}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-                 30, "the hung Chromium to be killed")
+        wait_for(lambda: gone_or_zombie(hung), 30, "the hung Chromium to be killed")
         answer = backend.search(job("POA"), None)
         assert backend.browser.pid not in (None, hung)
     finally:

@@ -48,7 +48,7 @@ def test_each_dialect_spells_the_same_tables() -> None:
 
 
 def test_both_stores_record_the_one_schema_version(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == len(schema.MIGRATIONS) == 6
+    assert SCHEMA_VERSION == len(schema.MIGRATIONS) == 7
     path = tmp_path / "fares.db"
     SqliteStore(path).close()
     with contextlib.closing(sqlite3.connect(path)) as db:
@@ -100,7 +100,7 @@ def test_old_sqlite_stores_are_left_as_they_are_by_reports(tmp_path: Path) -> No
     with contextlib.closing(legacystores.sqlite_store(path, 3)) as db, db:
         db.execute("INSERT INTO fares VALUES (1, 'j', 'demo', 'A', 'B', 'd', NULL,"
                    " 'VO1', 'a', 'b', '1.00', 'EUR')")
-    with pytest.raises(StoreError, match="schema version 4, expected 6 .start the sink once"):
+    with pytest.raises(StoreError, match="schema version 4, expected 7 .start the sink once"):
         SqliteStore(path, readonly=True)  # a report never writes the file
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (3,)
