@@ -34,13 +34,10 @@ from voe.sink import publish
 from voe.sink.yieldwatch import YieldWatch
 from voe.sockets import bind, configure
 from voe.store import StoreUnavailable, open_store
+from voe.store.base import Saved
 from voe.web.server import serve_metrics
 
 log = logging.getLogger("voe.sink")
-
-# What the store says of one saved result: its acknowledgement ("done" or its status) and,
-# when done, the digest of the answer stored (``Store.save_answers``).
-Saved = tuple[str, int | None]
 
 # Most results stored in one transaction.
 MAX_BATCH = 2000

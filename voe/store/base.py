@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from voe.store.rows import Event
 
 DONE = "done"
+# What a store says of one saved result: its acknowledgement (``DONE`` or the result's
+# status) and, when done, the digest of the answer stored (``Store.save_answers``).
+Saved = tuple[str, int | None]
 """Acknowledgement of a result whose job has its fares stored in that cycle."""
 
 FARE_FIELDS = (
@@ -108,7 +111,7 @@ class Store(Protocol):
         """
         ...
 
-    def save_answers(self, results: Sequence[Result]) -> list[tuple[str, int | None]]:
+    def save_answers(self, results: Sequence[Result]) -> list[Saved]:
         """``save``, each acknowledgement with the digest of the stored answer (``voe.answers``)
         when it is ``"done"``: a repeat of a stored result is acknowledged with the answer
         stored first, not its own; None when not done."""

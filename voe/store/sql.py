@@ -23,7 +23,7 @@ from typing import Any
 from voe.answers import answer_digest
 from voe.model import RESULT_STATUSES, Result
 from voe.store import queries, schema
-from voe.store.base import DONE, FARE_FIELDS, Closing, StoreError, StoreUnavailable
+from voe.store.base import DONE, FARE_FIELDS, Closing, Saved, StoreError, StoreUnavailable
 from voe.store.outboxsql import OutboxQueries
 from voe.store.rows import (
     EVENTS_PAUSED,
@@ -239,7 +239,7 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
         """
         return [status for status, _ in self.save_answers(results)]
 
-    def save_answers(self, results: Sequence[Result]) -> list[tuple[str, int | None]]:
+    def save_answers(self, results: Sequence[Result]) -> list[Saved]:
         """``save``, each status with the digest (``voe.answers``) of the answer stored for a
         done result: its own when this batch stores it, the one stored first for a repeat
         (its own if that was stored before the store kept digests); None if not done."""
