@@ -170,11 +170,13 @@ signal.signal(signal.SIGTERM, _stop_on_signal)
 
 
 def plugins_off() -> dict[str, str]:
-    """Settings that leave out every third-party fetch middleware and fare pipeline stage
-    installed here (the test suite's example plugin, say), so voe is measured as released."""
+    """Settings that leave out every third-party fetch middleware, fare pipeline stage and
+    master middleware installed here (the test suite's example plugin, say), so voe is
+    measured as released."""
     off = {}
     for group, setting in (("voe.fetch_middlewares", "VOE_FETCH_MIDDLEWARES"),
-                           ("voe.fare_pipelines", "VOE_FARE_PIPELINES")):
+                           ("voe.fare_pipelines", "VOE_FARE_PIPELINES"),
+                           ("voe.master_middlewares", "VOE_MASTER_MIDDLEWARES")):
         paths = sorted(entry.value for entry in entry_points(group=group))
         if paths:
             off[setting] = ",".join(f"{path}=none" for path in paths)
