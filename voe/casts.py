@@ -55,6 +55,13 @@ def log_level(value: str) -> str:
     return level
 
 
+def allocator(value: str) -> str:
+    choice = value.strip().lower()
+    if choice not in {"jemalloc", "system"}:
+        raise ValueError("not jemalloc or system")
+    return choice
+
+
 # Playwright's resource types (``Request.resource_type``).
 RESOURCE_TYPES = frozenset({"document", "stylesheet", "image", "media", "font", "script",
                             "texttrack", "xhr", "fetch", "eventsource", "websocket",

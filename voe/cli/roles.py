@@ -74,9 +74,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from gevent import monkey
 
     monkey.patch_all()
+    import logging
+
+    from voe.worker import allocator
+
     settings = user_settings()
     require_keys(settings, "worker")
+    allocator.use(settings.voe_worker_malloc)  # may start this worker again, on jemalloc
     start_logs("worker", settings, not args.no_console)
+    logging.getLogger("voe.worker").info(allocator.describe(settings.voe_worker_malloc))
     from voe.worker.loop import Worker
 
     return Worker(settings, args.concurrency, args.prefetch, args.name, args.once).run()
