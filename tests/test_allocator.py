@@ -1,5 +1,6 @@
 """The worker's allocator: a worker restarts itself once on jemalloc (same PID), its
-children keep the allocator they had, and VOE_WORKER_MALLOC=system keeps glibc's."""
+children keep the allocator they had, and VOE_WORKER_MALLOC=system or a preload of the
+user's own keeps glibc's."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ print("child", *child)
 
 def run_script(choice: str, preload: str | None) -> list[list[str]]:
     env = {key: value for key, value in os.environ.items()
-           if key not in {"LD_PRELOAD", "VOE_PRELOAD_BEFORE"}}
+           if key not in {"LD_PRELOAD", "VOE_RESTARTED_ON_JEMALLOC"}}
     if preload is not None:
         env["LD_PRELOAD"] = preload
     done = subprocess.run([sys.executable, "-c", SCRIPT, choice], env=env, capture_output=True,
@@ -52,10 +53,11 @@ def test_a_process_restarts_itself_once_on_jemalloc_and_its_children_do_not_inhe
 
 
 @needs_jemalloc
-def test_a_preload_of_the_users_own_is_kept_beside_jemalloc_and_given_back_to_children():
+def test_a_preload_of_the_users_own_is_left_alone():
     own = "libm.so.6"  # harmless to preload: every Python links it already
-    lines = run_script("jemalloc", own)
-    assert ["self", "True", own] in lines
+    lines = run_script("jemalloc", own)  # (libfaketime and jemalloc together hang at start)
+    assert len([line for line in lines if line[0] == "start"]) == 1
+    assert ["self", "False", own] in lines
     assert ["child", "False", own] in lines
 
 

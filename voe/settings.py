@@ -58,8 +58,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Searches a worker runs at once."),
     Setting("VOE_WORKER_MALLOC", "jemalloc", casts.allocator, "jemalloc or system",
             "C allocator a worker runs on: jemalloc when installed (Debian's libjemalloc2; "
-            "the worker restarts itself once with it preloaded), about a tenth less CPU per "
-            "parsed page than glibc's malloc; system keeps the system's."),
+            "the worker restarts itself once with it preloaded, unless LD_PRELOAD is "
+            "already set), about a tenth less CPU per parsed page than glibc's malloc; "
+            "system keeps the system's."),
     Setting("VOE_PREFETCH", "2", casts.non_negative_int, "a whole number of at least 0",
             "Jobs a worker may hold beyond its free concurrency."),
     Setting("VOE_PREFETCH_SECONDS", "0.01", casts.non_negative_float,

@@ -10,9 +10,11 @@ the sink allocate mostly through Python's own allocator and gain nothing from it
 
 An allocator is chosen when the process starts (``LD_PRELOAD``), so a worker started
 without jemalloc executes itself again, once, with it preloaded: same PID, same
-arguments, same open standard streams. The re-executed worker puts ``LD_PRELOAD`` back
-as it was, so the processes it starts (a browser host, Chromium) keep their own
-allocator. Linux only; elsewhere, or with ``VOE_WORKER_MALLOC=system``, nothing changes.
+arguments, same open standard streams. The re-executed worker unsets ``LD_PRELOAD``
+again, so the processes it starts (a browser host, Chromium) keep their own allocator.
+Linux only; elsewhere, with ``VOE_WORKER_MALLOC=system``, or when ``LD_PRELOAD`` already
+names libraries of the user's (preloads can clash: jemalloc and libfaketime call each
+other at start and hang), nothing changes.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 log = logging.getLogger("voe.worker")
 
 JEMALLOC = "libjemalloc.so.2"
-# Set in the re-executed worker's environment: what LD_PRELOAD was before (maybe empty).
-_BEFORE = "VOE_PRELOAD_BEFORE"
+# Set in the re-executed worker's environment, beside the LD_PRELOAD it added.
+_RESTARTED = "VOE_RESTARTED_ON_JEMALLOC"
 
 
 def jemalloc_path() -> Path | None:
@@ -53,22 +55,17 @@ def running_on_jemalloc() -> bool:
 def use(choice: str) -> None:
     """Run on ``choice`` ("jemalloc" or "system"): re-execute this process with jemalloc
     preloaded when it is wanted, installed and not loaded yet; in the re-executed process,
-    restore ``LD_PRELOAD`` for the children. Returns when no re-execution happens."""
-    if _BEFORE in os.environ:  # the second start: put the environment back as it was
-        before = os.environ.pop(_BEFORE)
-        if before:
-            os.environ["LD_PRELOAD"] = before
-        else:
-            os.environ.pop("LD_PRELOAD", None)
+    unset ``LD_PRELOAD`` again for the children. Returns when no re-execution happens."""
+    if os.environ.pop(_RESTARTED, None) is not None:  # the second start
+        os.environ.pop("LD_PRELOAD", None)
         return
-    if choice != "jemalloc" or not sys.platform.startswith("linux") or running_on_jemalloc():
+    if (choice != "jemalloc" or not sys.platform.startswith("linux")
+            or os.environ.get("LD_PRELOAD", "").strip() or running_on_jemalloc()):
         return
     path = jemalloc_path()
     if path is None:
         return
-    before = os.environ.get("LD_PRELOAD", "")
-    env = {**os.environ, _BEFORE: before,
-           "LD_PRELOAD": f"{path}:{before}" if before else str(path)}
+    env = {**os.environ, _RESTARTED: "1", "LD_PRELOAD": str(path)}
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -84,6 +81,8 @@ def describe(choice: str) -> str:
         return "allocator: jemalloc"
     if choice != "jemalloc":
         return "allocator: the system's (VOE_WORKER_MALLOC=system)"
+    if os.environ.get("LD_PRELOAD", "").strip():
+        return "allocator: the system's (LD_PRELOAD is set: the preloads are left as they are)"
     if jemalloc_path() is None:
         return ("allocator: the system's; installing jemalloc (Debian: apt install "
                 "libjemalloc2) saves about a tenth of the CPU per parsed page")
