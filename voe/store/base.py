@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from voe.store.rows import Event
 
 DONE = "done"
+"""Acknowledgement of a result whose job has its fares stored in that cycle."""
 # What a store says of one saved result: its acknowledgement (``DONE`` or the result's
 # status) and, when done, the digest of the answer stored (``Store.save_answers``).
 Saved = tuple[str, int | None]
-"""Acknowledgement of a result whose job has its fares stored in that cycle."""
 
 FARE_FIELDS = (
     "cycle",
