@@ -36,6 +36,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_netrc_auth, resolve_proxies
 
 from voe.settings import Settings
+from voe.worker import headers
 from voe.worker.fetch.chain import Download, FetchChain, FetchRequest, build_chain, host_key
 from voe.worker.fetch.deadline import deadline_error, read_body
 from voe.worker.fetch.environment import Environment, merge_setting
@@ -276,7 +277,9 @@ def new_session(settings: Settings, concurrency: int | None = None) -> Session:
     """Return a session with voe's HTTP policy and fetch chain; its pools hold
     ``concurrency`` (default ``voe_concurrency``: the worker's, which ``voe worker
     --concurrency`` overrides) connections per host. Fewer would open and drop a
-    connection for every request past them; more would only wait for the per-host limit."""
+    connection for every request past them; more would only wait for the per-host limit.
+    It also puts ``voe.worker.headers``' parser in place of ``http.client``'s."""
+    headers.install()
     session = Session(settings, ThrottleCounter())
     connections = concurrency or settings.voe_concurrency
     adapter = Adapter(pool_connections=connections, pool_maxsize=connections, pool_block=False)
