@@ -27,7 +27,7 @@ from voe.backends.base import BlockedError
 from voe.demo.airline.fares import fares_for
 from voe.demo.airline.faults import Faults
 from voe.model import BLOCKED, OK, TRANSIENT, Result, SearchJob
-from voe.worker.fetch import FetchRequest, middleware_classes
+from voe.worker.fetch import FetchRequest, chain, middleware_classes
 from voe.worker.http import new_session
 from voe.worker.loop import Worker
 
@@ -514,3 +514,23 @@ def test_blocked_travels_to_the_sink_and_back_to_the_master():
     assert protocol.decode(protocol.encode_result(result)) == result
     ack = protocol.Ack(1, job().id, 1, BLOCKED, "blocked by the airline (HTTP 403)")
     assert list(protocol.decode(protocol.encode_acks([ack])).acks) == [ack]
+
+
+@pytest.mark.parametrize(("url", "key"), [
+    ("http://127.0.0.1:8080/search?origin=GRU", "http://127.0.0.1:8080"),
+    ("HTTPS://Example.COM/a", "https://example.com:443"),
+    ("http://a.b:99", "http://a.b:99"),
+    ("http://user@h.example/x", "http://h.example:80"),
+    ("http://h.example:bad/x", "http://h.example:80"),
+    ("http://a\tb.example/x", "http://ab.example:80"),
+    ("http://h.example:0/x", "http://h.example:80"),
+    ("//h.example/x", "http://h.example:80"),
+])
+def test_host_keys_are_the_same_asked_once_or_again(url, key):
+    assert [chain.host_key(url) for _ in range(3)] == [key] * 3
+
+
+def test_host_keys_kept_by_origin_stay_bounded():
+    for number in range(chain.MAX_KEPT_HOSTS + 50):
+        assert chain.host_key(f"http://h{number}.example:81/p") == f"http://h{number}.example:81"
+        assert len(chain._host_keys) <= chain.MAX_KEPT_HOSTS

@@ -48,6 +48,7 @@ group (order: their ``order`` attribute, 500 when absent), then
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 from typing import Any, Protocol
@@ -76,8 +77,28 @@ MIDDLEWARES_BASE: dict[str, int] = {
 }
 
 
+# A URL's ``scheme://host:port``, when nothing else (user info) stands before its path.
+ORIGIN = re.compile(r"https?://[^/?#@]+(?=[/?#]|\Z)", re.IGNORECASE)
+# Host keys already worked out, by origin; more origins than this and it starts over.
+MAX_KEPT_HOSTS = 1000
+_host_keys: dict[str, str] = {}
+
+
 def host_key(url: str) -> str:
-    """The host a URL's requests count against: ``scheme://host:port``, lower case."""
+    """The host a URL's requests count against: ``scheme://host:port``, lower case (worked
+    out once per origin: it is asked on every fetch)."""
+    origin = ORIGIN.match(url)
+    if origin is None:
+        return _host_key(url)
+    key = _host_keys.get(origin[0])
+    if key is None:
+        if len(_host_keys) >= MAX_KEPT_HOSTS:
+            _host_keys.clear()
+        key = _host_keys[origin[0]] = _host_key(origin[0])
+    return key
+
+
+def _host_key(url: str) -> str:
     parts = urlsplit(url)
     scheme = (parts.scheme or "http").lower()
     try:
