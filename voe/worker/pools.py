@@ -11,18 +11,19 @@ same non-blocking syscall, without yielding to the hub.
 
 from __future__ import annotations
 
-import re
 import select
 from typing import Any
 
 import requests
 from gevent.monkey import get_original
 from requests.adapters import HTTPAdapter
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from voe.worker.fetch.chain import ORIGIN
 
 _poll = get_original("select", "poll")
 
@@ -57,8 +58,6 @@ class _HTTPSConnectionPool(HTTPSConnectionPool):
 # Pools an adapter keeps by origin and TLS settings before it starts over (see
 # ``Adapter.get_connection_with_tls_context``); urllib3's own pools are not bounded by it.
 MAX_KEPT_POOLS = 1000
-# A URL's ``scheme://host:port``, when nothing else (user info) stands before its path.
-_ORIGIN = re.compile(r"https?://[^/?#@]+(?=[/?#]|\Z)", re.IGNORECASE)
 
 
 def _keyable(setting: Any) -> bool:
@@ -76,13 +75,40 @@ def sets_cookies(raw: Any) -> bool:
     return headers is None or "Set-Cookie" in headers or "Set-Cookie2" in headers
 
 
+class Response(requests.Response):
+    """requests' ``Response``, whose cookie jar is made the first time it is asked for: most
+    answers set no cookie, and an empty jar (a lock and two dictionaries) costs as much
+    as a tenth of the rest of the response."""
+
+    @property
+    def cookies(self) -> RequestsCookieJar:  # type: ignore[override]
+        """The cookies the answer set (an empty jar if none)."""
+        jar = self.__dict__.get("_cookie_jar")
+        if jar is None:
+            jar = self.__dict__["_cookie_jar"] = RequestsCookieJar()
+        return jar
+
+    @cookies.setter
+    def cookies(self, jar: RequestsCookieJar) -> None:
+        self.__dict__["_cookie_jar"] = jar
+
+
+# What ``requests.Response()`` holds when made, but the cookie jar (``Response`` makes it
+# when asked) and what ``build_response`` sets anew (mutable: the headers and history).
+_FRESH = {name: value for name, value in vars(requests.Response()).items()
+          if name not in ("cookies", "headers", "history")}
+
+
 class Adapter(HTTPAdapter):
     """An HTTPAdapter whose pools check connection liveness without yielding to gevent, and
     never retry (requests' default ``max_retries``): retries are the fetch chain's."""
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        """requests' own, filing the answer's cookies only when it sets any."""
-        response = requests.Response()
+        """requests' own, filing the answer's cookies only when it sets any (its jar is made
+        only then, or when asked for: see ``Response``)."""
+        response = Response.__new__(Response)
+        response.__dict__.update(_FRESH)
+        response.history = []
         response.status_code = getattr(resp, "status", None)
         response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
         response.encoding = get_encoding_from_headers(response.headers)
@@ -107,7 +133,7 @@ class Adapter(HTTPAdapter):
         parses and urllib3's pool-key work; a pool urllib3 has closed since (evicted, or
         the adapter closed) is looked up again."""
         origin = (None if proxies or not _keyable(verify) or not _keyable(cert)
-                  or not isinstance(request.url, str) else _ORIGIN.match(request.url))
+                  or not isinstance(request.url, str) else ORIGIN.match(request.url))
         if origin is None:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         key = (origin[0], verify, cert)
