@@ -255,6 +255,7 @@ class Recorder:
     requests: list[tuple[str, str]] = field(default_factory=list)
     replies: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
     relay: bool = False
+    cookies: list[str] = field(default_factory=list)  # each request's Cookie header
 
 
 @pytest.fixture
@@ -264,6 +265,7 @@ def recorder() -> Iterator[Recorder]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
             server_state.requests.append((self.path, self.headers.get("User-Agent", "")))
+            server_state.cookies.append(self.headers.get("Cookie", ""))
             if server_state.relay:  # act as a forward proxy: fetch the absolute URL
                 status, headers, body = http_get(self.path)
                 headers = {"Content-Type": headers.get("Content-Type", "text/html")}
@@ -378,6 +380,20 @@ class Failing:
     def process_request(self, request: FetchRequest) -> None:
         if request.request.url.endswith("/fail"):
             raise RuntimeError("a middleware failed")
+
+
+def test_a_redirect_files_the_cookies_it_sets_and_the_next_request_sends_them(
+        recorder, make_settings):
+    session = new_session(make_settings(voe_http_retries=0))
+    recorder.replies = [(302, {"Location": "/b", "Set-Cookie": "seen=1; Path=/"}, b""),
+                        (200, {}, b"ok")]
+    response = session.get(f"{recorder.url}/a", timeout=5)
+    assert (response.content, [r.status_code for r in response.history]) == (b"ok", [302])
+    assert response.history[0].cookies.get("seen") == "1"
+    assert not response.cookies  # the last answer set none
+    assert [path for path, _ in recorder.requests] == ["/a", "/b"]
+    assert recorder.cookies == ["", "seen=1"]
+    session.close()
 
 
 def test_a_host_slot_is_given_back_on_every_path(recorder, demo_airline, make_settings):

@@ -143,11 +143,10 @@ class Session(requests.Session):
                 or (self.trust_env and self.environment.netrc) or self.hooks != _NO_HOOKS
                 or None in self.headers.values()):  # requests drops a None header
             return None
-        prepared = requests.PreparedRequest()
+        prepared = _PlainGet()
         prepared.method = "GET"
         prepared.url = url
         prepared.prepare_headers(self.headers)
-        prepared._cookies = RequestsCookieJar()
         return prepared
 
     def merge_environment_settings(self, url: str, proxies: dict[str, str] | None,
@@ -243,6 +242,23 @@ class Session(requests.Session):
             jar = self.cookies if fetch.cookies is None else fetch.cookies  # an identity's own
             extract_cookies_to_jar(jar, request, response.raw)
         return response
+
+
+class _PlainGet(requests.PreparedRequest):
+    """A prepared GET whose cookie jar (the empty one ``prepare_request`` gives a request
+    without cookies) is made only if asked for: by a redirect, which files the cookies
+    it set there; a plain fetch never asks."""
+
+    @property
+    def _cookies(self) -> CookieJar:
+        jar = self.__dict__.get("_cookie_jar")
+        if jar is None:
+            jar = self.__dict__["_cookie_jar"] = RequestsCookieJar()
+        return jar
+
+    @_cookies.setter
+    def _cookies(self, jar: CookieJar | None) -> None:
+        self.__dict__["_cookie_jar"] = jar
 
 
 class _JobRun:
