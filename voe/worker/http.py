@@ -42,7 +42,7 @@ from voe.worker.fetch.deadline import deadline_error, read_body
 from voe.worker.fetch.environment import Environment, merge_setting
 from voe.worker.fetch.hosts import HostLimits
 from voe.worker.fetch.throttle import ThrottleCounter
-from voe.worker.pools import Adapter, sets_cookies
+from voe.worker.pools import Adapter, LazyJar, sets_cookies
 
 __all__ = ["Session", "new_session"]
 
@@ -249,16 +249,7 @@ class _PlainGet(requests.PreparedRequest):
     without cookies) is made only if asked for: by a redirect, which files the cookies
     it set there; a plain fetch never asks."""
 
-    @property
-    def _cookies(self) -> CookieJar:
-        jar = self.__dict__.get("_cookie_jar")
-        if jar is None:
-            jar = self.__dict__["_cookie_jar"] = RequestsCookieJar()
-        return jar
-
-    @_cookies.setter
-    def _cookies(self, jar: CookieJar | None) -> None:
-        self.__dict__["_cookie_jar"] = jar
+    _cookies = LazyJar()
 
 
 class _JobRun:

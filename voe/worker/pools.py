@@ -75,22 +75,30 @@ def sets_cookies(raw: Any) -> bool:
     return headers is None or "Set-Cookie" in headers or "Set-Cookie2" in headers
 
 
-class Response(requests.Response):
-    """requests' ``Response``, whose cookie jar is made the first time it is asked for: most
-    answers set no cookie, and an empty jar (a lock and two dictionaries) costs as much
-    as a tenth of the rest of the response."""
+class LazyJar:
+    """A cookie-jar attribute that is an empty ``RequestsCookieJar`` made the first time it is
+    read: most answers set no cookie and most requests send none, and an empty jar (a
+    lock and two dictionaries) costs as much as a tenth of the rest of a response."""
 
-    @property
-    def cookies(self) -> RequestsCookieJar:  # type: ignore[override]
-        """The cookies the answer set (an empty jar if none)."""
-        jar = self.__dict__.get("_cookie_jar")
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = f"_lazy{name}"
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        jar = instance.__dict__.get(self.key)
         if jar is None:
-            jar = self.__dict__["_cookie_jar"] = RequestsCookieJar()
+            jar = instance.__dict__[self.key] = RequestsCookieJar()
         return jar
 
-    @cookies.setter
-    def cookies(self, jar: RequestsCookieJar) -> None:
-        self.__dict__["_cookie_jar"] = jar
+    def __set__(self, instance: object, jar: Any) -> None:
+        instance.__dict__[self.key] = jar
+
+
+class Response(requests.Response):
+    """requests' ``Response``, whose cookie jar is made when first asked for."""
+
+    cookies = LazyJar()
 
 
 # What ``requests.Response()`` holds when made, but the cookie jar (``Response`` makes it
