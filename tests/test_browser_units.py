@@ -4,6 +4,7 @@ back, the setting of blocked resource types, and finding processes by PID."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,30 @@ def test_blocked_types_become_url_patterns_where_an_extension_tells_them():
         "*.woff", "*.woff?*", "*.woff2", "*.woff2?*", "*.ttf", "*.ttf?*", "*.otf", "*.otf?*",
         "*.eot", "*.eot?*"]
     assert url_patterns(frozenset({"fetch", "xhr"})) == []  # blocked by type instead
+
+
+def test_a_fork_of_the_browser_holding_its_command_line_is_not_taken_for_it(tmp_path):
+    marker = f"--voe-render-host=forked-{os.getpid()}"
+    script = tmp_path / "browser"  # a wrapper script, its browser, and the browser's fork
+    script.write_text(f'#!/bin/sh -e\n"{sys.executable}" -c "import os, time; os.fork(); '
+                      f'time.sleep(60)" "$@"\n')
+    script.chmod(0o755)
+    wrapper = subprocess.Popen([str(script), marker], start_new_session=True)
+    try:
+        def browser_and_fork() -> list[int]:
+            return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                    if _cmdline_has(pid, marker) and pid != wrapper.pid]
+        wait_for(lambda: len(browser_and_fork()) == 2, 10, "the browser and its fork")
+        browser = next(pid for pid in browser_and_fork()
+                       if Path(f"/proc/{pid}/stat").read_text().split()[3] == str(wrapper.pid))
+        assert find_browser(marker) == browser
+    finally:
+        os.killpg(wrapper.pid, signal.SIGKILL)
+        wrapper.wait(10)
+
+
+def _cmdline_has(pid: int, marker: str) -> bool:
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False

@@ -1,10 +1,13 @@
 """Finding and ending a browser's process by its PID (Playwright does not tell the PID).
 
 The render host launches Chromium with a flag of its own (``--voe-render-host=...``),
-which Chromium ignores; the process whose command line holds it, and that is no
-helper (no ``--type=``), is the browser. Debian starts its browsers through shell
+which Chromium ignores; the browser is the outermost process whose command line holds
+it and that is no helper (no ``--type=``). Debian starts its browsers through shell
 scripts that run them as children (not ``exec``): the script's command line holds the
-flag too, so of such a parent and child the child is the browser.
+flag too, so when such a process's child holding the flag runs another program (the
+script's shell, then the browser), the child is the browser. A child that runs the
+same program as the browser is a fork not yet turned into a helper (it still holds
+the browser's command line for a moment), never the browser.
 """
 
 from __future__ import annotations
@@ -32,8 +35,25 @@ def find_browser(marker: str) -> int | None:
         except (OSError, IndexError, ValueError):  # gone meanwhile, or not ours to read
             continue
         parents[int(entry.name)] = parent
-    innermost = [pid for pid in parents if pid not in parents.values()]
-    return min(innermost) if innermost else None
+    outermost = [pid for pid, parent in parents.items() if parent not in parents]
+    if not outermost:
+        return None
+    found = min(outermost)
+    for _ in range(len(parents)):  # down through launcher scripts, never to a fork
+        launched = [pid for pid, parent in parents.items()
+                    if parent == found and _program(pid) != _program(found)]
+        if not launched:
+            break
+        found = min(launched)
+    return found
+
+
+def _program(pid: int) -> str | None:
+    """The executable ``pid`` runs (None if it cannot be read)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
 
 
 def alive(pid: int) -> bool:
