@@ -18,7 +18,13 @@ import requests
 from conftest import REPO, free_port, http_get
 
 from voe import __version__
-from voe.backends import UnknownBackend, available_backends, get_backend, register
+from voe.backends import (
+    InstalledBackends,
+    UnknownBackend,
+    available_backends,
+    get_backend,
+    register,
+)
 from voe.backends.base import BlockedError, ParseError, PermanentError, TransientError
 from voe.backends.null import NullBackend
 from voe.demo.airline.fares import fares_for
@@ -303,6 +309,30 @@ def test_registry_loads_entry_points_and_skips_broken_ones(tmp_path, monkeypatch
     assert isinstance(get_backend("demo", settings), DemoBackend)
     with pytest.raises(UnknownBackend):
         get_backend("broken", settings)
+
+
+def test_installed_names_load_only_the_entry_point_asked_about(tmp_path, monkeypatch,
+                                                              caplog) -> None:
+    """A plan checked against ``InstalledBackends`` imports only the plugins it names."""
+    for module in ("voe_lazy_a", "voe_lazy_b"):
+        (tmp_path / f"{module}.py").write_text("class Backend:\n    name = 'x'\n")
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    dist_info = tmp_path / "voe_lazy-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: voe-lazy\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[voe.backends]\nlazy-a = voe_lazy_a:Backend\nlazy-b = voe_lazy_b:Backend\n"
+        "lazy-broken = voe_lazy_missing:Backend\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed = InstalledBackends()
+    assert "null" in installed and "nope" not in installed and 3 not in installed
+    assert "voe_lazy_a" not in sys.modules and "voe_lazy_b" not in sys.modules
+    assert "lazy-a" in installed
+    assert "voe_lazy_a" in sys.modules and "voe_lazy_b" not in sys.modules
+    assert "failed to load" not in caplog.text
+    assert "lazy-broken" not in installed and "failed to load" in caplog.text
+    assert sorted(installed) == sorted(available_backends()) and "lazy-b" in list(installed)
+    assert len(installed) == len(available_backends())
 
 
 def test_register_adds_a_backend_in_process(monkeypatch, make_settings) -> None:

@@ -92,6 +92,8 @@ def proxy(value: str) -> str:
 
 
 def proxy_list(value: str) -> str:
+    if not value.strip():
+        return ""  # no proxies: the fetch chain (and requests) need not be imported
     from voe.worker.fetch.identities import (
         parse_proxies,  # here: the fetch chain reads the settings
     )

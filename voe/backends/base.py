@@ -26,11 +26,12 @@ the same, but there is then nothing to compare the job's search with.
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import requests
+from typing import TYPE_CHECKING, Protocol
 
 from voe.model import Answer, Fare, FieldCount, SearchJob, SearchOptions, parse_options
+
+if TYPE_CHECKING:
+    import requests
 
 
 class BackendError(Exception):

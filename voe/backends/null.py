@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-
-import requests
+from typing import TYPE_CHECKING
 
 from voe.model import Fare, SearchJob
 from voe.settings import Settings
+
+if TYPE_CHECKING:
+    import requests
 
 FARES_PER_JOB = 5
 

@@ -12,7 +12,7 @@ point that fails to load is logged and skipped, never fatal.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from importlib.metadata import EntryPoint, entry_points
 
 from voe.backends.base import Backend
@@ -101,6 +101,26 @@ def available_backends() -> dict[str, str]:
         if name not in names and _load(entry_point) is not None:
             names[name] = BUILT_IN if _own(entry_point) else entry_point.value
     return names
+
+
+class InstalledBackends(Collection[str]):
+    """The names ``available_backends`` gives, asked one at a time: a built-in or
+    registered name loads nothing and an entry point's name loads only that entry point,
+    so checking a plan does not import every plugin (listing them all still does)."""
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name in _BUILT_INS or name in _registered:
+            return True
+        entry_point = _entry_points().get(name)
+        return entry_point is not None and _load(entry_point) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(available_backends())
+
+    def __len__(self) -> int:
+        return len(available_backends())
 
 
 def get_backend(name: str, settings: Settings) -> Backend:

@@ -37,11 +37,11 @@ def user_settings() -> Settings:
 
 def user_plan(path: str | None, settings: Settings) -> Any:
     """The plan at ``path`` (else VOE_PLAN, else the demo plan), or a usage error."""
-    from voe.backends import available_backends
+    from voe.backends import InstalledBackends
     from voe.master.plan import PlanError, load_plan
 
     try:
-        return load_plan(path or settings.voe_plan or None, available_backends())
+        return load_plan(path or settings.voe_plan or None, InstalledBackends())
     except PlanError as error:
         raise UsageError(str(error)) from None
 

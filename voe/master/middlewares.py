@@ -27,6 +27,10 @@ log = logging.getLogger("voe.master")
 
 # Seconds between progress lines in master.log.
 PROGRESS_INTERVAL = 10.0
+# Seconds after the start before the HTTP port serves (from the next housekeeping tick):
+# building the web app takes a third of a second of CPU that the first leases need more.
+# Requests meanwhile wait on the bound port.
+WEB_START_SECONDS = 0.5
 
 
 class Pacing(Middleware):
@@ -182,11 +186,13 @@ class ControlPlane(Middleware):
         self.control = Control()
         self.paused = False  # leasing paused through the HTTP port
         self.web: WebServer | None = None
+        self.serve_from = 0.0
 
     def before_start(self, master: Master) -> None:
-        """Publish a first snapshot and open the HTTP port."""
+        """Publish a first snapshot and open the HTTP port (served from a later tick)."""
         self._publish(master)
-        self.web = serve(master.settings, self.control, master.plan)
+        self.web = serve(master.settings, self.control, master.plan, start=False)
+        self.serve_from = master.clock() + WEB_START_SECONDS
 
     def before_stop(self, master: Master) -> None:
         """Close the HTTP port."""
@@ -198,8 +204,10 @@ class ControlPlane(Middleware):
         self.control.drain(lambda command: self._run(master, command))
 
     def tick(self, master: Master) -> None:
-        """Hand the HTTP port a fresh snapshot."""
+        """Hand the HTTP port a fresh snapshot; start serving it once it is time."""
         self._publish(master)
+        if self.web is not None and not self.web.started and master.clock() >= self.serve_from:
+            self.web.start()
 
     def can_lease(self, master: Master) -> bool:
         """Not while paused."""

@@ -5,7 +5,9 @@ The master serves the dashboard, the control API and /metrics (``serve``); the s
 only its /metrics (``serve_metrics``); both through ``WebServer``, which binds the
 port itself (so a busy port is a ``WebError`` for the user, before anything runs) and
 runs uvicorn's event loop in a daemon thread: it never blocks the single-threaded
-ZeroMQ loops. Connections are bounded in number, in the time a request may take to
+ZeroMQ loops. That thread also imports the web stack and builds the app (a third of a
+second of CPU), so a role's loop starts at once; connections wait on the bound port
+meanwhile. Connections are bounded in number, in the time a request may take to
 arrive, and in the size of its headers.
 """
 
@@ -15,22 +17,22 @@ import errno
 import logging
 import resource
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import uvicorn
-
-from voe.master.plan import Plan
-from voe.settings import Settings
 from voe.web import auth
-from voe.web.app import master_app, metrics_app
 from voe.web.auth import WebError
-from voe.web.control import Control
-from voe.web.guard import Guard
-from voe.web.protocol import GuardedH11Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from voe.master.plan import Plan
+    from voe.settings import Settings
+    from voe.web.control import Control
+    from voe.web.guard import Guard
+    from voe.web.quickserver import QuickServer
 
 log = logging.getLogger("voe.web")
 
@@ -48,6 +50,9 @@ MAX_HEADERS = 16 * 1024
 BACKLOG = 256
 # Seconds ``stop`` waits for requests in flight, then for the serving thread.
 STOP_TIMEOUT = 5
+# Seconds the building thread holds the GIL before it must hand it over (Python's default
+# is 0.005): the role's loop and CURVE's authenticator thread keep their pace meanwhile.
+BUILD_SWITCH_INTERVAL = 0.0005
 
 
 def connection_limit() -> int:
@@ -75,23 +80,21 @@ def _listen(host: str, port: int, setting: str, role: str) -> socket.socket:
 class WebServer:
     """One HTTP port, bound at construction, served by uvicorn in a daemon thread.
 
-    ``app`` is what it serves; ``setting`` the port's setting and ``role`` its
-    process, named in errors.
+    ``make_app`` builds what it serves, in that thread; ``setting`` names the port's
+    setting and ``role`` its process, in errors.
     """
 
-    def __init__(self, host: str, port: int, app: Guard, setting: str, role: str) -> None:
+    def __init__(self, host: str, port: int, make_app: Callable[[], Guard], setting: str,
+                 role: str) -> None:
         self.socket = _listen(host, port, setting, role)
-        self.app = app
+        self.make_app = make_app
+        self.app: Guard | None = None  # built by the serving thread
         self.host = host
         self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            app, http=GuardedH11Protocol, loop="asyncio", lifespan="off", log_config=None,
-            access_log=False, server_header=False, limit_concurrency=connection_limit(),
-            timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEADERS,
-            backlog=BACKLOG, timeout_graceful_shutdown=STOP_TIMEOUT)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
-                                       name="voe-http", daemon=True)
+        self.server: QuickServer | None = None
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, name="voe-http", daemon=True)
 
     @property
     def url(self) -> str:
@@ -99,15 +102,56 @@ class WebServer:
         host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` was called."""
+        return self.thread.ident is not None
+
     def start(self) -> None:
         """Serve in the background (connections queue on the bound port until then)."""
         self.thread.start()
 
     def stop(self) -> None:
         """Stop serving and close the port (requests in flight get ``STOP_TIMEOUT``)."""
-        self.server.should_exit = True
-        self.thread.join(2 * STOP_TIMEOUT)
+        with self.lock:
+            self.stopping = True
+            if self.server is not None:
+                self.server.stop_soon()
+        if self.started:
+            self.thread.join(2 * STOP_TIMEOUT)
         self.socket.close()
+
+    def _serve(self) -> None:
+        """Build the app and its server, then serve until ``stop`` (unless it came first)."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, BUILD_SWITCH_INTERVAL))
+        try:
+            server = self._build()
+        except Exception as error:  # noqa: BLE001 - the role goes on without its HTTP port
+            log.error("the HTTP port %s cannot serve: %s; the port is closed", self.url, error)
+            self.socket.close()
+            return
+        finally:
+            sys.setswitchinterval(interval)
+        with self.lock:
+            if self.stopping:
+                return
+            self.server = server
+        server.run(sockets=[self.socket])
+
+    def _build(self) -> QuickServer:
+        import uvicorn
+
+        from voe.web.protocol import GuardedH11Protocol
+        from voe.web.quickserver import QuickServer
+
+        self.app = self.make_app()
+        config = uvicorn.Config(
+            self.app, http=GuardedH11Protocol, loop="asyncio", lifespan="off", log_config=None,
+            access_log=False, server_header=False, limit_concurrency=connection_limit(),
+            timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEADERS,
+            backlog=BACKLOG, timeout_graceful_shutdown=STOP_TIMEOUT)
+        return QuickServer(config)
 
 
 def _quiet_uvicorn() -> None:
@@ -116,8 +160,10 @@ def _quiet_uvicorn() -> None:
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
-def serve(settings: Settings, control: Control, plan: Plan | None = None) -> WebServer | None:
-    """Bind and start the master's HTTP port, or None when ``VOE_HTTP_PORT`` is 0.
+def serve(settings: Settings, control: Control, plan: Plan | None = None, *,
+          start: bool = True) -> WebServer | None:
+    """Bind and start the master's HTTP port, or None when ``VOE_HTTP_PORT`` is 0; with
+    ``start`` false the port is bound (and its errors raised) but served from ``start()``.
 
     Raises ``WebError`` (one line for the user) when the port is busy or when a
     non-loopback address has no token, or too short a one.
@@ -127,9 +173,15 @@ def serve(settings: Settings, control: Control, plan: Plan | None = None) -> Web
     host, token = settings.voe_http_host, settings.voe_http_token
     auth.check_binding(host, token)
     _quiet_uvicorn()
-    server = WebServer(host, settings.voe_http_port, master_app(settings, control, plan),
-                       "VOE_HTTP_PORT", "master")
-    server.start()
+
+    def make_app() -> Guard:
+        from voe.web.app import master_app
+
+        return master_app(settings, control, plan)
+
+    server = WebServer(host, settings.voe_http_port, make_app, "VOE_HTTP_PORT", "master")
+    if start:
+        server.start()
     log.info("dashboard and control API at %s (token %s)", server.url,
              "required" if token else "not set: loopback only")
     return server
@@ -146,7 +198,13 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int, token: str
         return None
     auth.check_binding(host, token, "the sink's /metrics", "VOE_SINK_HTTP_PORT")
     _quiet_uvicorn()
-    server = WebServer(host, port, metrics_app(registry, token), "VOE_SINK_HTTP_PORT", "sink")
+
+    def make_app() -> Guard:
+        from voe.web.app import metrics_app
+
+        return metrics_app(registry, token)
+
+    server = WebServer(host, port, make_app, "VOE_SINK_HTTP_PORT", "sink")
     server.start()
     log.info("metrics at %s/metrics", server.url)
     return server
