@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -169,3 +170,18 @@ def test_a_port_stopped_while_its_app_is_built_never_serves():
     stopping.join(30)
     assert server.stopping and server.server is None
     assert not server.thread.is_alive() and _refused(port)
+
+
+def test_a_port_whose_app_cannot_be_built_says_why_and_closes(caplog):
+    port = free_port()
+
+    def make_app():
+        raise RuntimeError("no web stack here")
+
+    server = WebServer("127.0.0.1", port, make_app, "VOE_HTTP_PORT", "master")
+    with caplog.at_level(logging.ERROR, logger="voe.web"):
+        server.start()
+        server.thread.join(30)
+    assert not server.thread.is_alive() and _refused(port)
+    assert f"127.0.0.1:{port} cannot serve: no web stack here" in caplog.text
+    server.stop()  # the role's own stop still works
