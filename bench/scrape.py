@@ -35,7 +35,17 @@ from pathlib import Path
 from measure import Quiet, measured
 from procs import BENCH, Proc, clean_env, stop_all
 from profiler import profile_summary, start_profiler, stop_profiler
-from report import common_args, fmt, ratio, record, table, verdict, workdir
+from report import (
+    common_args,
+    fmt,
+    median_run,
+    paired_ratios,
+    ratio,
+    record,
+    table,
+    verdict,
+    workdir,
+)
 from roles import VoeCluster, api_fares, start_airline
 from sized_plans import plan_jobs, write_plan
 
@@ -173,22 +183,15 @@ def run_peer(name: str, argv: list[str], tmp: Path, airline: Proc, url: str, pag
                    airline_cpu, check)
 
 
-def median_run(runs: list[Outcome]) -> Outcome:
-    """The run of the median pages per CPU-second (the lower middle one of an even count)."""
-    middle = statistics.median_low(run.per_cpu for run in runs)
-    return next(run for run in runs if run.per_cpu == middle)
-
-
 def round_ratios(rounds: dict[str, list[Outcome]], peer: str) -> list[float]:
     """voe's pages per CPU-second over ``peer``'s, round by round."""
-    return [voe.per_cpu / other.per_cpu
-            for voe, other in zip(rounds.get("voe worker", []), rounds.get(peer, []),
-                                  strict=True)]
+    return paired_ratios(rounds.get("voe worker", []), rounds.get(peer, []),
+                         lambda run: run.per_cpu)
 
 
 def report(rounds: dict[str, list[Outcome]], notes: list[str], latency_ms: int) -> str:
     """The Markdown section of this run: each peer's median run, every round, the targets."""
-    outcomes = [median_run(runs) for runs in rounds.values()]
+    outcomes = [median_run(runs, lambda run: run.per_cpu) for runs in rounds.values()]
     voe = next((o for o in outcomes if o.system == "voe worker"), None)
     rows = [(o.system, f"{o.pages:,}", f"{o.wall:.2f}", fmt(o.rate),
              ratio(voe.rate, o.rate) if voe and o is not voe else "-",
