@@ -130,9 +130,11 @@ def test_the_http_port_is_bound_at_start_and_served_from_a_later_tick(tmp_path, 
 
 
 def test_a_port_stops_when_idle_and_when_a_connection_is_open():
+    interval = sys.getswitchinterval()
     port = free_port()
     server = serve_metrics(metrics.SINK, "127.0.0.1", port, "")
     assert server is not None and _get(port, "/metrics") == 200
+    assert sys.getswitchinterval() == interval  # shortened while building only
     server.stop()
     assert not server.thread.is_alive() and _refused(port)
 

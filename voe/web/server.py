@@ -53,6 +53,9 @@ STOP_TIMEOUT = 5
 # Seconds the building thread holds the GIL before it must hand it over (Python's default
 # is 0.005): the role's loop and CURVE's authenticator thread keep their pace meanwhile.
 BUILD_SWITCH_INTERVAL = 0.0005
+# The process's own interval, restored after a build (two builds at once restore this,
+# not each other's).
+_SWITCH_INTERVAL = sys.getswitchinterval()
 
 
 def connection_limit() -> int:
@@ -123,8 +126,7 @@ class WebServer:
 
     def _serve(self) -> None:
         """Build the app and its server, then serve until ``stop`` (unless it came first)."""
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, BUILD_SWITCH_INTERVAL))
+        sys.setswitchinterval(min(_SWITCH_INTERVAL, BUILD_SWITCH_INTERVAL))
         try:
             server = self._build()
         except Exception as error:  # noqa: BLE001 - the role goes on without its HTTP port
@@ -132,7 +134,7 @@ class WebServer:
             self.socket.close()
             return
         finally:
-            sys.setswitchinterval(interval)
+            sys.setswitchinterval(_SWITCH_INTERVAL)
         with self.lock:
             if self.stopping:
                 return
