@@ -5,9 +5,9 @@ The master serves the dashboard, the control API and /metrics (``serve``); the s
 only its /metrics (``serve_metrics``); both through ``WebServer``, which binds the
 port itself (so a busy port is a ``WebError`` for the user, before anything runs) and
 runs uvicorn's event loop in a daemon thread: it never blocks the single-threaded
-ZeroMQ loops. That thread also imports the web stack and builds the app (a third of a
-second of CPU), so a role's loop starts at once; connections wait on the bound port
-meanwhile. Connections are bounded in number, in the time a request may take to
+ZeroMQ loops. For the master that thread also imports the web stack and builds the app
+(a third of a second of CPU), so its loop leases at once; connections wait on the bound
+port meanwhile. Connections are bounded in number, in the time a request may take to
 arrive, and in the size of its headers.
 """
 
@@ -95,6 +95,7 @@ class WebServer:
         self.host = host
         self.port = self.socket.getsockname()[1]
         self.server: QuickServer | None = None
+        self.built: QuickServer | None = None
         self.stopping = False
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._serve, name="voe-http", daemon=True)
@@ -124,17 +125,26 @@ class WebServer:
             self.thread.join(2 * STOP_TIMEOUT)
         self.socket.close()
 
+    def build(self) -> None:
+        """Build the app and its server now, in the calling thread (errors raise here);
+        ``start`` then only serves. Without it the serving thread builds them."""
+        self.built = self._build()
+
     def _serve(self) -> None:
-        """Build the app and its server, then serve until ``stop`` (unless it came first)."""
-        sys.setswitchinterval(min(_SWITCH_INTERVAL, BUILD_SWITCH_INTERVAL))
-        try:
-            server = self._build()
-        except Exception as error:  # noqa: BLE001 - the role goes on without its HTTP port
-            log.error("the HTTP port %s cannot serve: %s; the port is closed", self.url, error)
-            self.socket.close()
-            return
-        finally:
-            sys.setswitchinterval(_SWITCH_INTERVAL)
+        """Build the app and its server (unless ``build`` did), then serve until ``stop``
+        (unless it came first)."""
+        server = self.built
+        if server is None:
+            sys.setswitchinterval(min(_SWITCH_INTERVAL, BUILD_SWITCH_INTERVAL))
+            try:
+                server = self._build()
+            except Exception as error:  # noqa: BLE001 - the role goes on without its port
+                log.error("the HTTP port %s cannot serve: %s; the port is closed", self.url,
+                          error)
+                self.socket.close()
+                return
+            finally:
+                sys.setswitchinterval(_SWITCH_INTERVAL)
         with self.lock:
             if self.stopping:
                 return
@@ -207,6 +217,9 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int, token: str
         return metrics_app(registry, token)
 
     server = WebServer(host, port, make_app, "VOE_SINK_HTTP_PORT", "sink")
+    # Built before the sink listens, as it always was: nothing waits on the sink's start,
+    # and its first results are not slowed by a build beside them.
+    server.build()
     server.start()
     log.info("metrics at %s/metrics", server.url)
     return server
