@@ -38,18 +38,9 @@ from pathlib import Path
 from measure import Quiet, cpu_seconds, measured
 from procs import BENCH, Proc, clean_env, port_answers, stop_all
 from profiler import profile_summary, start_profiler, stop_profiler
-from report import (
-    common_args,
-    fmt,
-    median_run,
-    paired_ratios,
-    ratio,
-    record,
-    table,
-    verdict,
-    workdir,
-)
+from report import common_args, fmt, ratio, record, table, verdict, workdir
 from roles import VoeCluster, free_port, wait_for
+from rounds import median_run, paired_ratios
 from sized_plans import write_plan
 
 # The targets of issue 16: voe's throughput against raw pyzmq's and Celery's, same run.

@@ -8,20 +8,16 @@ import contextlib
 import datetime as dt
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from machine import machine_line
 from procs import REPO
 
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
-
-Run = TypeVar("Run")
 
 _HEADER = """# Benchmarks
 
@@ -121,14 +117,3 @@ def record(title: str, body: str, no_record: bool) -> str:
         print(f"(appended to {BENCHMARKS_MD})")
     return section
 
-
-def median_run(runs: Sequence[Run], key: Callable[[Run], float]) -> Run:
-    """The run whose ``key`` is the median (the lower middle one of an even count)."""
-    middle = statistics.median_low(key(run) for run in runs)
-    return next(run for run in runs if key(run) == middle)
-
-
-def paired_ratios(ours: Sequence[Run], theirs: Sequence[Run],
-                  key: Callable[[Run], float]) -> list[float]:
-    """``key`` of our run over the peer's, round by round (the peers ran in turn)."""
-    return [key(one) / key(other) for one, other in zip(ours, theirs, strict=True)]

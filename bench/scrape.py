@@ -35,18 +35,9 @@ from pathlib import Path
 from measure import Quiet, measured
 from procs import BENCH, Proc, clean_env, stop_all
 from profiler import profile_summary, start_profiler, stop_profiler
-from report import (
-    common_args,
-    fmt,
-    median_run,
-    paired_ratios,
-    ratio,
-    record,
-    table,
-    verdict,
-    workdir,
-)
+from report import common_args, fmt, ratio, record, table, verdict, workdir
 from roles import VoeCluster, api_fares, start_airline
+from rounds import median_run, paired_ratios
 from sized_plans import plan_jobs, write_plan
 
 from voe.demo.airline.fares import AIRPORTS
