@@ -83,13 +83,15 @@ def test_a_browser_started_by_a_wrapper_script_is_found_not_the_script(tmp_path)
             wrapper.kill()
 
 
-def test_blocked_types_become_url_patterns_where_an_extension_tells_them():
-    from voe.worker.browser.blocking import url_patterns
+def test_images_and_fonts_are_switched_off_at_launch_and_other_types_intercepted():
+    from voe.worker.browser.blocking import intercepted, launch_switches
 
-    assert url_patterns(frozenset({"font"})) == [
-        "*.woff", "*.woff?*", "*.woff2", "*.woff2?*", "*.ttf", "*.ttf?*", "*.otf", "*.otf?*",
-        "*.eot", "*.eot?*"]
-    assert url_patterns(frozenset({"fetch", "xhr"})) == []  # blocked by type instead
+    assert launch_switches(frozenset({"font", "image", "media"})) == [
+        "--disable-remote-fonts", "--blink-settings=imagesEnabled=false"]
+    assert intercepted(frozenset({"font", "image", "media"})) == ["Media"]
+    assert intercepted(frozenset({"fetch", "xhr", "stylesheet"})) == [
+        "Fetch", "Stylesheet", "XHR"]
+    assert launch_switches(frozenset()) == [] and intercepted(frozenset()) == []
 
 
 def test_a_fork_of_the_browser_holding_its_command_line_is_not_taken_for_it(tmp_path):

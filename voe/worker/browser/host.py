@@ -40,6 +40,7 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from voe.worker.browser.blocking import launch_switches
 from voe.worker.browser.process import find_browser, kill
 from voe.worker.browser.profiles import Profiles
 from voe.worker.browser.render import render
@@ -95,7 +96,7 @@ class Host:
             marker = f"--voe-render-host={os.getpid()}-{next(self._launches)}"
             self.browser = await self.playwright.chromium.launch(
                 executable_path=self.executable, headless=True, chromium_sandbox=False,
-                args=[*CHROMIUM_ARGS, marker])
+                args=[*CHROMIUM_ARGS, *launch_switches(self.block), marker])
             self.pid = find_browser(marker)
             self.browser.on("disconnected", self._disconnected)
             self.profiles = Profiles(self.browser, self.spare, self.block)

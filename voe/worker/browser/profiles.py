@@ -30,7 +30,7 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 
-from voe.worker.browser.blocking import block_in_context, block_in_page
+from voe.worker.browser.blocking import block_in_page
 
 log = logging.getLogger("voe.browser.profiles")
 
@@ -99,7 +99,6 @@ class Profiles:
         profile = self._profiles.get(key)
         if profile is None or profile.broken or profile.served >= MAX_RENDERS:
             context = await self.browser.new_context(**_options(key[1], key[2]))
-            await block_in_context(context, self.block)
             profile = Profile(context, key)
             self._profiles[key] = profile
         self._profiles.move_to_end(key)

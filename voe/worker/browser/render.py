@@ -24,6 +24,7 @@ from typing import Any
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from voe.worker.browser.inpage import first_match, markup, match_now
 from voe.worker.browser.profiles import Profiles
 
 # Seconds of a render's time kept to read the page once a wait has timed out.
@@ -39,11 +40,11 @@ def _milliseconds(deadline: float) -> float:
     return max(1.0, (deadline - READ_MARGIN - time.monotonic()) * 1000)
 
 
-async def _appears(page: Page, selector: str, deadline: float) -> bool:
-    """Wait until ``selector`` matches, or the page is idle on the network without it (a
-    block or error page that will not render more), or ``deadline``; True if it matched."""
-    found = asyncio.ensure_future(page.wait_for_selector(
-        selector, state="attached", timeout=_milliseconds(deadline)))
+async def _appears(page: Page, selectors: tuple[str, ...], deadline: float) -> str | None:
+    """The first of ``selectors`` to match, or None when the page went idle on the network
+    without any (a block or error page that will not render more) or ``deadline`` came."""
+    until = deadline - READ_MARGIN
+    found = asyncio.ensure_future(first_match(page, selectors, until))
     idle = asyncio.ensure_future(page.wait_for_load_state(
         "networkidle", timeout=_milliseconds(deadline)))
     try:
@@ -53,9 +54,9 @@ async def _appears(page: Page, selector: str, deadline: float) -> bool:
             if not waiting.done():
                 waiting.cancel()
         await asyncio.gather(found, idle, return_exceptions=True)
-    if found.done() and not found.cancelled() and found.exception() is None:
-        return True
-    return await page.query_selector(selector) is not None
+    if found.done() and not found.cancelled() and found.exception() is None and found.result():
+        return found.result()
+    return await match_now(page, selectors)
 
 
 async def _wait_ready(page: Page, ready: str, consent: str, deadline: float) -> bool:
@@ -65,12 +66,12 @@ async def _wait_ready(page: Page, ready: str, consent: str, deadline: float) -> 
         if not ready:
             await page.wait_for_load_state("networkidle", timeout=_milliseconds(deadline))
             return True
-        if not await _appears(page, f"{ready}, {consent}" if consent else ready, deadline):
+        seen = await _appears(page, (ready, consent) if consent else (ready,), deadline)
+        if seen is None:
             return False
-        if consent and await page.query_selector(ready) is None:
+        if seen != ready:  # the consent wall: accept, and the page renders once reloaded
             await page.click(consent, timeout=_milliseconds(deadline))
-            await page.wait_for_selector(ready, state="attached",
-                                         timeout=_milliseconds(deadline))
+            return await first_match(page, (ready,), deadline - READ_MARGIN) is not None
     except PlaywrightTimeout:
         return False
     return True
@@ -88,12 +89,12 @@ async def render(profiles: Profiles, task: dict[str, Any], deadline: float) -> d
         response = await page.goto(task["url"], wait_until="domcontentloaded",
                                    timeout=_milliseconds(deadline))
         status = response.status if response is not None else 0
-        headers = await response.all_headers() if response is not None else {}
+        headers = response.headers if response is not None else {}
         ready = False
         if 0 < status < 400:
             ready = await _wait_ready(page, task.get("ready", ""), task.get("consent", ""),
                                       deadline)
-        html = await page.content()
+        html = await markup(page)
         text = "" if 0 < status < 400 else await page.evaluate(_TEXT)
         cookies = await context.cookies()
         # A page still waiting for what never came serves no next render.
