@@ -77,6 +77,15 @@ def resource_types(value: str) -> str:
     return ",".join(types)
 
 
+def viewport(value: str) -> str:
+    width, separator, height = value.strip().lower().partition("x")
+    if not separator:
+        raise ValueError("must be WIDTHxHEIGHT, e.g. 1280x64")
+    sizes = [between(int(size), 16, 10_000, "each side must be 16 to 10000 pixels")
+             for size in (width, height)]
+    return f"{sizes[0]}x{sizes[1]}"
+
+
 def text(value: str) -> str:
     return value
 

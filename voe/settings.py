@@ -167,6 +167,10 @@ SETTINGS: tuple[Setting, ...] = (
             "resource types by commas (empty: none)",
             "Requests browser pages never send, by Playwright resource type (image, font, "
             "media, stylesheet, script, ...): what a fare page does not need."),
+    Setting("VOE_BROWSER_VIEWPORT", "1280x64", casts.viewport, "WIDTHxHEIGHT in CSS pixels",
+            "Window of every browser page: its width lays the page out as a desktop "
+            "browser's; its height is all Chromium paints (64 took a tenth off a render's "
+            "CPU against 720). Raise it for a site that loads fares as they scroll into view."),
     Setting("VOE_CLUSTER", "voe", casts.cluster_name, "letters, digits, - and _ (at most 40)",
             "Name of this fleet on EC2: voe tags every instance it launches with it and "
             "terminates only instances that carry it."),

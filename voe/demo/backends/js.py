@@ -56,7 +56,7 @@ class DemoJsBackend:
         self.url = f"{settings.voe_demo_airline_url}/js/search"
         block = tuple(part for part in settings.voe_browser_block.split(",") if part)
         self.browser = browser_client.Browser(settings.voe_browser, settings.voe_browser_pages,
-                                              block)
+                                              block, settings.voe_browser_viewport)
         self._session: requests.Session | None = None
 
     def _http(self, http: requests.Session | None) -> requests.Session:

@@ -86,12 +86,14 @@ class Browser:
     """One render host (and its Chromium) with at most ``pages`` renders at once."""
 
     def __init__(self, executable: str = "", pages: int = 4,
-                 block: tuple[str, ...] = ("image", "font", "media")) -> None:
+                 block: tuple[str, ...] = ("image", "font", "media"),
+                 viewport: str = "1280x64") -> None:
         if pages < 1:
             raise ValueError("pages must be at least 1")
         self.executable = executable
         self.pages = pages
         self.block = block
+        self.viewport = viewport  # every page's window, WIDTHxHEIGHT (VOE_BROWSER_VIEWPORT)
         self.pid: int | None = None  # the browser's (Chromium's) PID, once it runs
         self.host: gevent_subprocess.Popen | None = None
         self._slots = BoundedSemaphore(pages)
@@ -108,7 +110,8 @@ class Browser:
         environment = {**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
         host = gevent_subprocess.Popen(
             [sys.executable, "-m", "voe.worker.browser.host", "--executable", executable,
-             "--block", ",".join(self.block), "--spare", str(self.pages)],
+             "--block", ",".join(self.block), "--spare", str(self.pages),
+             "--viewport", self.viewport],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self.host = host

@@ -40,9 +40,10 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from voe.casts import viewport
 from voe.worker.browser.blocking import launch_switches
 from voe.worker.browser.process import find_browser, kill
-from voe.worker.browser.profiles import Profiles
+from voe.worker.browser.profiles import VIEWPORT, Profiles
 from voe.worker.browser.render import render
 
 log = logging.getLogger("voe.browser.host")
@@ -62,10 +63,12 @@ MAX_LINE = 1 << 20
 class Host:
     """The browser of one worker and the renders it runs."""
 
-    def __init__(self, executable: str, block: frozenset[str], spare: int = 4) -> None:
+    def __init__(self, executable: str, block: frozenset[str], spare: int = 4,
+                 viewport: tuple[int, int] = VIEWPORT) -> None:
         self.executable = executable
         self.block = block
         self.spare = spare
+        self.viewport = viewport
         self.playwright: Playwright | None = None
         self.browser: Browser | None = None
         self.profiles: Profiles | None = None  # the browser's contexts, by identity
@@ -99,7 +102,7 @@ class Host:
                 args=[*CHROMIUM_ARGS, *launch_switches(self.block), marker])
             self.pid = find_browser(marker)
             self.browser.on("disconnected", self._disconnected)
-            self.profiles = Profiles(self.browser, self.spare, self.block)
+            self.profiles = Profiles(self.browser, self.spare, self.block, self.viewport)
             self.emit({"started": self.pid, "executable": self.executable})
             return self.browser, self.profiles
 
@@ -193,9 +196,10 @@ class Host:
             await self.playwright.stop()
 
 
-async def main(executable: str, block: frozenset[str], spare: int = 4) -> None:
+async def main(executable: str, block: frozenset[str], spare: int = 4,
+               viewport: tuple[int, int] = VIEWPORT) -> None:
     """Serve renders read from standard input until it ends."""
-    host = Host(executable, block, spare)
+    host = Host(executable, block, spare, viewport)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -213,18 +217,26 @@ async def main(executable: str, block: frozenset[str], spare: int = 4) -> None:
         await host.stop()
 
 
+def _size(value: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` as two numbers (``argparse`` reports what is wrong)."""
+    width, height = viewport(value).split("x")
+    return int(width), int(height)
+
+
 def run(argv: list[str] | None = None) -> None:
-    """The host's command line: ``--executable PATH --block TYPES --spare N``."""
+    """The host's command line: ``--executable PATH --block TYPES --spare N --viewport WxH``."""
     parser = argparse.ArgumentParser(prog="python -m voe.worker.browser.host")
     parser.add_argument("--executable", required=True)
     parser.add_argument("--block", default="", help="resource types to abort, commas between")
     parser.add_argument("--spare", type=int, default=4,
                         help="idle browser contexts (identities) kept open at most (4)")
+    parser.add_argument("--viewport", type=_size, default=VIEWPORT,
+                        help="every page's window, WIDTHxHEIGHT (1280x64)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     block = frozenset(part.strip() for part in args.block.split(",") if part.strip())
-    asyncio.run(main(args.executable, block, args.spare))
+    asyncio.run(main(args.executable, block, args.spare, args.viewport))
 
 
 if __name__ == "__main__":

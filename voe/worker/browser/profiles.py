@@ -38,6 +38,8 @@ log = logging.getLogger("voe.browser.profiles")
 MAX_RENDERS = 200
 # Renders one page serves before it is closed (its renderer process with it).
 PAGE_RENDERS = 10
+# Every page's window by default (VOE_BROWSER_VIEWPORT's default), in CSS pixels.
+VIEWPORT = (1280, 64)
 # Chromium never proxies loopback addresses unless told so: an identity's proxy takes every
 # request, as it does for HTTP backends.
 PROXY_BYPASS = "<-loopback>"
@@ -62,9 +64,9 @@ class Profile:
         return self.broken or self.last or self.served >= MAX_RENDERS
 
 
-def _options(user_agent: str, proxy: str) -> dict[str, Any]:
-    """``new_context``'s options for an identity's User-Agent and proxy."""
-    options: dict[str, Any] = {}
+def _options(user_agent: str, proxy: str, viewport: tuple[int, int]) -> dict[str, Any]:
+    """``new_context``'s options for an identity's User-Agent and proxy, and the window."""
+    options: dict[str, Any] = {"viewport": {"width": viewport[0], "height": viewport[1]}}
     if user_agent:
         options["user_agent"] = user_agent
     if proxy:
@@ -75,13 +77,15 @@ def _options(user_agent: str, proxy: str) -> dict[str, Any]:
 class Profiles:
     """The contexts of one browser, by identity (the task's ``profile``, User-Agent, proxy);
     ``spare`` idle pages and idle contexts are kept at most; ``block`` names the resource
-    types their pages never load (``voe.worker.browser.blocking``)."""
+    types their pages never load (``voe.worker.browser.blocking``); ``viewport`` is every
+    page's window (width, height): the width lays pages out, the height is what is painted."""
 
-    def __init__(self, browser: Browser, spare: int,
-                 block: frozenset[str] = frozenset()) -> None:
+    def __init__(self, browser: Browser, spare: int, block: frozenset[str] = frozenset(),
+                 viewport: tuple[int, int] = VIEWPORT) -> None:
         self.browser = browser
         self.spare = max(0, spare)
         self.block = block
+        self.viewport = viewport
         self._profiles: OrderedDict[tuple[str, str, str], Profile] = OrderedDict()
         # Pages under way -> renders they served before; weak, so a page whose render failed
         # (its context closed with the broken profile) leaves no entry behind.
@@ -98,7 +102,7 @@ class Profiles:
                str(task.get("proxy", "")))
         profile = self._profiles.get(key)
         if profile is None or profile.broken or profile.served >= MAX_RENDERS:
-            context = await self.browser.new_context(**_options(key[1], key[2]))
+            context = await self.browser.new_context(**_options(key[1], key[2], self.viewport))
             profile = Profile(context, key)
             self._profiles[key] = profile
         self._profiles.move_to_end(key)
