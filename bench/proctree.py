@@ -46,13 +46,32 @@ class TreeUsage:
     processes: int
     browser_processes: int
     samples: int
+    by_kind: tuple[tuple[str, float], ...] = ()
 
     def describe(self) -> str:
         """One sentence on how the figures were taken, for the report's checks."""
         return (f"process tree: {self.processes} processes seen ({self.browser_processes} "
                 f"Chromium), {self.samples:,} samples; CPU {self.cpu_exact:.2f} s from the "
                 f"kernel's reaped-children accounting, {self.cpu_sampled:.2f} s summed from "
-                f"samples")
+                f"samples" + (f" ({', '.join(f'{kind} {cpu:.1f}' for kind, cpu in self.by_kind)})"
+                              if self.by_kind else ""))
+
+
+def kind(pid: int) -> str:
+    """What a process of the tree is, for the CPU by kind: Chromium's ``--type`` (the
+    browser process has none), else its name, with the Python module it runs."""
+    try:
+        process = psutil.Process(pid)
+        command = process.cmdline()
+        name = process.name()
+    except psutil.Error:
+        return "gone"
+    if any(part in name.lower() for part in BROWSER_NAMES):
+        types = [arg.split("=", 1)[1] for arg in command if arg.startswith("--type=")]
+        return f"chromium {types[0] if types else 'browser'}"
+    if "-m" in command[:-1]:
+        return f"{name} -m {command[command.index('-m') + 1]}"
+    return name
 
 
 @dataclass
@@ -115,6 +134,7 @@ class TreeMeter:
         self._peak_rss = 0
         self._peak_pss = 0
         self._samples = 0
+        self._kinds: dict[Key, str] = {}
         self._error: RuntimeError | None = None
 
     def _sample(self, pss: bool = False) -> dict[Key, Seen]:
@@ -122,6 +142,8 @@ class TreeMeter:
         pss = pss or self._samples % self.pss_every == 0
         tree = read_tree(self.root, pss)
         self._last.update(tree)
+        for key in tree.keys() - self._kinds.keys():
+            self._kinds[key] = kind(key[0])
         self._peak_rss = max(self._peak_rss, sum(seen.rss for seen in tree.values()))
         if pss:
             self._peak_pss = max(self._peak_pss, sum(seen.pss for seen in tree.values()))
@@ -161,6 +183,11 @@ class TreeMeter:
                           for key, seen in self._last.items())
             browsers = sum(1 for seen in self._last.values()
                            if any(name in seen.name.lower() for name in BROWSER_NAMES))
+            kinds: dict[str, float] = {}
+            for key, seen in self._last.items():
+                label = self._kinds.get(key, "gone")
+                kinds[label] = kinds.get(label, 0.0) + seen.own - self._baseline.get(key, 0.0)
+            by_kind = tuple(sorted(kinds.items(), key=lambda item: -item[1]))
             return TreeUsage(max(exact, sampled), exact, sampled, self._peak_rss,
-                             self._peak_pss, len(self._last), browsers, self._samples)
+                             self._peak_pss, len(self._last), browsers, self._samples, by_kind)
 

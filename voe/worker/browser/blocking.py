@@ -28,9 +28,14 @@ from playwright.async_api import Error as PlaywrightError
 
 log = logging.getLogger("voe.browser.blocking")
 
+# Playwright gives headless Chromium Blink settings of its own (a mouse: hover and a fine
+# pointer, which pages' media queries ask about); Chromium keeps only the last
+# ``--blink-settings`` switch it is given, so ours repeats them.
+PLAYWRIGHT_BLINK = ("primaryHoverType=2,availableHoverTypes=2,primaryPointerType=4,"
+                    "availablePointerTypes=4")
 # Chromium switches that stop a resource type for the whole browser.
 SWITCHES: dict[str, tuple[str, ...]] = {
-    "image": ("--blink-settings=imagesEnabled=false",),
+    "image": (f"--blink-settings={PLAYWRIGHT_BLINK},imagesEnabled=false",),
     "font": ("--disable-remote-fonts",),
 }
 # DevTools' names of Playwright's resource types (the ``Fetch`` domain's patterns).

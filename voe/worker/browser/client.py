@@ -86,7 +86,7 @@ class Browser:
     """One render host (and its Chromium) with at most ``pages`` renders at once."""
 
     def __init__(self, executable: str = "", pages: int = 4,
-                 block: tuple[str, ...] = ("image", "font", "media"),
+                 block: tuple[str, ...] = ("image", "font"),
                  viewport: str = "1280x64") -> None:
         if pages < 1:
             raise ValueError("pages must be at least 1")
