@@ -2,15 +2,19 @@
 Chromium, on pages served over loopback: a selector that comes late, by a new element or
 by an attribute; a wait that follows the page into the document it navigates to; a page
 that breaks its own timers cannot hold a wait past its deadline; the markup read is the
-document's."""
+document's. And the render host's launch switches: images off without losing Playwright's
+own Blink settings, Playwright's disabled features kept beside RenderDocument, and a
+page drawn in animation frames still renders in a reused page."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +32,10 @@ setTimeout(() => { location.href = "/late"; }, 200);</script></body></html>""",
     "/hostile": """<!DOCTYPE html><html><body><script>
 window.setTimeout = () => 0; window.MutationObserver = function () {
   this.observe = () => {}; this.disconnect = () => {}; };
+</script></body></html>""",
+    "/frames": """<!DOCTYPE html><html><body><div id="app"></div><script>
+requestAnimationFrame(() => requestAnimationFrame(() => {
+  document.getElementById("app").innerHTML = '<table id="results"></table>'; }));
 </script></body></html>""",
     "/both": """<!DOCTYPE html><html><body><button id="consent-accept">ok</button>
 <table id="results"></table></body></html>""",
@@ -147,3 +155,45 @@ def test_images_switched_off_at_launch_leave_playwrights_pointer_settings(site):
     asyncio.run(asyncio.wait_for(main(), 60))
     assert seen["hover"] is True and seen["fine"] is True  # Playwright's own settings kept
     assert not [url for url in seen["asked"] if url.endswith(".png")]  # the image never asked
+
+
+def test_chromium_keeps_playwrights_disabled_features_beside_render_document(site):
+    from playwright.async_api import async_playwright
+
+    from voe.worker.browser.client import browser_path
+    from voe.worker.browser.host import CHROMIUM_ARGS
+    from voe.worker.browser.inpage import first_match
+    from voe.worker.browser.process import find_browser
+
+    seen: dict[str, Any] = {}
+
+    async def launched(playwright: Any, name: str, args: list[str]) -> Any:
+        marker = f"--voe-render-host=features-{os.getpid()}-{name}"
+        browser = await playwright.chromium.launch(
+            executable_path=browser_path(""), headless=True, chromium_sandbox=False,
+            args=[*args, marker])
+        pid = find_browser(marker)
+        assert pid is not None
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        switches = [arg for arg in arguments if arg.startswith("--disable-features=")]
+        seen[name] = set(switches[-1].split("=", 1)[1].split(","))  # Chromium keeps the last
+        return browser
+
+    async def main() -> None:
+        async with async_playwright() as playwright:
+            await (await launched(playwright, "playwright", [])).close()
+            browser = await launched(playwright, "voe", list(CHROMIUM_ARGS))
+            try:
+                page = await browser.new_page()
+                await page.goto(site + "/both")
+                await page.goto(site + "/frames")  # a reused page drawn in animation frames
+                seen["frames"] = await first_match(page, ("table#results",),
+                                                   time.monotonic() + 10)
+            finally:
+                await browser.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert seen["playwright"] and seen["playwright"] <= seen["voe"], (
+        f"Playwright disables features voe's switch drops: {seen['playwright'] - seen['voe']}")
+    assert "RenderDocument" in seen["voe"]
+    assert seen["frames"] == "table#results"

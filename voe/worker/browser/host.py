@@ -50,12 +50,28 @@ log = logging.getLogger("voe.browser.host")
 
 # Seconds a cancelled render has to close its context before the browser counts as hung.
 CLOSE_TIMEOUT = 5.0
-# Flags for headless Chromium in containers and CI (Playwright adds its own defaults), and
-# two renderer processes at most: pages of one context (one identity) share them, which
-# took about 15% off the tree's peak memory at the same CPU (Chromium never shares a
-# renderer between contexts; one process instead of two cost 8% more CPU).
+# Features Playwright (1.65) disables in the Chromium it launches. Chromium keeps only the
+# last ``--disable-features`` switch it is given, so ours repeats them
+# (tests/test_browser_inpage.py checks that none of Playwright's is missing).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AimEnabled", "AvoidCorsURLLoaderRestartOnRedirect",
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose",
+    "HttpsFirstBalancedModeAutoEnable", "HttpsUpgrades", "LensOverlay", "MediaRouter",
+    "NetworkTimeServiceQuerying", "OptimizationHints", "PaintHolding", "PreconnectToSearch",
+    "TcpPortRandomizationWin", "ThirdPartyStoragePartitioning",
+    "msEdgeUpdateLaunchServicesPreferredVersion", "msForceBrowserSignIn")
+# Features voe disables besides: RenderDocument (a new frame, widget and compositor for
+# every navigation of a page; without it a reused page navigates in the frame it has,
+# which took about a fifth off the CPU of a render, animation frames and all else
+# working as before).
+DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "RenderDocument")
+# Flags for headless Chromium in containers and CI (Playwright adds its own defaults), the
+# features above, and two renderer processes at most: pages of one context (one identity)
+# share them, which took about 15% off the tree's peak memory at the same CPU (Chromium
+# never shares a renderer between contexts; one process instead of two cost 8% more CPU).
 CHROMIUM_ARGS = ("--disable-gpu", "--disable-quic", "--disable-dev-shm-usage",
-                 "--renderer-process-limit=2")
+                 "--renderer-process-limit=2",
+                 f"--disable-features={','.join(DISABLED_FEATURES)}")
 # Bytes of one line of input (a render task) at most.
 MAX_LINE = 1 << 20
 

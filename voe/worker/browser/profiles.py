@@ -35,9 +35,9 @@ from voe.worker.browser.blocking import block_in_page
 log = logging.getLogger("voe.browser.profiles")
 
 # Renders one context serves before it is closed (its cache and storage start afresh).
-MAX_RENDERS = 200
+MAX_RENDERS = 500
 # Renders one page serves before it is closed (its renderer process with it).
-PAGE_RENDERS = 10
+PAGE_RENDERS = 25
 # Every page's window by default (VOE_BROWSER_VIEWPORT's default), in CSS pixels.
 VIEWPORT = (1280, 64)
 # Chromium never proxies loopback addresses unless told so: an identity's proxy takes every
