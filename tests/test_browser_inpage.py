@@ -90,7 +90,7 @@ def test_a_selector_that_comes_late_is_seen_by_a_new_element_or_an_attribute(sit
     for path in ("/late", "/attribute"):
         seen, took = _waits(site, path, ("table#results",), 10)
         assert seen["match"] == "table#results", path
-        assert 0.2 < took < 5, (path, took)  # woken by the change, not at the deadline
+        assert took < 5, (path, took)  # woken by the change, not at the 10 s deadline
 
 
 def test_a_wait_follows_the_page_into_the_document_it_navigates_to(site):
