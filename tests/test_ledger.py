@@ -231,3 +231,43 @@ def test_a_version_4_ledger_gains_the_options_and_legs_columns(tmp_path):
         assert ledger.take_pending(10)[2] == trip
     finally:
         ledger.close()
+
+
+def _states(ledger: Ledger) -> dict[str, tuple]:
+    return {row[0]: row[1:] for row in ledger.db.execute(
+        "SELECT id, state, worker, attempt, last_error FROM jobs ORDER BY seq")}
+
+
+def test_jobs_handed_out_are_written_in_groups_by_row_number_and_others_by_key(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    recorder = _Recorder(ledger.db)
+    try:
+        ledger.start_cycle("p", "digest", "2026-01-01", 4, 5)
+        ledger.add_jobs(1, [_job(n) for n in (1, 2, 3, 4)], 4)
+        assert [job.id for job in ledger.take_pending(3)] == [_job(n).id for n in (1, 2, 3)]
+        ledger.db = recorder
+        with ledger.transaction():  # job 4 was never handed out: written by (cycle, id)
+            ledger.mark_leased([(1_900_000_000.0, "w1", 1, 1, _job(n).id) for n in (1, 2, 4)]
+                               + [(1_900_000_000.0, "w2", 2, 1, _job(3).id)])
+        leased = [sql for sql in recorder.statements if sql.startswith("UPDATE")]
+        assert [sql.count("json_each") for sql in leased] == [1, 1, 0]
+        assert _states(ledger) == {_job(1).id: ("leased", "w1", 1, None),
+                                   _job(2).id: ("leased", "w1", 1, None),
+                                   _job(3).id: ("leased", "w2", 2, None),
+                                   _job(4).id: ("leased", "w1", 1, None)}
+        with ledger.transaction():  # one job written twice in one write: in order, as written
+            ledger.mark_leased([(1_900_000_000.0, "w1", 2, 1, _job(1).id),
+                                (1_900_000_000.0, "w2", 3, 1, _job(1).id),
+                                (1_900_000_000.0, "w1", 2, 1, _job(2).id),
+                                (1_900_000_000.0, "w1", 2, 1, _job(1).id)])
+        assert _states(ledger)[_job(1).id] == ("leased", "w1", 2, None)
+        with ledger.transaction():
+            ledger.mark_pending([("503", None, 1, _job(1).id), ("timeout", None, 1, _job(1).id)])
+            ledger.mark_done([(1, _job(3).id)])
+        # The second pending finds the job pending already: its guard (leased) refuses it.
+        assert _states(ledger)[_job(1).id] == ("pending", None, 2, "503")
+        assert _states(ledger)[_job(2).id] == ("leased", "w1", 2, None)
+        assert (1, _job(3).id) not in ledger.seqs  # done: its row number is let go
+        assert (1, _job(1).id) in ledger.seqs  # pending again: it will be handed out again
+    finally:
+        ledger.close()

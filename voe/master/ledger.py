@@ -22,6 +22,7 @@ from pathlib import Path
 
 from voe.dbfile import create_atomically
 from voe.master.ledgerreads import LedgerReads
+from voe.master.ledgerwrites import LedgerWrites
 from voe.master.observations import OBSERVATIONS_TABLE, LedgerObservations
 from voe.model import SearchJob
 
@@ -138,11 +139,12 @@ _JOB_COLUMNS = ("cycle, id, backend, origin, destination, date, return_date, att
                 " legs")
 
 
-class Ledger(LedgerReads, LedgerObservations):
+class Ledger(LedgerReads, LedgerWrites, LedgerObservations):
     """The job ledger in ``path`` (created on first use unless ``readonly``)."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.seqs = {}
         if readonly and not self.path.is_file():
             raise LedgerError(f"no ledger at {self.path} (has a master run here?)")
         try:
@@ -269,10 +271,11 @@ class Ledger(LedgerReads, LedgerObservations):
         any backoff: the clock stepped back) counts as due."""
         now = time.time() if now is None else now
         rows = self.db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_pending WHERE state = 'pending' "
-            "AND (not_before IS NULL OR not_before <= ? OR not_before > ?) ORDER BY seq LIMIT ?",
-            (now, now + horizon, limit)).fetchall()
-        return [_job(row) for row in rows]
+            f"SELECT seq, {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_pending WHERE state = "
+            "'pending' AND (not_before IS NULL OR not_before <= ? OR not_before > ?) ORDER BY seq "
+            "LIMIT ?", (now, now + horizon, limit)).fetchall()
+        self.remember(rows)
+        return [_job(row[1:]) for row in rows]
 
     def next_retry(self) -> float | None:
         """The wall time the earliest waiting retry is due, or None when none waits."""
@@ -282,57 +285,10 @@ class Ledger(LedgerReads, LedgerObservations):
 
     def leases(self) -> list[Lease]:
         """Every job currently leased (used by a restarted master)."""
-        rows = self.db.execute(
-            f"SELECT {_JOB_COLUMNS}, deadline, worker FROM jobs WHERE state = 'leased'").fetchall()
-        return [Lease(_job(row[:10]), row[10] or 0.0, row[11]) for row in rows]
-
-    def mark_leased(self, leases: Iterable[tuple[float, str, int, int, str]],
-                    now: float | None = None) -> None:
-        """Record leases as (deadline, worker, attempt, cycle, id), taken at ``now``."""
-        now = time.time() if now is None else now
-        self.db.executemany(
-            "UPDATE jobs SET state = 'leased', deadline = ?, worker = ?, attempt = ?, "
-            "updated_at = ? WHERE cycle = ? AND id = ? AND state != 'done'",
-            ((deadline, worker, attempt, now, cycle, job_id)
-             for deadline, worker, attempt, cycle, job_id in leases))
-
-    def mark_done(self, keys: Iterable[tuple[int, str]], now: float | None = None) -> None:
-        """Record jobs whose results the sink stored, as (cycle, id), at ``now``."""
-        now = time.time() if now is None else now
-        self.db.executemany(
-            "UPDATE jobs SET state = 'done', deadline = NULL, updated_at = ? "
-            "WHERE cycle = ? AND id = ? AND state != 'done'",
-            ((now, cycle, job_id) for cycle, job_id in keys))
-
-    def mark_done_leased(self, rows: Iterable[tuple[str, int, int, str]],
-                         now: float | None = None) -> None:
-        """Record jobs leased and done since the last write, as (worker, attempt, cycle, id):
-        the state a lease then a done would leave, in one UPDATE."""
-        now = time.time() if now is None else now
-        self.db.executemany(
-            "UPDATE jobs SET state = 'done', deadline = NULL, worker = ?, attempt = ?, "
-            "updated_at = ? WHERE cycle = ? AND id = ? AND state != 'done'",
-            ((worker, attempt, now, cycle, job_id) for worker, attempt, cycle, job_id in rows))
-
-    def mark_pending(self, items: Iterable[tuple[str | None, float | None, int, str]],
-                     now: float | None = None) -> None:
-        """Send jobs back to pending as (last error, not before (wall time, None: at once),
-        cycle, id) at ``now``, keeping their attempts."""
-        now = time.time() if now is None else now
-        self.db.executemany(
-            "UPDATE jobs SET state = 'pending', deadline = NULL, worker = NULL, last_error = ?, "
-            "not_before = ?, updated_at = ? WHERE cycle = ? AND id = ? AND state = 'leased'",
-            ((error, not_before, now, cycle, job_id)
-             for error, not_before, cycle, job_id in items))
-
-    def mark_failed(self, items: Iterable[tuple[str | None, int, str]],
-                    now: float | None = None) -> None:
-        """End jobs as failed with their last error, as (error, cycle, id), at ``now``."""
-        now = time.time() if now is None else now
-        self.db.executemany(
-            "UPDATE jobs SET state = 'failed', deadline = NULL, last_error = ?, "
-            "updated_at = ? WHERE cycle = ? AND id = ? AND state != 'done'",
-            ((error, now, cycle, job_id) for error, cycle, job_id in items))
+        rows = self.db.execute(f"SELECT seq, {_JOB_COLUMNS}, deadline, worker FROM jobs"
+                               " WHERE state = 'leased'").fetchall()
+        self.remember(rows)
+        return [Lease(_job(row[1:11]), row[11] or 0.0, row[12]) for row in rows]
 
     def retry_failed(self, cycle: int | None = None, job_id: str | None = None,
                      now: float | None = None) -> int:
