@@ -166,3 +166,21 @@ def test_the_metrics_server_keeps_the_master_http_rules():
     assert serve_metrics(metrics.SINK, "127.0.0.1", 0, "") is None  # 0 turns it off
     with pytest.raises(WebError, match="VOE_HTTP_TOKEN.*VOE_SINK_HTTP_PORT=0"):
         serve_metrics(metrics.SINK, "0.0.0.0", port, "")
+
+
+def test_the_counted_histogram_reads_as_prometheus_clients_own():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    theirs = Histogram("voe_test_theirs_seconds", "Time.", buckets=metrics.JOB_DURATION_BUCKETS,
+                       registry=registry)
+    ours = metrics.CountedHistogram("voe_test_ours_seconds", "Time.",
+                                    metrics.JOB_DURATION_BUCKETS, registry)
+    for value in (0.0, 0.05, 0.07, 1, 2.6, 600, 601, 1e9):  # on, under and over the bounds
+        theirs.observe(value)
+        ours.observe(value)
+    text = generate_latest(registry).decode().splitlines()
+    read = {kind: sorted(line.split("_seconds", 1)[1] for line in text
+                         if line.startswith(f"voe_test_{kind}_seconds") and "_created" not in line)
+            for kind in ("theirs", "ours")}
+    assert read["ours"] == read["theirs"] and len(read["ours"]) == 16
