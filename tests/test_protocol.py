@@ -334,3 +334,27 @@ def test_only_days_an_ack_can_carry_go_into_it():
     assert protocol.ack_days(days) == (("2026-12-01", "412.30"), ("2026-12-03", "380"))
     ack = protocol.Ack(1, "demo-api:GRU-REC:2026-12", 1, "done", None, protocol.ack_days(days))
     assert protocol.decode(protocol.encode_acks([ack])).acks == (ack,)
+
+
+_JOB_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 2**63), st.sampled_from([-1, 0, 2**62, 2**62 + 1]),
+    st.floats(allow_nan=False),
+    st.text(max_size=3), st.text(min_size=15, max_size=40), st.sampled_from(
+        ["a" * 16, "a" * 17, "a" * 32, "a" * 33, "a" * 64, "a" * 65, "a" * 200, "a" * 201,
+         "GRU", "2026-01-01", "x\ny", "\u202e", ""]),
+    st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), _JOB_VALUES), max_size=3))
+def test_the_quick_job_check_accepts_exactly_what_the_field_checks_accept(changes):
+    row = ["null:GRU-REC:2026-01-01", 1, 1, "null", "GRU", "REC", "2026-01-01", None]
+    for index, value in changes:  # a well-formed job with up to three fields changed
+        row[index] = value
+    try:
+        expected = protocol._checked_job(list(row))
+    except (ValueError, TypeError, IndexError) as error:
+        with pytest.raises(type(error)):
+            protocol._job(list(row))
+    else:
+        assert protocol._job(list(row)) == expected

@@ -221,7 +221,28 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise ProtocolError("bad-schema", f"{kind}: {error}"[:200]) from None
 
 
+_new_job = SearchJob.__new__
+
+
 def _job(row: Any) -> SearchJob:
+    """A job from its array: the usual one (8 fields, all well formed) checked in one
+    expression, on the hot path of workers and the sink; anything else field by field,
+    which says what is wrong."""
+    if type(row) is list and len(row) == 8:
+        job_id, cycle, attempt, backend, origin, destination, date, back = row
+        if (type(job_id) is str and type(backend) is str and type(origin) is str
+                and type(destination) is str and type(date) is str and type(cycle) is int
+                and type(attempt) is int and 0 < len(job_id) <= 200 and 0 < len(backend) <= 64
+                and 0 < len(origin) <= 16 and 0 < len(destination) <= 16
+                and 0 < len(date) <= 32 and 0 <= cycle <= 2**62 and 0 <= attempt <= 2**62
+                and (back is None or type(back) is str and len(back) <= 32)
+                and is_label(f"{job_id}{backend}{origin}{destination}{date}{back or ''}")):
+            return _new_job(SearchJob, job_id, cycle, attempt, backend, origin, destination,
+                            date, back, "", "")
+    return _checked_job(row)
+
+
+def _checked_job(row: Any) -> SearchJob:
     row = array(row)
     options = legs = ""
     if len(row) > 8:  # a job with search options or legs (checked: workers read them)
