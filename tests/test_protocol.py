@@ -358,3 +358,37 @@ def test_the_quick_job_check_accepts_exactly_what_the_field_checks_accept(change
             protocol._job(list(row))
     else:
         assert protocol._job(list(row)) == expected
+
+
+_EDGES = [None, True, 0, -1, 1.0, 2**32 - 1, 2**32, 2**62, 2**62 + 1, "", "done", "DONE",
+          "transient", "x" * 200, "x" * 201, "e" * protocol.MAX_ERROR,
+          "e" * (protocol.MAX_ERROR + 1), [], [[]], [["a", "1"]]]
+
+
+def _same_ack_answer(row: list) -> None:
+    """The quick ack check says None or exactly what the field-by-field check says."""
+    quick = protocol._quick_ack(list(row))
+    try:
+        expected = protocol._checked_ack(list(row))
+    except (ValueError, TypeError):
+        assert quick is None, row
+    else:
+        assert quick is None or quick == expected, row
+
+
+def test_the_quick_ack_check_accepts_exactly_what_the_field_checks_accept_at_the_edges():
+    for index in range(7):
+        for value in _EDGES:
+            row = [1, "null:GRU-REC:2026-01-01", 1, "done", None, [], 12345]
+            row[index] = value
+            _same_ack_answer(row)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), _JOB_VALUES | st.sampled_from(_EDGES)),
+                max_size=3))
+def test_the_quick_ack_check_accepts_exactly_what_the_field_checks_accept(changes):
+    row = [1, "null:GRU-REC:2026-01-01", 1, "done", None, [], 12345]
+    for index, value in changes:  # a well-formed ack with up to three fields changed
+        row[index] = value
+    _same_ack_answer(row)
