@@ -25,6 +25,7 @@ from voe.master.ledgerreads import LedgerReads
 from voe.master.ledgerwrites import LedgerWrites
 from voe.master.observations import OBSERVATIONS_TABLE, LedgerObservations
 from voe.model import SearchJob
+from voe.sqlrows import insert_rows
 
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 STATES = (PENDING, LEASED, DONE, FAILED)
@@ -226,11 +227,10 @@ class Ledger(LedgerReads, LedgerWrites, LedgerObservations):
     def add_jobs(self, cycle: int, jobs: Iterable[SearchJob], expanded: int) -> None:
         """Insert a batch of a cycle's jobs as pending and record how far expansion got."""
         with self.transaction():
-            self.db.executemany(
-                "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, destination, date, "
-                "return_date, options, legs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ((cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date,
-                  j.options, j.legs) for j in jobs))
+            insert_rows(self.db, "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, "
+                        "destination, date, return_date, options, legs) VALUES (?, ?, ?, ?, ?, ?,"
+                        " ?, ?, ?)", [(cycle, j.id, j.backend, j.origin, j.destination, j.date,
+                                      j.return_date, j.options, j.legs) for j in jobs])
             self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
 
     def add_found(self, batches: Iterable[list[SearchJob]], now: float | None = None) -> None:

@@ -98,6 +98,10 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
         """Run ``sql`` once per row."""
         raise NotImplementedError
 
+    def _insert(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` with ``sql`` (one row's INSERT); by default ``_many``."""
+        self._many(db, sql, rows)
+
     def _insert_fares(self, db: Any, fresh: Sequence[Result]) -> int:
         """Insert the fares of ``fresh``; return how many."""
         raise NotImplementedError
@@ -255,14 +259,14 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
             if refused:  # counted once per attempt: only those whose outcome is new
                 known = self._stored_outcomes(db, {outcome_key(r) for r in refused})
                 refused = [r for r in refused if outcome_key(r) not in known]
-            self._many(db, queries.insert_outcome(mark), [outcome_row(r, now) for r in results])
+            self._insert(db, queries.insert_outcome(mark), [outcome_row(r, now) for r in results])
             fresh = new_results(results, stored)
             fares = 0
             if fresh:
                 for result in fresh:
                     answers[result.job.cycle, result.job.id] = answer_digest(result.fares)
-                self._many(db, queries.insert_result(mark),
-                           [result_row(r, now, answers[r.job.cycle, r.job.id]) for r in fresh])
+                self._insert(db, queries.insert_result(mark),
+                             [result_row(r, now, answers[r.job.cycle, r.job.id]) for r in fresh])
                 fares = self._insert_fares(db, fresh)
             counts = field_count_rows((*fresh, *refused))
             if counts:

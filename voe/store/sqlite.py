@@ -29,6 +29,7 @@ from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.model import Result
+from voe.sqlrows import insert_rows
 from voe.store import queries, schema
 from voe.store.base import NoStore, StoreError, StoreUnavailable
 from voe.store.rows import PLAIN_FARE_COLUMNS, fare_rows_by_width
@@ -176,12 +177,14 @@ class SqliteStore(SqlStore):
     def _many(self, db: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         db.executemany(sql, rows)
 
+    def _insert(self, db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        insert_rows(db, sql, rows)
+
     def _insert_fares(self, db: sqlite3.Connection, fresh: Sequence[Result]) -> int:
         plain, full = fare_rows_by_width(fresh)
-        if plain:  # most rows: fewer columns to bind, the rest take their defaults
-            db.executemany(_INSERT_PLAIN_FARE, plain)
-        if full:
-            db.executemany(_INSERT_FARE, full)
+        # Most rows are plain: fewer columns to bind, the rest take their defaults.
+        insert_rows(db, _INSERT_PLAIN_FARE, plain)
+        insert_rows(db, _INSERT_FARE, full)
         return len(plain) + len(full)
 
     def _job_list(self, jobs: list[str]) -> str:

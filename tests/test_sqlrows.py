@@ -1,0 +1,54 @@
+"""Many rows a statement leave a table as one row a statement does (``voe.sqlrows``)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from voe import sqlrows
+
+_TABLE = "CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, a INTEGER, b TEXT)"
+_INSERT = "INSERT INTO t (k, a, b) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+
+
+def _table(rows: list[tuple], many_a_statement: bool) -> list[tuple]:
+    db = sqlite3.connect(":memory:")
+    db.execute(_TABLE)
+    if many_a_statement:
+        sqlrows.insert_rows(db, _INSERT, rows)
+    else:
+        db.executemany(_INSERT, rows)
+    return db.execute("SELECT id, k, a, b FROM t ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("count", [0, 1, 49, 50, 51, 137])
+def test_rows_land_in_order_with_the_same_row_numbers(count):
+    rows = [(f"k{n}", n, None if n % 3 else f"b{n}") for n in range(count)]
+    assert _table(rows, True) == _table(rows, False)
+    assert len(_table(rows, True)) == count
+
+
+def test_a_conflict_inside_one_statement_keeps_the_first_row_as_row_by_row_does():
+    rows = [(f"k{n % 7}", n, "x") for n in range(60)]  # each key seven or eight times
+    assert _table(rows, True) == _table(rows, False)
+    assert [row[2] for row in _table(rows, True)] == list(range(7))
+
+
+def test_wide_rows_stay_within_sqlites_oldest_parameter_limit():
+    columns = [f"c{n}" for n in range(300)]
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE w ({', '.join(columns)})")
+    sql = f"INSERT INTO w ({', '.join(columns)}) VALUES ({', '.join('?' * 300)})"
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    sqlrows.insert_rows(db, sql, [tuple(range(300))] * 10)
+    assert db.execute("SELECT COUNT(*) FROM w").fetchone()[0] == 10
+    assert max(statement.count("(") - 1 for statement in statements) * 300 <= 999
+
+
+def test_a_statement_that_is_no_insert_of_values_is_refused():
+    with pytest.raises(ValueError, match="INSERT"):
+        sqlrows.multi_row("UPDATE t SET a = ?", 5)
+    assert sqlrows.multi_row(_INSERT, 2) == (
+        "INSERT INTO t (k, a, b) VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT DO NOTHING")
