@@ -162,7 +162,7 @@ def encode_result(result: Result) -> bytes:
     body = {
         "j": _job_row(result.job),
         "s": result.status,
-        "f": [list(fare) for fare in result.fares],
+        "f": result.fares,  # tuples pack as arrays, a multi-city fare's legs too
         "e": _clip(result.error),
         "w": result.worker,
         "d": float(result.duration),
