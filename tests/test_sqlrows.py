@@ -52,3 +52,14 @@ def test_a_statement_that_is_no_insert_of_values_is_refused():
         sqlrows.multi_row("UPDATE t SET a = ?", 5)
     assert sqlrows.multi_row(_INSERT, 2) == (
         "INSERT INTO t (k, a, b) VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT DO NOTHING")
+
+
+@pytest.mark.parametrize("count", [0, 1, 50, 51, 120])
+def test_rows_given_as_one_flat_list_land_as_the_rows_do(count):
+    rows = [(f"k{n}", n, f"b{n}") for n in range(count)]
+    db = sqlite3.connect(":memory:")
+    db.execute(_TABLE)
+    sqlrows.insert_values(db, _INSERT, 3, [value for row in rows for value in row])
+    assert db.execute("SELECT id, k, a, b FROM t ORDER BY id").fetchall() == _table(rows, False)
+    with pytest.raises(ValueError, match="rows of 3"):
+        sqlrows.insert_values(db, _INSERT, 3, ["k", 1])

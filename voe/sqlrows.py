@@ -50,3 +50,17 @@ def insert_rows(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]])
                                              for start in range(0, whole, per)])
     if whole < len(rows):
         db.execute(multi_row(sql, len(rows) - whole), tuple(chain.from_iterable(rows[whole:])))
+
+
+def insert_values(db: sqlite3.Connection, sql: str, width: int, values: Sequence[Any]) -> None:
+    """``insert_rows`` for rows given as one flat list of values, ``width`` a row."""
+    if len(values) % width:
+        raise ValueError(f"{len(values)} values do not make rows of {width}")
+    per = max(1, min(ROWS_PER_STATEMENT, MAX_PARAMETERS // width))
+    step = per * width
+    whole = len(values) - len(values) % step
+    if whole:
+        db.executemany(multi_row(sql, per), [values[start:start + step]
+                                             for start in range(0, whole, step)])
+    if whole < len(values):
+        db.execute(multi_row(sql, (len(values) - whole) // width), values[whole:])

@@ -29,7 +29,7 @@ from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.model import Result
-from voe.sqlrows import insert_rows
+from voe.sqlrows import insert_rows, insert_values
 from voe.store import queries, schema
 from voe.store.base import NoStore, StoreError, StoreUnavailable
 from voe.store.rows import PLAIN_FARE_COLUMNS, fare_rows_by_width
@@ -183,9 +183,9 @@ class SqliteStore(SqlStore):
     def _insert_fares(self, db: sqlite3.Connection, fresh: Sequence[Result]) -> int:
         plain, full = fare_rows_by_width(fresh)
         # Most rows are plain: fewer columns to bind, the rest take their defaults.
-        insert_rows(db, _INSERT_PLAIN_FARE, plain)
+        insert_values(db, _INSERT_PLAIN_FARE, PLAIN_FARE_COLUMNS, plain)
         insert_rows(db, _INSERT_FARE, full)
-        return len(plain) + len(full)
+        return len(plain) // PLAIN_FARE_COLUMNS + len(full)
 
     def _job_list(self, jobs: list[str]) -> str:
         return json.dumps(jobs)
