@@ -392,3 +392,14 @@ def test_the_quick_ack_check_accepts_exactly_what_the_field_checks_accept(change
     for index, value in changes:  # a well-formed ack with up to three fields changed
         row[index] = value
     _same_ack_answer(row)
+
+
+def test_acks_that_are_their_own_wire_rows_encode_as_the_row_by_row_form_does():
+    acks = [protocol.Ack(1, "a", 1, "done", None, (), 5),
+            protocol.Ack(1, "b", 2, "done", None, (("2026-01-01", "10.00"),), 7),
+            protocol.Ack(1, "c", 1, "transient", "x" * 3000, (), None),
+            protocol.Ack(2, "d", 1, "done", "e" * (protocol.MAX_ERROR + 1), (), 3),
+            protocol.Ack(2, "e", 1, "done", "short", (), None)]
+    row_by_row = protocol._pack(protocol.ACKS, {"a": [protocol._ack_row(a) for a in acks]})
+    assert protocol.encode_acks(acks) == row_by_row
+    assert len(protocol.decode(row_by_row).acks[3].error) == protocol.MAX_ERROR

@@ -180,8 +180,11 @@ def encode_results(frames: list[bytes]) -> bytes:
 
 
 def encode_acks(acks: list[Ack]) -> bytes:
-    """Encode a batch of acknowledgements."""
-    return _pack(ACKS, {"a": [_ack_row(a) for a in acks]})
+    """Encode a batch of acknowledgements: an ack with an answer's digest and a short error
+    (the usual) is its own wire row, all seven fields (MessagePack writes tuples as arrays)."""
+    return _pack(ACKS, {"a": [a if a.answer is not None and (a.error is None or len(a.error)
+                                                             <= MAX_ERROR) else _ack_row(a)
+                              for a in acks]})
 
 
 def _ack_row(ack: Ack) -> list[Any]:
@@ -222,6 +225,7 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
 
 
 _new_job = SearchJob.__new__
+_new_result = Result.__new__
 
 
 def _job(row: Any) -> SearchJob:
@@ -321,12 +325,9 @@ def _parse_result(body: dict[str, Any]) -> Result:
     duration = body["d"]
     if not isinstance(duration, float | int) or not 0 <= duration < 1e7:
         raise ValueError("bad duration")
-    return Result(
-        job=_job(body["j"]), status=status, fares=fares(body["f"]),
-        error=opt_text(body["e"], MAX_ERROR), worker=label(body["w"], 200),
-        duration=float(duration),
-        field_counts=field_counts(body["c"]) if "c" in body else (),
-    )
+    return _new_result(Result, _job(body["j"]), status, fares(body["f"]),
+                       opt_text(body["e"], MAX_ERROR), label(body["w"], 200), float(duration),
+                       field_counts(body["c"]) if "c" in body else ())
 
 
 def _parse_results(body: dict[str, Any]) -> Results:
