@@ -60,6 +60,11 @@ class ActiveLease:
     finished_at: float | None = None  # the worker sent its result towards the sink
 
 
+def _next_attempt(job: SearchJob) -> SearchJob:
+    """``job`` as its next attempt (``_replace`` without its keyword machinery: per lease)."""
+    return tuple.__new__(SearchJob, (job[0], job[1], job[2] + 1, *job[3:]))
+
+
 def _no_hook(hook: str, *args: object) -> None:
     """The default ``emit``: nobody listens."""
 
@@ -211,7 +216,7 @@ class Leasing:
         wall_deadline = self.wall() + self.plan.lease_seconds  # for the ledger and reports
         leased = []
         for job in jobs:
-            job = job._replace(attempt=job.attempt + 1)
+            job = _next_attempt(job)
             key = (job.cycle, job.id)
             self.leases[key] = ActiveLease(job, deadline, peer, now)
             self.peers.assign(key, peer)

@@ -119,10 +119,16 @@ class Middlewares:
     def emit(self, master: Master, hook: str, *args: Any) -> None:
         """Call ``hook`` on every middleware that has it, in order; failures are logged
         (but those of ``STARTING`` hooks raise)."""
-        for method in self._listeners(hook):
-            if hook in STARTING:
+        listeners = self._callers.get(hook)
+        if listeners is None:
+            listeners = self._listeners(hook)
+        if not listeners:
+            return
+        if hook in STARTING:
+            for method in listeners:
                 method(master, *args)
-                continue
+            return
+        for method in listeners:
             try:
                 method(master, *args)
             except Exception:
