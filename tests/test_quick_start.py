@@ -187,3 +187,27 @@ def test_a_port_whose_app_cannot_be_built_says_why_and_closes(caplog):
     assert not server.thread.is_alive() and _refused(port)
     assert f"127.0.0.1:{port} cannot serve: no web stack here" in caplog.text
     server.stop()  # the role's own stop still works
+
+
+def test_a_lazy_port_builds_its_app_for_its_first_visitor_and_never_without_one():
+    port = free_port()
+    built: list[str] = []
+
+    def make_app():
+        built.append("app")
+        return metrics_app(metrics.SINK, "")
+
+    server = WebServer("127.0.0.1", port, make_app, "VOE_HTTP_PORT", "master", lazy=True)
+    server.start()
+    time.sleep(0.3)
+    assert built == [] and server.thread.is_alive()  # waiting on the bound port
+    assert _get(port, "/metrics") == 200 and built == ["app"]
+    server.stop()
+    assert not server.thread.is_alive() and _refused(port)
+
+    idle = WebServer("127.0.0.1", port, make_app, "VOE_HTTP_PORT", "master", lazy=True)
+    idle.start()
+    started = time.monotonic()
+    idle.stop()  # nobody came: the waiting thread wakes and ends at once, nothing built
+    assert time.monotonic() - started < 5 and not idle.thread.is_alive()
+    assert built == ["app"] and _refused(port)

@@ -7,8 +7,10 @@ port itself (so a busy port is a ``WebError`` for the user, before anything runs
 runs uvicorn's event loop in a daemon thread: it never blocks the single-threaded
 ZeroMQ loops. For the master that thread also imports the web stack and builds the app
 (a third of a second of CPU), so its loop leases at once; connections wait on the bound
-port meanwhile. Connections are bounded in number, in the time a request may take to
-arrive, and in the size of its headers.
+port meanwhile. The master's thread builds only once a first connection waits (``lazy``):
+a master nobody looks at never spends that third of a second beside its jobs, and the
+first visitor waits for it instead. Connections are bounded in number, in the time a
+request may take to arrive, and in the size of its headers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import resource
+import select
 import socket
 import sys
 import threading
@@ -88,8 +91,11 @@ class WebServer:
     """
 
     def __init__(self, host: str, port: int, make_app: Callable[[], Guard], setting: str,
-                 role: str) -> None:
+                 role: str, lazy: bool = False) -> None:
         self.socket = _listen(host, port, setting, role)
+        # With ``lazy``, the serving thread waits for a first connection (or the stop, which
+        # writes to ``wake``) before it builds anything.
+        self.wake = socket.socketpair() if lazy else None
         self.make_app = make_app
         self.app: Guard | None = None  # built by the serving thread
         self.host = host
@@ -121,9 +127,14 @@ class WebServer:
             self.stopping = True
             if self.server is not None:
                 self.server.stop_soon()
+        if self.wake is not None:
+            self.wake[1].send(b"\0")
         if self.started:
             self.thread.join(2 * STOP_TIMEOUT)
         self.socket.close()
+        if self.wake is not None:
+            for end in self.wake:
+                end.close()
 
     def build(self) -> None:
         """Build the app and its server now, in the calling thread (errors raise here);
@@ -134,6 +145,8 @@ class WebServer:
         """Build the app and its server (unless ``build`` did), then serve until ``stop``
         (unless it came first)."""
         server = self.built
+        if server is None and self.wake is not None and not self._visited():
+            return
         if server is None:
             sys.setswitchinterval(min(_SWITCH_INTERVAL, BUILD_SWITCH_INTERVAL))
             try:
@@ -150,6 +163,11 @@ class WebServer:
                 return
             self.server = server
         server.run(sockets=[self.socket])
+
+    def _visited(self) -> bool:
+        """Wait for a first connection on the port (True) or for ``stop`` (False)."""
+        readable, _, _ = select.select([self.socket, self.wake[0]], [], [])
+        return self.socket in readable and not self.stopping
 
     def _build(self) -> QuickServer:
         import uvicorn
@@ -191,7 +209,8 @@ def serve(settings: Settings, control: Control, plan: Plan | None = None, *,
 
         return master_app(settings, control, plan)
 
-    server = WebServer(host, settings.voe_http_port, make_app, "VOE_HTTP_PORT", "master")
+    server = WebServer(host, settings.voe_http_port, make_app, "VOE_HTTP_PORT", "master",
+                       lazy=True)
     if start:
         server.start()
     log.info("dashboard and control API at %s (token %s)", server.url,
