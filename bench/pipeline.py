@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machine import plugins_note
 from measure import Quiet, cpu_seconds, measured
 from procs import BENCH, Proc, clean_env, port_answers, stop_all
 from profiler import profile_summary, start_profiler, stop_profiler
@@ -335,6 +336,7 @@ def main() -> int:
         "its defaults (JSON, persistent messages, durable queue, early acks, prefetch "
         "multiplier 4); the queue is private to the run and deleted afterwards. "
         f"Celery runs {celery_n:,} jobs (--celery-n) to stay within minutes: compare rates.",
+        plugins_note(),
     ]
     rounds: dict[str, list[Outcome]] = {}
     quiet = Quiet(args.quiet_wait)
