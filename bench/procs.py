@@ -135,6 +135,8 @@ class Proc:
         try:
             os.kill(self.pid, sig)
             return self.wait(timeout)
+        except ProcessLookupError:  # it exited between the poll and the signal (py-spy
+            return self.wait(timeout)  # stops by itself once its target has exited)
         except TimeoutError:
             os.kill(self.pid, signal.SIGKILL)
             return self.wait(10)
