@@ -41,21 +41,3 @@ def machine_busy_seconds() -> float:
     return (times.user + times.nice + times.system + times.irq + times.softirq
             + times.steal)
 
-
-# voe's plugin groups: what an installed distribution other than voe may add to its roles.
-PLUGIN_GROUPS = ("voe.backends", "voe.fetch_middlewares", "voe.fare_pipelines",
-                 "voe.master_middlewares")
-
-
-def plugins_note() -> str:
-    """Which installed third-party plugins voe's roles load (each runs on every job or
-    answer it hooks, so a benchmark of voe as shipped has none)."""
-    from importlib.metadata import entry_points
-
-    found = sorted(f"{point.group}: {point.name} ({point.dist.name if point.dist else '?'})"
-                   for group in PLUGIN_GROUPS for point in entry_points(group=group)
-                   if point.dist is None or point.dist.name != "voe")
-    if not found:
-        return "Third-party plugins installed: none (voe as shipped)."
-    return ("Third-party plugins installed, loaded by voe's roles in this run: "
-            + "; ".join(found) + ".")

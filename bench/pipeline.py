@@ -35,9 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from machine import plugins_note
 from measure import Quiet, cpu_seconds, measured
-from procs import BENCH, Proc, clean_env, port_answers, stop_all
+from procs import BENCH, Proc, clean_env, plugins_note, port_answers, stop_all
 from profiler import profile_summary, start_profiler, stop_profiler
 from report import common_args, fmt, ratio, record, table, verdict, workdir
 from roles import VoeCluster, free_port, wait_for

@@ -185,6 +185,16 @@ def plugins_off() -> dict[str, str]:
     return off
 
 
+def plugins_note() -> str:
+    """What a record says of the third-party plugins installed here (``plugins_off``)."""
+    off = plugins_off()
+    if not off:
+        return "Third-party voe plugins installed: none."
+    return ("Third-party voe plugins installed here were left out of voe's roles "
+            "(bench/procs.py, plugins_off): " + "; ".join(f"{setting}={value}"
+                                                         for setting, value in off.items()))
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """Our environment without any VOE_* (or .env-style) voe setting, with third-party
     voe plugins left out (``plugins_off``), plus ``extra``."""
