@@ -100,6 +100,12 @@ class FarePipeline:
                 stage.counts = self.field_counts
             self.stages.append((order, path, stage))
         self._steps = _steps(self.stages)
+        # The usual answer (plain fares of a plain search, nothing stated of the search it
+        # answers) passes the built-in stages that only look at other searches and answers
+        # untouched (``_PLAIN_NOOPS``): with only built-in stages, it skips them.
+        self._plain_steps = _steps([entry for entry in self.stages
+                                    if entry[1] not in _PLAIN_NOOPS]) if all(
+            path in PIPELINES_BASE for _, path, _ in self.stages) else None
         # A calendar's answer (its days, ``CalendarDay``) passes the stages that say they
         # read one; a stage written for fares (most third-party ones) is not given it.
         self._calendar_steps = _steps([entry for entry in self.stages
@@ -133,7 +139,12 @@ class FarePipeline:
                              page=answer.page)
         failure: ParseError | None = None
         told: dict[str, FieldCount | None] = {}  # what refusing or crashing field stages said
-        for step in self._calendar_steps if job.calendar else self._steps:
+        steps = self._calendar_steps if job.calendar else self._steps
+        if (self._plain_steps is not None and answer.answered is None and not job.options
+                and not job.return_date and not job.legs and not job.calendar
+                and set(map(type, answer)) <= _PLAIN_FARE):
+            steps = self._plain_steps
+        for step in steps:
             if step.__class__ is _OnePass:
                 if step.passes(answer, job):
                     continue  # every value already valid and normal, and counted
@@ -174,6 +185,18 @@ class FarePipeline:
             failure.field_counts = _refused_counts(fields, len(answer), told)
             raise failure
         return answer
+
+
+# Built-in stages that pass, untouched and uncounted, an answer of plain fares (exactly
+# ``Fare``) that states nothing of its search (``answered`` None), for a search without
+# options, return, later legs or calendar: AnswersSearch compares only what a page
+# states; CurrencyAsked only a currency asked or stated; ReturnLeg, LaterLegs and
+# CalendarDays refuse round-trip, multi-city and calendar items in such an answer, and
+# there are none.
+_PLAIN_NOOPS = frozenset(f"voe.worker.farepipeline.{name}" for name in (
+    "answers:AnswersSearch", "currency:CurrencyAsked", "returnleg:ReturnLeg", "legs:LaterLegs",
+    "calendar:CalendarDays"))
+_PLAIN_FARE = frozenset({Fare})
 
 
 class _OnePass:
