@@ -63,3 +63,15 @@ def test_rows_given_as_one_flat_list_land_as_the_rows_do(count):
     assert db.execute("SELECT id, k, a, b FROM t ORDER BY id").fetchall() == _table(rows, False)
     with pytest.raises(ValueError, match="rows of 3"):
         sqlrows.insert_values(db, _INSERT, 3, ["k", 1])
+
+
+def test_every_batch_size_uses_a_handful_of_statement_shapes():
+    db = sqlite3.connect(":memory:")
+    db.execute(_TABLE)
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    for count in range(1, 121):  # a sink's batches come in every size
+        sqlrows.insert_rows(db, _INSERT, [(f"k{count}-{n}", n, "b") for n in range(count)])
+    shapes = {sql.count("), (") + 1 for sql in statements if sql.startswith("INSERT")}
+    assert shapes == {50, 32, 16, 8, 4, 2, 1}
+    assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == sum(range(1, 121))

@@ -40,20 +40,16 @@ def multi_row(sql: str, rows: int) -> str:
 
 def insert_rows(db: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Insert ``rows`` (all as wide as ``sql``'s VALUES) with ``sql``, many to a statement."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per = max(1, min(ROWS_PER_STATEMENT, MAX_PARAMETERS // max(1, width)))
-    whole = len(rows) - len(rows) % per
-    if whole:
-        db.executemany(multi_row(sql, per), [tuple(chain.from_iterable(rows[start:start + per]))
-                                             for start in range(0, whole, per)])
-    if whole < len(rows):
-        db.execute(multi_row(sql, len(rows) - whole), tuple(chain.from_iterable(rows[whole:])))
+    if rows:
+        insert_values(db, sql, len(rows[0]), list(chain.from_iterable(rows)))
 
 
 def insert_values(db: sqlite3.Connection, sql: str, width: int, values: Sequence[Any]) -> None:
-    """``insert_rows`` for rows given as one flat list of values, ``width`` a row."""
+    """``insert_rows`` for rows given as one flat list of values, ``width`` a row.
+
+    Whole statements of ``ROWS_PER_STATEMENT`` rows first, then the rest in statements of
+    32, 16, 8, 4, 2 and 1 rows: a handful of statement shapes, which the connection's
+    statement cache keeps compiled (a shape per row count would outgrow it)."""
     if len(values) % width:
         raise ValueError(f"{len(values)} values do not make rows of {width}")
     per = max(1, min(ROWS_PER_STATEMENT, MAX_PARAMETERS // width))
@@ -62,5 +58,9 @@ def insert_values(db: sqlite3.Connection, sql: str, width: int, values: Sequence
     if whole:
         db.executemany(multi_row(sql, per), [values[start:start + step]
                                              for start in range(0, whole, step)])
-    if whole < len(values):
-        db.execute(multi_row(sql, (len(values) - whole) // width), values[whole:])
+    start, left = whole, (len(values) - whole) // width
+    while left:
+        rows = 1 << (left.bit_length() - 1)  # the most rows a power of two holds
+        end = start + rows * width
+        db.execute(multi_row(sql, rows), values[start:end])
+        start, left = end, left - rows
