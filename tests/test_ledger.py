@@ -167,6 +167,9 @@ class _Recorder:
     def close(self) -> None:
         self.db.close()
 
+    def __getattr__(self, name: str):
+        return getattr(self.db, name)  # anything else as the connection has it
+
 
 def test_times_are_bound_as_parameters_never_written_into_the_sql(tmp_path):
     ledger = Ledger(tmp_path / "ledger.db")
@@ -242,8 +245,12 @@ def test_jobs_handed_out_are_written_in_groups_by_row_number_and_others_by_key(t
     ledger = Ledger(tmp_path / "ledger.db")
     recorder = _Recorder(ledger.db)
     try:
-        ledger.start_cycle("p", "digest", "2026-01-01", 4, 5)
-        ledger.add_jobs(1, [_job(n) for n in (1, 2, 3, 4)], 4)
+        ledger.start_cycle("p", "digest", "2026-01-01", 5, 5)
+        fresh = ledger.add_jobs(1, [_job(n) for n in (1, 2, 3, 4)], 4)
+        assert fresh == ledger.take_pending(10)  # a new batch is handed over as read back
+        assert ledger.seqs == {(1, _job(n).id): n for n in (1, 2, 3, 4)}
+        assert ledger.add_jobs(1, [_job(4), _job(5)], 5) is None  # job 4 was there: read back
+        ledger.seqs.clear()  # as a restarted master's ledger, which knows no row numbers
         assert [job.id for job in ledger.take_pending(3)] == [_job(n).id for n in (1, 2, 3)]
         ledger.db = recorder
         with ledger.transaction():  # job 4 was never handed out: written by (cycle, id)
@@ -254,7 +261,8 @@ def test_jobs_handed_out_are_written_in_groups_by_row_number_and_others_by_key(t
         assert _states(ledger) == {_job(1).id: ("leased", "w1", 1, None),
                                    _job(2).id: ("leased", "w1", 1, None),
                                    _job(3).id: ("leased", "w2", 2, None),
-                                   _job(4).id: ("leased", "w1", 1, None)}
+                                   _job(4).id: ("leased", "w1", 1, None),
+                                   _job(5).id: ("pending", None, 0, None)}
         with ledger.transaction():  # one job written twice in one write: in order, as written
             ledger.mark_leased([(1_900_000_000.0, "w1", 2, 1, _job(1).id),
                                 (1_900_000_000.0, "w2", 3, 1, _job(1).id),

@@ -108,18 +108,20 @@ class CycleBook:
         self.track(cycle)
         return cycle
 
-    def expand(self) -> bool:
-        """Add the next batch of the oldest unexpanded cycle to the ledger."""
+    def expand(self) -> list[SearchJob] | bool:
+        """Add the next batch of the oldest unexpanded cycle to the ledger: False when none
+        is left, else the batch as pending jobs when the ledger could hand them over at once
+        (``Ledger.add_jobs``), else True (read them from the ledger)."""
         for number, (stream, done) in sorted(self.expanders.items()):
             batch = list(itertools.islice(stream, EXPAND_BATCH))
-            self.ledger.add_jobs(number, batch, done + len(batch))
+            fresh = self.ledger.add_jobs(number, batch, done + len(batch))
             if len(batch) < EXPAND_BATCH:
                 del self.expanders[number]
                 if not batch:
                     continue
             else:
                 self.expanders[number] = (stream, done + len(batch))
-            return True
+            return fresh or True
         return False
 
     def max_attempts(self, number: int) -> int:

@@ -204,9 +204,13 @@ class Leasing:
             if jobs:
                 self.ready.extend(jobs)
                 return True
-            if not self.book.expand():
+            expanded = self.book.expand()
+            if not expanded:
                 self.idle_until = self.clock() + IDLE_REFILL_INTERVAL
                 return False
+            if expanded is not True:  # the new batch itself: what the ledger would read back
+                self.ready.extend(job for job in expanded if (job.cycle, job.id) not in self.leases)
+                return True
         return False
 
     def lease(self, peer: Peer, jobs: list[SearchJob]) -> list[SearchJob]:

@@ -224,14 +224,41 @@ class Ledger(LedgerReads, LedgerWrites, LedgerObservations):
         assert cycle is not None
         return cycle
 
-    def add_jobs(self, cycle: int, jobs: Iterable[SearchJob], expanded: int) -> None:
-        """Insert a batch of a cycle's jobs as pending and record how far expansion got."""
+    def add_jobs(self, cycle: int, jobs: Iterable[SearchJob],
+                 expanded: int) -> list[SearchJob] | None:
+        """Insert a batch of a cycle's jobs as pending and record how far expansion got.
+
+        Returns the jobs as ``take_pending`` would read them back, their row numbers
+        remembered, when every one was new (the usual batch); None when some were in the
+        ledger already (a batch expanded again after a restart): read them back then."""
+        batch = list(jobs)
         with self.transaction():
+            before = self.db.total_changes
             insert_rows(self.db, "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, "
                         "destination, date, return_date, options, legs) VALUES (?, ?, ?, ?, ?, ?,"
                         " ?, ?, ?)", [(cycle, j.id, j.backend, j.origin, j.destination, j.date,
-                                      j.return_date, j.options, j.legs) for j in jobs])
+                                      j.return_date, j.options, j.legs) for j in batch])
+            fresh = self._fresh(cycle, batch, self.db.total_changes - before)
             self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
+        return fresh
+
+    def _fresh(self, cycle: int, batch: list[SearchJob], inserted: int) -> list[SearchJob] | None:
+        """``batch`` as pending jobs of ``cycle`` with their row numbers remembered, if all of
+        it was just inserted: SQLite numbers new rows one after the largest, so theirs are the
+        last ``len(batch)`` numbers (checked at both ends)."""
+        if not batch or inserted != len(batch):
+            return None
+        last = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(batch) + 1
+        ends = dict(self.db.execute("SELECT seq, id FROM jobs WHERE seq IN (?, ?)",
+                                    (first, last)))
+        if ends.get(first) != batch[0].id or ends.get(last) != batch[-1].id:
+            return None
+        pending = [job if job.cycle == cycle and job.attempt == 0
+                   else job._replace(cycle=cycle, attempt=0) for job in batch]
+        self.seqs.update(zip([(cycle, job.id) for job in pending], range(first, last + 1),
+                             strict=True))
+        return pending
 
     def add_found(self, batches: Iterable[list[SearchJob]], now: float | None = None) -> None:
         """Insert jobs found while collecting (a calendar's cheapest days to search in full)
