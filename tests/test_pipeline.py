@@ -229,10 +229,13 @@ def test_slow_worker_never_holds_more_than_its_credit(tmp_path, airline):
     cluster.env["VOE_PREFETCH_SECONDS"] = "0"
     try:
         cluster.sink()
-        master = cluster.master()
         cluster.worker("slow", concurrency=2, prefetch=1, airline_url=very_slow.url)
         for number in range(3):
             cluster.worker(f"fast{number}", concurrency=4, prefetch=1)
+        # Every worker up before the master: one that started late on a loaded machine
+        # could find the plan finished by the others.
+        cluster.wait_log("worker", ": concurrency", 4)
+        master = cluster.master()
         assert cluster.wait_master(master) == 0
         assert_stored_exactly_once(cluster, airline)
         outcomes = cluster.store_rows("outcomes")
