@@ -6,6 +6,7 @@ before voe uses it, and a name that reaches logs or terminals must be printable.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from voe.model import MAX_LEGS, CalendarDay, Fare, FieldCount, MultiCityFare, RoundTripFare
@@ -99,9 +100,10 @@ def fares(value: Any) -> tuple[Fare, ...]:
             raise ValueError("a fare's fields are short, and flight, price, currency are set")
     if other_shapes:
         return tuple(_shaped(row) for row in value)
-    return tuple(map(Fare._make, value))
+    return tuple(map(_new_fare, value))  # each checked to have Fare's five fields
 
 
+_new_fare = partial(tuple.__new__, Fare)
 # A fare's type by its number of fields (a multi-city fare's, 6, is made by ``_shaped``).
 _SHAPES: dict[int, Any] = {5: Fare, 8: RoundTripFare, 3: CalendarDay}
 _OTHER_SHAPES = frozenset({3, 6, 8})

@@ -65,6 +65,8 @@ def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
             yield (*route[:5], fare[0], None, "", "", "", fare[1], fare[2], *one_way)
 
 
+_ONE_WAY = frozenset({5})  # a one-way fare's number of fields
+
 PLAIN_FARE_COLUMNS = 12
 """How many of ``FARE_FIELDS`` a one-way fare of a search without options or legs fills:
 its later columns hold their defaults (NULL, or '')."""
@@ -80,7 +82,7 @@ def fare_rows_by_width(results: Iterable[Result]) -> tuple[list[Any], list[tuple
     full: list[tuple[Any, ...]] = []
     for result in results:
         job = result.job
-        if job.options or job.legs or not all(len(fare) == 5 for fare in result.fares):
+        if job.options or job.legs or not set(map(len, result.fares)) <= _ONE_WAY:
             full.extend(fare_rows(result))
             continue
         route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
