@@ -403,3 +403,19 @@ def test_acks_that_are_their_own_wire_rows_encode_as_the_row_by_row_form_does():
     row_by_row = protocol._pack(protocol.ACKS, {"a": [protocol._ack_row(a) for a in acks]})
     assert protocol.encode_acks(acks) == row_by_row
     assert len(protocol.decode(row_by_row).acks[3].error) == protocol.MAX_ERROR
+
+
+def test_the_quick_key_check_accepts_exactly_what_the_field_checks_accept():
+    for first in _EDGES:
+        for second in _EDGES:
+            pair = [first, second]
+            try:
+                expected = protocol._checked_key(list(pair))
+            except (ValueError, TypeError):
+                with pytest.raises((ValueError, TypeError)):
+                    protocol._keys([list(pair)])
+            else:
+                assert protocol._keys([list(pair)]) == (expected,)
+    for odd in ([1], [1, "a", 2], (1, "a"), "1a", None):
+        with pytest.raises((ValueError, TypeError)):
+            protocol._keys([odd])

@@ -121,7 +121,7 @@ def encode_hello(worker: str, concurrency: int, prefetch: int,
 
 def encode_finished(keys: list[tuple[int, str]], prefetch: int | None = None) -> bytes:
     """Encode the (cycle, job id) pairs a worker no longer holds, and a new prefetch if any."""
-    body: dict[str, Any] = {"k": [list(key) for key in keys]}
+    body: dict[str, Any] = {"k": keys}  # each pair packs as an array
     if prefetch is not None:
         body["p"] = prefetch
     return _pack(FINISHED, body)
@@ -274,13 +274,24 @@ def _checked_job(row: Any) -> SearchJob:
 
 
 def _keys(value: Any) -> tuple[tuple[int, str], ...]:
+    """(cycle, job id) pairs: each a well-formed pair checked in one expression (a worker
+    reports every job it finished), anything else by ``_checked_key``."""
     keys = []
-    for item in array(value):
-        pair = array(item)
-        if len(pair) != 2:
-            raise ValueError("a key is [cycle, id]")
-        keys.append((integer(pair[0]), text(pair[1], 200)))
+    for pair in array(value):
+        if (type(pair) is list and len(pair) == 2 and type(pair[0]) is int
+                and 0 <= pair[0] <= 2**62 and type(pair[1]) is str and 0 < len(pair[1]) <= 200):
+            keys.append((pair[0], pair[1]))
+        else:
+            keys.append(_checked_key(pair))
     return tuple(keys)
+
+
+def _checked_key(item: Any) -> tuple[int, str]:
+    """A (cycle, job id) pair read field by field; ``ValueError`` says what is wrong."""
+    pair = array(item)
+    if len(pair) != 2:
+        raise ValueError("a key is [cycle, id]")
+    return (integer(pair[0]), text(pair[1], 200))
 
 
 def _parse_hello(body: dict[str, Any]) -> Hello:
