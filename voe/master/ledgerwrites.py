@@ -3,9 +3,10 @@
 A ledger flush changes hundreds of jobs' states. One UPDATE per job pays, for every job,
 what SQLite and Python's driver charge per statement row: binding, a search of the
 ``(cycle, id)`` index, the interpreter's lock dropped and taken around each step. Jobs
-the ledger handed out itself (``take_pending``, ``leases``) have their row number
-(``seq``) remembered, so their changes go as one UPDATE per group of equal values, the
-row numbers as one JSON array (``json_each``), about a third of the cost. A job not
+the ledger added or handed out itself (``add_jobs``, ``take_pending``, ``leases``) have
+their row number (``seq``) remembered until they are done or failed, so their changes
+go as one UPDATE per group of equal values, the row numbers as one JSON array
+(``json_each``), about a third of the cost. A job not
 remembered (one a worker re-announced to a restarted master) is written by
 ``(cycle, id)``, row by row, after the groups, so a later change of a job always wins.
 

@@ -15,6 +15,7 @@ request may take to arrive, and in the size of its headers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import resource
@@ -128,7 +129,8 @@ class WebServer:
             if self.server is not None:
                 self.server.stop_soon()
         if self.wake is not None:
-            self.wake[1].send(b"\0")
+            with contextlib.suppress(OSError):  # closed by an earlier stop
+                self.wake[1].send(b"\0")
         if self.started:
             self.thread.join(2 * STOP_TIMEOUT)
         self.socket.close()
