@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fuzzing import FRAMES, SEED, mutate, seeds
-from voe import protocol
+from voe import protocol, protocol_rows
 from voe.fields import MAX_FIELD_COUNT
 from voe.model import CalendarDay, Fare, FieldCount, MultiCityFare, Result, RoundTripFare, SearchJob
 
@@ -352,12 +352,12 @@ def test_the_quick_job_check_accepts_exactly_what_the_field_checks_accept(change
     for index, value in changes:  # a well-formed job with up to three fields changed
         row[index] = value
     try:
-        expected = protocol._checked_job(list(row))
+        expected = protocol_rows.checked_job(list(row))
     except (ValueError, TypeError, IndexError) as error:
         with pytest.raises(type(error)):
-            protocol._job(list(row))
+            protocol_rows.job_from_row(list(row))
     else:
-        assert protocol._job(list(row)) == expected
+        assert protocol_rows.job_from_row(list(row)) == expected
 
 
 _EDGES = [None, True, 0, -1, 1.0, 2**32 - 1, 2**32, 2**62, 2**62 + 1, "", "done", "DONE",
@@ -367,9 +367,9 @@ _EDGES = [None, True, 0, -1, 1.0, 2**32 - 1, 2**32, 2**62, 2**62 + 1, "", "done"
 
 def _same_ack_answer(row: list) -> None:
     """The quick ack check says None or exactly what the field-by-field check says."""
-    quick = protocol._quick_ack(list(row))
+    quick = protocol_rows.quick_ack(list(row))
     try:
-        expected = protocol._checked_ack(list(row))
+        expected = protocol_rows.checked_ack(list(row))
     except (ValueError, TypeError):
         assert quick is None, row
     else:
@@ -410,12 +410,12 @@ def test_the_quick_key_check_accepts_exactly_what_the_field_checks_accept():
         for second in _EDGES:
             pair = [first, second]
             try:
-                expected = protocol._checked_key(list(pair))
+                expected = protocol_rows.checked_key(list(pair))
             except (ValueError, TypeError):
                 with pytest.raises((ValueError, TypeError)):
-                    protocol._keys([list(pair)])
+                    protocol_rows.key_pairs([list(pair)])
             else:
-                assert protocol._keys([list(pair)]) == (expected,)
+                assert protocol_rows.key_pairs([list(pair)]) == (expected,)
     for odd in ([1], [1, "a", 2], (1, "a"), "1a", None):
         with pytest.raises((ValueError, TypeError)):
-            protocol._keys([odd])
+            protocol_rows.key_pairs([odd])

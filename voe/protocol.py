@@ -5,7 +5,8 @@ voe touches raw frames: senders call an ``encode_*`` function, receivers call
 ``decode`` and get a typed message or a ``ProtocolError`` naming the reason, which
 they count and log. Jobs and fares travel as arrays to keep frames small and fast.
 The message types, limits and ``ProtocolError`` are defined in ``voe.protocol_messages``
-and imported from here.
+and imported from here; the arrays inside messages (a job, a key, an ack) are read by
+``voe.protocol_rows``.
 
 Message types:
   hello     worker -> master   name, concurrency, prefetch (sets the worker's credit), address
@@ -30,7 +31,6 @@ Message types:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,17 +42,14 @@ from voe.fields import (
     fares,
     field_counts,
     integer,
-    is_label,
     label,
     opt_text,
     printable,
-    text,
 )
-from voe.model import RESULT_STATUSES, Result, SearchJob, parse_legs, parse_options
+from voe.model import RESULT_STATUSES, Result, SearchJob
 
 # The vocabulary, defined in voe.protocol_messages; the rest of voe imports it from here.
 from voe.protocol_messages import (
-    ACK_STATUSES,
     ACKS,
     BYE,
     FINISHED,
@@ -62,9 +59,7 @@ from voe.protocol_messages import (
     MAX_ADDRESS,
     MAX_ERROR,
     MAX_ITEMS,
-    MAX_LEGS_TEXT,
     MAX_MESSAGE_BYTES,
-    MAX_OPTIONS,
     MAX_ROUTE_NAME,
     MAX_ROUTES,
     RESULT,
@@ -85,9 +80,10 @@ from voe.protocol_messages import (
     Throttled,
 )
 
+# The arrays inside messages (jobs, keys, acks), read quickly when well formed.
+from voe.protocol_rows import DATE, DECIMAL, checked_ack, job_from_row, key_pairs, quick_ack
+
 _packer = msgpack.Packer(use_bin_type=True)
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DECIMAL = re.compile(r"\d{1,12}(?:\.\d{1,4})?")
 
 
 def _pack(kind: str, body: dict[str, Any]) -> bytes:
@@ -224,85 +220,19 @@ def decode(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise ProtocolError("bad-schema", f"{kind}: {error}"[:200]) from None
 
 
-_new_job = SearchJob.__new__
 _new_result = Result.__new__
-
-
-def _job(row: Any) -> SearchJob:
-    """A job from its array: the usual one (8 fields, all well formed) checked in one
-    expression, on the hot path of workers and the sink; anything else field by field,
-    which says what is wrong."""
-    if type(row) is list and len(row) == 8:
-        job_id, cycle, attempt, backend, origin, destination, date, back = row
-        if (type(job_id) is str and type(backend) is str and type(origin) is str
-                and type(destination) is str and type(date) is str and type(cycle) is int
-                and type(attempt) is int and 0 < len(job_id) <= 200 and 0 < len(backend) <= 64
-                and 0 < len(origin) <= 16 and 0 < len(destination) <= 16
-                and 0 < len(date) <= 32 and 0 <= cycle <= 2**62 and 0 <= attempt <= 2**62
-                and (back is None or type(back) is str and len(back) <= 32)
-                and is_label(f"{job_id}{backend}{origin}{destination}{date}{back or ''}")):
-            return _new_job(SearchJob, job_id, cycle, attempt, backend, origin, destination,
-                            date, back, "", "")
-    return _checked_job(row)
-
-
-def _checked_job(row: Any) -> SearchJob:
-    row = array(row)
-    options = legs = ""
-    if len(row) > 8:  # a job with search options or legs (checked: workers read them)
-        if len(row) > 10:
-            raise ValueError("a job has 8 fields, 9 with its search options, 10 with legs")
-        options = text(row[8], MAX_OPTIONS, empty=True)
-        parse_options(options)
-        if len(row) == 10:
-            legs = text(row[9], MAX_LEGS_TEXT, empty=True)
-            if legs:
-                parse_legs(legs)
-    elif len(row) != 8:
-        raise ValueError("a job has 8 fields, 9 with its search options, 10 with legs")
-    job = SearchJob(
-        id=text(row[0], 200), cycle=integer(row[1]), attempt=integer(row[2]),
-        backend=text(row[3], 64), origin=text(row[4], 16), destination=text(row[5], 16),
-        date=text(row[6], 32), return_date=opt_text(row[7], 32), options=options, legs=legs,
-    )
-    # Every text of a job reaches logs and terminals (voe status, voe failed): one search
-    # over them all for control characters, on the hot path of workers and the sink.
-    if not is_label(f"{job.id}{job.backend}{job.origin}{job.destination}{job.date}"
-                    f"{job.return_date or ''}"):
-        raise ValueError("control characters in a job")
-    return job
-
-
-def _keys(value: Any) -> tuple[tuple[int, str], ...]:
-    """(cycle, job id) pairs: each a well-formed pair checked in one expression (a worker
-    reports every job it finished), anything else by ``_checked_key``."""
-    keys = []
-    for pair in array(value):
-        if (type(pair) is list and len(pair) == 2 and type(pair[0]) is int
-                and 0 <= pair[0] <= 2**62 and type(pair[1]) is str and 0 < len(pair[1]) <= 200):
-            keys.append((pair[0], pair[1]))
-        else:
-            keys.append(_checked_key(pair))
-    return tuple(keys)
-
-
-def _checked_key(item: Any) -> tuple[int, str]:
-    """A (cycle, job id) pair read field by field; ``ValueError`` says what is wrong."""
-    pair = array(item)
-    if len(pair) != 2:
-        raise ValueError("a key is [cycle, id]")
-    return (integer(pair[0]), text(pair[1], 200))
 
 
 def _parse_hello(body: dict[str, Any]) -> Hello:
     return Hello(label(body["w"], 200), integer(body["c"], 1, 100_000),
-                 integer(body["p"], 0, 100_000), _keys(body["k"]),
+                 integer(body["p"], 0, 100_000), key_pairs(body["k"]),
                  label(body.get("a", ""), MAX_ADDRESS, empty=True))
 
 
 def _parse_finished(body: dict[str, Any]) -> Finished:
     prefetch = body.get("p")
-    return Finished(_keys(body["k"]), None if prefetch is None else integer(prefetch, 0, 100_000))
+    return Finished(key_pairs(body["k"]),
+                    None if prefetch is None else integer(prefetch, 0, 100_000))
 
 
 def _parse_throttled(body: dict[str, Any]) -> Throttled:
@@ -326,7 +256,7 @@ def _parse_throttled(body: dict[str, Any]) -> Throttled:
 
 
 def _parse_jobs(body: dict[str, Any]) -> Jobs:
-    return Jobs(tuple(_job(row) for row in array(body["j"])))
+    return Jobs(tuple(job_from_row(row) for row in array(body["j"])))
 
 
 def _parse_result(body: dict[str, Any]) -> Result:
@@ -336,7 +266,7 @@ def _parse_result(body: dict[str, Any]) -> Result:
     duration = body["d"]
     if not isinstance(duration, float | int) or not 0 <= duration < 1e7:
         raise ValueError("bad duration")
-    return _new_result(Result, _job(body["j"]), status, fares(body["f"]),
+    return _new_result(Result, job_from_row(body["j"]), status, fares(body["f"]),
                        opt_text(body["e"], MAX_ERROR), label(body["w"], 200), float(duration),
                        field_counts(body["c"]) if "c" in body else ())
 
@@ -354,54 +284,11 @@ def ack_days(fares: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
     """A stored calendar's (date, price) pairs for its ack: its days whose date and price
     an ack can carry (a decimal price; a day that is not is left out, never the ack)."""
     return tuple((day[0], day[1]) for day in fares[:31] if len(day) == 3
-                 and _DATE.fullmatch(day[0]) and _DECIMAL.fullmatch(day[1]))
-
-
-def _days(value: Any) -> tuple[tuple[str, str], ...]:
-    """A calendar's (date, price) pairs in an ack: at most 31, a date and a decimal each."""
-    days = array(value)
-    if len(days) > 31:
-        raise ValueError("a calendar has at most 31 days")
-    found = []
-    for item in days:
-        pair = array(item)
-        if (len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str
-                or not _DATE.fullmatch(pair[0]) or not _DECIMAL.fullmatch(pair[1])):
-            raise ValueError("a calendar's day is [YYYY-MM-DD, decimal price]")
-        found.append((pair[0], pair[1]))
-    return tuple(found)
+                 and DATE.fullmatch(day[0]) and DECIMAL.fullmatch(day[1]))
 
 
 def _parse_acks(body: dict[str, Any]) -> Acks:
-    return Acks(tuple(_quick_ack(item) or _checked_ack(item) for item in array(body["a"])))
-
-
-def _checked_ack(item: Any) -> Ack:
-    """An ack read field by field; ``ValueError`` (or ``TypeError``) says what is wrong."""
-    row = array(item)
-    if len(row) not in (5, 6, 7) or row[3] not in ACK_STATUSES:
-        raise ValueError("an ack is [cycle, id, attempt, status, error, days?, answer?]")
-    return Ack(integer(row[0]), text(row[1], 200), integer(row[2]), row[3],
-               opt_text(row[4], MAX_ERROR), _days(row[5]) if len(row) >= 6 else (),
-               integer(row[6], 0, 2**32 - 1) if len(row) == 7 else None)
-
-
-_new_ack = Ack.__new__
-
-
-def _quick_ack(row: Any) -> Ack | None:
-    """The usual ack (no days, an answer's digest, every field well formed), checked in
-    one expression on the master's hot path; None for any other, read field by field."""
-    if type(row) is not list or len(row) != 7:
-        return None
-    cycle, job_id, attempt, status, error, days, answer = row
-    if (type(cycle) is int and type(job_id) is str and type(attempt) is int
-            and type(status) is str and status in ACK_STATUSES and days == []
-            and type(answer) is int and 0 <= cycle <= 2**62 and 0 < len(job_id) <= 200
-            and 0 <= attempt <= 2**62 and 0 <= answer <= 2**32 - 1
-            and (error is None or type(error) is str and len(error) <= MAX_ERROR)):
-        return _new_ack(Ack, cycle, job_id, attempt, status, error, (), answer)
-    return None
+    return Acks(tuple(quick_ack(item) or checked_ack(item) for item in array(body["a"])))
 
 
 _PARSERS = {

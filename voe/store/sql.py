@@ -3,8 +3,8 @@
 A store of a dialect (``SqliteStore``, ``PostgresStore``) gives the pieces its database
 spells its own way (placeholder, numeric order of prices, the row order column) and the
 few operations it does differently: opening a connection, a write transaction (SQLite's
-``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), a read snapshot, many rows at once
-(``executemany``, COPY) and a stream of fares on a connection of its own.
+``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), a read snapshot, many rows at once (many
+a statement, COPY) and a stream of fares on a connection of its own.
 
 Every call holds the store's lock while it uses the connection, reads as well as writes,
 so one store object may move between threads. Every driver error becomes a ``StoreError``
@@ -263,8 +263,7 @@ class SqlStore(OutboxQueries, YieldQueries, Closing):
             fresh = new_results(results, stored)
             fares = 0
             if fresh:
-                for result in fresh:
-                    answers[result.job.cycle, result.job.id] = answer_digest(result.fares)
+                answers.update(((r.job.cycle, r.job.id), answer_digest(r.fares)) for r in fresh)
                 self._insert(db, queries.insert_result(mark),
                              [result_row(r, now, answers[r.job.cycle, r.job.id]) for r in fresh])
                 fares = self._insert_fares(db, fresh)
