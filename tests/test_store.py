@@ -590,6 +590,22 @@ def test_a_round_trip_fare_is_stored_with_its_return_leg(store: SqliteStore) -> 
                                 ("VO2", "18:00", "20:00", "300.00")]
 
 
+def test_plain_fares_bind_no_none_and_a_round_trip_jobs_one_way_fare_keeps_its_return_date(
+        store) -> None:
+    from voe.store.rows import PLAIN_FARE_FIELDS, fare_rows_by_width
+
+    one_way, back = _job(1), _job(2, return_date="2025-05-08")
+    batch = [_ok(one_way, "100.00", "110.00"), _ok(back, "200.00"), _ok(_job(3), "300.00")]
+    plain, full = fare_rows_by_width(batch)
+    assert len(plain) == 3 * len(PLAIN_FARE_FIELDS) and None not in plain
+    assert [row[1] for row in full] == [back.id]
+    assert store.save(batch) == ["done"] * 3
+    assert sorted((f["job_id"], f["return_date"], f["price"], f["return_flight"], f["options"])
+                  for f in store.iter_fares()) == [
+        (one_way.id, None, "100.00", None, ""), (one_way.id, None, "110.00", None, ""),
+        (back.id, "2025-05-08", "200.00", None, ""), (_job(3).id, None, "300.00", None, "")]
+
+
 def test_a_sqlite_store_of_version_4_gains_the_return_leg_and_keeps_its_fares(
         tmp_path: Path) -> None:
     import sqlite3

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from voe.store.base import FARE_FIELDS
 from voe.store.rows import EVENT_COLUMNS
 
@@ -69,10 +71,10 @@ def insert_result(mark: str) -> str:
                    " fare_count, worker, stored_at, options, legs, answer", mark)
 
 
-def insert_fare(mark: str, columns: int = len(FARE_FIELDS)) -> str:
-    """Store one fare (``rows.fare_rows``), or its first ``columns`` columns (the others
-    take their defaults)."""
-    return _insert("fares", ", ".join(FARE_FIELDS[:columns]), mark)
+def insert_fare(mark: str, columns: Sequence[str] = FARE_FIELDS) -> str:
+    """Store one fare (``rows.fare_rows``), or only its ``columns`` (the others take their
+    defaults)."""
+    return _insert("fares", ", ".join(columns), mark)
 
 
 def insert_outcome(mark: str) -> str:

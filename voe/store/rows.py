@@ -26,7 +26,7 @@ from voe.model import (
     RoundTripFare,
     parse_options,
 )
-from voe.store.base import DONE
+from voe.store.base import DONE, FARE_FIELDS
 
 FARES_COLLECTED = "fares.collected"
 """Event kind: a job's fares of one cycle were stored (once per job and cycle)."""
@@ -67,26 +67,28 @@ def fare_rows(result: Result) -> Iterator[tuple[Any, ...]]:
 
 _ONE_WAY = frozenset({5})  # a one-way fare's number of fields
 
-PLAIN_FARE_COLUMNS = 12
-"""How many of ``FARE_FIELDS`` a one-way fare of a search without options or legs fills:
-its later columns hold their defaults (NULL, or '')."""
+PLAIN_FARE_FIELDS = tuple(field for field in FARE_FIELDS[:12] if field != "return_date")
+"""The columns a one-way fare of a one-way search without options or legs fills: its
+route, flight, times, price and currency. The others hold their defaults (NULL, or ''):
+fewer values to bind, and no None among them, which Python's sqlite3 passes through its
+adapter lookup (about 0.2 us a value) where a str or an int binds at once."""
 
 
 def fare_rows_by_width(results: Iterable[Result]) -> tuple[list[Any], list[tuple[Any, ...]]]:
-    """The ``fares`` rows of ``results`` in two lists: the one-way fares of searches without
-    options or legs as the values of their first ``PLAIN_FARE_COLUMNS`` columns, row after
-    row in one flat list (the usual row, on the sink's hot path: fewer values to bind, and
-    no tuple a row, as a many-row INSERT binds them), every other row in full. A result's
+    """The ``fares`` rows of ``results`` in two lists: the one-way fares of one-way searches
+    without options or legs as the values of their ``PLAIN_FARE_FIELDS``, row after row in
+    one flat list (the usual row, on the sink's hot path: fewer values to bind, and no
+    tuple a row, as a many-row INSERT binds them), every other row in full. A result's
     rows stay together and in order."""
     plain: list[Any] = []
     full: list[tuple[Any, ...]] = []
     for result in results:
         job = result.job
-        if job.options or job.legs or not set(map(len, result.fares)) <= _ONE_WAY:
+        if (job.options or job.legs or job.return_date is not None
+                or not set(map(len, result.fares)) <= _ONE_WAY):
             full.extend(fare_rows(result))
             continue
-        route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date,
-                 job.return_date)
+        route = (job.cycle, job.id, job.backend, job.origin, job.destination, job.date)
         for fare in result.fares:
             plain += route
             plain += fare

@@ -32,7 +32,7 @@ from voe.model import Result
 from voe.sqlrows import insert_rows, insert_values
 from voe.store import queries, schema
 from voe.store.base import NoStore, StoreError, StoreUnavailable
-from voe.store.rows import PLAIN_FARE_COLUMNS, fare_rows_by_width
+from voe.store.rows import PLAIN_FARE_FIELDS, fare_rows_by_width
 from voe.store.schema import SCHEMA_VERSION
 from voe.store.sql import SqlStore
 
@@ -58,7 +58,7 @@ _LEGACY_VERSIONS = {1: 1, 2: 3, 3: 4}
 (SQLite counted its own steps, without PostgreSQL's fares index), as that version."""
 
 _INSERT_FARE = queries.insert_fare("?")
-_INSERT_PLAIN_FARE = queries.insert_fare("?", PLAIN_FARE_COLUMNS)
+_INSERT_PLAIN_FARE = queries.insert_fare("?", PLAIN_FARE_FIELDS)
 
 
 def passing_kind(error: BaseException) -> str | None:
@@ -183,9 +183,9 @@ class SqliteStore(SqlStore):
     def _insert_fares(self, db: sqlite3.Connection, fresh: Sequence[Result]) -> int:
         plain, full = fare_rows_by_width(fresh)
         # Most rows are plain: fewer columns to bind, the rest take their defaults.
-        insert_values(db, _INSERT_PLAIN_FARE, PLAIN_FARE_COLUMNS, plain)
+        insert_values(db, _INSERT_PLAIN_FARE, len(PLAIN_FARE_FIELDS), plain)
         insert_rows(db, _INSERT_FARE, full)
-        return len(plain) // PLAIN_FARE_COLUMNS + len(full)
+        return len(plain) // len(PLAIN_FARE_FIELDS) + len(full)
 
     def _job_list(self, jobs: list[str]) -> str:
         return json.dumps(jobs)
