@@ -75,3 +75,51 @@ def test_every_batch_size_uses_a_handful_of_statement_shapes():
     shapes = {sql.count("), (") + 1 for sql in statements if sql.startswith("INSERT")}
     assert shapes == {50, 32, 16, 8, 4, 2, 1}
     assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == sum(range(1, 121))
+
+
+class _Recording:
+    """A real connection that notes each statement's text and the values bound to it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.bound = db, []
+
+    def execute(self, sql, values=()):
+        self.bound.append((sql, list(values)))
+        return self.db.execute(sql, values)
+
+    def executemany(self, sql, many):
+        many = list(many)
+        self.bound.extend((sql, list(values)) for values in many)
+        return self.db.executemany(sql, many)
+
+
+def test_a_column_none_in_every_row_is_written_null_not_bound_and_not_defaulted():
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE d (k TEXT, a INTEGER DEFAULT 7, b TEXT DEFAULT '')")
+    recording = _Recording(db)
+    rows = [(f"k{n}", None, None) for n in range(53)]
+    sqlrows.insert_rows(recording, "INSERT INTO d (k, a, b) VALUES (?, ?, ?)", rows)
+    assert db.execute("SELECT k, a, b FROM d ORDER BY rowid").fetchall() == rows
+    assert [len(values) for _, values in recording.bound] == [50, 2, 1]
+    assert all(None not in values for _, values in recording.bound)
+    assert all(sql.startswith("INSERT INTO d (k, a, b) VALUES (?, NULL, NULL), (?, NULL, NULL)")
+               or sql.endswith("VALUES (?, NULL, NULL)") for sql, _ in recording.bound)
+
+
+@pytest.mark.parametrize("rows", [
+    [(f"k{n}", n, None) for n in range(60)],          # b None in every row
+    [(f"k{n}", None, f"b{n}") for n in range(3)],     # a None in every row
+    [(None, None, None)] * 4,                          # every value None
+    [(f"k{n}", None, None if n else "b0") for n in range(5)],  # b None in all rows but one
+])
+def test_rows_with_none_columns_land_as_row_by_row(rows):
+    assert _table(rows, True) == _table(rows, False)
+
+
+def test_nulls_are_placed_only_in_an_insert_of_question_marks():
+    assert sqlrows.with_nulls(_INSERT, (0, 2)) == (
+        "INSERT INTO t (k, a, b) VALUES (NULL, ?, NULL) ON CONFLICT DO NOTHING")
+    with pytest.raises(ValueError, match="INSERT"):
+        sqlrows.with_nulls("INSERT INTO t (k) VALUES (%s)", (0,))
+    with pytest.raises(ValueError, match="INSERT"):
+        sqlrows.with_nulls(_INSERT, (3,))

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from voe.dbfile import create_atomically
 from voe.master.ledgerreads import LedgerReads
@@ -101,24 +100,6 @@ _ROUTE_KEYS = ("route", "blocks", "jobs", "retired")
 def identities_json(routes: Iterable[tuple[str, int, int, int]]) -> str:
     """The workers' identities column: [{"route", "blocks", "jobs", "retired"}, ...]."""
     return json.dumps([dict(zip(_ROUTE_KEYS, route, strict=True)) for route in routes])
-
-
-
-_INSERT_JOBS = ("INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, destination, date, {}"
-                "options, legs) VALUES ({})")
-
-
-def _job_rows(cycle: int, batch: list[SearchJob]) -> tuple[str, list[tuple[Any, ...]]]:
-    """The INSERT of ``batch`` as pending jobs of ``cycle``, and its rows: a batch of one-way
-    searches leaves ``return_date`` to its default, NULL (Python's sqlite3 binds a None
-    through an adapter lookup, a str or an int at once)."""
-    if all(job.return_date is None for job in batch):
-        return _INSERT_JOBS.format("", ", ".join("?" * 8)), [
-            (cycle, j.id, j.backend, j.origin, j.destination, j.date, j.options, j.legs)
-            for j in batch]
-    return _INSERT_JOBS.format("return_date, ", ", ".join("?" * 9)), [
-        (cycle, j.id, j.backend, j.origin, j.destination, j.date, j.return_date, j.options,
-         j.legs) for j in batch]
 
 
 class LedgerError(Exception):
@@ -253,7 +234,10 @@ class Ledger(LedgerReads, LedgerWrites, LedgerObservations):
         batch = list(jobs)
         with self.transaction():
             before = self.db.total_changes
-            insert_rows(self.db, *_job_rows(cycle, batch))
+            insert_rows(self.db, "INSERT OR IGNORE INTO jobs (cycle, id, backend, origin, "
+                        "destination, date, return_date, options, legs) VALUES (?, ?, ?, ?, ?, ?,"
+                        " ?, ?, ?)", [(cycle, j.id, j.backend, j.origin, j.destination, j.date,
+                                      j.return_date, j.options, j.legs) for j in batch])
             fresh = self._fresh(cycle, batch, self.db.total_changes - before)
             self.db.execute("UPDATE cycles SET expanded = ? WHERE cycle = ?", (expanded, cycle))
         return fresh
