@@ -97,31 +97,35 @@ class Middleware:
         """Ledger writes were committed, taking ``seconds``."""
 
 
+class _Listeners(dict):
+    """Each hook's bound methods, in order, found on first use: only the middlewares that
+    override the hook (a hook nobody overrides costs one dict lookup)."""
+
+    def __init__(self, middlewares: list[Any]) -> None:
+        super().__init__()
+        self.middlewares = middlewares
+
+    def __missing__(self, hook: str) -> list[Any]:
+        base = getattr(Middleware, hook)
+        listeners = self[hook] = [getattr(middleware, hook) for middleware in self.middlewares
+                                  if getattr(type(middleware), hook, base) is not base]
+        return listeners
+
+
 class Middlewares:
     """The master's ordered middlewares; each hook calls only those that override it."""
 
     def __init__(self, middlewares: Iterable[Any]) -> None:
         self.middlewares = list(middlewares)
-        self._callers: dict[str, list[Any]] = {}
+        self._listeners = _Listeners(self.middlewares)
 
     def __iter__(self):
         return iter(self.middlewares)
 
-    def _listeners(self, hook: str) -> list[Any]:
-        listeners = self._callers.get(hook)
-        if listeners is None:
-            base = getattr(Middleware, hook)
-            listeners = self._callers[hook] = [
-                getattr(middleware, hook) for middleware in self.middlewares
-                if getattr(type(middleware), hook, base) is not base]
-        return listeners
-
     def emit(self, master: Master, hook: str, *args: Any) -> None:
         """Call ``hook`` on every middleware that has it, in order; failures are logged
         (but those of ``STARTING`` hooks raise)."""
-        listeners = self._callers.get(hook)
-        if listeners is None:
-            listeners = self._listeners(hook)
+        listeners = self._listeners[hook]
         if not listeners:
             return
         if hook in STARTING:
@@ -137,7 +141,7 @@ class Middlewares:
 
     def allow(self, master: Master, hook: str, *args: Any) -> bool:
         """Whether every middleware with ``hook`` answers True (a failure counts as True)."""
-        for method in self._listeners(hook):
+        for method in self._listeners[hook]:
             try:
                 if not method(master, *args):
                     return False
