@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from measure import Quiet, cpu_seconds, measured
-from procs import BENCH, Proc, byte_compile_voe, clean_env, plugins_note, port_answers, stop_all
+from procs import (
+    BENCH,
+    BYTE_COMPILED_NOTE,
+    Proc,
+    clean_env,
+    plugins_note,
+    port_answers,
+    stop_all,
+)
 from profiler import profile_summary, start_profiler, stop_profiler
 from report import common_args, fmt, ratio, record, table, verdict, workdir
 from roles import VoeCluster, free_port, wait_for
@@ -336,7 +344,7 @@ def main() -> int:
         "multiplier 4); the queue is private to the run and deleted afterwards. "
         f"Celery runs {celery_n:,} jobs (--celery-n) to stay within minutes: compare rates.",
         plugins_note(),
-        byte_compile_voe(),
+        BYTE_COMPILED_NOTE,
     ]
     rounds: dict[str, list[Outcome]] = {}
     quiet = Quiet(args.quiet_wait)

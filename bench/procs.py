@@ -185,19 +185,22 @@ def plugins_off() -> dict[str, str]:
     return off
 
 
-def byte_compile_voe() -> str:
+BYTE_COMPILED_NOTE = (
+    "voe's modules and the benchmarks' were byte-compiled first, as installing a package does "
+    "(each process loads them compiled, voe's and raw pyzmq's alike).")
+
+
+def byte_compile_voe() -> None:
     """Byte-compile voe's modules (and the benchmarks'), as installing a package does, so
     every process started loads them instead of compiling them (with
     ``PYTHONDONTWRITEBYTECODE`` set, as here, an editable install never keeps its
-    bytecode); return what a record says of it."""
+    bytecode). ``report.workdir`` calls it: every benchmark measures compiled modules."""
     import compileall
 
     import voe
 
     for folder in (Path(voe.__file__).parent, BENCH):
         compileall.compile_dir(folder, quiet=1)
-    return ("voe's modules and the benchmarks' were byte-compiled first, as installing a "
-            "package does (each process loads them compiled, voe's and raw pyzmq's alike).")
 
 
 def plugins_note() -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from machine import machine_line
-from procs import REPO
+from procs import REPO, byte_compile_voe
 
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 
@@ -29,7 +29,9 @@ Smoke runs (`tests/test_bench_smoke.py`) pass `--no-record` and leave nothing he
 
 @contextlib.contextmanager
 def workdir(prefix: str, keep: bool) -> Iterator[Path]:
-    """A temporary directory for one benchmark run, removed afterwards unless ``keep``."""
+    """A temporary directory for one benchmark run, removed afterwards unless ``keep``;
+    voe's modules are byte-compiled first (``procs.byte_compile_voe``)."""
+    byte_compile_voe()
     path = Path(tempfile.mkdtemp(prefix=f"voe-bench-{prefix}-"))
     try:
         yield path
