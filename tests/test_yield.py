@@ -15,14 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster import Airline, Cluster, wait_for
 from voe.cli.report import field_yield_lines
 from voe.model import OK, PARSE, Fare, FieldCount, Result, SearchJob
-from voe.sink.yieldwatch import MIN_FARES as FIELD_MIN_FARES
 from voe.sink.yieldwatch import (
+    CHECK_INTERVAL,
+    MAX_SHARE,
     MIN_PAGES,
     FieldYield,
     YieldWatch,
     latest_field_yields,
     latest_yields,
 )
+from voe.sink.yieldwatch import MIN_FARES as FIELD_MIN_FARES
 from voe.store.sqlite import SqliteStore
 
 
@@ -64,6 +66,55 @@ def test_a_drop_is_logged_once_per_backend_and_cycle(tmp_path, caplog):
         store.save(few)
         watch.saw(few)
         assert watch.check(force=True) == []
+    finally:
+        store.close()
+
+
+class _SlowStore:
+    """A real store whose yield reads take ``seconds`` on the watch's fake clock."""
+
+    def __init__(self, store: SqliteStore, clock: list[float], seconds: float) -> None:
+        self.store, self.clock, self.seconds, self.reads = store, clock, seconds, 0
+
+    def cycle_yields(self, cycle: int) -> dict[str, tuple[int, int]]:
+        self.reads += 1
+        self.clock[0] += self.seconds
+        return self.store.cycle_yields(cycle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_slow_check_puts_the_next_one_off_so_checks_take_a_small_share_of_the_sink(
+        tmp_path):
+    store = SqliteStore(tmp_path / "fares.db")
+    clock = [0.0]
+    slow = _SlowStore(store, clock, seconds=1.0)  # a cycle's results take a second to read
+    watch = YieldWatch(slow, clock=lambda: clock[0])
+    try:
+        stored = [result(1, n, 6) for n in range(1, 9)]
+        store.save(stored)
+        watch.saw(stored)
+        watch.check()
+        assert slow.reads == 1
+        pause = 1.0 / MAX_SHARE
+        assert pause > 2 * CHECK_INTERVAL
+        for at in (CHECK_INTERVAL + 0.1, pause - 0.1):  # not yet: due one pause after the start
+            clock[0] = at
+            watch.saw(stored)
+            watch.check()
+            assert slow.reads == 1
+        clock[0] = pause + 0.1
+        watch.check()
+        assert slow.reads == 2
+        slow.seconds = 0.0  # a quick check brings the usual interval back
+        clock[0] += 2 * pause
+        watch.saw(stored)
+        watch.check()
+        watch.saw(stored)
+        clock[0] += CHECK_INTERVAL + 0.1
+        watch.check()
+        assert slow.reads == 4
     finally:
         store.close()
 

@@ -9,7 +9,9 @@ is a drop. The per-field yield is the share of the fares the fare pipeline judge
 under ``FIELD_DROP_SHARE`` of the previous cycle's, or under ``FIELD_FLOOR`` at
 all, is a drop, once ``MIN_FARES`` fares were judged. The sink logs each drop once
 per backend and cycle (and field), and ``voe status`` shows the latest yields. Both
-read the store, so nothing is lost when the sink restarts.
+read the store, so nothing is lost when the sink restarts. The sink checks every
+``CHECK_INTERVAL`` seconds, less often when a check takes more than ``MAX_SHARE`` of that
+(a check reads a whole cycle's results).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ DROP_SHARE = 0.5
 MIN_PAGES = 5
 # Seconds between two checks by the sink.
 CHECK_INTERVAL = 2.0
+# Most of the sink's time the checks may take: a check reads every stored result of its
+# cycle (23 ms at 100,000 results, seconds at tens of millions), so a slow one pushes the
+# next one further than ``CHECK_INTERVAL``, to this share of the time between them.
+MAX_SHARE = 0.02
 # A field's share of valid fares below this share of the previous cycle's is a drop
 # (from 100% valid, under 90%): a field breaks for many fares at once when a site changes.
 FIELD_DROP_SHARE = 0.9
@@ -237,11 +243,18 @@ class YieldWatch:
                            if result.status == OK or result.field_counts)
 
     def check(self, force: bool = False) -> list[Yield | FieldYield]:
-        """Every ``CHECK_INTERVAL`` (or now if ``force``): log new drops and return them."""
+        """Every ``CHECK_INTERVAL`` (or now if ``force``), or less often when checks are slow
+        (``MAX_SHARE``): log new drops and return them."""
         now = self.clock()
         if not self.cycles or (now < self.next_check and not force):
             return []
-        self.next_check = now + CHECK_INTERVAL
+        try:
+            return self._check()
+        finally:
+            self.next_check = now + max(CHECK_INTERVAL, (self.clock() - now) / MAX_SHARE)
+
+    def _check(self) -> list[Yield | FieldYield]:
+        """Judge the yields of the cycles seen since the last check."""
         cycles, self.cycles = sorted(self.cycles), set()
         drops: list[Yield | FieldYield] = []
         for cycle in cycles:
