@@ -207,6 +207,66 @@ def test_a_key_removed_from_the_authorized_folder_is_refused_at_the_next_handsha
     assert authorized.callback("global", shared)
 
 
+class _Callback:
+    """A ZAP callback that admits one key, refuses the others, and fails on ``broken``."""
+
+    def __init__(self, admitted: bytes, broken: bytes) -> None:
+        self.admitted, self.broken = admitted, broken
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        if key == self.broken:
+            raise RuntimeError("a bug in the callback")
+        return key == self.admitted
+
+
+def test_the_zap_thread_answers_admits_refuses_and_survives_a_failing_request(caplog):
+    from voe.sockets import PeerAuthenticator
+
+    context = zmq.Context()
+    admitted, refused, broken = (bytes([n]) * 32 for n in (1, 2, 3))
+    authenticator = PeerAuthenticator(context)
+    authenticator.start()
+    asker = context.socket(zmq.REQ)
+    asker.linger = 0
+    asker.rcvtimeo = 5000
+    asker.connect("inproc://zeromq.zap.01")
+    try:
+        authenticator.configure_curve_callback(
+            "master", _Callback(zmq.utils.z85.encode(admitted), zmq.utils.z85.encode(broken)))
+
+        def ask(key: bytes, request: bytes) -> list[bytes]:
+            asker.send_multipart([b"1.0", request, b"master", b"10.1.2.3", b"", b"CURVE", key])
+            return asker.recv_multipart()
+
+        with caplog.at_level("ERROR", logger="voe.security"):
+            assert ask(admitted, b"r1")[1:3] == [b"r1", b"200"]
+            assert ask(refused, b"r2")[1:3] == [b"r2", b"400"]
+            assert ask(broken, b"r3")[1:3] == [b"r3", b"500"]  # refused, not left unanswered
+            assert ask(admitted, b"r4")[1:3] == [b"r4", b"200"]  # and the thread goes on
+        assert "ZAP request failed" in caplog.text
+    finally:
+        asker.close(0)
+        authenticator.stop()
+        context.term()
+    assert authenticator._thread is None
+
+
+def test_a_zap_handler_that_waits_is_an_error_not_a_hang():
+    import asyncio
+
+    from voe.sockets import _run_to_end
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    async def answers() -> None:
+        return None
+
+    _run_to_end(answers())
+    with pytest.raises(RuntimeError, match="waited"):
+        _run_to_end(waits())
+
+
 def test_refusal_bookkeeping_is_bounded_in_memory_and_lines(caplog):
     from voe.sockets import Refusals
 
