@@ -8,7 +8,9 @@ little cyclic garbage needs. Measured on a worker and a sink of the null-job pip
 collections were a sixth to a third of the CPU per job. So, once a role has started:
 
 - ``gc.freeze()`` moves what startup made (modules, settings, the plan) out of every
-  later collection, as Instagram does for its long-lived servers;
+  later collection, as Instagram does for its long-lived servers. No full collection
+  comes first: it found about 20 unreachable objects in a master that had just started
+  and took 7 ms of its start (20 ms of a sink's), for a few kilobytes kept;
 - the youngest generation is collected after ``YOUNG`` allocations instead of 700, and
   the older ones less often, which bounds the garbage kept between collections to a few
   megabytes at most while collections stay rare.
@@ -30,6 +32,5 @@ OLD = 20
 
 def settle() -> None:
     """Freeze what startup made and collect rarely from now on (call once the role is set up)."""
-    gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG, MIDDLE, OLD)
