@@ -183,6 +183,8 @@ class PeerAuthenticator(Authenticator):
     lines. A plain thread polls the ZAP socket: pyzmq's ThreadAuthenticator runs an asyncio
     loop there, and importing asyncio alone cost every server 15 ms of its start."""
 
+    _thread: threading.Thread | None = None
+
     def start(self) -> None:
         """Bind the ZAP socket and answer it in a daemon thread until ``stop``."""
         super().start()
@@ -199,7 +201,7 @@ class PeerAuthenticator(Authenticator):
 
     def stop(self) -> None:
         """End the thread, then close the ZAP socket."""
-        if getattr(self, "_thread", None) is not None:
+        if self._thread is not None:
             self._pipe.send(b"stop")
             self._thread.join()
             self._thread = None
